@@ -1,0 +1,56 @@
+# Sandbox IDE: `make run` to serve, `make test` to test. Nothing else is needed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8000
+HOST   ?= 127.0.0.1
+
+.PHONY: run setup test test-unit bench lint format typecheck assets image clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed
+	@$(PY) manage.py check_engine
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py build_sandbox_image
+
+run: setup
+	@echo "Serving Sandbox IDE on http://$(HOST):$(PORT)/"
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) ide.asgi:application
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest tests
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+bench: setup
+	$(PY) -m tests.bench
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy ide sandboxes
+
+image: $(VENV)/.installed
+	$(PY) manage.py build_sandbox_image --force
+
+# Rebuild the committed browser bundles (xterm.js, CodeMirror) from the npm lockfile.
+assets:
+	cd ide/frontend && npm ci && npm run build
+
+clean:
+	rm -rf $(VENV) var

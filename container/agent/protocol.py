@@ -1,0 +1,238 @@
+"""The wire protocol between the server and the agent inside each sandbox.
+
+Written once, standard library only, and imported by both ends: the agent (inside
+the image, as ``sandbox_agent.protocol``) and the host client (as
+``container.agent.protocol``).
+
+One connection carries one operation. The client opens a stream (a unix socket for
+Docker, TCP for remote engines), sends a request message, and then both sides
+exchange *frames* until the operation ends. Streams give backpressure for free: a
+side that stops reading stops the other side's writes, all the way down to the
+process producing output.
+
+A frame is a 5-byte header (kind: 1 byte, payload length: 4 bytes big-endian) and
+the payload. ``CONTROL`` frames carry one JSON message with a ``type``; the other
+kinds carry raw bytes. An empty ``STDIN`` or ``DATA`` frame means end of that stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+PROTOCOL_VERSION = 1
+
+HEADER = struct.Struct(">BI")
+MAX_FRAME = 4 * 1024 * 1024
+CHUNK = 64 * 1024
+
+
+class Kind:
+    CONTROL = 1
+    STDIN = 2
+    STDOUT = 3
+    STDERR = 4
+    DATA = 5
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame or message."""
+
+
+# --------------------------------------------------------------------------- messages
+
+MESSAGES: dict[str, type[Message]] = {}
+
+
+@dataclass
+class Message:
+    """Base of every control message; subclasses register themselves by ``type``."""
+
+    type: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.type:
+            MESSAGES[cls.type] = cls
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["type"] = self.type
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Message:
+        if not isinstance(data, dict):
+            raise ProtocolError("a message must be a JSON object")
+        kind = data.get("type")
+        message_cls = MESSAGES.get(kind) if isinstance(kind, str) else None
+        if message_cls is None:
+            raise ProtocolError(f"unknown message type {kind!r}")
+        names = {f.name for f in dataclasses.fields(message_cls)}
+        try:
+            return message_cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:
+            raise ProtocolError(f"bad {kind} message: {exc}") from None
+
+
+# Requests (client -> agent) ------------------------------------------------------
+
+
+@dataclass
+class Ping(Message):
+    type: ClassVar[str] = "ping"
+
+
+@dataclass
+class Exec(Message):
+    """Run one command. A string runs under ``bash -lc``; a list runs as argv.
+
+    With ``stdin_stream`` the client sends STDIN frames (an empty one closes it);
+    otherwise ``stdin`` (text) is written and closed at once.
+    """
+
+    type: ClassVar[str] = "exec"
+    command: str | list[str] = ""
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    stdin: str | None = None
+    stdin_stream: bool = False
+
+
+@dataclass
+class Signal(Message):
+    """Sent on an exec connection to signal the running command's process group."""
+
+    type: ClassVar[str] = "signal"
+    signal: str = "TERM"
+
+
+# Responses (agent -> client) -----------------------------------------------------
+
+
+@dataclass
+class Pong(Message):
+    type: ClassVar[str] = "pong"
+    version: int = PROTOCOL_VERSION
+    pid: int = 0
+    uid: int = 0
+
+
+@dataclass
+class Started(Message):
+    type: ClassVar[str] = "started"
+    pid: int = 0
+
+
+@dataclass
+class Exit(Message):
+    """The command ended: ``exit_code`` is None when it was killed by the timeout."""
+
+    type: ClassVar[str] = "exit"
+    exit_code: int | None = None
+    timed_out: bool = False
+    duration_ms: float = 0.0
+    signal: str | None = None
+
+
+@dataclass
+class Error(Message):
+    """The operation failed before or instead of producing its result.
+
+    ``code`` is one of the API's error codes (``not_found``, ``bad_request`` …) so
+    the server can pass it through unchanged.
+    """
+
+    type: ClassVar[str] = "error"
+    code: str = "agent_error"
+    message: str = ""
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def encode(kind: int, payload: bytes) -> bytes:
+    if len(payload) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME}")
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+def encode_message(message: Message) -> bytes:
+    return encode(Kind.CONTROL, json.dumps(message.to_dict(), separators=(",", ":")).encode())
+
+
+def decode_message(payload: bytes) -> Message:
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise ProtocolError(f"control frame is not JSON: {exc}") from None
+    return Message.from_dict(data)
+
+
+class _Reader(Protocol):
+    async def readexactly(self, n: int) -> bytes: ...
+
+
+async def read_frame(reader: _Reader) -> tuple[int, bytes] | None:
+    """Read one frame; None at a clean end of stream between frames."""
+    try:
+        header = await reader.readexactly(HEADER.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ProtocolError("stream ended inside a frame header") from None
+        return None
+    kind, length = HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+    try:
+        payload = await reader.readexactly(length) if length else b""
+    except asyncio.IncompleteReadError:
+        raise ProtocolError("stream ended inside a frame") from None
+    return kind, payload
+
+
+class Channel:
+    """Frames over one asyncio stream pair, with writes serialised and drained."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._lock = asyncio.Lock()
+
+    async def send(self, kind: int, payload: bytes = b"") -> None:
+        async with self._lock:
+            self.writer.write(encode(kind, payload))
+            await self.writer.drain()
+
+    async def send_message(self, message: Message) -> None:
+        async with self._lock:
+            self.writer.write(encode_message(message))
+            await self.writer.drain()
+
+    async def send_data(self, kind: int, data: bytes) -> None:
+        """Send bytes of any size, split into frames no larger than CHUNK."""
+        for start in range(0, len(data), CHUNK):
+            await self.send(kind, data[start : start + CHUNK])
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        return await read_frame(self.reader)
+
+    async def receive_message(self) -> Message | None:
+        frame = await self.receive()
+        if frame is None:
+            return None
+        kind, payload = frame
+        if kind != Kind.CONTROL:
+            raise ProtocolError(f"expected a control frame, got kind {kind}")
+        return decode_message(payload)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()

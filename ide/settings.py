@@ -1,0 +1,159 @@
+"""Django settings. Every value comes from the environment (see ide/config.py),
+with defaults that let ``make run`` work on a fresh machine without configuration."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from ide.config import env_bool, env_bytes, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("SANDBOX_IDE_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in var/."""
+    key = env_str("SECRET_KEY", "")
+    if key:
+        return key
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+
+PREVIEW_DOMAIN = env_str("PREVIEW_DOMAIN", "preview.localhost").lower().strip(".")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "sandboxes",
+    "ide",
+]
+
+MIDDLEWARE = [
+    "sandboxes.api.errors.ApiErrorMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ide.urls"
+ASGI_APPLICATION = "ide.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=600
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the one writer; the timeout rides out short locks.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+REDIS_URL = env_str("REDIS_URL", "")
+CHANNEL_LAYERS = (
+    {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+    if REDIS_URL
+    else {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "SAMEORIGIN"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"daphne": {"level": "WARNING"}, "docker": {"level": "WARNING"}},
+}
+
+# --------------------------------------------------------------------- sandboxes
+# The backend is chosen by dotted path, as Channels chooses its layer.
+SANDBOX_BACKEND = env_str("SANDBOX_BACKEND", "sandboxes.backends.docker.DockerBackend")
+# Empty means "sandbox-ide:<hash of container/>", built by `manage.py build_sandbox_image`.
+SANDBOX_IMAGE = env_str("SANDBOX_IMAGE", "")
+SANDBOX_BASE_IMAGE = env_str("SANDBOX_BASE_IMAGE", "sandbox-ide-base:bookworm")
+# Host directory holding one agent-socket directory per sandbox.
+SANDBOX_RUN_DIR = Path(env_str("SANDBOX_RUN_DIR", str(VAR_DIR / "run")))
+# Prefix of container, volume and label names: tests use their own to clean up.
+SANDBOX_NAME_PREFIX = env_str("SANDBOX_NAME_PREFIX", "sandbox-ide")
+SANDBOX_MEMORY_LIMIT = env_bytes("SANDBOX_MEMORY_LIMIT", "1g")
+SANDBOX_CPU_LIMIT = env_float("SANDBOX_CPU_LIMIT", 1.0, minimum=0.01)
+SANDBOX_PIDS_LIMIT = env_int("SANDBOX_PIDS_LIMIT", 512, minimum=16)
+SANDBOX_LOG_MAX_SIZE = env_str("SANDBOX_LOG_MAX_SIZE", "10m")
+SANDBOX_LOG_MAX_FILE = env_int("SANDBOX_LOG_MAX_FILE", 2, minimum=1)
+SANDBOX_RUNTIME = env_str("SANDBOX_RUNTIME", "")  # e.g. "runsc" for gVisor
+SANDBOX_DEFAULT_SLEEP_AFTER = env_int("SANDBOX_DEFAULT_SLEEP_AFTER", 600)
+SANDBOX_START_TIMEOUT = env_float("SANDBOX_START_TIMEOUT", 30.0, minimum=1.0)
+# Buffered (non-streaming) exec responses keep at most this much of each stream.
+EXEC_OUTPUT_LIMIT = env_bytes("EXEC_OUTPUT_LIMIT", "16m")
+EXEC_MAX_TIMEOUT = env_float("EXEC_MAX_TIMEOUT", 24 * 3600.0, minimum=1.0)
+# JSON request bodies above this are refused with 413.
+API_MAX_JSON_BODY = env_bytes("API_MAX_JSON_BODY", "4m")
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_JSON_BODY

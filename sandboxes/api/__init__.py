@@ -1,0 +1,23 @@
+"""API v1: one NinjaAPI with a router per area of API.md."""
+
+from __future__ import annotations
+
+from ninja import NinjaAPI
+
+from . import commands, sandboxes
+from .auth import ApiAuth
+from .errors import install_handlers
+
+api = NinjaAPI(
+    title="Sandbox IDE API",
+    version="1",
+    description="Isolated sandboxes for people and programs: commands, files, git, "
+    "processes, terminals, a code interpreter and preview URLs.",
+    auth=ApiAuth(),
+    urls_namespace="api-v1",
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+)
+install_handlers(api)
+api.add_router("", sandboxes.router)
+api.add_router("", commands.router)

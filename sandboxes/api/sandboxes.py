@@ -1,0 +1,94 @@
+"""API v1: sandboxes (API.md section Sandboxes)."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Router
+
+from sandboxes import services
+from sandboxes.models import Sandbox
+
+from .schemas import ErrorOut, SandboxIn, SandboxList, SandboxOut, SandboxPatch
+
+router = Router(tags=["sandboxes"])
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 503: ErrorOut}
+
+
+def sandbox_out(sandbox: Sandbox) -> dict[str, object]:
+    return {
+        "id": sandbox.id,
+        "name": sandbox.name,
+        "status": sandbox.status,
+        "status_detail": sandbox.status_detail,
+        "template": sandbox.template,
+        "created_at": sandbox.created_at,
+        "last_active_at": sandbox.last_active_at,
+        "sleep_after": sandbox.sleep_after,
+        "keep_alive": sandbox.keep_alive,
+        "image": sandbox.image,
+        "env": sandbox.env,
+        "ports": [],
+    }
+
+
+def _generated_name() -> str:
+    return "sandbox-" + secrets.token_hex(4)
+
+
+@router.post("/sandboxes", response={200: SandboxOut, 201: SandboxOut, **ERRORS})
+async def create_sandbox(
+    request: HttpRequest, payload: SandboxIn | None = None
+) -> tuple[int, dict[str, object]]:
+    """Get or create the caller's sandbox by name (201 new, 200 existing), running."""
+    payload = payload or SandboxIn()
+    options = services.SandboxSettings(
+        name=payload.name or _generated_name(),
+        template=payload.template or "",
+        env=payload.env or {},
+        sleep_after=payload.sleep_after,
+        keep_alive=bool(payload.keep_alive),
+    )
+    sandbox, created = await services.get_or_create_sandbox(request.auth, options)
+    return (201 if created else 200), sandbox_out(sandbox)
+
+
+@router.get("/sandboxes", response={200: SandboxList, **ERRORS})
+async def list_sandboxes(request: HttpRequest) -> dict[str, object]:
+    sandboxes = await services.list_sandboxes(request.auth)
+    return {"sandboxes": [sandbox_out(s) for s in sandboxes]}
+
+
+@router.get("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})
+async def get_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
+    return sandbox_out(await services.get_sandbox(request.auth, sandbox_id))
+
+
+@router.patch("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})
+async def patch_sandbox(
+    request: HttpRequest, sandbox_id: str, payload: SandboxPatch
+) -> dict[str, object]:
+    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    changes = payload.model_dump(exclude_unset=True)
+    return sandbox_out(await services.update_sandbox(sandbox, changes))
+
+
+@router.delete("/sandboxes/{sandbox_id}", response={204: None, **ERRORS})
+async def delete_sandbox(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    await services.destroy_sandbox(sandbox)
+    return HttpResponse(status=204)
+
+
+@router.post("/sandboxes/{sandbox_id}/sleep", response={200: SandboxOut, **ERRORS})
+async def sleep_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
+    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    return sandbox_out(await services.sleep_sandbox(sandbox))
+
+
+@router.post("/sandboxes/{sandbox_id}/wake", response={200: SandboxOut, **ERRORS})
+async def wake_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
+    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    await services.ensure_running(sandbox)
+    return sandbox_out(sandbox)

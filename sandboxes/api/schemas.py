@@ -1,0 +1,120 @@
+"""Request and response shapes of API v1 (they also generate the OpenAPI document).
+
+Inputs are strict: a number where a string belongs, or an unknown field, is a 400
+with the field named, never a silent coercion.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from ninja import Schema
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
+
+from sandboxes.models import NAME_PATTERN
+
+MAX_SLEEP_AFTER = 30 * 24 * 3600
+
+SandboxName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+EnvMap = dict[str, str]
+
+
+class StrictIn(Schema):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def check_env(env: EnvMap | None) -> EnvMap | None:
+    if env is None:
+        return env
+    if len(env) > 256:
+        raise ValueError("at most 256 environment variables")
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise ValueError(f"invalid environment variable name {key!r}")
+    return env
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+class SandboxIn(StrictIn):
+    name: SandboxName | None = None
+    template: Annotated[str, StringConstraints(max_length=64)] | None = None
+    env: EnvMap | None = None
+    sleep_after: Annotated[int, Field(ge=0, le=MAX_SLEEP_AFTER)] | None = None
+    keep_alive: bool | None = None
+
+    _env = field_validator("env")(check_env)
+
+
+class SandboxPatch(StrictIn):
+    env: EnvMap | None = None
+    sleep_after: Annotated[int, Field(ge=0, le=MAX_SLEEP_AFTER)] | None = None
+    keep_alive: bool | None = None
+
+    _env = field_validator("env")(check_env)
+
+
+class PortOut(Schema):
+    port: int
+    name: str = ""
+    url: str
+    token: str
+
+
+class SandboxOut(Schema):
+    id: str
+    name: str
+    status: str
+    status_detail: str = ""
+    template: str = ""
+    created_at: datetime
+    last_active_at: datetime
+    sleep_after: int
+    keep_alive: bool
+    image: str
+    env: EnvMap
+    ports: list[PortOut] = []
+
+
+class SandboxList(Schema):
+    sandboxes: list[SandboxOut]
+
+
+class ExecIn(StrictIn):
+    command: (
+        Annotated[str, StringConstraints(min_length=1)] | Annotated[list[str], Field(min_length=1)]
+    )
+    cwd: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    env: EnvMap | None = None
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    stdin: str | None = None
+
+    _env = field_validator("env")(check_env)
+
+    @field_validator("command")
+    @classmethod
+    def _no_nul(cls, value: str | list[str]) -> str | list[str]:
+        parts = [value] if isinstance(value, str) else value
+        if any("\0" in part for part in parts):
+            raise ValueError("command must not contain NUL bytes")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("command is empty")
+        return value
+
+
+class ExecOut(Schema):
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    success: bool
+    timed_out: bool
+    duration_ms: float
+    truncated: bool = False

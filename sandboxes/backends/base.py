@@ -1,0 +1,77 @@
+"""The one interface between sandbox logic and a container engine.
+
+Modelled on JupyterHub's Spawner: a small set of async operations, and a JSON
+``state`` the backend returns, the server stores and hands back, so any server
+process (or a restarted one) can act on a sandbox it did not create. A Kubernetes
+backend (a Pod and a PVC per sandbox, agent over the Pod network) fits the same
+interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+BackendState = dict[str, Any]
+Status = Literal["running", "paused", "stopped", "missing", "error"]
+
+
+@dataclass(frozen=True)
+class AgentAddress:
+    """Where the agent listens: a unix socket path, or a TCP host and port."""
+
+    unix_path: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything a backend needs to create a sandbox's container and volume."""
+
+    sandbox_id: str
+    owner_id: int
+    image: str
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Create, run and remove sandbox containers. All methods are safe to repeat."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise EngineUnavailable unless the engine answers."""
+
+    @abc.abstractmethod
+    async def create(self, spec: SandboxSpec) -> BackendState:
+        """Create the workspace volume and the container (not started)."""
+
+    @abc.abstractmethod
+    async def start(self, state: BackendState) -> None:
+        """Start (or unpause) the container; return once the agent may be dialled."""
+
+    @abc.abstractmethod
+    async def stop(self, state: BackendState) -> None:
+        """Stop the container, keeping its filesystem and the workspace."""
+
+    @abc.abstractmethod
+    async def pause(self, state: BackendState) -> None:
+        """Freeze the container's processes, keeping their memory."""
+
+    @abc.abstractmethod
+    async def remove(self, state: BackendState) -> None:
+        """Remove the container and the workspace volume. Missing parts are fine."""
+
+    @abc.abstractmethod
+    async def status(self, state: BackendState) -> Status:
+        """What the engine says the container is doing now."""
+
+    @abc.abstractmethod
+    def agent_address(self, state: BackendState) -> AgentAddress:
+        """Where to dial the sandbox's agent."""
+
+    async def logs(self, state: BackendState, tail: int = 50) -> str:
+        """The container's last output lines, for error messages; optional."""
+        return ""

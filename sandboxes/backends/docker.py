@@ -1,0 +1,258 @@
+"""The Docker backend, on the ``docker`` SDK.
+
+docker-py is synchronous, so every engine call runs in a thread pool and the event
+loop never blocks on the engine. As in DockerSpawner, removing what is already gone
+(404) or already being removed (409) counts as done.
+
+Containers are hardened by default: a non-root user, every capability dropped,
+``no-new-privileges``, the engine's seccomp profile, pids/memory/CPU limits, capped
+logs, no host paths but the sandbox's own agent-socket directory, and a network
+where sandboxes cannot reach each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+from django.conf import settings
+
+from sandboxes.errors import EngineUnavailable, SandboxUnavailable
+
+from .base import AgentAddress, Backend, BackendState, SandboxSpec, Status
+
+T = TypeVar("T")
+
+SANDBOX_UID = 1000
+AGENT_DIR_IN_CONTAINER = "/run/sandbox-agent"
+AGENT_SOCKET = "agent.sock"
+LABEL = "sandbox-ide"
+
+
+class DockerBackend(Backend):
+    def __init__(self) -> None:
+        self._client: docker.DockerClient | None = None
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
+        self.prefix = settings.SANDBOX_NAME_PREFIX
+        self.run_dir = Path(settings.SANDBOX_RUN_DIR)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=60)
+            except docker.errors.DockerException as exc:
+                raise EngineUnavailable() from exc
+        return self._client
+
+    async def _run(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, partial(func, *args, **kwargs))
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+            if isinstance(exc, docker.errors.APIError) and exc.status_code is not None:
+                raise
+            raise EngineUnavailable() from exc
+
+    def names(self, sandbox_id: str) -> dict[str, str]:
+        return {
+            "container": f"{self.prefix}-{sandbox_id}",
+            "volume": f"{self.prefix}-{sandbox_id}-workspace",
+            "network": f"{self.prefix}-net",
+        }
+
+    def labels(self, spec: SandboxSpec) -> dict[str, str]:
+        return {
+            f"{LABEL}.managed": "true",
+            f"{LABEL}.prefix": self.prefix,
+            f"{LABEL}.sandbox-id": spec.sandbox_id,
+            f"{LABEL}.owner-id": str(spec.owner_id),
+            **spec.labels,
+        }
+
+    # ------------------------------------------------------------------ interface
+
+    async def ping(self) -> None:
+        await self._run(lambda: self.client.ping())
+
+    async def create(self, spec: SandboxSpec) -> BackendState:
+        return await self._run(self._create, spec)
+
+    def _create(self, spec: SandboxSpec) -> BackendState:
+        names = self.names(spec.sandbox_id)
+        labels = self.labels(spec)
+        agent_dir = self._make_agent_dir(spec.sandbox_id)
+        with contextlib.suppress(docker.errors.APIError):
+            self.client.volumes.create(name=names["volume"], labels=labels)
+        network = self._ensure_network(names["network"])
+        try:
+            image = self.client.images.get(spec.image)
+        except docker.errors.ImageNotFound:
+            raise SandboxUnavailable(
+                f"The sandbox image {spec.image} is missing: build it with "
+                "`python manage.py build_sandbox_image` (make run does this)."
+            ) from None
+        kwargs: dict[str, Any] = {
+            "image": image.id,
+            "name": names["container"],
+            "hostname": "sandbox",
+            "labels": labels,
+            "environment": spec.env,
+            "user": f"{SANDBOX_UID}:{SANDBOX_UID}",
+            "working_dir": "/workspace",
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+            "pids_limit": settings.SANDBOX_PIDS_LIMIT,
+            "mem_limit": settings.SANDBOX_MEMORY_LIMIT,
+            "memswap_limit": settings.SANDBOX_MEMORY_LIMIT,
+            "nano_cpus": int(settings.SANDBOX_CPU_LIMIT * 1e9),
+            "ipc_mode": "private",
+            "network": network,
+            "restart_policy": {"Name": "unless-stopped"},
+            "log_config": docker.types.LogConfig(
+                type="json-file",
+                config={
+                    "max-size": settings.SANDBOX_LOG_MAX_SIZE,
+                    "max-file": str(settings.SANDBOX_LOG_MAX_FILE),
+                },
+            ),
+            "mounts": [
+                docker.types.Mount("/workspace", names["volume"], type="volume"),
+                docker.types.Mount(AGENT_DIR_IN_CONTAINER, str(agent_dir), type="bind"),
+            ],
+        }
+        if settings.SANDBOX_RUNTIME:
+            kwargs["runtime"] = settings.SANDBOX_RUNTIME
+        try:
+            container = self.client.containers.create(**kwargs)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: it exists already (a repeated create)
+                raise SandboxUnavailable(f"Docker could not create the sandbox: {exc}") from exc
+            container = self.client.containers.get(names["container"])
+        return {
+            "container_id": container.id,
+            "container": names["container"],
+            "volume": names["volume"],
+            "agent_dir": str(agent_dir),
+        }
+
+    def _ensure_network(self, name: str) -> str:
+        try:
+            self.client.networks.get(name)
+        except docker.errors.NotFound:
+            with contextlib.suppress(docker.errors.APIError):  # created by a racing call
+                self.client.networks.create(
+                    name,
+                    driver="bridge",
+                    labels={f"{LABEL}.managed": "true", f"{LABEL}.prefix": self.prefix},
+                    # Sandboxes on this bridge cannot talk to each other.
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                )
+        return name
+
+    def _make_agent_dir(self, sandbox_id: str) -> Path:
+        """The directory only this sandbox's container and the server share."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o700)  # other host users cannot reach any socket below
+        path = self.run_dir / sandbox_id
+        path.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(path, SANDBOX_UID, SANDBOX_UID)
+            path.chmod(0o700)
+        else:
+            path.chmod(0o777)  # the container's uid differs from ours; the parent guards it
+        return path
+
+    async def start(self, state: BackendState) -> None:
+        await self._run(self._start, state)
+
+    def _start(self, state: BackendState) -> None:
+        container = self._container(state)
+        container.reload()
+        if container.attrs["State"].get("Paused"):
+            container.unpause()
+        elif container.status != "running":
+            Path(state["agent_dir"]).mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                (Path(state["agent_dir"]) / AGENT_SOCKET).unlink()
+            container.start()
+
+    async def stop(self, state: BackendState) -> None:
+        await self._run(self._stop, state)
+
+    def _stop(self, state: BackendState) -> None:
+        container = self._container(state)
+        container.reload()
+        if container.attrs["State"].get("Paused"):
+            container.unpause()
+        if container.status == "running":
+            container.stop(timeout=3)
+
+    async def pause(self, state: BackendState) -> None:
+        await self._run(lambda: self._container(state).pause())
+
+    async def remove(self, state: BackendState) -> None:
+        await self._run(self._remove, state)
+
+    def _remove(self, state: BackendState) -> None:
+        for remove in (
+            lambda: self.client.containers.get(state["container"]).remove(force=True),
+            lambda: self.client.volumes.get(state["volume"]).remove(force=True),
+        ):
+            try:
+                remove()
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: removal already in progress
+                    raise
+        if state.get("agent_dir"):
+            shutil.rmtree(state["agent_dir"], ignore_errors=True)
+
+    async def status(self, state: BackendState) -> Status:
+        return await self._run(self._status, state)
+
+    def _status(self, state: BackendState) -> Status:
+        try:
+            container = self._container(state)
+        except SandboxUnavailable:
+            return "missing"
+        if container.attrs["State"].get("Paused"):
+            return "paused"
+        return {
+            "running": "running",
+            "created": "stopped",
+            "exited": "stopped",
+            "restarting": "running",
+        }.get(container.status, "error")  # type: ignore[return-value]
+
+    def agent_address(self, state: BackendState) -> AgentAddress:
+        return AgentAddress(unix_path=str(Path(state["agent_dir"]) / AGENT_SOCKET))
+
+    def _container(self, state: BackendState) -> Any:
+        try:
+            return self.client.containers.get(state.get("container") or "")
+        except docker.errors.NotFound:
+            raise SandboxUnavailable("The sandbox's container no longer exists.") from None
+
+    async def logs(self, state: BackendState, tail: int = 50) -> str:
+        """The container's last log lines (the agent's own messages), for diagnostics."""
+
+        def read() -> str:
+            try:
+                return self._container(state).logs(tail=tail).decode(errors="replace")
+            except SandboxUnavailable:
+                return ""
+
+        return await self._run(read)

@@ -1,0 +1,70 @@
+"""The sandbox image: its tag, and building it from container/.
+
+The default tag carries a hash of everything the image is built from, so changing
+the Dockerfile or the agent gives a new tag and ``make run`` rebuilds on its own,
+while an unchanged tree reuses the image it has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+
+CONTEXT = Path(settings.BASE_DIR) / "container"
+BASE_SCRIPT = CONTEXT / "build-base.sh"
+
+
+def context_files() -> list[Path]:
+    return sorted(
+        p
+        for p in CONTEXT.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+
+
+def image_tag() -> str:
+    if settings.SANDBOX_IMAGE:
+        return settings.SANDBOX_IMAGE
+    digest = hashlib.sha256()
+    for path in context_files():
+        digest.update(str(path.relative_to(CONTEXT)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return f"sandbox-ide:{digest.hexdigest()[:12]}"
+
+
+def image_exists(tag: str) -> bool:
+    import docker.errors
+
+    from sandboxes.backends.docker import DockerBackend
+
+    try:
+        DockerBackend().client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def build_image(tag: str, *, log: Callable[[str], None] = print, no_cache: bool = False) -> None:
+    """Make the base image if needed, then build container/Dockerfile on it."""
+    subprocess.run([str(BASE_SCRIPT), settings.SANDBOX_BASE_IMAGE], check=True)
+    command = [
+        "docker",
+        "build",
+        "--network",
+        "host",
+        "--build-arg",
+        f"BASE={settings.SANDBOX_BASE_IMAGE}",
+        "--label",
+        "sandbox-ide.image=true",
+        "-t",
+        tag,
+        str(CONTEXT),
+    ]
+    if no_cache:
+        command.insert(2, "--no-cache")
+    log(f"building {tag}: {' '.join(command)}")
+    subprocess.run(command, check=True)

@@ -1,0 +1,89 @@
+"""What the server remembers about sandboxes and API tokens.
+
+Everything live about a sandbox (its processes, terminals, files) is in the
+container; the row holds ownership, settings and the backend's state, enough to find
+and adopt the container again after a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+
+from django.conf import settings
+from django.db import models
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,38}$"
+
+
+def new_sandbox_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+
+
+class Sandbox(models.Model):
+    class Status(models.TextChoices):
+        STARTING = "starting"
+        RUNNING = "running"
+        SLEEPING = "sleeping"
+        ERROR = "error"
+
+    id = models.CharField(primary_key=True, max_length=12, default=new_sandbox_id, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandboxes"
+    )
+    name = models.CharField(max_length=39)
+    template = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTING)
+    status_detail = models.TextField(blank=True, default="")
+    env = models.JSONField(default=dict, blank=True)
+    sleep_after = models.PositiveIntegerField(default=600)
+    keep_alive = models.BooleanField(default=False)
+    image = models.CharField(max_length=200, blank=True, default="")
+    backend_state = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_active_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_sandbox_name_per_owner")
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for programs. Only its SHA-256 is stored; the token is shown once."""
+
+    PREFIX = "sbx_"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True, default="")
+    key_hash = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.hint}… ({self.user})"
+
+    @classmethod
+    def issue(cls, user: object, name: str = "") -> tuple[ApiToken, str]:
+        """Create a token; returns the row and the plain token (never stored)."""
+        token = cls.PREFIX + secrets.token_urlsafe(30)
+        row = cls.objects.create(
+            user=user, name=name, key_hash=hash_token(token), hint=token[: len(cls.PREFIX) + 6]
+        )
+        return row, token

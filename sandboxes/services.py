@@ -1,0 +1,314 @@
+"""The only code that changes sandbox state.
+
+Views, consumers and commands call these functions; they talk to the backend (the
+container engine) and to the agent inside each sandbox, and keep the database row
+in step. Every function is async; the ORM is used through its async API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from weakref import WeakValueDictionary
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError
+from django.utils import timezone
+
+from container.agent.protocol import Exec
+from sandboxes.agent.client import AgentClient, AgentUnreachable, ExecEvent
+from sandboxes.backends import SandboxSpec, get_backend
+from sandboxes.errors import BadRequest, NotFound, SandboxError, SandboxUnavailable
+from sandboxes.images import image_tag
+from sandboxes.models import Sandbox
+
+log = logging.getLogger(__name__)
+
+# Activity is written at most this often per sandbox: a busy sandbox must not turn
+# every exec into a database write.
+ACTIVITY_RESOLUTION = timedelta(seconds=5)
+
+_locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+
+
+def _lock(sandbox_id: str) -> asyncio.Lock:
+    lock = _locks.get(sandbox_id)
+    if lock is None:
+        lock = _locks[sandbox_id] = asyncio.Lock()
+    return lock
+
+
+# ----------------------------------------------------------------------- queries
+
+
+async def list_sandboxes(user: AbstractBaseUser) -> list[Sandbox]:
+    return [s async for s in Sandbox.objects.filter(owner=user)]
+
+
+async def get_sandbox(user: AbstractBaseUser, sandbox_id: str) -> Sandbox:
+    """The caller's sandbox; someone else's is reported exactly like a missing one."""
+    try:
+        return await Sandbox.objects.aget(pk=sandbox_id, owner=user)
+    except Sandbox.DoesNotExist:
+        raise NotFound(f"No sandbox with id {sandbox_id!r}.", code="not_found") from None
+
+
+# ----------------------------------------------------------------------- lifecycle
+
+
+@dataclass
+class SandboxSettings:
+    name: str
+    template: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    sleep_after: int | None = None
+    keep_alive: bool = False
+
+
+async def get_or_create_sandbox(
+    user: AbstractBaseUser, options: SandboxSettings
+) -> tuple[Sandbox, bool]:
+    """Like Cloudflare's getSandbox: the caller's sandbox of that name, made if new.
+
+    The (owner, name) unique constraint decides races: of concurrent creators one
+    inserts the row, the others read it, and every one of them waits for the one
+    container through ``ensure_running``.
+    """
+    sleep_after = (
+        settings.SANDBOX_DEFAULT_SLEEP_AFTER if options.sleep_after is None else options.sleep_after
+    )
+    try:
+        sandbox = await Sandbox.objects.acreate(
+            owner=user,
+            name=options.name,
+            template=options.template,
+            env=options.env,
+            sleep_after=sleep_after,
+            keep_alive=options.keep_alive,
+            image=image_tag(),
+        )
+        created = True
+    except IntegrityError:
+        sandbox = await Sandbox.objects.aget(owner=user, name=options.name)
+        created = False
+    await ensure_running(sandbox)
+    return sandbox, created
+
+
+async def update_sandbox(sandbox: Sandbox, changes: dict[str, Any]) -> Sandbox:
+    allowed = {"sleep_after", "keep_alive", "env"}
+    for key, value in changes.items():
+        if key in allowed and value is not None:
+            setattr(sandbox, key, value)
+    await sandbox.asave(update_fields=[k for k in allowed if k in changes])
+    return sandbox
+
+
+async def destroy_sandbox(sandbox: Sandbox) -> None:
+    async with _lock(sandbox.id):
+        if sandbox.backend_state:
+            await get_backend().remove(sandbox.backend_state)
+        await sandbox.adelete()
+
+
+async def sleep_sandbox(sandbox: Sandbox) -> Sandbox:
+    """Stop the container now; /workspace and the container filesystem are kept."""
+    async with _lock(sandbox.id):
+        await sandbox.arefresh_from_db()
+        if sandbox.backend_state:
+            await get_backend().stop(sandbox.backend_state)
+        await _set_status(sandbox, Sandbox.Status.SLEEPING)
+    return sandbox
+
+
+async def ensure_running(sandbox: Sandbox) -> AgentClient:
+    """Make sure the sandbox's container runs and its agent answers; wake it if needed.
+
+    Safe to call from many tasks and processes: the work is idempotent and serialised
+    per sandbox within a process.
+    """
+    backend = get_backend()
+    async with _lock(sandbox.id):
+        await sandbox.arefresh_from_db()
+        try:
+            if not sandbox.backend_state:
+                await _provision(sandbox)
+            status = await backend.status(sandbox.backend_state)
+            if status == "missing":
+                await _provision(sandbox)
+                sandbox.status_detail = (
+                    "The container had vanished; it was recreated on the kept workspace."
+                )
+                log.warning("sandbox %s: container missing, recreated", sandbox.id)
+            if status != "running":
+                if sandbox.status != Sandbox.Status.STARTING:
+                    await _set_status(sandbox, Sandbox.Status.STARTING)
+                await backend.start(sandbox.backend_state)
+            client = AgentClient(backend.agent_address(sandbox.backend_state))
+            try:
+                await client.wait_ready(settings.SANDBOX_START_TIMEOUT)
+            except AgentUnreachable:
+                logs = await backend.logs(sandbox.backend_state)
+                raise SandboxUnavailable(
+                    f"The sandbox started but its agent did not answer within "
+                    f"{settings.SANDBOX_START_TIMEOUT:g}s. Container log: {logs[-500:]!r}"
+                ) from None
+        except SandboxError as exc:
+            await _set_status(sandbox, Sandbox.Status.ERROR, exc.message)
+            raise
+        if sandbox.status != Sandbox.Status.RUNNING:
+            await _set_status(sandbox, Sandbox.Status.RUNNING, sandbox.status_detail)
+        return client
+
+
+async def _provision(sandbox: Sandbox) -> None:
+    spec = SandboxSpec(
+        sandbox_id=sandbox.id,
+        owner_id=sandbox.owner_id,
+        image=sandbox.image or image_tag(),
+        env=dict(sandbox.env),
+    )
+    sandbox.backend_state = await get_backend().create(spec)
+    await sandbox.asave(update_fields=["backend_state"])
+
+
+async def _set_status(sandbox: Sandbox, status: str, detail: str = "") -> None:
+    sandbox.status = status
+    sandbox.status_detail = detail
+    await Sandbox.objects.filter(pk=sandbox.pk).aupdate(status=status, status_detail=detail)
+
+
+async def touch(sandbox: Sandbox) -> None:
+    """Record activity (postpones sleep); written at most every ACTIVITY_RESOLUTION."""
+    now = timezone.now()
+    if now - sandbox.last_active_at >= ACTIVITY_RESOLUTION:
+        sandbox.last_active_at = now
+        await Sandbox.objects.filter(pk=sandbox.pk).aupdate(last_active_at=now)
+
+
+async def agent_for(sandbox: Sandbox) -> AgentClient:
+    """An agent client for a sandbox believed running, without asking the engine.
+
+    The hot path (every exec) costs no engine call; if the agent does not answer the
+    caller falls back to ``ensure_running`` (see ``with_agent``).
+    """
+    await touch(sandbox)
+    if sandbox.status == Sandbox.Status.RUNNING and sandbox.backend_state:
+        return AgentClient(get_backend().agent_address(sandbox.backend_state))
+    return await ensure_running(sandbox)
+
+
+# ----------------------------------------------------------------------- commands
+
+
+@dataclass
+class ExecRequest:
+    command: str | list[str]
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    stdin: str | None = None
+
+    def to_message(self) -> Exec:
+        return Exec(
+            command=self.command,
+            cwd=self.cwd,
+            env=self.env,
+            timeout=self.timeout,
+            stdin=self.stdin,
+        )
+
+
+async def exec_stream(sandbox: Sandbox, request: ExecRequest) -> AsyncIterator[ExecEvent]:
+    """Run a command and yield its output as it is produced, then its exit."""
+    if request.timeout is not None and request.timeout > settings.EXEC_MAX_TIMEOUT:
+        raise BadRequest(
+            f"timeout may be at most {settings.EXEC_MAX_TIMEOUT:g} seconds.", code="invalid_timeout"
+        )
+    client = await agent_for(sandbox)
+    events = client.exec(request.to_message())
+    try:
+        first = await anext(events)
+    except AgentUnreachable:
+        # The container stopped behind our back (or was never running): start it.
+        client = await ensure_running(sandbox)
+        events = client.exec(request.to_message())
+        first = await anext(events)
+    try:
+        yield first
+        async for event in events:
+            yield event
+    finally:
+        await events.aclose()
+
+
+@dataclass
+class ExecResult:
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    timed_out: bool
+    duration_ms: float
+    truncated: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "exit_code": self.exit_code,
+            "success": self.exit_code == 0 and not self.timed_out,
+            "timed_out": self.timed_out,
+            "duration_ms": self.duration_ms,
+        }
+        if self.truncated:
+            data["truncated"] = True
+        return data
+
+
+class TextStream:
+    """Bytes to text across chunk boundaries (a UTF-8 character may be split)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, data: bytes) -> str:
+        return self._decoder.decode(data)
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+async def exec_collect(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
+    """Run a command to completion, keeping at most EXEC_OUTPUT_LIMIT of each stream."""
+    limit = settings.EXEC_OUTPUT_LIMIT
+    buffers = {"stdout": bytearray(), "stderr": bytearray()}
+    truncated = False
+    started = time.monotonic()
+    exit_event = None
+    async for event in exec_stream(sandbox, request):
+        if event.kind in buffers:
+            buffer = buffers[event.kind]
+            room = limit - len(buffer)
+            if len(event.data) > room:
+                truncated = True
+            if room > 0:
+                buffer += event.data[:room]
+        elif event.kind == "exit":
+            exit_event = event.exit
+    if exit_event is None:  # pragma: no cover - the client always ends with exit
+        raise SandboxError("The command ended without an exit status.")
+    return ExecResult(
+        stdout=buffers["stdout"].decode(errors="replace"),
+        stderr=buffers["stderr"].decode(errors="replace"),
+        exit_code=exit_event.exit_code,
+        timed_out=exit_event.timed_out,
+        duration_ms=exit_event.duration_ms or round((time.monotonic() - started) * 1000, 3),
+        truncated=truncated,
+    )

@@ -1,0 +1,229 @@
+"""The project's test server: Daphne in a subprocess, on its own database and
+container-name prefix, talking to the real Docker engine.
+
+Integration and browser tests (and the SDK tests) use it as a user would: over HTTP
+and WebSockets on loopback. Containers it creates carry the prefix, so the session
+removes exactly those at the end, and prints their logs when a test failed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MANAGE = [sys.executable, str(ROOT / "manage.py")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def docker_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@dataclass
+class LiveServer:
+    url: str
+    port: int
+    env: dict[str, str]
+    var_dir: Path
+    prefix: str
+    process: subprocess.Popen[bytes] | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [*MANAGE, *args], env=self.env, capture_output=True, text=True, cwd=ROOT, check=False
+        )
+        if result.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed: {result.stderr}")
+        return result.stdout
+
+    def token(self, username: str) -> str:
+        if username not in self.tokens:
+            out = self.manage("create_api_token", username, "--create-user")
+            self.tokens[username] = out.strip().splitlines()[-1]
+        return self.tokens[username]
+
+    def client(self, username: str = "alice", **kwargs: object) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url + "/api/v1",
+            headers={"Authorization": f"Bearer {self.token(username)}"},
+            timeout=120,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def start(self) -> None:
+        log = open(self.var_dir / "server.log", "ab")  # noqa: SIM115 - lives with the process
+        self.process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "ide.asgi:application",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url + "/api/v1/openapi.json", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the test server did not start: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.var_dir / "server.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def containers(self) -> list[str]:
+        out = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=sandbox-ide.prefix={self.prefix}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        return out.split()
+
+
+def _remove_prefixed(prefix: str) -> None:
+    for kind in ("container", "volume", "network"):
+        ids = subprocess.run(
+            ["docker", kind, "ls", "-q", "--filter", f"label=sandbox-ide.prefix={prefix}"]
+            + (["-a"] if kind == "container" else []),
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        if ids:
+            flag = ["-f"] if kind in ("container", "volume") else []
+            subprocess.run(["docker", kind, "rm", *flag, *ids], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Integration tests need a real engine: without one they fail, never skip."""
+    if not docker_answers():
+        pytest.fail(
+            "No Docker engine answers: start dockerd (see .ci/run) - integration tests "
+            "run against a real engine and do not skip.",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_engine: None) -> str:
+    result = subprocess.run([*MANAGE, "build_sandbox_image"], cwd=ROOT, check=False)
+    if result.returncode:
+        pytest.fail("building the sandbox image failed", pytrace=False)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
+    from sandboxes.images import image_tag
+
+    return image_tag()
+
+
+def _server_env(var_dir: Path, port: int, prefix: str, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(
+        {
+            "SANDBOX_IDE_VAR_DIR": str(var_dir),
+            "SANDBOX_NAME_PREFIX": prefix,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "ALLOWED_HOSTS": "localhost,127.0.0.1",
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "ide.settings",
+            **extra,
+        }
+    )
+    env.pop("DATABASE_URL", None)
+    return env
+
+
+def make_server(prefix: str, extra_env: dict[str, str] | None = None) -> LiveServer:
+    var_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir="/tmp"))
+    port = free_port()
+    env = _server_env(var_dir, port, prefix, extra_env or {})
+    server = LiveServer(
+        url=f"http://127.0.0.1:{port}", port=port, env=env, var_dir=var_dir, prefix=prefix
+    )
+    server.manage("migrate", "--noinput", "-v0")
+    return server
+
+
+@pytest.fixture(scope="session")
+def live_server(sandbox_image: str) -> Iterator[LiveServer]:
+    prefix = "sbxtest-" + secrets.token_hex(3)
+    server = make_server(prefix)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        _remove_prefixed(prefix)
+        shutil.rmtree(server.var_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with live_server.client("alice") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def shared_sandbox(api: httpx.Client) -> dict[str, object]:
+    """One running sandbox reused by tests that only run commands in it."""
+    response = api.post("/sandboxes", json={"name": "shared", "keep_alive": True})
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    if report.when == "call" and report.failed and "live_server" in item.fixturenames:
+        server: LiveServer = item._request.getfixturevalue("live_server")  # type: ignore[attr-defined]
+        report.sections.append(("test server log", server.log_tail()))
+        for container in server.containers()[:5]:
+            logs = subprocess.run(
+                ["docker", "logs", "--tail", "20", container], capture_output=True, text=True
+            )
+            report.sections.append((f"container {container}", logs.stdout + logs.stderr))
+    return report
