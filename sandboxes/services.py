@@ -22,8 +22,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError
 from django.utils import timezone
 
-from container.agent.protocol import Exec
-from sandboxes.agent.client import AgentClient, AgentUnreachable, ExecEvent
+from container.agent.protocol import Channel, Exec, Message
+from sandboxes.agent.client import AgentClient, AgentUnreachable, ExecEvent, receive_message
 from sandboxes.backends import SandboxSpec, get_backend
 from sandboxes.errors import BadRequest, NotFound, SandboxError, SandboxUnavailable
 from sandboxes.images import image_tag
@@ -203,6 +203,29 @@ async def agent_for(sandbox: Sandbox) -> AgentClient:
     if sandbox.status == Sandbox.Status.RUNNING and sandbox.backend_state:
         return AgentClient(get_backend().agent_address(sandbox.backend_state))
     return await ensure_running(sandbox)
+
+
+async def open_agent(sandbox: Sandbox, request: Message) -> Channel:
+    """Open an agent connection carrying ``request``, waking the sandbox if needed.
+
+    Every feature that talks to the agent goes through here (or ``call_agent``), so
+    "any call wakes a sleeping sandbox" holds everywhere.
+    """
+    client = await agent_for(sandbox)
+    try:
+        return await client.open(request)
+    except AgentUnreachable:
+        client = await ensure_running(sandbox)
+        return await client.open(request)
+
+
+async def call_agent(sandbox: Sandbox, request: Message) -> Message:
+    """A request answered by one control message (agent errors raise SandboxError)."""
+    channel = await open_agent(sandbox, request)
+    try:
+        return await receive_message(channel)
+    finally:
+        await channel.close()
 
 
 # ----------------------------------------------------------------------- commands

@@ -189,7 +189,7 @@ def make_server(prefix: str, extra_env: dict[str, str] | None = None) -> LiveSer
 
 
 @pytest.fixture(scope="session")
-def live_server(sandbox_image: str) -> Iterator[LiveServer]:
+def server(sandbox_image: str) -> Iterator[LiveServer]:
     prefix = "sbxtest-" + secrets.token_hex(3)
     server = make_server(prefix)
     server.start()
@@ -202,8 +202,8 @@ def live_server(sandbox_image: str) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
-def api(live_server: LiveServer) -> Iterator[httpx.Client]:
-    with live_server.client("alice") as client:
+def api(server: LiveServer) -> Iterator[httpx.Client]:
+    with server.client("alice") as client:
         yield client
 
 
@@ -218,8 +218,8 @@ def shared_sandbox(api: httpx.Client) -> dict[str, object]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     report = yield
-    if report.when == "call" and report.failed and "live_server" in item.fixturenames:
-        server: LiveServer = item._request.getfixturevalue("live_server")  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed and "server" in item.fixturenames:
+        server: LiveServer = item._request.getfixturevalue("server")  # type: ignore[attr-defined]
         report.sections.append(("test server log", server.log_tail()))
         for container in server.containers()[:5]:
             logs = subprocess.run(

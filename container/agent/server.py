@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from . import execs
+from . import execs, files, gitops, kernels, processes, terminals, tunnel
 from .protocol import Channel, Error, Message, Ping, Pong, ProtocolError
 
 log = logging.getLogger("sandbox_agent")
@@ -25,6 +25,12 @@ async def _ping(request: Message, channel: Channel) -> None:
 HANDLERS: dict[type[Message], Handler] = {
     Ping: _ping,
     **execs.HANDLERS,
+    **files.HANDLERS,
+    **processes.HANDLERS,
+    **gitops.HANDLERS,
+    **terminals.HANDLERS,
+    **tunnel.HANDLERS,
+    **kernels.HANDLERS,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ninja import NinjaAPI
 
-from . import commands, sandboxes
+from . import code, commands, files, git, ports, processes, sandboxes, terminals
 from .auth import ApiAuth
 from .errors import install_handlers
 
@@ -21,3 +21,5 @@ api = NinjaAPI(
 install_handlers(api)
 api.add_router("", sandboxes.router)
 api.add_router("", commands.router)
+for area in (files, processes, git, terminals, ports, code):
+    api.add_router("", area.router)

@@ -16,14 +16,12 @@ def error_of(response: httpx.Response) -> dict[str, str]:
     return body["error"]
 
 
-def test_no_credentials_is_401(live_server: LiveServer) -> None:
+def test_no_credentials_is_401(server: LiveServer) -> None:
     for path in ("/sandboxes", "/sandboxes/abcdefabcdef"):
-        response = httpx.get(live_server.url + "/api/v1" + path)
+        response = httpx.get(server.url + "/api/v1" + path)
         assert response.status_code == 401
         assert error_of(response)["code"] == "unauthorized"
-    bad = httpx.get(
-        live_server.url + "/api/v1/sandboxes", headers={"Authorization": "Bearer sbx_wrong"}
-    )
+    bad = httpx.get(server.url + "/api/v1/sandboxes", headers={"Authorization": "Bearer sbx_wrong"})
     assert bad.status_code == 401 and error_of(bad)["code"] == "invalid_token"
 
 
@@ -99,15 +97,15 @@ def test_oversized_json_is_413(api: httpx.Client, shared_sandbox: dict) -> None:
     assert error_of(response)["code"] == "payload_too_large"
 
 
-def test_session_caller_needs_csrf(live_server: LiveServer) -> None:
-    live_server.manage("shell", "-c", _make_user_with_password("carol", "pw-carol-123"))
-    with httpx.Client(base_url=live_server.url, follow_redirects=False) as browser:
+def test_session_caller_needs_csrf(server: LiveServer) -> None:
+    server.manage("shell", "-c", _make_user_with_password("carol", "pw-carol-123"))
+    with httpx.Client(base_url=server.url, follow_redirects=False) as browser:
         login_page = browser.get("/admin/login/")
         csrf = browser.cookies["csrftoken"]
         browser.post(
             "/admin/login/",
             data={"username": "carol", "password": "pw-carol-123", "csrfmiddlewaretoken": csrf},
-            headers={"Referer": live_server.url + "/admin/login/"},
+            headers={"Referer": server.url + "/admin/login/"},
         )
         assert login_page.status_code == 200
         assert browser.get("/api/v1/sandboxes").status_code == 200

@@ -24,7 +24,7 @@ def container_attrs(name: str) -> dict[str, str]:
     return dict(zip(keys, out.split("|"), strict=True))
 
 
-def test_create_get_list_patch_delete(live_server: LiveServer, api: httpx.Client) -> None:
+def test_create_get_list_patch_delete(server: LiveServer, api: httpx.Client) -> None:
     created = api.post("/sandboxes", json={"name": "lifecycle", "env": {"GREETING": "hi"}})
     assert created.status_code == 201, created.text
     box = created.json()
@@ -49,17 +49,17 @@ def test_create_get_list_patch_delete(live_server: LiveServer, api: httpx.Client
 
     assert api.delete(f"/sandboxes/{box['id']}").status_code == 204
     assert api.get(f"/sandboxes/{box['id']}").status_code == 404
-    assert not [c for c in live_server.containers() if box["id"] in c]
+    assert not [c for c in server.containers() if box["id"] in c]
     volumes = subprocess.run(
         ["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True
     ).stdout
-    assert f"{live_server.prefix}-{box['id']}-workspace" not in volumes
+    assert f"{server.prefix}-{box['id']}-workspace" not in volumes
 
 
-def test_generated_name_and_hardened_container(live_server: LiveServer, api: httpx.Client) -> None:
+def test_generated_name_and_hardened_container(server: LiveServer, api: httpx.Client) -> None:
     box = api.post("/sandboxes").json()
     assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,38}", box["name"])
-    attrs = container_attrs(f"{live_server.prefix}-{box['id']}")
+    attrs = container_attrs(f"{server.prefix}-{box['id']}")
     assert attrs["user"] == "1000:1000"
     assert attrs["cap_drop"] == "[ALL]"
     assert "no-new-privileges" in attrs["security_opt"]
@@ -83,10 +83,10 @@ def test_generated_name_and_hardened_container(live_server: LiveServer, api: htt
 
 
 def test_concurrent_get_or_create_makes_one_container(
-    live_server: LiveServer, api: httpx.Client
+    server: LiveServer, api: httpx.Client
 ) -> None:
     def create() -> httpx.Response:
-        with live_server.client("alice") as client:
+        with server.client("alice") as client:
             return client.post("/sandboxes", json={"name": "racer"})
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
@@ -96,11 +96,11 @@ def test_concurrent_get_or_create_makes_one_container(
     ids = {r.json()["id"] for r in responses}
     assert len(ids) == 1
     sandbox_id = ids.pop()
-    assert len([c for c in live_server.containers()]) >= 1
+    assert len([c for c in server.containers()]) >= 1
     names = subprocess.run(
         ["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
     ).stdout.split()
-    assert names.count(f"{live_server.prefix}-{sandbox_id}") == 1
+    assert names.count(f"{server.prefix}-{sandbox_id}") == 1
     ran = api.post(f"/sandboxes/{sandbox_id}/exec", json={"command": ["true"]}).json()
     assert ran["exit_code"] == 0
     api.delete(f"/sandboxes/{sandbox_id}")
@@ -122,8 +122,8 @@ def test_sleep_keeps_workspace_and_next_call_wakes(api: httpx.Client) -> None:
     api.delete(f"/sandboxes/{sid}")
 
 
-def test_other_users_sandbox_is_not_found(live_server: LiveServer, shared_sandbox: dict) -> None:
-    with live_server.client("mallory") as mallory:
+def test_other_users_sandbox_is_not_found(server: LiveServer, shared_sandbox: dict) -> None:
+    with server.client("mallory") as mallory:
         sid = shared_sandbox["id"]
         for method, path, body in [
             ("GET", f"/sandboxes/{sid}", None),

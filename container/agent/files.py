@@ -1,0 +1,7 @@
+"""Files and file watching (issue 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HANDLERS: dict[Any, Any] = {}

@@ -1,0 +1,7 @@
+"""Git through GitPython (issue 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HANDLERS: dict[Any, Any] = {}

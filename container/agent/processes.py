@@ -1,0 +1,7 @@
+"""Background processes and shell sessions (issue 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HANDLERS: dict[Any, Any] = {}

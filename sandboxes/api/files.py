@@ -1,0 +1,7 @@
+"""API v1: files."""
+
+from __future__ import annotations
+
+from ninja import Router
+
+router = Router(tags=["files"])
