@@ -87,3 +87,34 @@ class ApiToken(models.Model):
             user=user, name=name, key_hash=hash_token(token), hint=token[: len(cls.PREFIX) + 6]
         )
         return row, token
+
+
+def new_preview_token() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+
+class ExposedPort(models.Model):
+    """A port of a sandbox reachable at its preview URL; the token is the capability.
+
+    Exposing again mints a new token (the old URL stops working); deleting the row
+    revokes it at once.
+    """
+
+    sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="exposed_ports")
+    port = models.PositiveIntegerField()
+    name = models.CharField(max_length=100, blank=True, default="")
+    token = models.CharField(max_length=16, default=new_preview_token)
+    private = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sandbox", "port"], name="unique_exposed_port"),
+            models.CheckConstraint(
+                condition=models.Q(port__gte=1, port__lte=65535), name="exposed_port_range"
+            ),
+        ]
+        ordering = ["port"]
+
+    def __str__(self) -> str:
+        return f"{self.sandbox_id}:{self.port}"

@@ -169,6 +169,39 @@ class Error(Message):
 # Tunnels and ports (issue 5) ---------------------------------------------------------
 
 
+@dataclass
+class Tunnel(Message):
+    """Connect to ``127.0.0.1:port`` (then ``[::1]:port``) inside the sandbox.
+
+    The agent answers ``TunnelOpen`` (or ``Error(code="connection_refused")`` when
+    nothing listens); after that the connection carries raw bytes both ways, with no
+    framing, and each side's end of stream is passed on as a half-close.
+    """
+
+    type: ClassVar[str] = "tunnel"
+    port: int = 0
+
+
+@dataclass
+class TunnelOpen(Message):
+    type: ClassVar[str] = "tunnel_open"
+    port: int = 0
+
+
+@dataclass
+class ListeningPorts(Message):
+    """Which TCP ports processes in the sandbox listen on now (``/proc/net/tcp*``)."""
+
+    type: ClassVar[str] = "listening_ports"
+
+
+@dataclass
+class PortList(Message):
+    type: ClassVar[str] = "port_list"
+    ports: list[int] = field(default_factory=list)
+
+
+
 # Code interpreter (issue 6) ----------------------------------------------------------
 
 
