@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from ninja import NinjaAPI
-
 from . import code, commands, files, git, ports, processes, sandboxes, terminals
 from .auth import ApiAuth
 from .errors import install_handlers
+from .openapi import SandboxAPI
 
-api = NinjaAPI(
+api = SandboxAPI(
     title="Sandbox IDE API",
     version="1",
     description="Isolated sandboxes for people and programs: commands, files, git, "
