@@ -12,21 +12,40 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_app = get_asgi_application()
 
+from sandboxes.api.asgi import ApiHandler  # noqa: E402
+
+api_app = ApiHandler()
+
+
+async def http_app(scope, receive, send):  # type: ignore[no-untyped-def]
+    """/api/ skips the page middleware (see sandboxes/api/asgi.py); the rest is Django."""
+    if scope["path"].startswith("/api/"):
+        return await api_app(scope, receive, send)
+    return await pages_app(scope, receive, send)
+
+
+pages_app = ASGIStaticFilesHandler(django_app)
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 
 from ide.routing import websocket_urlpatterns  # noqa: E402
+from sandboxes.wsauth import TokenAuthMiddleware, WebSocketOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_app),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        "http": http_app,
+        "websocket": WebSocketOriginValidator(
+            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }
 )
+
+# Preview hosts ({port}-{id}-{token}.PREVIEW_DOMAIN) are served before anything else.
+from sandboxes.preview import PreviewMiddleware  # noqa: E402
+
+application = PreviewMiddleware(application)

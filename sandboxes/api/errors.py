@@ -107,6 +107,7 @@ class ApiErrorMiddleware:
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         response = await self.get_response(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if not request.path.startswith(API_PREFIX) or response.status_code < 400:
             return response
         if response.get("Content-Type", "").startswith("application/json"):

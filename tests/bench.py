@@ -1,0 +1,140 @@
+"""``make bench``: medians of what the issues ask us to measure, each beside a
+baseline measured in the same run (never a lone absolute time).
+
+Runs its own test server (tests/server.py) on the real engine and prints a table;
+the raw numbers go to bench-results/bench.json.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.server import LiveServer, _remove_prefixed, make_server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return (time.perf_counter() - started) * 1000
+
+
+def median_ms(fn: Callable[[], object], runs: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    return statistics.median(timed(fn) for _ in range(runs))
+
+
+def concurrent_p50(fn: Callable[[], object], clients: int, rounds: int) -> float:
+    """p50 of each call's latency when ``clients`` calls start together."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    for _ in range(rounds):
+        barrier = threading.Barrier(clients)
+
+        def worker() -> None:
+            barrier.wait()
+            ms = timed(fn)
+            with lock:
+                latencies.append(ms)
+
+        threads = [threading.Thread(target=worker) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return statistics.median(latencies)
+
+
+def docker(*args: str) -> None:
+    subprocess.run(["docker", *args], check=True, capture_output=True)
+
+
+def bench_foundation(server: LiveServer, image: str) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    local = threading.local()
+
+    def client() -> httpx.Client:
+        if not hasattr(local, "client"):
+            local.client = server.client("bench")
+        return local.client
+
+    # create-to-first-exec, beside a bare `docker run` of the same image
+    def create_and_exec() -> None:
+        c = client()
+        box = c.post("/sandboxes", json={"name": "c-" + secrets.token_hex(4)}).json()
+        c.post(f"/sandboxes/{box['id']}/exec", json={"command": ["true"]}).raise_for_status()
+        create_and_exec.ids.append(box["id"])  # type: ignore[attr-defined]
+
+    create_and_exec.ids = []  # type: ignore[attr-defined]
+    ours = median_ms(create_and_exec, runs=7, warmup=1)
+    bare = median_ms(lambda: docker("run", "--rm", image, "true"), runs=7, warmup=1)
+    for sandbox_id in create_and_exec.ids:  # type: ignore[attr-defined]
+        client().delete(f"/sandboxes/{sandbox_id}")
+    results["create_to_first_exec_ms"] = ours
+    results["docker_run_true_ms"] = bare
+    results["create_ratio_vs_docker_run"] = ours / bare
+
+    box = client().post("/sandboxes", json={"name": "exec-bench", "keep_alive": True}).json()
+    container = f"{server.prefix}-{box['id']}"
+    exec_url = f"/sandboxes/{box['id']}/exec"
+
+    def api_exec(command: object) -> Callable[[], None]:
+        return lambda: client().post(exec_url, json={"command": command}).raise_for_status()
+
+    results["api_exec_true_shell_ms"] = median_ms(api_exec("true"), runs=200, warmup=10)
+    results["api_exec_true_argv_ms"] = median_ms(api_exec(["true"]), runs=200, warmup=10)
+    results["docker_exec_true_ms"] = median_ms(lambda: docker("exec", container, "true"), 30)
+    results["exec_speedup_vs_docker_exec"] = (
+        results["docker_exec_true_ms"] / results["api_exec_true_shell_ms"]
+    )
+    results["api_exec_20_concurrent_p50_ms"] = concurrent_p50(api_exec("true"), 20, rounds=5)
+    results["docker_exec_20_concurrent_p50_ms"] = concurrent_p50(
+        lambda: docker("exec", container, "true"), 20, rounds=2
+    )
+    client().delete(f"/sandboxes/{box['id']}")
+    return results
+
+
+def main() -> None:
+    import os
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
+    import django
+
+    django.setup()
+    from sandboxes.images import image_tag
+
+    image = image_tag()
+    prefix = "sbxbench-" + secrets.token_hex(3)
+    server = make_server(prefix, {"LOG_LEVEL": "WARNING"})
+    server.start()
+    try:
+        results = {"foundation": bench_foundation(server, image)}
+    finally:
+        server.stop()
+        _remove_prefixed(prefix)
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=2))
+    for section, numbers in results.items():
+        print(f"\n{section}")
+        for key, value in numbers.items():
+            print(f"  {key:40s} {value:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
