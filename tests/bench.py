@@ -43,7 +43,7 @@ def concurrent_p50(fn: Callable[[], object], clients: int, rounds: int) -> float
     for _ in range(rounds):
         barrier = threading.Barrier(clients)
 
-        def worker() -> None:
+        def worker(barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             ms = timed(fn)
             with lock:
