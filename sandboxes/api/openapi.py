@@ -83,6 +83,9 @@ def _add_errors(operation: dict[str, Any], path: str) -> None:
     errors = dict(COMMON_ERRORS)
     if _SANDBOX_PATH.search(path):
         errors.update(SANDBOX_ERRORS)
+    for status, response in responses.items():  # a declared error without a body shape
+        if status.isdigit() and int(status) >= 400 and not response.get("content"):
+            response["content"] = {"application/json": {"schema": ERROR_REF}}
     for status, description in errors.items():
         response = responses.setdefault(str(status), {"description": description})
         content = response.setdefault("content", {})

@@ -1,0 +1,1059 @@
+"""The sync client: GENERATED from _async_client.py by sdk/python/unasync.py (do not edit)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+from urllib.parse import quote, urlencode
+
+import httpx
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from . import _sync_io as _io
+from ._config import resolve, ws_url
+from ._sse import SSEDecoder
+from .errors import (
+    AgentError,
+    CommandFailed,
+    CommandTimeout,
+    ConnectionFailed,
+    InvalidRequestError,
+    NotFoundError,
+    SandboxIDEError,
+    from_event,
+    from_response,
+)
+from .models import (
+    CloneResult,
+    CodeContext,
+    CommandResult,
+    Execution,
+    ExposedPort,
+    FileEntry,
+    FileEvent,
+    GitStatus,
+    PortList,
+    ProcessInfo,
+    ProcessLogs,
+    Result,
+    SandboxInfo,
+    TerminalInfo,
+    WriteResult,
+    error_from_json,
+)
+
+Progress = Callable[[int, int | None], Any]
+"""``progress(bytes_done, bytes_total_or_None)``, called as a transfer advances."""
+
+DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+NO_READ_TIMEOUT = httpx.Timeout(None, connect=10.0)
+CHUNK = 256 * 1024
+USER_AGENT = "sandbox-ide-python/0.1"
+
+
+def _drop_none(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _command(command: str | Sequence[str]) -> str | list[str]:
+    return command if isinstance(command, str) else [str(part) for part in command]
+
+
+def _text(data: Any) -> str:
+    if isinstance(data, dict):
+        return str(data.get("data", data.get("text", "")))
+    return "" if data is None else str(data)
+
+
+class HTTP:
+    """One connection pool to the server, with the API's errors raised as exceptions."""
+
+    def __init__(self, url: str | None = None, token: str | None = None) -> None:
+        self.url, self.token = resolve(url, token)
+        self.client = httpx.Client(
+            base_url=self.url + "/api/v1",
+            headers={"Authorization": f"Bearer {self.token}", "User-Agent": USER_AGENT},
+            timeout=DEFAULT_TIMEOUT,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _failed(self, exc: Exception) -> SandboxIDEError:
+        if isinstance(exc, httpx.TimeoutException):
+            return CommandTimeout(
+                f"The server at {self.url} did not answer in time ({type(exc).__name__}); "
+                "retry, or pass a longer timeout."
+            )
+        return ConnectionFailed(f"Could not reach the server at {self.url}: {exc}.")
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code < 400:
+            return response
+        response.read()
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        raise from_response(response.status_code, body, f"HTTP {response.status_code}")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._failed(exc) from exc
+        return self._check(response)
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        kwargs.setdefault("timeout", NO_READ_TIMEOUT)
+        try:
+            with self.client.stream(method, path, **kwargs) as response:
+                self._check(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise self._failed(exc) from exc
+
+    def events(self, method: str, path: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """The SSE events of a streaming call; an ``error`` event with a ``code``
+        (a failure after the stream began) is raised."""
+        headers = {**kwargs.pop("headers", {}), "Accept": "text/event-stream"}
+        with self.stream(method, path, headers=headers, **kwargs) as response:
+            decoder = SSEDecoder()
+            for line in response.iter_lines():
+                item = decoder.feed(line)
+                if item is None:
+                    continue
+                name, data = item
+                if name == "error" and isinstance(data, dict) and "code" in data:
+                    raise from_event(data)
+                yield name, data
+            item = decoder.flush()
+            if item is not None:
+                yield item
+
+
+class Sandbox:
+    """A sandbox: one isolated container with a persistent ``/workspace``.
+
+    ``Sandbox.get_or_create("name")`` gets or makes one; ``files``, ``git``,
+    ``processes``, ``ports`` and ``terminals`` group the rest of the API.
+    """
+
+    def __init__(self, info: SandboxInfo, http: HTTP) -> None:
+        self.info = info
+        self._http = http
+        self._path = f"/sandboxes/{quote(info.id, safe='')}"
+        self.files = Files(self)
+        self.git = Git(self)
+        self.processes = Processes(self)
+        self.ports = Ports(self)
+        self.terminals = Terminals(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} id={self.id} status={self.status}>"
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def status(self) -> str:
+        return self.info.status
+
+    # -- finding and making sandboxes -------------------------------------------------
+
+    @classmethod
+    def get_or_create(
+        cls,
+        name: str | None = None,
+        template: str | None = None,
+        env: dict[str, str] | None = None,
+        sleep_after: int | None = None,
+        keep_alive: bool | None = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+    ) -> Sandbox:
+        """The caller's sandbox called ``name``, made (and started) if it is new."""
+        http = HTTP(url, token)
+        body = _drop_none(
+            name=name, template=template, env=env, sleep_after=sleep_after, keep_alive=keep_alive
+        )
+        try:
+            data = http.json("POST", "/sandboxes", json=body, timeout=NO_READ_TIMEOUT)
+        except BaseException:
+            http.close()
+            raise
+        return cls(SandboxInfo.from_json(data), http)
+
+    @classmethod
+    def connect(
+        cls, sandbox_id: str, *, url: str | None = None, token: str | None = None
+    ) -> Sandbox:
+        """An existing sandbox by id."""
+        http = HTTP(url, token)
+        try:
+            data = http.json("GET", f"/sandboxes/{quote(sandbox_id, safe='')}")
+        except BaseException:
+            http.close()
+            raise
+        return cls(SandboxInfo.from_json(data), http)
+
+    @classmethod
+    def from_name(cls, name: str, *, url: str | None = None, token: str | None = None) -> Sandbox:
+        """An existing sandbox by name (NotFoundError if there is none)."""
+        http = HTTP(url, token)
+        try:
+            data = http.json("GET", "/sandboxes")
+            for item in data["sandboxes"]:
+                if item["name"] == name:
+                    return cls(SandboxInfo.from_json(item), http)
+            raise NotFoundError(
+                f"You have no sandbox named {name!r}: create it with "
+                f"Sandbox.get_or_create({name!r}) or `sandbox-ide create {name}`.",
+                status=404,
+            )
+        except BaseException:
+            http.close()
+            raise
+
+    @classmethod
+    def list(cls, *, url: str | None = None, token: str | None = None) -> list[SandboxInfo]:
+        """The caller's sandboxes."""
+        http = HTTP(url, token)
+        try:
+            data = http.json("GET", "/sandboxes")
+        finally:
+            http.close()
+        return [SandboxInfo.from_json(item) for item in data["sandboxes"]]
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def refresh(self) -> SandboxInfo:
+        """Reload ``info`` (status, ports ...) from the server."""
+        self.info = SandboxInfo.from_json(self._http.json("GET", self._path))
+        return self.info
+
+    def update(
+        self,
+        *,
+        sleep_after: int | None = None,
+        keep_alive: bool | None = None,
+        env: dict[str, str] | None = None,
+    ) -> SandboxInfo:
+        body = _drop_none(sleep_after=sleep_after, keep_alive=keep_alive, env=env)
+        self.info = SandboxInfo.from_json(self._http.json("PATCH", self._path, json=body))
+        return self.info
+
+    def sleep(self) -> SandboxInfo:
+        """Hibernate now; the workspace is kept and any later call wakes it."""
+        data = self._http.json("POST", self._path + "/sleep", timeout=NO_READ_TIMEOUT)
+        self.info = SandboxInfo.from_json(data)
+        return self.info
+
+    def wake(self) -> SandboxInfo:
+        data = self._http.json("POST", self._path + "/wake", timeout=NO_READ_TIMEOUT)
+        self.info = SandboxInfo.from_json(data)
+        return self.info
+
+    def destroy(self) -> None:
+        """Remove the container and its workspace for good, then close the client."""
+        try:
+            self._http.request("DELETE", self._path, timeout=NO_READ_TIMEOUT)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the HTTP connections (the sandbox keeps running)."""
+        self._http.close()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- commands -----------------------------------------------------------------------
+
+    def exec(
+        self,
+        command: str | Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        on_stdout: Callable[[str], Any] | None = None,
+        on_stderr: Callable[[str], Any] | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        """Run a command (a string under ``bash -lc``, a list as argv) and wait for it.
+
+        With ``on_stdout``/``on_stderr`` the output streams to them as it arrives.
+        ``timeout`` kills the command (``result.timed_out``); ``check=True`` raises
+        CommandFailed / CommandTimeout instead of returning a failed result.
+        """
+        body = _drop_none(command=_command(command), cwd=cwd, env=env, timeout=timeout, stdin=stdin)
+        path = self._path + "/exec"
+        if on_stdout is None and on_stderr is None:
+            data = self._http.json("POST", path, json=body, timeout=NO_READ_TIMEOUT)
+            result = CommandResult.from_json(data)
+        else:
+            out: list[str] = []
+            err: list[str] = []
+            end: dict[str, Any] | None = None
+            for event, data in self._http.events("POST", path, json=body):
+                if event == "stdout":
+                    out.append(_text(data))
+                    if on_stdout is not None:
+                        _io.maybe_await(on_stdout(_text(data)))
+                elif event == "stderr":
+                    err.append(_text(data))
+                    if on_stderr is not None:
+                        _io.maybe_await(on_stderr(_text(data)))
+                elif event == "exit":
+                    end = data
+            if end is None:
+                raise AgentError("The command's stream ended before its exit status arrived.")
+            result = CommandResult.from_json(end, "".join(out), "".join(err))
+        if check and result.timed_out:
+            raise CommandTimeout(f"The command timed out after {timeout} s: {command!r}.")
+        if check and not result.success:
+            raise CommandFailed(
+                f"The command exited with {result.exit_code}: {command!r}; "
+                f"stderr: {result.stderr[-500:]!r}",
+                result,
+            )
+        return result
+
+    # -- code interpreter ---------------------------------------------------------------
+
+    def run_code(
+        self,
+        code: str,
+        *,
+        language: str | None = None,
+        context: CodeContext | str | None = None,
+        timeout: float | None = None,
+        on_stdout: Callable[[str], Any] | None = None,
+        on_stderr: Callable[[str], Any] | None = None,
+        on_result: Callable[[Result], Any] | None = None,
+    ) -> Execution:
+        """Run code in an interpreter (``context`` keeps state between runs).
+
+        Errors in the code come back in ``execution.error``; they are not raised.
+        """
+        ctx = context.id if isinstance(context, CodeContext) else context
+        body = _drop_none(code=code, language=language, context=ctx, timeout=timeout)
+        path = self._path + "/code/run"
+        if on_stdout is None and on_stderr is None and on_result is None:
+            data = self._http.json("POST", path, json=body, timeout=NO_READ_TIMEOUT)
+            return Execution.from_json(data)
+        execution = Execution()
+        for event, data in self._http.events("POST", path, json=body):
+            if event == "stdout":
+                execution.stdout += _text(data)
+                if on_stdout is not None:
+                    _io.maybe_await(on_stdout(_text(data)))
+            elif event == "stderr":
+                execution.stderr += _text(data)
+                if on_stderr is not None:
+                    _io.maybe_await(on_stderr(_text(data)))
+            elif event == "result":
+                result = Result.from_json(data)
+                execution.results.append(result)
+                if on_result is not None:
+                    _io.maybe_await(on_result(result))
+            elif event == "error":
+                execution.error = error_from_json(data)
+            elif event == "end" and isinstance(data, dict) and data.get("error"):
+                execution.error = execution.error or error_from_json(data["error"])
+        return execution
+
+    def create_code_context(
+        self, language: str = "python", *, cwd: str | None = None
+    ) -> CodeContext:
+        """A new persistent interpreter (``python`` or ``javascript``)."""
+        data = self._http.json(
+            "POST",
+            self._path + "/code/contexts",
+            json=_drop_none(language=language, cwd=cwd),
+            timeout=NO_READ_TIMEOUT,
+        )
+        return CodeContext.from_json(data)
+
+    def list_code_contexts(self) -> list[CodeContext]:
+        data = self._http.json("GET", self._path + "/code/contexts")
+        return [CodeContext.from_json(c) for c in data["contexts"]]
+
+    def remove_code_context(self, context: CodeContext | str) -> None:
+        ctx = context.id if isinstance(context, CodeContext) else context
+        self._http.request("DELETE", f"{self._path}/code/contexts/{quote(ctx, safe='')}")
+
+    # -- terminals ----------------------------------------------------------------------
+
+    def terminal(self, name: str = "main", *, cols: int = 80, rows: int = 24) -> Terminal:
+        """An interactive shell (PTY) called ``name``; reconnecting re-attaches to it.
+
+        Use as a context manager, or call ``connect()``; ``send``/``recv`` connect lazily.
+        """
+        return Terminal(self, name, cols, rows)
+
+
+class Files:
+    """Files in the sandbox; relative paths are relative to ``/workspace``."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sb = sandbox
+
+    @property
+    def _url(self) -> str:
+        return self._sb._path + "/files"
+
+    def read(self, path: str) -> bytes:
+        response = self._sb._http.request(
+            "GET", self._url + "/content", params={"path": path}, timeout=NO_READ_TIMEOUT
+        )
+        return response.content
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        return (self.read(path)).decode(encoding)
+
+    def write(
+        self,
+        path: str,
+        data: bytes | str | IO[bytes],
+        *,
+        progress: Progress | None = None,
+    ) -> WriteResult:
+        """Write a file (parents are created). ``data``: bytes, text or a binary file."""
+        if isinstance(data, str):
+            data = data.encode()
+        headers = {"Content-Type": "application/octet-stream"}
+        content: Any = data
+        if isinstance(data, bytes):
+            size: int | None = len(data)
+            if progress is not None:
+                content = _chunks(_BytesReader(data), size, progress)
+        else:
+            size = _file_size(data)
+            content = _chunks(data, size, progress)
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        response = self._sb._http.request(
+            "PUT",
+            self._url + "/content",
+            params={"path": path},
+            content=content,
+            headers=headers,
+            timeout=NO_READ_TIMEOUT,
+        )
+        body = _json_or_none(response)
+        return WriteResult(
+            path=str(body.get("path", path)) if body else path,
+            created=response.status_code == 201,
+            size=(body.get("size") if body else None) or size,
+        )
+
+    def list(self, path: str = ".", *, recursive: bool = False) -> list[FileEntry]:
+        params: dict[str, Any] = {"path": path}
+        if recursive:
+            params["recursive"] = 1
+        data = self._sb._http.json("GET", self._url, params=params)
+        return [FileEntry.from_json(e) for e in data["entries"]]
+
+    def exists(self, path: str) -> bool:
+        return (self._kind(path)) is not None
+
+    def is_dir(self, path: str) -> bool:
+        return (self._kind(path)) == "directory"
+
+    def _kind(self, path: str) -> str | None:
+        parent = str(PurePosixPath(path).parent) if path not in ("/", ".", "") else None
+        if parent is None:
+            return "directory"
+        try:
+            entries = self.list(parent)
+        except (NotFoundError, InvalidRequestError):
+            return None
+        name = PurePosixPath(path).name
+        for entry in entries:
+            if entry.name == name:
+                return "directory" if entry.type == "directory" else entry.type
+        return None
+
+    def mkdir(self, path: str) -> None:
+        """Make a directory and its parents (no error if it exists)."""
+        self._sb._http.request("POST", self._url + "/mkdir", json={"path": path})
+
+    def move(self, source: str, destination: str) -> None:
+        self._sb._http.request(
+            "POST", self._url + "/move", json={"source": source, "destination": destination}
+        )
+
+    def remove(self, path: str, *, recursive: bool = False) -> None:
+        """Delete a file or directory (a non-empty one needs ``recursive=True``)."""
+        params: dict[str, Any] = {"path": path}
+        if recursive:
+            params["recursive"] = 1
+        self._sb._http.request("DELETE", self._url, params=params)
+
+    def upload(
+        self,
+        local: str | os.PathLike[str],
+        remote_dir: str = ".",
+        *,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """Upload a local file, or a folder with everything in it, into ``remote_dir``.
+
+        Returns the sandbox paths written.
+        """
+        source = Path(local)
+        if not source.exists():
+            raise FileNotFoundError(f"No such local file or folder: {source}")
+        groups: dict[str, list[Path]] = {}
+        if source.is_dir():
+            for root, dirs, names in os.walk(source):
+                dirs.sort()
+                rel = Path(root).relative_to(source.parent).as_posix()
+                groups.setdefault(rel, [])
+                for name in sorted(names):
+                    if (Path(root) / name).is_file():
+                        groups[rel].append(Path(root) / name)
+        else:
+            groups["."] = [source]
+        total = sum(f.stat().st_size for files in groups.values() for f in files)
+        meter = _Meter(total, progress)
+        written: list[str] = []
+        for rel, files in groups.items():
+            target = remote_dir if rel == "." else f"{remote_dir.rstrip('/')}/{rel}"
+            if not files:
+                self.mkdir(target)
+                continue
+            handles = [_ProgressFile(f.open("rb"), meter) for f in files]
+            try:
+                self._sb._http.request(
+                    "POST",
+                    self._url + "/upload",
+                    params={"path": target},
+                    files=[
+                        ("files", (f.name, h, "application/octet-stream"))
+                        for f, h in zip(files, handles, strict=True)
+                    ],
+                    timeout=NO_READ_TIMEOUT,
+                )
+            finally:
+                for handle in handles:
+                    handle.close()
+            written += [f"{target.rstrip('/')}/{f.name}" for f in files]
+        return written
+
+    def download(
+        self,
+        remote: str,
+        local: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Download a file to ``local``, or a folder (as an archive, extracted) into
+        the folder ``local``. Returns the local path written."""
+        target = Path(local)
+        try:
+            with self._sb._http.stream(
+                "GET", self._url + "/content", params={"path": remote}
+            ) as response:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _save(response, target, progress)
+                return target
+        except InvalidRequestError as exc:
+            if exc.code not in ("is_a_directory", "bad_request"):
+                raise
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "download.tar.gz"
+            with self._sb._http.stream(
+                "GET", self._url + "/archive", params={"path": remote}
+            ) as response:
+                _save(response, archive, progress)
+            target.mkdir(parents=True, exist_ok=True)
+            _extract(archive, target)
+        return target
+
+    def watch(
+        self, path: str = ".", *, recursive: bool = False, timeout: float | None = None
+    ) -> Iterator[FileEvent]:
+        """Changes under ``path`` as they happen (Server-Sent Events).
+
+        ``timeout``: stop after that many seconds without an event.
+        """
+        params: dict[str, Any] = {"path": path}
+        if recursive:
+            params["recursive"] = 1
+        try:
+            for event, data in self._sb._http.events(
+                "GET",
+                self._url + "/watch",
+                params=params,
+                timeout=httpx.Timeout(timeout, connect=10.0),
+            ):
+                if event in ("ping", "ready", "open"):
+                    continue
+                yield FileEvent.from_sse(event, data)
+        except CommandTimeout:
+            return
+
+
+class Git:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sb = sandbox
+
+    def clone(
+        self,
+        url: str,
+        path: str | None = None,
+        *,
+        branch: str | None = None,
+        depth: int | None = None,
+    ) -> CloneResult:
+        """Clone ``url`` inside the sandbox (``path`` defaults to the repo's name)."""
+        data = self._sb._http.json(
+            "POST",
+            self._sb._path + "/git/clone",
+            json=_drop_none(url=url, path=path, branch=branch, depth=depth),
+            timeout=NO_READ_TIMEOUT,
+        )
+        return CloneResult.from_json(data)
+
+    def status(self, path: str = ".") -> GitStatus:
+        data = self._sb._http.json("GET", self._sb._path + "/git/status", params={"path": path})
+        return GitStatus.from_json(data)
+
+
+class Processes:
+    """Background processes: they outlive the request that started them."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sb = sandbox
+
+    @property
+    def _url(self) -> str:
+        return self._sb._path + "/processes"
+
+    def start(
+        self,
+        command: str | Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ProcessInfo:
+        body = _drop_none(command=_command(command), cwd=cwd, env=env)
+        return ProcessInfo.from_json(self._sb._http.json("POST", self._url, json=body))
+
+    def list(self) -> list[ProcessInfo]:
+        data = self._sb._http.json("GET", self._url)
+        return [ProcessInfo.from_json(p) for p in data["processes"]]
+
+    def get(self, pid: int) -> ProcessInfo:
+        return ProcessInfo.from_json(self._sb._http.json("GET", f"{self._url}/{int(pid)}"))
+
+    def logs(
+        self,
+        pid: int,
+        *,
+        follow: bool = False,
+        on_stdout: Callable[[str], Any] | None = None,
+        on_stderr: Callable[[str], Any] | None = None,
+    ) -> ProcessLogs:
+        """Its output so far; ``follow=True`` streams (to the callbacks) until it exits."""
+        url = f"{self._url}/{int(pid)}/logs"
+        if not follow:
+            data = self._sb._http.json("GET", url)
+            return ProcessLogs(stdout=data.get("stdout", ""), stderr=data.get("stderr", ""))
+        logs = ProcessLogs(stdout="", stderr="")
+        for event, data in self._sb._http.events("GET", url, params={"follow": 1}):
+            if event == "stdout":
+                logs.stdout += _text(data)
+                if on_stdout is not None:
+                    _io.maybe_await(on_stdout(_text(data)))
+            elif event == "stderr":
+                logs.stderr += _text(data)
+                if on_stderr is not None:
+                    _io.maybe_await(on_stderr(_text(data)))
+            elif event == "exit" and isinstance(data, dict):
+                logs.exit_code = data.get("exit_code")
+        return logs
+
+    def kill(self, pid: int, signal: str = "TERM") -> None:
+        self._sb._http.request("DELETE", f"{self._url}/{int(pid)}", params={"signal": signal})
+
+    def wait(self, pid: int, *, timeout: float = 60, interval: float = 0.2) -> ProcessInfo:
+        """Wait until the process exits; CommandTimeout after ``timeout`` seconds."""
+        deadline = _deadline(timeout)
+        while True:
+            info = self.get(pid)
+            if not info.running:
+                return info
+            if _expired(deadline):
+                raise CommandTimeout(f"Process {pid} still runs after {timeout} s.")
+            _io.sleep(interval)
+
+    def wait_for_port(self, port: int, *, timeout: float = 60, interval: float = 0.2) -> None:
+        """Wait until something in the sandbox listens on TCP ``port``."""
+        deadline = _deadline(timeout)
+        while True:
+            ports = self._sb.ports.list()
+            if int(port) in ports.listening:
+                return
+            if _expired(deadline):
+                raise CommandTimeout(
+                    f"Nothing listens on port {port} after {timeout} s: check the "
+                    "server's logs (processes.logs(pid)) and that it binds 0.0.0.0 or "
+                    "127.0.0.1."
+                )
+            _io.sleep(interval)
+
+    def wait_for_log(
+        self,
+        pid: int,
+        pattern: str | re.Pattern[str],
+        *,
+        timeout: float = 60,
+        interval: float = 0.2,
+    ) -> str:
+        """Wait until the process prints a line matching ``pattern`` (a regex or plain
+        text, stdout or stderr); returns that line."""
+        regex = pattern if isinstance(pattern, re.Pattern) else re.compile(re.escape(pattern))
+        deadline = _deadline(timeout)
+        while True:
+            logs = self.logs(pid)
+            for line in (logs.stdout + "\n" + logs.stderr).splitlines():
+                if regex.search(line):
+                    return line
+            info = self.get(pid)
+            if not info.running:
+                logs = self.logs(pid)
+                for line in (logs.stdout + "\n" + logs.stderr).splitlines():
+                    if regex.search(line):
+                        return line
+                raise SandboxIDEError(
+                    f"Process {pid} exited (code {info.exit_code}) without printing "
+                    f"{regex.pattern!r}; its last output: {(logs.stdout + logs.stderr)[-300:]!r}",
+                    code="process_exited",
+                )
+            if _expired(deadline):
+                raise CommandTimeout(
+                    f"Process {pid} did not print {regex.pattern!r} within {timeout} s."
+                )
+            _io.sleep(interval)
+
+
+class Ports:
+    """Expose ports of the sandbox at preview URLs (anyone with the URL can open it)."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sb = sandbox
+
+    def expose(self, port: int, name: str | None = None) -> ExposedPort:
+        data = self._sb._http.json(
+            "POST", self._sb._path + "/ports", json=_drop_none(port=int(port), name=name)
+        )
+        return ExposedPort.from_json(data)
+
+    def list(self) -> PortList:
+        return PortList.from_json(self._sb._http.json("GET", self._sb._path + "/ports"))
+
+    def unexpose(self, port: int) -> None:
+        """Revoke the port's URL at once."""
+        self._sb._http.request("DELETE", f"{self._sb._path}/ports/{int(port)}")
+
+
+class Terminals:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sb = sandbox
+
+    def list(self) -> list[TerminalInfo]:
+        data = self._sb._http.json("GET", self._sb._path + "/terminals")
+        return [TerminalInfo.from_json(t) for t in data["terminals"]]
+
+    def kill(self, name: str) -> None:
+        """End the terminal's shell."""
+        self._sb._http.request("DELETE", f"{self._sb._path}/terminals/{quote(name, safe='')}")
+
+
+class Terminal:
+    """An interactive PTY in the sandbox over a WebSocket: ``send`` keystrokes,
+    ``recv`` output (``b""`` once the shell has exited, see ``exit_code``)."""
+
+    def __init__(self, sandbox: Sandbox, name: str, cols: int = 80, rows: int = 24) -> None:
+        self.sandbox = sandbox
+        self.name = name
+        self.cols, self.rows = cols, rows
+        self.exit_code: int | None = None
+        self.closed = False
+        self._ws: Any = None
+        self._buffer = b""
+
+    @property
+    def url(self) -> str:
+        query = urlencode({"cols": self.cols, "rows": self.rows})
+        return (
+            f"{ws_url(self.sandbox._http.url)}/ws/sandboxes/{self.sandbox.id}"
+            f"/terminals/{quote(self.name, safe='')}?{query}"
+        )
+
+    def connect(self, timeout: float = 60) -> Terminal:
+        if self._ws is not None:
+            return self
+        headers = {
+            "Authorization": f"Bearer {self.sandbox._http.token}",
+            "User-Agent": USER_AGENT,
+        }
+        try:
+            self._ws = _io.ws_connect(self.url, headers, timeout)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            body: Any = None
+            with contextlib.suppress(ValueError):
+                import json
+
+                body = json.loads(exc.response.body or b"")
+            raise from_response(
+                status, body, f"The terminal WebSocket was refused (HTTP {status})."
+            ) from exc
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionFailed(f"Could not open the terminal at {self.url}: {exc}.") from exc
+        return self
+
+    def send(self, data: bytes | str) -> None:
+        """Send keystrokes (text is UTF-8 encoded)."""
+        self.connect()
+        self._ws.send(data.encode() if isinstance(data, str) else bytes(data))
+
+    def resize(self, cols: int, rows: int) -> None:
+        import json
+
+        self.connect()
+        self.cols, self.rows = cols, rows
+        self._ws.send(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
+
+    def recv(self, timeout: float | None = None) -> bytes:
+        """The next output; ``b""`` when the shell has exited or the connection closed.
+        CommandTimeout if nothing came within ``timeout`` seconds."""
+        import json
+
+        if self._buffer:
+            data, self._buffer = self._buffer, b""
+            return data
+        self.connect()
+        while not self.closed:
+            try:
+                message = _io.ws_recv(self._ws, timeout)
+            except TimeoutError as exc:
+                raise CommandTimeout(f"No terminal output within {timeout} s.") from exc
+            except ConnectionClosed:
+                self.closed = True
+                return b""
+            if isinstance(message, bytes):
+                return message
+            try:
+                event = json.loads(message)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("type") == "exit":
+                self.exit_code = event.get("exit_code")
+                self.closed = True
+                return b""
+            if isinstance(event, dict) and event.get("type") == "error":
+                raise from_event(event)
+        return b""
+
+    def expect(self, pattern: bytes | str | re.Pattern[bytes], timeout: float = 30) -> bytes:
+        """Read until the output matches ``pattern``; returns the output up to and
+        including the match (the rest stays for the next ``recv``)."""
+        if isinstance(pattern, str):
+            pattern = pattern.encode()
+        regex = pattern if isinstance(pattern, re.Pattern) else re.compile(re.escape(pattern))
+        seen = b""
+        deadline = _deadline(timeout)
+        while True:
+            match = regex.search(seen)
+            if match:
+                self._buffer = seen[match.end() :] + self._buffer
+                return seen[: match.end()]
+            left = _left(deadline)
+            if left <= 0:
+                self._buffer = seen + self._buffer
+                raise CommandTimeout(
+                    f"The terminal did not print {regex.pattern!r} within {timeout} s; "
+                    f"last output: {seen[-200:]!r}"
+                )
+            try:
+                chunk = self.recv(timeout=left)
+            except CommandTimeout:
+                continue
+            if not chunk and self.closed:
+                self._buffer = seen
+                raise SandboxIDEError(
+                    f"The terminal closed before printing {regex.pattern!r}.", code="closed"
+                )
+            seen += chunk
+
+    def close(self) -> None:
+        """Detach (the shell keeps running; ``sandbox.terminals.kill(name)`` ends it)."""
+        if self._ws is not None:
+            self._ws.close()
+        self.closed = True
+
+    def __enter__(self) -> Terminal:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _deadline(timeout: float) -> float:
+    import time
+
+    return time.monotonic() + timeout
+
+
+def _left(deadline: float) -> float:
+    import time
+
+    return deadline - time.monotonic()
+
+
+def _expired(deadline: float) -> bool:
+    return _left(deadline) <= 0
+
+
+def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:
+    if "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _file_size(stream: IO[bytes]) -> int | None:
+    try:
+        return os.fstat(stream.fileno()).st_size - stream.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else self._pos + size
+        chunk = bytes(self._data[self._pos : end])
+        self._pos += len(chunk)
+        return chunk
+
+
+def _chunks(stream: Any, total: int | None, progress: Progress | None) -> Iterator[bytes]:
+    done = 0
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            break
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+        yield chunk
+
+
+class _Meter:
+    def __init__(self, total: int | None, progress: Progress | None) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+class _ProgressFile:
+    """A binary file that reports reads to a meter (httpx streams multipart from it)."""
+
+    def __init__(self, raw: IO[bytes], meter: _Meter) -> None:
+        self._raw, self._meter = raw, meter
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size)
+        self._meter.add(len(chunk))
+        return chunk
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def _save(response: httpx.Response, target: Path, progress: Progress | None) -> None:
+    length = response.headers.get("content-length")
+    total = int(length) if length and length.isdigit() else None
+    done = 0
+    partial = target.with_name(target.name + ".part")
+    try:
+        with partial.open("wb") as out:
+            for chunk in response.iter_bytes(CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _extract(archive: Path, target: Path) -> None:
+    """Extract a downloaded archive, refusing links and paths that leave ``target``."""
+    with tarfile.open(archive, "r:*") as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(target, filter="data")
+            return
+        root = target.resolve()
+        for member in tar.getmembers():
+            dest = (target / member.name).resolve()
+            if not dest.is_relative_to(root) or member.issym() or member.islnk():
+                raise SandboxIDEError(f"Refusing archive member {member.name!r}.")
+            if member.isdir():
+                dest.mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                if source is not None:
+                    with source, dest.open("wb") as out:
+                        shutil.copyfileobj(source, out)

@@ -1,0 +1,383 @@
+"""``sandbox-ide``: sandboxes from the command line (addressed by name).
+
+    sandbox-ide create NAME            sandbox-ide ls
+    sandbox-ide exec NAME -- CMD...    sandbox-ide shell NAME
+    sandbox-ide cp SRC DEST            (NAME:/path on one side)
+    sandbox-ide expose NAME PORT       sandbox-ide rm NAME
+
+Configured by SANDBOX_IDE_URL and SANDBOX_IDE_TOKEN (or --url / --token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import posixpath
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from ._sync_client import Sandbox
+from .errors import InvalidRequestError, NotFoundError, SandboxIDEError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except SandboxIDEError as exc:
+        print(f"sandbox-ide: {exc.message}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"sandbox-ide: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sandbox-ide",
+        description="Work with Sandbox IDE sandboxes (addressed by name).",
+    )
+    parser.add_argument("--url", help="server URL (default: $SANDBOX_IDE_URL)")
+    parser.add_argument("--token", help="API token (default: $SANDBOX_IDE_TOKEN)")
+    parser.add_argument("--version", action="version", version=f"sandbox-ide {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    p = sub.add_parser("create", help="get or create a sandbox")
+    p.add_argument("name")
+    p.add_argument("--template")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--sleep-after", type=int, metavar="SECONDS")
+    p.add_argument("--keep-alive", action="store_true", default=None)
+    p.set_defaults(handler=cmd_create)
+
+    p = sub.add_parser("ls", help="list your sandboxes")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_ls)
+
+    p = sub.add_parser("exec", help="run a command, streaming its output")
+    p.add_argument("name")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    p.add_argument("--cwd")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--timeout", type=float)
+    p.set_defaults(handler=cmd_exec)
+
+    p = sub.add_parser("shell", help="an interactive shell in the sandbox")
+    p.add_argument("name")
+    p.add_argument("--terminal", default=None, help="terminal name (default: cli-<pid>)")
+    p.set_defaults(handler=cmd_shell)
+
+    p = sub.add_parser("cp", help="copy files or folders: cp SRC NAME:/path, cp NAME:/path DEST")
+    p.add_argument("source")
+    p.add_argument("destination")
+    progress = p.add_mutually_exclusive_group()
+    progress.add_argument("--progress", action="store_true", default=None, help="always show")
+    progress.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    p.set_defaults(handler=cmd_cp)
+
+    p = sub.add_parser("expose", help="expose a port at a preview URL")
+    p.add_argument("name")
+    p.add_argument("port", type=int)
+    p.add_argument("--label", dest="label", help="a name for the port")
+    p.set_defaults(handler=cmd_expose)
+
+    p = sub.add_parser("rm", help="destroy sandboxes (container and workspace)")
+    p.add_argument("names", nargs="+", metavar="name")
+    p.set_defaults(handler=cmd_rm)
+    return parser
+
+
+def _env(pairs: list[str]) -> dict[str, str] | None:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidRequestError(f"--env takes KEY=VALUE, not {pair!r}.")
+        env[key] = value
+    return env or None
+
+
+def _open(args: argparse.Namespace, name: str) -> Sandbox:
+    return Sandbox.from_name(name, url=args.url, token=args.token)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    before = {s.name for s in Sandbox.list(url=args.url, token=args.token)}
+    with Sandbox.get_or_create(
+        args.name,
+        template=args.template,
+        env=_env(args.env),
+        sleep_after=args.sleep_after,
+        keep_alive=args.keep_alive,
+        url=args.url,
+        token=args.token,
+    ) as sb:
+        state = "exists" if sb.name in before else "created"
+        print(f"{sb.name}\t{sb.id}\t{sb.status}\t{state}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    sandboxes = Sandbox.list(url=args.url, token=args.token)
+    if args.json:
+        rows = [
+            {"id": s.id, "name": s.name, "status": s.status, "created_at": str(s.created_at)}
+            for s in sandboxes
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("NAME", "ID", "STATUS", "CREATED")]
+    for s in sandboxes:
+        created = s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else ""
+        table.append((s.name, s.id, s.status, created))
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise InvalidRequestError("Give a command: sandbox-ide exec NAME -- CMD [ARGS...].")
+    run: str | list[str] = command[0] if len(command) == 1 else command
+
+    def out(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def err(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    with _open(args, args.name) as sb:
+        result = sb.exec(
+            run,
+            cwd=args.cwd,
+            env=_env(args.env),
+            timeout=args.timeout,
+            on_stdout=out,
+            on_stderr=err,
+        )
+    if result.timed_out:
+        print(f"sandbox-ide: the command timed out after {args.timeout} s", file=sys.stderr)
+        return 124
+    return result.exit_code if result.exit_code is not None else 1
+
+
+# -- shell ----------------------------------------------------------------------------------
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    import termios
+    import tty
+
+    name = args.terminal or f"cli-{os.getpid()}"
+    stdin_fd = sys.stdin.fileno()
+    interactive = os.isatty(stdin_fd)
+    cols, rows = _terminal_size()
+    with _open(args, args.name) as sb:
+        term = sb.terminal(name, cols=cols, rows=rows).connect()
+        saved = termios.tcgetattr(stdin_fd) if interactive else None
+        stop = threading.Event()
+        resized = threading.Event()
+        previous = signal.getsignal(signal.SIGWINCH)
+        signal.signal(signal.SIGWINCH, lambda *_: resized.set())
+        try:
+            if interactive:
+                tty.setraw(stdin_fd)
+            reader = threading.Thread(target=_pump_output, args=(term, stop), daemon=True)
+            reader.start()
+            _pump_input(term, stdin_fd, stop, resized)
+        finally:
+            if saved is not None:
+                termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
+            signal.signal(signal.SIGWINCH, previous)
+            term.close()
+            if not args.terminal:
+                with contextlib.suppress(SandboxIDEError):
+                    sb.terminals.kill(name)
+    return term.exit_code if term.exit_code is not None else 0
+
+
+def _terminal_size() -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+        return size.columns, size.lines
+    except OSError:
+        return 80, 24
+
+
+def _pump_output(term: Any, stop: threading.Event) -> None:
+    out = sys.stdout.buffer
+    try:
+        while not stop.is_set():
+            data = term.recv()
+            if not data:
+                break
+            out.write(data)
+            out.flush()
+    except SandboxIDEError as exc:
+        sys.stderr.write(f"\r\nsandbox-ide: {exc.message}\r\n")
+    finally:
+        stop.set()
+
+
+def _pump_input(term: Any, fd: int, stop: threading.Event, resized: threading.Event) -> None:
+    import select
+
+    while not stop.is_set():
+        if resized.is_set():
+            resized.clear()
+            term.resize(*_terminal_size())
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if not ready:
+            continue
+        data = os.read(fd, 4096)
+        if not data:  # stdin closed: end the session like `docker exec -i`
+            with contextlib.suppress(SandboxIDEError, OSError):
+                term.send(b"\x04")
+            stop.wait(5)
+            break
+        try:
+            term.send(data)
+        except Exception:  # noqa: BLE001 - the connection is gone; the reader reports why
+            break
+
+
+# -- cp ---------------------------------------------------------------------------------------
+
+
+def _split_remote(spec: str) -> tuple[str, str] | None:
+    name, sep, path = spec.partition(":")
+    if sep and name and "/" not in name and not os.path.exists(spec):
+        return name, path or "."
+    return None
+
+
+def cmd_cp(args: argparse.Namespace) -> int:
+    src, dst = _split_remote(args.source), _split_remote(args.destination)
+    if bool(src) == bool(dst):
+        raise InvalidRequestError(
+            "Name the sandbox on exactly one side: cp LOCAL NAME:/path or cp NAME:/path LOCAL."
+        )
+    show = args.progress if args.progress is not None else (not args.quiet and sys.stderr.isatty())
+    if dst:
+        name, remote = dst
+        local = Path(args.source)
+        if not local.exists():
+            raise FileNotFoundError(f"No such local file or folder: {local}")
+        with _open(args, name) as sb, _progress(local.name, show) as progress:
+            into_dir = remote.endswith("/") or sb.files.is_dir(remote)
+            if local.is_dir():
+                if into_dir:
+                    sb.files.upload(local, remote.rstrip("/") or "/", progress=progress)
+                else:  # the folder becomes `remote`
+                    sb.files.mkdir(remote)
+                    for child in sorted(local.iterdir()):
+                        sb.files.upload(child, remote, progress=progress)
+            else:
+                target = posixpath.join(remote, local.name) if into_dir else remote
+                with local.open("rb") as handle:
+                    sb.files.write(target, handle, progress=progress)
+        return 0
+    name, remote = src or ("", "")
+    local = Path(args.destination)
+    if local.is_dir():
+        local = local / (posixpath.basename(remote.rstrip("/")) or "root")
+    with _open(args, name) as sb, _progress(posixpath.basename(remote), show) as progress:
+        try:
+            sb.files.download(remote, local, progress=progress)
+        except NotFoundError as exc:
+            raise NotFoundError(f"{name}:{remote}: {exc.message}", code=exc.code) from exc
+    return 0
+
+
+@contextlib.contextmanager
+def _progress(label: str, show: bool) -> Iterator[Any]:
+    """A one-line stderr progress meter (bytes, rate, percent when the size is known)."""
+    if not show:
+        yield None
+        return
+    started = time.monotonic()
+    state = {"last": 0.0, "done": 0, "total": None}
+
+    def draw(final: bool = False) -> None:
+        done, total = state["done"], state["total"]
+        elapsed = max(time.monotonic() - started, 1e-6)
+        rate = f"{_size(done / elapsed)}/s"
+        if total:
+            width = 24
+            filled = int(width * min(done / total, 1))
+            bar = "#" * filled + "-" * (width - filled)
+            line = f"{label} [{bar}] {done * 100 // total:3d}% {_size(done)}/{_size(total)} {rate}"
+        else:
+            line = f"{label} {_size(done)} {rate}"
+        sys.stderr.write("\r" + line[:120].ljust(60) + ("\n" if final else ""))
+        sys.stderr.flush()
+
+    def progress(done: int, total: int | None) -> None:
+        state["done"], state["total"] = done, total
+        now = time.monotonic()
+        if now - state["last"] >= 0.1:
+            state["last"] = now
+            draw()
+
+    try:
+        yield progress
+    finally:
+        draw(final=True)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+# -- expose / rm --------------------------------------------------------------------------------
+
+
+def cmd_expose(args: argparse.Namespace) -> int:
+    with _open(args, args.name) as sb:
+        port = sb.ports.expose(args.port, name=args.label)
+    print(port.url)
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    status = 0
+    for name in args.names:
+        try:
+            sb = _open(args, name)
+        except NotFoundError as exc:
+            print(f"sandbox-ide: {exc.message}", file=sys.stderr)
+            status = 1
+            continue
+        sb.destroy()
+        print(name)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,433 @@
+"""The Python SDK (sdk/python, package sandbox_ide) against the live test server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sandbox_ide import (
+    AsyncSandbox,
+    AuthenticationError,
+    CommandFailed,
+    CommandTimeout,
+    ConflictError,
+    ConnectionFailed,
+    Execution,
+    InvalidRequestError,
+    NotFoundError,
+    Sandbox,
+    SandboxIDEError,
+)
+
+from tests.server import LiveServer, free_port
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def conn(server: LiveServer) -> dict[str, str]:
+    return {"url": server.url, "token": server.token("sdk-user")}
+
+
+@pytest.fixture(scope="module")
+def sb(conn: dict[str, str]) -> Iterator[Sandbox]:
+    with Sandbox.get_or_create("sdk", keep_alive=True, **conn) as sandbox:
+        yield sandbox
+
+
+# -- configuration and errors ---------------------------------------------------------------
+
+
+def test_configuration_from_the_environment(
+    conn: dict[str, str], sb: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_IDE_URL", conn["url"])
+    monkeypatch.setenv("SANDBOX_IDE_TOKEN", conn["token"])
+    with Sandbox.connect(sb.id) as again:
+        assert again.name == "sdk" and again.id == sb.id
+    monkeypatch.delenv("SANDBOX_IDE_TOKEN")
+    with pytest.raises(AuthenticationError) as missing:
+        Sandbox.list()
+    assert "SANDBOX_IDE_TOKEN" in missing.value.message
+
+
+def test_typed_errors_say_what_to_do(conn: dict[str, str]) -> None:
+    with pytest.raises(AuthenticationError) as bad_token:
+        Sandbox.list(url=conn["url"], token="sbx_not-a-token")
+    assert bad_token.value.status == 401 and bad_token.value.code == "invalid_token"
+    assert "SANDBOX_IDE_TOKEN" in bad_token.value.message
+
+    with pytest.raises(NotFoundError) as missing:
+        Sandbox.connect("nosuchsandbox", **conn)
+    assert missing.value.status == 404 and missing.value.code == "not_found"
+
+    with pytest.raises(NotFoundError) as by_name:
+        Sandbox.from_name("no-such-name", **conn)
+    assert "get_or_create('no-such-name')" in by_name.value.message
+
+    with pytest.raises(InvalidRequestError) as bad_name:
+        Sandbox.get_or_create("Not A Name!", **conn)
+    assert bad_name.value.status == 400 and "name" in bad_name.value.message
+
+    with pytest.raises(ConnectionFailed) as down:
+        Sandbox.list(url=f"http://127.0.0.1:{free_port()}", token="x")
+    assert "SANDBOX_IDE_URL" in down.value.message
+    assert isinstance(down.value, SandboxIDEError)
+
+
+# -- sandboxes ---------------------------------------------------------------------------------
+
+
+def test_get_or_create_list_connect_refresh(conn: dict[str, str], sb: Sandbox) -> None:
+    assert sb.status == "running" and len(sb.id) == 12
+    with Sandbox.get_or_create("sdk", **conn) as same:
+        assert same.id == sb.id
+    listed = {info.name: info for info in Sandbox.list(**conn)}
+    assert listed["sdk"].id == sb.id and listed["sdk"].keep_alive is True
+    with Sandbox.from_name("sdk", **conn) as by_name:
+        assert by_name.id == sb.id
+    info = sb.refresh()
+    assert info.status == "running" and info.created_at is not None
+    assert sb.update(sleep_after=1234).sleep_after == 1234
+
+
+def test_sleep_wake_destroy(conn: dict[str, str]) -> None:
+    sandbox = Sandbox.get_or_create("sdk-life", env={"GREETING": "hi"}, **conn)
+    assert sandbox.exec("echo $GREETING > kept.txt").success
+    assert sandbox.sleep().status == "sleeping"
+    # any call wakes it; the workspace was kept
+    assert sandbox.exec("cat kept.txt").stdout == "hi\n"
+    assert sandbox.sleep().status == "sleeping"
+    assert sandbox.wake().status == "running"
+    sandbox_id = sandbox.id
+    sandbox.destroy()
+    with pytest.raises(NotFoundError):
+        Sandbox.connect(sandbox_id, **conn)
+
+
+# -- exec --------------------------------------------------------------------------------------
+
+
+def test_exec_collects(sb: Sandbox) -> None:
+    result = sb.exec("echo out; echo err >&2; exit 3")
+    assert (result.stdout, result.stderr, result.exit_code) == ("out\n", "err\n", 3)
+    assert result.success is False and result.timed_out is False
+    argv = sb.exec(["printf", "%s|", "a b", "$HOME"])
+    assert argv.stdout == "a b|$HOME|" and argv.success
+    assert sb.exec("pwd", cwd="/tmp").stdout == "/tmp\n"
+    assert sb.exec("echo $A", env={"A": "1 2"}).stdout == "1 2\n"
+    assert sb.exec(["cat"], stdin="piped").stdout == "piped"
+
+
+def test_exec_streams_to_callbacks(sb: Sandbox) -> None:
+    chunks: list[tuple[float, str]] = []
+    errors: list[str] = []
+    result = sb.exec(
+        "for i in 1 2 3; do echo line$i; sleep 0.4; done; echo bad >&2; exit 4",
+        on_stdout=lambda text: chunks.append((time.monotonic(), text)),
+        on_stderr=errors.append,
+    )
+    assert "".join(text for _, text in chunks) == "line1\nline2\nline3\n"
+    assert chunks[-1][0] - chunks[0][0] > 0.6  # live, not buffered
+    assert errors == ["bad\n"]
+    assert result.exit_code == 4 and result.stdout == "line1\nline2\nline3\n"
+    assert result.stderr == "bad\n" and not result.success
+
+
+def test_exec_timeout_and_check(sb: Sandbox) -> None:
+    started = time.monotonic()
+    result = sb.exec("sleep 30", timeout=0.5)
+    assert result.timed_out and result.exit_code is None and not result.success
+    assert time.monotonic() - started < 10
+    streamed = sb.exec("echo a; sleep 30", timeout=0.5, on_stdout=lambda _: None)
+    assert streamed.timed_out and streamed.stdout == "a\n"
+    with pytest.raises(CommandTimeout):
+        sb.exec("sleep 30", timeout=0.3, check=True)
+    with pytest.raises(CommandFailed) as failed:
+        sb.exec("echo nope >&2; exit 3", check=True)
+    assert failed.value.result.exit_code == 3 and "nope" in failed.value.message
+    assert isinstance(CommandTimeout("x"), TimeoutError)
+
+
+# -- async client ------------------------------------------------------------------------------
+
+
+def test_async_client_has_the_same_surface(conn: dict[str, str], sb: Sandbox) -> None:
+    public = {n for n in dir(Sandbox) if not n.startswith("_")}
+    assert public == {n for n in dir(AsyncSandbox) if not n.startswith("_")}
+
+    async def scenario() -> None:
+        async with await AsyncSandbox.get_or_create("sdk", **conn) as asb:
+            assert asb.id == sb.id
+            seen: list[str] = []
+
+            async def on_out(text: str) -> None:
+                seen.append(text)
+
+            result = await asb.exec("echo one; echo two", on_stdout=on_out)
+            assert "".join(seen) == "one\ntwo\n" and result.success
+            assert (await asb.exec(["echo", "plain"])).stdout == "plain\n"
+            await asb.files.write("async/a.txt", "from async")
+            assert await asb.files.read_text("async/a.txt") == "from async"
+            names = [e.name for e in await asb.files.list("async")]
+            assert names == ["a.txt"]
+            infos = await AsyncSandbox.list(**conn)
+            assert sb.id in {i.id for i in infos}
+            with pytest.raises(NotFoundError):
+                await asb.files.read("async/missing.txt")
+
+    asyncio.run(scenario())
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def test_files_read_write_list_move_remove(sb: Sandbox) -> None:
+    created = sb.files.write("ft/hello.txt", "héllo\n")
+    assert created.created is True and created.path == "/workspace/ft/hello.txt"
+    assert sb.files.write("ft/hello.txt", b"bytes\x00\xff").created is False
+    assert sb.files.read("ft/hello.txt") == b"bytes\x00\xff"
+    sb.files.write("/workspace/ft/text.txt", "héllo")
+    assert sb.files.read_text("ft/text.txt") == "héllo"
+    sb.files.write("ft/from-file.bin", io.BytesIO(b"x" * 1000))
+    assert len(sb.files.read("ft/from-file.bin")) == 1000
+    sb.files.mkdir("ft/sub/deeper")
+    sb.files.mkdir("ft/sub/deeper")  # exists: fine
+    entries = {e.name: e for e in sb.files.list("ft")}
+    assert set(entries) == {"hello.txt", "text.txt", "from-file.bin", "sub"}
+    assert entries["sub"].is_dir and entries["hello.txt"].size == 7
+    assert entries["hello.txt"].modified is not None
+    walked = {e.path for e in sb.files.list("ft", recursive=True)}
+    assert "/workspace/ft/sub/deeper" in walked
+    assert sb.files.exists("ft/text.txt") and not sb.files.exists("ft/nope")
+    assert sb.files.is_dir("ft/sub") and not sb.files.is_dir("ft/text.txt")
+    sb.files.move("ft/text.txt", "ft/sub/moved.txt")
+    assert sb.files.read_text("ft/sub/moved.txt") == "héllo"
+    with pytest.raises(NotFoundError):
+        sb.files.read("ft/text.txt")
+    with pytest.raises(ConflictError) as not_empty:
+        sb.files.remove("ft/sub")
+    assert not_empty.value.status == 409
+    with pytest.raises(InvalidRequestError):
+        sb.files.read("ft/sub")  # a directory where a file is expected
+    sb.files.remove("ft/hello.txt")
+    sb.files.remove("ft/sub", recursive=True)
+    assert {e.name for e in sb.files.list("ft")} == {"from-file.bin"}
+
+
+def test_files_large_write_and_download_with_progress(sb: Sandbox, tmp_path: Path) -> None:
+    payload = bytes(range(256)) * (12 * 1024)  # 3 MiB
+    sent: list[tuple[int, int | None]] = []
+    sb.files.write("big/blob.bin", payload, progress=lambda d, t: sent.append((d, t)))
+    assert sent[-1] == (len(payload), len(payload)) and len(sent) > 3
+    got: list[tuple[int, int | None]] = []
+    target = sb.files.download(
+        "big/blob.bin", tmp_path / "blob.bin", progress=lambda d, t: got.append((d, t))
+    )
+    assert target.read_bytes() == payload
+    assert got[-1][0] == len(payload)
+
+
+def test_files_upload_and_download_folders(sb: Sandbox, tmp_path: Path) -> None:
+    tree = tmp_path / "project"
+    (tree / "src" / "pkg").mkdir(parents=True)
+    (tree / "empty").mkdir()
+    (tree / "README.md").write_text("# project\n")
+    (tree / "src" / "main.py").write_text("print('main')\n")
+    (tree / "src" / "pkg" / "data.bin").write_bytes(b"\x00\x01" * 5000)
+    done: list[int] = []
+    written = sb.files.upload(tree, "up", progress=lambda d, t: done.append(d))
+    assert "up/project/src/pkg/data.bin" in written
+    assert done[-1] == 10 + 14 + 10000
+    assert sb.files.read_text("up/project/src/main.py") == "print('main')\n"
+    assert sb.files.is_dir("up/project/empty")
+    single = tmp_path / "one.txt"
+    single.write_text("one")
+    assert sb.files.upload(single, "up") == ["up/one.txt"]
+    assert sb.files.read_text("up/one.txt") == "one"
+
+    back = sb.files.download("up/project", tmp_path / "back")
+    assert (back / "project" / "src" / "pkg" / "data.bin").read_bytes() == b"\x00\x01" * 5000
+    assert (back / "project" / "README.md").read_text() == "# project\n"
+    with pytest.raises(FileNotFoundError):
+        sb.files.upload(tmp_path / "nope", "up")
+
+
+def test_files_watch_yields_events(sb: Sandbox) -> None:
+    sb.files.mkdir("watched")
+    import threading
+
+    def later() -> None:
+        time.sleep(1.0)
+        sb.exec("echo 1 > watched/new.txt; rm watched/new.txt")
+
+    threading.Thread(target=later).start()
+    events = []
+    for event in sb.files.watch("watched", timeout=10):
+        events.append(event)
+        if event.type in ("delete", "deleted"):
+            break
+    assert any(e.path.endswith("new.txt") and e.type.startswith("create") for e in events)
+    assert events[-1].path.endswith("new.txt")
+
+
+# -- git ---------------------------------------------------------------------------------------
+
+
+def test_git_clone_and_status(sb: Sandbox) -> None:
+    sb.exec(
+        "rm -rf /tmp/origin.git /tmp/seed && git init -q --bare -b main /tmp/origin.git && "
+        "git init -q -b main /tmp/seed && cd /tmp/seed && echo v1 > app.txt && "
+        "git add . && git -c user.email=t@t -c user.name=t commit -qm first && "
+        "git push -q /tmp/origin.git main",
+        check=True,
+    )
+    clone = sb.git.clone("/tmp/origin.git", "gitrepo")
+    assert clone.path.endswith("gitrepo") and clone.branch == "main"
+    assert clone.commit and re.fullmatch(r"[0-9a-f]{7,40}", clone.commit)
+    status = sb.git.status("gitrepo")
+    assert status.branch == "main" and status.clean and status.commit
+    sb.files.write("gitrepo/new.txt", "n")
+    sb.files.write("gitrepo/app.txt", "v2")
+    status = sb.git.status("gitrepo")
+    changed = {f.path: f.status for f in status.files}
+    assert set(changed) == {"new.txt", "app.txt"} and not status.clean
+    with pytest.raises(SandboxIDEError):
+        sb.git.clone("/tmp/does-not-exist.git", "nothing")
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def test_processes_start_logs_wait_kill(sb: Sandbox) -> None:
+    proc = sb.processes.start("echo starting; sleep 0.5; echo ready now; sleep 600")
+    assert proc.pid > 0 and proc.status == "running"
+    assert sb.processes.wait_for_log(proc.pid, "ready", timeout=20) == "ready now"
+    assert proc.pid in {p.pid for p in sb.processes.list()}
+    assert sb.processes.get(proc.pid).running
+    assert sb.processes.logs(proc.pid).stdout == "starting\nready now\n"
+    sb.processes.kill(proc.pid)
+    ended = sb.processes.wait(proc.pid, timeout=20)
+    assert ended.status == "exited"
+    with pytest.raises(CommandTimeout):
+        slow = sb.processes.start(["sleep", "600"])
+        sb.processes.wait_for_log(slow.pid, re.compile(r"never"), timeout=1)
+    sb.processes.kill(slow.pid, signal="KILL")
+
+    quick = sb.processes.start("echo out; echo err >&2; exit 5")
+    assert sb.processes.wait(quick.pid, timeout=20).exit_code == 5
+    with pytest.raises(SandboxIDEError) as exited:
+        sb.processes.wait_for_log(quick.pid, "never printed", timeout=10)
+    assert exited.value.code == "process_exited"
+    with pytest.raises(NotFoundError):
+        sb.processes.get(999999)
+
+
+def test_process_logs_follow(sb: Sandbox) -> None:
+    proc = sb.processes.start("for i in 1 2 3; do echo n$i; sleep 0.3; done; echo e >&2")
+    lines: list[str] = []
+    logs = sb.processes.logs(proc.pid, follow=True, on_stdout=lines.append)
+    assert "".join(lines) == "n1\nn2\nn3\n" and logs.stdout == "n1\nn2\nn3\n"
+    assert logs.stderr == "e\n"
+
+
+def test_wait_for_port_and_expose(sb: Sandbox, server: LiveServer) -> None:
+    sb.files.write("site/index.html", "<h1>from the sandbox</h1>")
+    web = sb.processes.start(["python3", "-m", "http.server", "8765"], cwd="site")
+    sb.processes.wait_for_port(8765, timeout=30)
+    assert 8765 in sb.ports.list().listening
+    exposed = sb.ports.expose(8765, name="site")
+    assert exposed.port == 8765 and exposed.token and str(exposed.port) in exposed.url
+    assert [p.port for p in sb.ports.list().exposed] == [8765]
+    host = httpx.URL(exposed.url).host
+    page = httpx.get(server.url + "/", headers={"Host": f"{host}:{server.port}"}, timeout=30)
+    assert page.status_code == 200 and "from the sandbox" in page.text
+    sb.ports.unexpose(8765)
+    assert sb.ports.list().exposed == []
+    gone = httpx.get(server.url + "/", headers={"Host": f"{host}:{server.port}"}, timeout=30)
+    assert gone.status_code == 404
+    sb.processes.kill(web.pid)
+    with pytest.raises(CommandTimeout) as nothing:
+        sb.processes.wait_for_port(8799, timeout=1)
+    assert "8799" in nothing.value.message
+
+
+# -- code interpreter --------------------------------------------------------------------------
+
+
+def test_run_code_rich_results(sb: Sandbox) -> None:
+    execution = sb.run_code(
+        "import matplotlib.pyplot as plt\n"
+        "print('drawing')\n"
+        "plt.plot([1, 2, 3], [1, 4, 9])\n"
+        "plt.show()\n"
+        "6 * 7"
+    )
+    assert isinstance(execution, Execution) and execution.error is None
+    assert execution.stdout == "drawing\n"
+    pngs = [r.png for r in execution.results if r.png]
+    assert pngs and pngs[0].startswith(PNG_MAGIC)
+    main = [r for r in execution.results if r.is_main_result]
+    assert main and main[0].text == "42" and execution.text == "42"
+
+    frame = sb.run_code("import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': [3, 4]})")
+    assert frame.results[0].html and "<table" in frame.results[0].html
+    assert frame.results[0].text and "a" in frame.results[0].text
+
+    failed = sb.run_code("1 / 0")
+    assert failed.error is not None and failed.error.name == "ZeroDivisionError"
+    assert "division by zero" in failed.error.value
+
+
+def test_code_contexts_keep_state_and_stream(sb: Sandbox) -> None:
+    ctx = sb.create_code_context("python")
+    assert ctx.language == "python" and ctx.id
+    sb.run_code("x = 20", context=ctx)
+    assert sb.run_code("x + 1", context=ctx).text == "21"
+    assert sb.run_code("x + 1", context=ctx.id).text == "21"
+    assert ctx.id in {c.id for c in sb.list_code_contexts()}
+    out: list[str] = []
+    results = []
+    execution = sb.run_code(
+        "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.2)\nx * 2",
+        context=ctx,
+        on_stdout=out.append,
+        on_result=results.append,
+    )
+    assert "".join(out) == "0\n1\n2\n" and execution.stdout == "0\n1\n2\n"
+    assert execution.text == "40" and results and results[-1].text == "40"
+    js = sb.run_code("[1, 2, 3].map(x => x * 2).join(',')", language="javascript")
+    assert js.error is None and "2,4,6" in (js.text or "")
+    sb.remove_code_context(ctx)
+    assert ctx.id not in {c.id for c in sb.list_code_contexts()}
+
+
+# -- terminals ---------------------------------------------------------------------------------
+
+
+def test_terminal_interactive(sb: Sandbox) -> None:
+    with sb.terminal("sdk-term", cols=100, rows=30) as term:
+        term.send(b"echo $((6*7))\n")
+        assert b"42" in term.expect(re.compile(rb"\b42\b"), timeout=20)
+        term.resize(120, 40)
+        term.send("stty size\n")
+        term.expect("40 120", timeout=20)
+    assert "sdk-term" in {t.name for t in sb.terminals.list()}
+    # re-attach: the same shell, its scrollback replayed first
+    with sb.terminal("sdk-term") as again:
+        again.expect("40 120", timeout=20)
+        again.send("exit 7\n")
+        while again.recv(timeout=20):
+            pass
+        assert again.exit_code == 7
+    with sb.terminal("sdk-term2") as other:
+        other.send("echo hi\n")
+        other.expect("hi", timeout=20)
+    sb.terminals.kill("sdk-term2")
+    assert "sdk-term2" not in {t.name for t in sb.terminals.list()}
