@@ -157,3 +157,10 @@ EXEC_MAX_TIMEOUT = env_float("EXEC_MAX_TIMEOUT", 24 * 3600.0, minimum=1.0)
 # JSON request bodies above this are refused with 413.
 API_MAX_JSON_BODY = env_bytes("API_MAX_JSON_BODY", "4m")
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_JSON_BODY
+
+# --------------------------------------------------------------------- terminals (issue 4)
+# A terminal with no client attached for this long (seconds) ends; clients may ask
+# for less with ?idle_timeout=.
+TERMINAL_IDLE_TIMEOUT = env_float("TERMINAL_IDLE_TIMEOUT", 24 * 3600.0, minimum=1.0)
+# Recent output each terminal keeps to replay when a client (re)attaches.
+TERMINAL_REPLAY_BYTES = env_bytes("TERMINAL_REPLAY_BYTES", "256k")

@@ -166,6 +166,83 @@ class Error(Message):
 # Terminals (issue 4) -----------------------------------------------------------------
 
 
+@dataclass
+class TerminalAttach(Message):
+    """Attach to the named PTY terminal, creating it (``bash -l``) when it is missing.
+
+    The agent answers ``TerminalAttached``, then sends the replay of recent output
+    and the live output as DATA frames. The client sends keystrokes as STDIN frames
+    and ``TerminalResize`` messages (both ignored for a ``readonly`` attach); closing
+    the connection detaches. When the shell ends every client gets ``Exit``.
+    ``idle_timeout``: seconds the terminal lives with no client attached (None: the
+    agent's default); ``replay_limit``: bytes of output kept for re-attaching.
+    """
+
+    type: ClassVar[str] = "terminal_attach"
+    name: str = ""
+    cols: int = 80
+    rows: int = 24
+    readonly: bool = False
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    idle_timeout: float | None = None
+    replay_limit: int | None = None
+
+
+@dataclass
+class TerminalAttached(Message):
+    type: ClassVar[str] = "terminal_attached"
+    name: str = ""
+    cols: int = 80
+    rows: int = 24
+    pid: int = 0
+    created: bool = False
+
+
+@dataclass
+class TerminalResize(Message):
+    type: ClassVar[str] = "terminal_resize"
+    cols: int = 80
+    rows: int = 24
+
+
+@dataclass
+class TerminalLagged(Message):
+    """This client read too slowly while others kept up: ``skipped`` bytes of output
+    were not sent to it."""
+
+    type: ClassVar[str] = "terminal_lagged"
+    skipped: int = 0
+
+
+@dataclass
+class TerminalList(Message):
+    type: ClassVar[str] = "terminal_list"
+
+
+@dataclass
+class TerminalListing(Message):
+    """``terminals``: ``{name, cols, rows, created_at, clients, pid}`` each."""
+
+    type: ClassVar[str] = "terminal_listing"
+    terminals: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TerminalKill(Message):
+    """End a terminal politely (HUP, CONT, INT, TERM, then KILL); not_found if none."""
+
+    type: ClassVar[str] = "terminal_kill"
+    name: str = ""
+
+
+@dataclass
+class TerminalKilled(Message):
+    type: ClassVar[str] = "terminal_killed"
+    name: str = ""
+    exit_code: int | None = None
+
+
 # Tunnels and ports (issue 5) ---------------------------------------------------------
 
 

@@ -1,0 +1,191 @@
+"""WebSocket consumers: terminals and live command output (API.md, Terminals).
+
+Thin, as jupyter_server's kernel websocket handler: authenticate and validate the
+upgrade (refusing it, never accepting then closing, when that fails), then hand the
+traffic to a session object (sandboxes/terminals.py) or to services.exec_stream.
+
+Refusals close before accept with ``4000 + HTTP status``: 4401 no or bad
+credentials, 4404 no such sandbox (someone else's included), 4400 bad name or
+size. (Over Daphne a refused upgrade is an HTTP 403.) After accepting, failures are
+an ``{"type": "error", "code", "message"}`` event and a close with the same scheme.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from pydantic import ValidationError
+
+from sandboxes import services, terminals
+from sandboxes.errors import BadRequest, SandboxError
+from sandboxes.models import Sandbox
+from sandboxes.wsauth import scope_user
+
+log = logging.getLogger(__name__)
+
+# The WebSocket's own send buffer may hold this much before output is paused.
+SEND_WINDOW_HIGH = 256 * 1024
+SEND_WINDOW_LOW = 64 * 1024
+
+
+def close_code(exc: SandboxError) -> int:
+    return 4000 + exc.status if 400 <= exc.status < 600 else 4500
+
+
+class _SandboxConsumer(AsyncWebsocketConsumer):
+    sandbox: Sandbox | None = None
+    relay: asyncio.Task[None] | None = None
+
+    async def authorize(self) -> bool:
+        """Refuse the upgrade unless the caller is known and owns the sandbox."""
+        user = scope_user(self.scope)
+        if user is None:
+            await self.close(code=4401)
+            return False
+        try:
+            self.prepare()
+            self.sandbox = await services.get_sandbox(
+                user, self.scope["url_route"]["kwargs"]["sandbox_id"]
+            )
+        except SandboxError as exc:
+            await self.close(code=close_code(exc))
+            return False
+        return True
+
+    def prepare(self) -> None:
+        """Validate the URL before the sandbox is looked up (raise BadRequest)."""
+
+    def output(self) -> terminals.WebSocketOut:
+        return terminals.WebSocketOut(
+            lambda data: self.send(bytes_data=data),
+            lambda text: self.send(text_data=text),
+            terminals.SendWindow(self.base_send, SEND_WINDOW_HIGH, SEND_WINDOW_LOW),
+        )
+
+    async def fail(self, exc: SandboxError) -> None:
+        with contextlib.suppress(Exception):
+            await self.send(text_data=json.dumps(terminals.error_event(exc)))
+            await self.close(code=close_code(exc))
+
+    async def disconnect(self, code: int) -> None:
+        if self.relay is not None:
+            self.relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.relay
+
+
+class TerminalConsumer(_SandboxConsumer):
+    """``/ws/sandboxes/{sandbox_id}/terminals/{name}?cols=&rows=&readonly=``"""
+
+    session: terminals.TerminalSession | None = None
+
+    def prepare(self) -> None:
+        self.options = terminals.parse_options(
+            self.scope["url_route"]["kwargs"]["name"], self.scope.get("query_string", b"")
+        )
+
+    async def connect(self) -> None:
+        if not await self.authorize() or self.sandbox is None:
+            return
+        await self.accept()
+        self.session = terminals.TerminalSession(self.sandbox, self.options)
+        self.relay = asyncio.create_task(self.run())
+
+    async def run(self) -> None:
+        assert self.session is not None  # noqa: S101 - set in connect
+        try:
+            await self.session.open()
+            await self.session.relay_outgoing(self.output())
+            await self.close(code=1000)
+        except SandboxError as exc:
+            await self.fail(exc)
+        finally:
+            await self.session.close()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.session is not None:
+            await self.session.handle_incoming(text_data, bytes_data)
+
+    async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
+        if self.session is not None:
+            await self.session.close()
+
+
+class ExecConsumer(_SandboxConsumer):
+    """``/ws/sandboxes/{sandbox_id}/exec``: the first text message is the exec body
+    (as ``POST …/exec``); then ``stdout``/``stderr`` events and one ``exit``."""
+
+    async def connect(self) -> None:
+        if await self.authorize():
+            await self.accept()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.relay is not None:
+            return  # one command per connection; later messages are ignored
+        try:
+            request = parse_exec(text_data)
+        except SandboxError as exc:
+            await self.fail(exc)
+            return
+        self.relay = asyncio.create_task(self.run(request))
+
+    async def run(self, request: services.ExecRequest) -> None:
+        assert self.sandbox is not None  # noqa: S101 - set in connect
+        out = self.output()
+        decoders = {"stdout": services.TextStream(), "stderr": services.TextStream()}
+        events = services.exec_stream(self.sandbox, request)
+        try:
+            async for event in events:
+                if event.kind in decoders:
+                    if text := decoders[event.kind].feed(event.data):
+                        await out.event({"type": event.kind, "data": text})
+                elif event.kind == "exit" and event.exit is not None:
+                    for name, decoder in decoders.items():
+                        if tail := decoder.flush():
+                            await out.event({"type": name, "data": tail})
+                    code = event.exit.exit_code
+                    await out.event(
+                        {
+                            "type": "exit",
+                            "exit_code": code,
+                            "success": code == 0 and not event.exit.timed_out,
+                            "timed_out": event.exit.timed_out,
+                            "duration_ms": event.exit.duration_ms,
+                        }
+                    )
+                    await self.close(code=1000)
+                    return
+        except SandboxError as exc:
+            await self.fail(exc)
+        finally:
+            await events.aclose()
+
+
+def parse_exec(text: str | None) -> services.ExecRequest:
+    from sandboxes.api.schemas import ExecIn  # the HTTP exec body, validated the same way
+
+    if not text:
+        raise BadRequest("Send the command as a JSON text message first.")
+    try:
+        body: Any = json.loads(text)
+        payload = ExecIn.model_validate(body)
+    except ValueError as exc:
+        message = str(exc).splitlines()
+        if isinstance(exc, ValidationError) and exc.errors():
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+            message = [f"{where}: {first.get('msg', 'is invalid')}"]
+        raise BadRequest(f"Invalid exec request: {message[0]}") from None
+    return services.ExecRequest(
+        command=payload.command,
+        cwd=payload.cwd,
+        env=payload.env or {},
+        timeout=payload.timeout,
+        stdin=payload.stdin,
+    )

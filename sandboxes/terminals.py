@@ -1,0 +1,328 @@
+"""Terminals (issue 4): the host's half of a PTY session that lives in the agent.
+
+The shell, its replay buffer and the fan-out to several clients are in the agent
+(container/agent/terminals.py); this module attaches one WebSocket client to one
+terminal and relays between them with flow control:
+
+* output: a frame is read from the agent only after the previous one was handed to
+  the WebSocket *and* the socket's send buffer is below a small window
+  (``SendWindow``), so a slow browser slows the agent's queue for it, which in turn
+  pauses the PTY (or, if other clients keep up, skips output for this one);
+* input: keystrokes are written to the agent connection and drained, so a paste
+  larger than the PTY can take waits instead of piling up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from django.conf import settings
+
+from container.agent.protocol import (
+    Channel,
+    Error,
+    Exit,
+    Kind,
+    ProtocolError,
+    TerminalAttach,
+    TerminalAttached,
+    TerminalKill,
+    TerminalLagged,
+    TerminalList,
+    TerminalListing,
+    TerminalResize,
+    decode_message,
+)
+from sandboxes import services
+from sandboxes.agent.client import receive_message
+from sandboxes.errors import AgentError, BadRequest, SandboxError, from_agent
+from sandboxes.models import Sandbox
+
+NAME_RE = re.compile(r"[a-z0-9-]{1,40}\Z")
+MAX_COLS, MAX_ROWS = 1000, 500
+# Terminal traffic marks the sandbox active at most this often (services.touch
+# writes even less often).
+TOUCH_INTERVAL = 2.0
+
+
+@dataclass(frozen=True)
+class TerminalOptions:
+    name: str
+    cols: int = 80
+    rows: int = 24
+    readonly: bool = False
+    idle_timeout: float | None = None
+
+
+def _int_param(query: dict[str, list[str]], key: str, default: int, low: int, high: int) -> int:
+    values = query.get(key)
+    if not values:
+        return default
+    try:
+        value = int(values[-1])
+    except ValueError:
+        raise BadRequest(f"{key} must be a whole number.", code="invalid_size") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{key} must be between {low} and {high}.", code="invalid_size")
+    return value
+
+
+def parse_options(name: str, query_string: bytes | str) -> TerminalOptions:
+    """The terminal URL's name and query (``cols``, ``rows``, ``readonly``,
+    ``idle_timeout``), validated."""
+    if not NAME_RE.match(name):
+        raise BadRequest(
+            "A terminal name is 1-40 characters of a-z, 0-9 and '-'.", code="invalid_name"
+        )
+    if isinstance(query_string, bytes):
+        query_string = query_string.decode("latin-1")
+    query = parse_qs(query_string)
+    readonly = (query.get("readonly") or ["0"])[-1].lower() in ("1", "true", "yes")
+    idle_timeout: float | None = settings.TERMINAL_IDLE_TIMEOUT
+    if query.get("idle_timeout"):
+        requested = _int_param(query, "idle_timeout", 0, 1, int(settings.TERMINAL_IDLE_TIMEOUT))
+        idle_timeout = float(requested)
+    return TerminalOptions(
+        name=name,
+        cols=_int_param(query, "cols", 80, 1, MAX_COLS),
+        rows=_int_param(query, "rows", 24, 1, MAX_ROWS),
+        readonly=readonly,
+        idle_timeout=idle_timeout,
+    )
+
+
+# ----------------------------------------------------------------- flow control
+
+
+class SendWindow:
+    """Wait while a WebSocket's outgoing buffer holds more than ``high`` bytes.
+
+    ASGI's ``send`` returns as soon as the server took the message; on Daphne it is
+    written to a Twisted transport whose buffer grows without limit when the peer
+    reads slowly. Daphne hands the application ``partial(server.handle_reply,
+    protocol)`` as ``send``, so the transport, and the size of its buffer, can be
+    found; on other servers (or in tests) there is no window and this never waits.
+    """
+
+    def __init__(self, send: Callable[..., Awaitable[None]], high: int, low: int) -> None:
+        self.high = high
+        self.low = low
+        self.transport = _twisted_transport(send)
+
+    def buffered(self) -> int:
+        transport = self.transport
+        if transport is None:
+            return 0
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+    async def wait(self) -> None:
+        if self.transport is None or self.buffered() <= self.high:
+            return
+        delay = 0.001
+        while self.buffered() > self.low and self.transport.connected:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+
+def _twisted_transport(send: Callable[..., Awaitable[None]]) -> Any:
+    if not isinstance(send, functools.partial) or not send.args:
+        return None
+    transport = getattr(send.args[0], "transport", None)
+    needed = ("dataBuffer", "offset", "_tempDataLen", "connected")
+    if transport is None or not all(hasattr(transport, name) for name in needed):
+        return None
+    return transport
+
+
+class WebSocketOut:
+    """What a session needs from the consumer: send bytes, send an event, close."""
+
+    def __init__(
+        self,
+        send_bytes: Callable[[bytes], Awaitable[None]],
+        send_text: Callable[[str], Awaitable[None]],
+        window: SendWindow | None = None,
+    ) -> None:
+        self._send_bytes = send_bytes
+        self._send_text = send_text
+        self.window = window
+
+    async def data(self, payload: bytes) -> None:
+        await self._send_bytes(payload)
+        if self.window:
+            await self.window.wait()
+
+    async def event(self, event: dict[str, Any]) -> None:
+        await self._send_text(json.dumps(event, separators=(",", ":")))
+        if self.window:
+            await self.window.wait()
+
+
+# --------------------------------------------------------------------- sessions
+
+
+class TerminalSession:
+    """One WebSocket client attached to one terminal in the agent.
+
+    Like jupyter_server's kernel websocket connection: the consumer authenticates
+    and validates, then hands every incoming message to ``handle_incoming`` and lets
+    ``relay_outgoing`` run until the terminal exits or either side goes away.
+    """
+
+    def __init__(self, sandbox: Sandbox, options: TerminalOptions) -> None:
+        self.sandbox = sandbox
+        self.options = options
+        self.attached: TerminalAttached | None = None
+        self._channel: Channel | None = None
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._touched = 0.0
+
+    async def open(self) -> TerminalAttached:
+        """Attach (creating the terminal if it is new); wakes a sleeping sandbox."""
+        request = TerminalAttach(
+            name=self.options.name,
+            cols=self.options.cols,
+            rows=self.options.rows,
+            readonly=self.options.readonly,
+            idle_timeout=self.options.idle_timeout,
+            replay_limit=settings.TERMINAL_REPLAY_BYTES,
+        )
+        channel = await services.open_agent(self.sandbox, request)
+        try:
+            reply = await receive_message(channel)
+            if not isinstance(reply, TerminalAttached):
+                raise AgentError(f"unexpected answer to terminal_attach: {reply.type}")
+        except BaseException:
+            await channel.close()
+            raise
+        self._channel = channel
+        self.attached = reply
+        self._ready.set()
+        return reply
+
+    async def _activity(self) -> None:
+        now = time.monotonic()
+        if now - self._touched >= TOUCH_INTERVAL:
+            self._touched = now
+            await services.touch(self.sandbox)
+
+    async def handle_incoming(self, text: str | None = None, data: bytes | None = None) -> None:
+        """Keystrokes (bytes) or a JSON control message (text) from the client."""
+        await self._ready.wait()
+        if self._channel is None or self._closed:
+            return
+        await self._activity()
+        if self.options.readonly:
+            return  # the agent ignores them too; no need to carry them
+        try:
+            if data:
+                await self._channel.send(Kind.STDIN, data)
+            elif text:
+                resize = parse_control(text)
+                if resize is not None:
+                    await self._channel.send_message(resize)
+        except (ConnectionError, OSError):
+            pass  # the relay notices the broken connection and reports it
+
+    async def relay_outgoing(self, out: WebSocketOut) -> None:
+        """Output and events until the shell exits (an ``exit`` event) or the agent
+        connection ends (an ``error`` event)."""
+        channel = self._channel
+        if channel is None:
+            raise RuntimeError("open() the session first")
+        while True:
+            try:
+                frame = await channel.receive()
+            except (ConnectionError, OSError, ProtocolError):
+                frame = None
+            if frame is None:
+                if not self._closed:
+                    await out.event(
+                        {
+                            "type": "error",
+                            "code": "agent_error",
+                            "message": "The connection to the sandbox was lost "
+                            "(did it stop or go to sleep?). Reconnect to re-attach.",
+                        }
+                    )
+                return
+            kind, payload = frame
+            if kind == Kind.DATA:
+                await out.data(payload)
+                await self._activity()
+                continue
+            if kind != Kind.CONTROL:
+                continue
+            message = decode_message(payload)
+            if isinstance(message, Exit):
+                await out.event({"type": "exit", "exit_code": message.exit_code})
+                return
+            if isinstance(message, TerminalLagged):
+                await out.event({"type": "lagged", "skipped": message.skipped})
+            elif isinstance(message, Error):
+                error = from_agent(message.code, message.message)
+                await out.event({"type": "error", "code": error.code, "message": error.message})
+                return
+
+    async def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+        if self._channel is not None:
+            await self._channel.close()
+
+
+def parse_control(text: str) -> TerminalResize | None:
+    """A client's JSON control message; unknown or malformed ones are ignored
+    (a terminal must not die of a stray message)."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "resize":
+        return None
+    cols, rows = message.get("cols"), message.get("rows")
+    if (
+        isinstance(cols, int)
+        and isinstance(rows, int)
+        and not isinstance(cols, bool)
+        and not isinstance(rows, bool)
+        and 1 <= cols <= MAX_COLS
+        and 1 <= rows <= MAX_ROWS
+    ):
+        return TerminalResize(cols=cols, rows=rows)
+    return None
+
+
+# ------------------------------------------------------------ list and delete
+
+
+async def list_terminals(sandbox: Sandbox) -> list[dict[str, Any]]:
+    reply = await services.call_agent(sandbox, TerminalList())
+    if not isinstance(reply, TerminalListing):
+        raise AgentError(f"unexpected answer to terminal_list: {reply.type}")
+    return [
+        {key: t.get(key) for key in ("name", "cols", "rows", "created_at", "clients")}
+        for t in reply.terminals
+    ]
+
+
+async def kill_terminal(sandbox: Sandbox, name: str) -> None:
+    """End a terminal politely (HUP, CONT, INT, TERM, then KILL); 404 if unknown."""
+    if not NAME_RE.match(name):
+        raise BadRequest(
+            "A terminal name is 1-40 characters of a-z, 0-9 and '-'.", code="invalid_name"
+        )
+    await services.call_agent(sandbox, TerminalKill(name=name))
+
+
+def error_event(exc: SandboxError) -> dict[str, Any]:
+    return {"type": "error", "code": exc.code, "message": exc.message}
