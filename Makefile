@@ -7,12 +7,13 @@ HOST   ?= 127.0.0.1
 
 .PHONY: run setup test test-unit bench lint format typecheck assets image clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e ./sdk/python
 	@touch $@
 
 setup: $(VENV)/.installed
@@ -22,7 +23,7 @@ setup: $(VENV)/.installed
 
 run: setup
 	@echo "Serving Sandbox IDE on http://$(HOST):$(PORT)/"
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) ide.asgi:application
+	$(PY) -m ide.server -b $(HOST) -p $(PORT) ide.asgi:application
 
 test: setup
 	$(VENV)/bin/ruff check .

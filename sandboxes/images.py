@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from django.conf import settings
@@ -26,7 +27,10 @@ def context_files() -> list[Path]:
     )
 
 
+@cache
 def image_tag() -> str:
+    """The image new sandboxes use (hashed once per process: the tree is fixed while
+    a server runs)."""
     if settings.SANDBOX_IMAGE:
         return settings.SANDBOX_IMAGE
     digest = hashlib.sha256()

@@ -76,7 +76,9 @@ class LiveServer:
         log = open(self.var_dir / "server.log", "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen(
             [
-                str(Path(sys.executable).parent / "daphne"),
+                sys.executable,
+                "-m",
+                "ide.server",
                 "-b",
                 "127.0.0.1",
                 "-p",
