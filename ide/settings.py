@@ -164,3 +164,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_JSON_BODY
 TERMINAL_IDLE_TIMEOUT = env_float("TERMINAL_IDLE_TIMEOUT", 24 * 3600.0, minimum=1.0)
 # Recent output each terminal keeps to replay when a client (re)attaches.
 TERMINAL_REPLAY_BYTES = env_bytes("TERMINAL_REPLAY_BYTES", "256k")
+
+# --------------------------------------------------------------------- processes (issue 3)
+# Output of each background process stream kept in the agent's memory (the tail);
+# all of it is also appended to files in the sandbox (/tmp/.sandbox-processes).
+PROCESS_LOG_BUFFER = env_bytes("PROCESS_LOG_BUFFER", "1m")

@@ -6,6 +6,7 @@
      ├── Unauthorized                 401 unauthorized
      ├── Forbidden                    403 forbidden
      ├── NotFound                     404 not_found
+     ├── Timeout                      408 timeout: waited in vain (wait-for-port/log)
      ├── Conflict                     409 conflict
      ├── PayloadTooLarge              413 payload_too_large
      ├── LimitReached                 429 limit_reached
@@ -56,6 +57,12 @@ class NotFound(SandboxError):
     default_message = "Not found."
 
 
+class Timeout(SandboxError):
+    status = 408
+    code = "timeout"
+    default_message = "Gave up waiting: the timeout passed first."
+
+
 class Conflict(SandboxError):
     status = 409
     code = "conflict"
@@ -101,6 +108,7 @@ _BY_CODE: dict[str, type[SandboxError]] = {
     "forbidden": Forbidden,
     "payload_too_large": PayloadTooLarge,
     "limit_reached": LimitReached,
+    "timeout": Timeout,
 }
 
 
@@ -121,4 +129,11 @@ AGENT_CODES: dict[str, str] = {
     "directory_not_empty": "conflict",
     "already_exists": "conflict",
     "permission_denied": "forbidden",
+    # processes, sessions and git (issue 3)
+    "process_exited": "conflict",
+    "git_error": "bad_request",
+    "git_auth_failed": "bad_request",
+    "not_a_repository": "bad_request",
+    "push_rejected": "conflict",
+    "nothing_to_commit": "conflict",
 }

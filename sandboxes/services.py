@@ -238,6 +238,7 @@ class ExecRequest:
     env: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
     stdin: str | None = None
+    session: str | None = None
 
     def to_message(self) -> Exec:
         return Exec(
@@ -246,6 +247,7 @@ class ExecRequest:
             env=self.env,
             timeout=self.timeout,
             stdin=self.stdin,
+            session=self.session,
         )
 
 

@@ -129,6 +129,11 @@ def argv_for(command: str | list[str]) -> list[str] | str:
 async def handle_exec(request: Message, channel: Channel) -> None:
     if not isinstance(request, Exec):
         raise TypeError(request)
+    if request.session is not None:
+        from . import sessions  # sessions build on this module
+
+        await sessions.handle_exec(request, channel)
+        return
     argv = argv_for(request.command)
     env_error = validate_env(request.env)
     if isinstance(argv, str) or env_error:

@@ -103,6 +103,9 @@ class Exec(Message):
     timeout: float | None = None
     stdin: str | None = None
     stdin_stream: bool = False
+    # A session (see SessionCreate) whose cwd and environment the command starts in
+    # and whose ``cd`` / ``export`` it carries over to the next exec naming it.
+    session: str | None = None
 
 
 @dataclass
@@ -158,6 +161,164 @@ class Error(Message):
 
 
 # Background processes and sessions (issue 3) -----------------------------------------
+
+
+@dataclass
+class ProcessStart(Message):
+    """Start a background process owned by the agent (it outlives this connection).
+
+    Answered by ``ProcessInfo``. ``log_buffer``: bytes of each stream kept in memory
+    (0 = the agent's default); the whole output is also appended to files on disk.
+    """
+
+    type: ClassVar[str] = "process_start"
+    command: str | list[str] = ""
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    log_buffer: int = 0
+
+
+@dataclass
+class ProcessList(Message):
+    """Answered by ``ProcessListing``."""
+
+    type: ClassVar[str] = "process_list"
+
+
+@dataclass
+class ProcessGet(Message):
+    """Answered by ``ProcessInfo`` (``not_found`` for an unknown pid)."""
+
+    type: ClassVar[str] = "process_get"
+    pid: int = 0
+
+
+@dataclass
+class ProcessLogs(Message):
+    """The output kept so far as STDOUT/STDERR frames, then a final ``ProcessInfo``.
+
+    With ``follow`` the frames go on as the process writes, until it has exited and
+    everything it wrote was sent. Each follower reads at its own pace (from memory,
+    or from the files on disk once it falls behind), so it never slows the process.
+    """
+
+    type: ClassVar[str] = "process_logs"
+    pid: int = 0
+    follow: bool = False
+
+
+@dataclass
+class ProcessSignal(Message):
+    """Signal the process group; answered by ``ProcessInfo``."""
+
+    type: ClassVar[str] = "process_signal"
+    pid: int = 0
+    signal: str = "TERM"
+
+
+@dataclass
+class ProcessWaitPort(Message):
+    """Wait until something listens on TCP ``port``; answered by ``PortReady``.
+
+    ``timeout`` (408) or ``process_exited`` (409) errors otherwise.
+    """
+
+    type: ClassVar[str] = "process_wait_port"
+    pid: int = 0
+    port: int = 0
+    timeout: float = 30.0
+
+
+@dataclass
+class ProcessWaitLog(Message):
+    """Wait for a line of output matching the regex ``pattern``; answered by ``LogMatch``."""
+
+    type: ClassVar[str] = "process_wait_log"
+    pid: int = 0
+    pattern: str = ""
+    timeout: float = 30.0
+
+
+@dataclass
+class ProcessInfo(Message):
+    type: ClassVar[str] = "process_info"
+    pid: int = 0
+    command: str | list[str] = ""
+    cwd: str = ""
+    status: str = "running"  # running | exited
+    exit_code: int | None = None
+    signal: str | None = None
+    started_at: str = ""
+    exited_at: str | None = None
+
+
+@dataclass
+class ProcessListing(Message):
+    type: ClassVar[str] = "process_listing"
+    processes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PortReady(Message):
+    type: ClassVar[str] = "port_ready"
+    port: int = 0
+
+
+@dataclass
+class LogMatch(Message):
+    type: ClassVar[str] = "log_match"
+    match: str = ""
+    line: str = ""
+    stream: str = "stdout"
+
+
+@dataclass
+class SessionCreate(Message):
+    """A shell session: a cwd and an environment that execs naming it share.
+
+    The initial environment is a login shell's plus ``env``. Answered by ``SessionInfo``.
+    """
+
+    type: ClassVar[str] = "session_create"
+    id: str | None = None
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SessionList(Message):
+    """Answered by ``SessionListing``."""
+
+    type: ClassVar[str] = "session_list"
+
+
+@dataclass
+class SessionGet(Message):
+    type: ClassVar[str] = "session_get"
+    id: str = ""
+
+
+@dataclass
+class SessionDelete(Message):
+    """Forget a session; answered by its last ``SessionInfo``."""
+
+    type: ClassVar[str] = "session_delete"
+    id: str = ""
+
+
+@dataclass
+class SessionInfo(Message):
+    type: ClassVar[str] = "session_info"
+    id: str = ""
+    cwd: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    created_at: str = ""
+
+
+@dataclass
+class SessionListing(Message):
+    type: ClassVar[str] = "session_listing"
+    sessions: list[dict[str, Any]] = field(default_factory=list)
 
 
 # Git (issue 3) -----------------------------------------------------------------------

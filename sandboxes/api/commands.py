@@ -40,6 +40,7 @@ async def exec_command(
         env=payload.env or {},
         timeout=payload.timeout,
         stdin=payload.stdin,
+        session=payload.session,
     )
     if sse.wants_stream(request.headers.get("Accept", "")):
         events = services.exec_stream(sandbox, exec_request)

@@ -96,6 +96,8 @@ class ExecIn(StrictIn):
     env: EnvMap | None = None
     timeout: Annotated[float, Field(gt=0)] | None = None
     stdin: str | None = None
+    # A session from POST /sessions: its cwd and env, and it keeps `cd` / `export`.
+    session: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] | None = None
 
     _env = field_validator("env")(check_env)
 
