@@ -30,7 +30,14 @@ from .errors import InvalidRequestError, NotFoundError, SandboxIDEError
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tail: list[str] = []
+    if "exec" in argv and "--" in argv and argv.index("exec") < argv.index("--"):
+        cut = argv.index("--")  # everything after `--` is the command, untouched
+        argv, tail = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
+    if tail:
+        args.command = [*args.command, *tail]
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
@@ -70,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("exec", help="run a command, streaming its output")
     p.add_argument("name")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    p.add_argument("command", nargs="*", help="-- CMD [ARGS...] (one argument: a shell line)")
     p.add_argument("--cwd")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--timeout", type=float)
@@ -154,8 +161,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_exec(args: argparse.Namespace) -> int:
     command = list(args.command)
-    if command and command[0] == "--":
-        command = command[1:]
     if not command:
         raise InvalidRequestError("Give a command: sandbox-ide exec NAME -- CMD [ARGS...].")
     run: str | list[str] = command[0] if len(command) == 1 else command
@@ -203,7 +208,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGWINCH, lambda *_: resized.set())
         try:
             if interactive:
-                tty.setraw(stdin_fd)
+                tty.setraw(stdin_fd, termios.TCSANOW)  # keep typed-ahead input
             reader = threading.Thread(target=_pump_output, args=(term, stop), daemon=True)
             reader.start()
             _pump_input(term, stdin_fd, stop, resized)
