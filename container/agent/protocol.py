@@ -324,6 +324,32 @@ class SessionListing(Message):
 # Git (issue 3) -----------------------------------------------------------------------
 
 
+@dataclass
+class GitRequest(Message):
+    """One git operation in the repository at (or above) ``path``.
+
+    ``op``: clone, status, log, diff, branches, checkout, add, commit, pull, push;
+    ``args`` holds its arguments (see ``gitops.py``). Credentials (``username``,
+    ``password``, ``token``) reach git through an askpass helper for that one git
+    process only: never the remote URL, the repository's config or a log.
+    Answered by ``GitResult``.
+    """
+
+    type: ClassVar[str] = "git"
+    op: str = ""
+    path: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+
+
+@dataclass
+class GitResult(Message):
+    type: ClassVar[str] = "git_result"
+    result: dict[str, Any] = field(default_factory=dict)
+
+
 # Terminals (issue 4) -----------------------------------------------------------------
 
 
