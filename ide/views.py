@@ -1,0 +1,71 @@
+"""The browser pages: accounts, the dashboard and the IDE.
+
+Thin on purpose: the dashboard and the IDE are JavaScript clients of the public
+API (static/ide/js/); these views only authenticate and render the shell.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_POST
+
+from sandboxes.models import ApiToken, Sandbox
+
+_NEW_TOKEN_SESSION_KEY = "ide_new_api_token"  # noqa: S105 - a session key name
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.get_username()}! Create your first sandbox.")
+        return redirect("dashboard")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    tokens = ApiToken.objects.filter(user=request.user)
+    new_token = request.session.pop(_NEW_TOKEN_SESSION_KEY, None)
+    return render(request, "accounts/account.html", {"tokens": tokens, "new_token": new_token})
+
+
+@login_required
+@require_POST
+def create_token(request: HttpRequest) -> HttpResponse:
+    name = request.POST.get("name", "").strip()[:100]
+    row, token = ApiToken.issue(request.user, name)
+    # Shown once, on the next page view (post/redirect/get), then forgotten.
+    request.session[_NEW_TOKEN_SESSION_KEY] = {"name": row.name, "token": token}
+    return redirect("account")
+
+
+@login_required
+@require_POST
+def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
+    row = get_object_or_404(ApiToken, pk=token_id, user=request.user)
+    row.delete()
+    messages.success(request, f"Token {row.hint}… revoked: programs using it are locked out now.")
+    return redirect("account")
+
+
+@login_required
+@ensure_csrf_cookie
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard.html")
+
+
+@login_required
+@ensure_csrf_cookie
+def workspace(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+    sandbox = get_object_or_404(Sandbox, id=sandbox_id, owner=request.user)
+    return render(request, "ide.html", {"sandbox": sandbox})

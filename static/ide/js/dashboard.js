@@ -1,0 +1,108 @@
+// Dashboard: the caller's sandboxes through the API (list, create, open, sleep, delete).
+import { call, h } from "./api.js";
+
+const list = document.getElementById("sandbox-list");
+const slot = document.getElementById("dash-message");
+const form = document.getElementById("create-form");
+const createBtn = document.getElementById("create-btn");
+
+function flash(kind, text) {
+  slot.replaceChildren(h(`div.flash.flash-${kind}`, { role: kind === "error" ? "alert" : "status" }, text));
+}
+
+function ago(iso) {
+  if (!iso) return "";
+  const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+  if (s < 60) return "just now";
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+function confirmDialog(title, text, okLabel) {
+  const dialog = document.getElementById("confirm-dialog");
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-text").textContent = text;
+  document.getElementById("confirm-ok").textContent = okLabel;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+async function act(sandbox, button, work, busyLabel) {
+  const old = button.textContent;
+  button.disabled = true;
+  button.textContent = busyLabel;
+  try {
+    await work();
+    await refresh();
+  } catch (err) {
+    flash("error", `${sandbox.name}: ${err.message}`);
+    button.disabled = false;
+    button.textContent = old;
+  }
+}
+
+function card(s) {
+  const open = h("a.btn.primary", { href: `/sandboxes/${s.id}/`, "data-testid": "open" }, "Open");
+  const sleep = h("button.btn", { type: "button" }, s.status === "sleeping" ? "Wake" : "Sleep");
+  sleep.addEventListener("click", () =>
+    act(s, sleep, () => call("POST", `/sandboxes/${s.id}/${s.status === "sleeping" ? "wake" : "sleep"}`),
+      s.status === "sleeping" ? "Waking…" : "Sleeping…"));
+  const del = h("button.btn.danger.ghost", { type: "button" }, "Delete");
+  del.addEventListener("click", async () => {
+    const ok = await confirmDialog(`Delete “${s.name}”?`,
+      "Its container and every file in its workspace are destroyed. This cannot be undone.", "Delete");
+    if (ok) act(s, del, () => call("DELETE", `/sandboxes/${s.id}`), "Deleting…");
+  });
+  return h("article.sandbox-card", { "data-sandbox": s.name, "data-id": s.id },
+    h("div.card-top",
+      h("a.sandbox-name", { href: `/sandboxes/${s.id}/` }, s.name),
+      h("span.status-pill", { "data-status": s.status }, s.status)),
+    h("div.muted.small", `${s.template || "default"} · active ${ago(s.last_active_at)} · ${s.id}`),
+    s.status_detail && s.status === "error" ? h("div.field-error", s.status_detail) : null,
+    h("div.card-actions", open, sleep, del));
+}
+
+async function refresh() {
+  try {
+    const { sandboxes } = await call("GET", "/sandboxes");
+    list.removeAttribute("aria-busy");
+    if (!sandboxes.length) {
+      list.replaceChildren(h("div.empty-card", {},
+        h("p", {}, h("strong", {}, "No sandboxes yet.")),
+        h("p.muted", {}, "Create one above: a Linux box with Python, Node.js and git, a terminal, an editor and live previews.")));
+      return;
+    }
+    list.replaceChildren(...sandboxes.map(card));
+  } catch (err) {
+    list.replaceChildren(h("div.flash.flash-error", { role: "alert" }, `Could not list your sandboxes: ${err.message}`));
+  }
+}
+
+form.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const name = form.elements.name.value.trim();
+  const template = form.elements.template.value;
+  createBtn.disabled = true;
+  createBtn.textContent = "Creating…";
+  slot.replaceChildren();
+  try {
+    const body = { template };
+    if (name) body.name = name;
+    const s = await call("POST", "/sandboxes", { json: body });
+    flash("success", `Sandbox “${s.name}” is ${s.status}.`);
+    form.reset();
+    await refresh();
+  } catch (err) {
+    flash("error", `Could not create the sandbox: ${err.message}`);
+  } finally {
+    createBtn.disabled = false;
+    createBtn.textContent = "Create sandbox";
+  }
+});
+
+refresh();
+setInterval(() => { if (!document.hidden) refresh(); }, 15000);

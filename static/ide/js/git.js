@@ -1,0 +1,119 @@
+// Git: a clone dialog (URL, branch, folder) with progress and clear errors, and a
+// status view of the changed files of a repository in the workspace.
+import { basename, h, joinPath } from "./api.js";
+import { status, toast } from "./ui.js";
+
+function repoName(url) {
+  const name = basename(url.replace(/[?#].*$/, "").replace(/\/+$/, "")).replace(/\.git$/, "");
+  return name.replace(/[^\w.-]/g, "") || "repo";
+}
+
+export class Git {
+  constructor(sandbox, { tree, editors, showSide }) {
+    this.sb = sandbox;
+    this.tree = tree;
+    this.editors = editors;
+    this.showSide = showSide;
+    this.dialog = document.getElementById("clone-dialog");
+    this.form = document.getElementById("clone-form");
+    this.pathInput = document.getElementById("git-path");
+    this.view = document.getElementById("git-status");
+    try { this.pathInput.value = localStorage.getItem(`ide-git-${sandbox.id}`) || "/workspace"; } catch { /* ignore */ }
+    document.getElementById("clone-btn").addEventListener("click", () => this.openDialog());
+    document.getElementById("clone-cancel").addEventListener("click", () => this.dialog.close());
+    document.getElementById("git-refresh").addEventListener("click", () => this.refresh());
+    this.pathInput.addEventListener("keydown", (e) => { if (e.key === "Enter") this.refresh(); });
+    this.form.addEventListener("submit", (e) => { e.preventDefault(); this.clone(); });
+  }
+
+  openDialog() {
+    document.getElementById("clone-error").hidden = true;
+    document.getElementById("clone-progress").hidden = true;
+    document.getElementById("clone-submit").disabled = false;
+    this.dialog.showModal();
+    document.getElementById("clone-url").focus();
+  }
+
+  async clone() {
+    const url = document.getElementById("clone-url").value.trim();
+    const branch = document.getElementById("clone-branch").value.trim();
+    const path = document.getElementById("clone-path").value.trim() || joinPath("/workspace", repoName(url));
+    const errorBox = document.getElementById("clone-error");
+    const progress = document.getElementById("clone-progress");
+    const text = document.getElementById("clone-progress-text");
+    const submit = document.getElementById("clone-submit");
+    if (!url) return;
+    errorBox.hidden = true;
+    progress.hidden = false;
+    submit.disabled = true;
+    const started = Date.now();
+    const tick = () => { text.textContent = `Cloning ${url} into ${path}… ${Math.round((Date.now() - started) / 1000)} s`; };
+    tick();
+    const timer = setInterval(tick, 1000);
+    try {
+      const body = { url, path };
+      if (branch) body.branch = branch;
+      const result = await this.sb.clone(body);
+      this.dialog.close();
+      this.form.reset();
+      const where = result.path || path;
+      toast(`Cloned into ${where}${result.branch ? ` (branch ${result.branch}${result.commit ? ` @ ${result.commit.slice(0, 7)}` : ""})` : ""}`, "success");
+      this.setPath(where);
+      await this.tree.reveal(where);
+      const node = this.tree.nodes.get(where);
+      if (node && !node.open) await this.tree.expand(node);
+      this.refresh();
+    } catch (err) {
+      errorBox.textContent = `Clone failed: ${err.message}`;
+      errorBox.hidden = false;
+    } finally {
+      clearInterval(timer);
+      progress.hidden = true;
+      submit.disabled = false;
+    }
+  }
+
+  setPath(path) {
+    this.pathInput.value = path;
+    try { localStorage.setItem(`ide-git-${this.sb.id}`, path); } catch { /* ignore */ }
+  }
+
+  async refresh() {
+    const path = this.pathInput.value.trim() || "/workspace";
+    this.setPath(path);
+    this.view.replaceChildren(h("p.muted.pad", {}, h("span.spinner"), " Reading status…"));
+    let s;
+    try {
+      s = await this.sb.gitStatus(path);
+    } catch (err) {
+      this.view.replaceChildren(h("p.pad.field-error", { role: "alert" }, err.message),
+        h("p.muted.pad.small", {}, "Type the folder of a repository above, or clone one."));
+      return;
+    }
+    const files = s.files || [];
+    const head = h("div.git-head", {},
+      h("span.git-branch", {}, `⎇ ${s.branch || "(detached)"}`),
+      s.commit ? h("code.muted", {}, s.commit.slice(0, 7)) : null,
+      s.ahead ? h("span.muted.small", {}, `↑${s.ahead}`) : null,
+      s.behind ? h("span.muted.small", {}, `↓${s.behind}`) : null,
+      h("span.grow"),
+      h("span.muted.small", {}, files.length ? `${files.length} changed` : "clean"));
+    const rows = files.map((f) => {
+      const full = joinPath(path, f.path);
+      const row = h("div.git-file", { title: `${f.status}: ${full}`, "data-path": f.path },
+        h("span.git-badge", { "data-s": f.status }, badge(f.status)),
+        h("span.path", {}, f.path));
+      row.addEventListener("click", () => {
+        if (!/delet/i.test(f.status) && !f.path.endsWith("/")) this.editors.open(full);
+      });
+      return row;
+    });
+    this.view.replaceChildren(head, ...(rows.length ? rows : [h("p.muted.pad", {}, "No changes: the working tree is clean.")]));
+    status(`Git status of ${path}: ${files.length} changed`);
+  }
+}
+
+function badge(s) {
+  const map = { modified: "M", added: "A", deleted: "D", untracked: "U", renamed: "R", copied: "C", conflicted: "!", "??": "U" };
+  return map[s] || String(s).trim().slice(0, 2).toUpperCase();
+}

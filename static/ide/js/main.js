@@ -1,0 +1,152 @@
+// The IDE page: wires the panes together and owns the keyboard shortcuts.
+import { sandboxApi } from "./api.js";
+import { Editors } from "./editor.js";
+import { Git } from "./git.js";
+import { initLayout, isNarrow, onLayoutChange, setHidden, toggle } from "./layout.js";
+import { Palette } from "./palette.js";
+import { Preview } from "./preview.js";
+import { Interpreter, Runner } from "./run.js";
+import { Terminals } from "./terminals.js";
+import { toggleTheme } from "./theme.js";
+import { ROOT, Tree } from "./tree.js";
+import { download, status, toast } from "./ui.js";
+
+const root = document.getElementById("ide");
+const sb = sandboxApi(root.dataset.sandboxId);
+const mod = (e) => e.ctrlKey || e.metaKey;
+
+initLayout();
+
+// ------------------------------------------------------------------ panels
+function showSide(which) {
+  for (const b of document.querySelectorAll("[data-side]")) {
+    const on = b.dataset.side === which;
+    b.classList.toggle("active", on);
+    b.setAttribute("aria-selected", on ? "true" : "false");
+  }
+  for (const v of document.querySelectorAll(".side-view")) v.hidden = v.dataset.view !== which;
+  setHidden("sidebar", false);
+  if (which === "git") git.refresh();
+}
+
+function showPanel(which) {
+  for (const body of document.querySelectorAll("[data-panel-body]")) body.hidden = body.dataset.panelBody !== which;
+  for (const tab of document.querySelectorAll(".panel-tab")) tab.classList.toggle("active", tab.dataset.panel === which);
+  for (const tab of document.querySelectorAll(".term-tab")) tab.classList.toggle("active", which === "terminals" && tab.dataset.terminal === terminals?.active?.name);
+  if (which === "terminals") requestAnimationFrame(() => terminals.fitActive());
+  if (which === "interpreter") interpreter.focus();
+}
+
+// ------------------------------------------------------------------ shortcuts
+// Shortcuts the page handles; `where` is "terminal" when xterm asks whether to
+// leave a key alone (there Ctrl-K, Ctrl-P, Ctrl-B keep their shell meaning).
+function shortcut(e, where = "page") {
+  if (e.type !== "keydown") return null;
+  const k = e.key.toLowerCase();
+  const inTerm = where === "terminal";
+  if (mod(e) && e.shiftKey && k === "p") return "palette";
+  if (mod(e) && !e.shiftKey && k === "p" && !inTerm) return "quickopen";
+  if (e.ctrlKey && !e.shiftKey && k === "k" && !inTerm) return "palette";
+  if (mod(e) && !e.shiftKey && k === "s") return "save";
+  if (e.ctrlKey && e.shiftKey && (e.code === "Backquote" || k === "`" || k === "~")) return "newterm";
+  if (k === "f5" || (mod(e) && k === "enter" && !inTerm && !e.shiftKey)) return "run";
+  if (mod(e) && !e.shiftKey && k === "b" && !inTerm) return "sidebar";
+  if (e.altKey && !mod(e) && k === "w" && !inTerm) return "closetab";
+  return null;
+}
+
+const actions = {
+  palette: () => palette.open("commands"),
+  quickopen: () => palette.open("files"),
+  save: () => editors.save(),
+  newterm: () => terminals.create(),
+  run: () => runner.runActive(),
+  sidebar: () => toggle("sidebar"),
+  closetab: () => editors.closeActive(),
+};
+
+document.addEventListener("keydown", (e) => {
+  if (palette.isOpen() && !(mod(e) && e.shiftKey)) return;
+  const inTerm = !!e.target.closest?.(".xterm");
+  const name = shortcut(e, inTerm ? "terminal" : "page");
+  if (!name) return;
+  if (name === "run" && e.target.closest?.("#interpreter")) return; // Ctrl-Enter runs the cell there
+  e.preventDefault();
+  e.stopPropagation();
+  actions[name]();
+}, true);
+
+// ------------------------------------------------------------------ the parts
+const editors = new Editors(sb);
+const tree = new Tree(sb, editors);
+const preview = new Preview(sb);
+const terminals = new Terminals(sb, {
+  openPreview: (port, path) => preview.openPort(port, path),
+  isShortcut: (e) => !!shortcut(e, "terminal"),
+});
+const runner = new Runner(sb, { editors, showPanel });
+const interpreter = new Interpreter(sb);
+const git = new Git(sb, { tree, editors, showSide });
+
+const commands = () => [
+  { title: "File: Quick Open…", hint: "Ctrl P", run: () => palette.open("files") },
+  { title: "File: Save", hint: "Ctrl S", run: () => editors.save() },
+  { title: "File: Save All", run: () => editors.saveAll() },
+  { title: "File: New File…", run: () => tree.newFile() },
+  { title: "File: New Folder…", run: () => tree.newFolder() },
+  { title: "File: Upload Files…", run: () => tree.pickUpload(tree.targetDir()) },
+  { title: "File: Download Workspace (.tar.gz)", run: () => download(sb.archiveUrl(ROOT), "workspace.tar.gz") },
+  { title: "File: Close Editor", hint: "Alt W", run: () => editors.closeActive() },
+  { title: "Explorer: Refresh", run: () => tree.refreshAll() },
+  { title: "Explorer: Collapse All", run: () => tree.collapseAll() },
+  { title: "Run: Run Open File", hint: "F5", run: () => runner.runActive() },
+  { title: "Run: Stop", run: () => runner.stop() },
+  { title: "Terminal: New Terminal", hint: "Ctrl Shift `", run: () => terminals.create() },
+  { title: "Terminal: Focus Terminal", run: () => { showPanel("terminals"); terminals.focus(); } },
+  { title: "Interpreter: Open Python Interpreter", run: () => showPanel("interpreter") },
+  { title: "Git: Clone Repository…", run: () => git.openDialog() },
+  { title: "Git: Show Changes", run: () => showSide("git") },
+  { title: "Preview: Refresh Ports", run: () => preview.poll() },
+  { title: "Preview: Toggle Pane", run: () => toggle("preview") },
+  { title: "View: Toggle Side Bar", hint: "Ctrl B", run: () => toggle("sidebar") },
+  { title: "View: Toggle Dark / Light Theme", run: () => toggleTheme() },
+  { title: "Go to Dashboard", run: () => { location.href = "/"; } },
+];
+const palette = new Palette({
+  commands,
+  files: () => tree.allFiles(),
+  openFile: (path, size) => editors.open(path, { size }),
+});
+
+// ------------------------------------------------------------------ chrome
+for (const b of document.querySelectorAll("[data-side]")) b.addEventListener("click", () => showSide(b.dataset.side));
+for (const b of document.querySelectorAll(".panel-tab")) b.addEventListener("click", () => showPanel(b.dataset.panel));
+document.addEventListener("panelshow", (e) => showPanel(e.detail.panel));
+document.getElementById("new-term").addEventListener("click", () => terminals.create());
+document.getElementById("toggle-sidebar").addEventListener("click", () => toggle("sidebar"));
+document.getElementById("toggle-preview").addEventListener("click", () => toggle("preview"));
+document.getElementById("palette-btn").addEventListener("click", () => palette.open("commands"));
+onLayoutChange(() => terminals.fitActive());
+// On a narrow screen the side bar floats: opening a file closes it.
+editors.onChange(() => { if (isNarrow()) setHidden("sidebar", true); });
+
+const pill = document.getElementById("sandbox-status");
+async function refreshStatus() {
+  try {
+    const s = await sb.get();
+    pill.textContent = s.status;
+    pill.dataset.status = s.status;
+  } catch (err) {
+    if (err.status === 404) { pill.textContent = "deleted"; pill.dataset.status = "error"; }
+  }
+}
+setInterval(() => { if (!document.hidden) refreshStatus(); }, 20000);
+
+// ------------------------------------------------------------------ start
+showPanel("terminals");
+tree.init().catch((err) => toast(`Files: ${err.message}`, "error"));
+terminals.init().catch((err) => toast(`Terminals: ${err.message}`, "error"));
+preview.start();
+refreshStatus();
+status("Ready");
+window.ide = { sb, editors, tree, terminals, preview, runner, interpreter, git, palette };

@@ -1,0 +1,265 @@
+// Terminal tabs on xterm.js. Each tab is a named terminal in the sandbox
+// (/ws/sandboxes/{id}/terminals/{name}); reconnecting to a name re-attaches to the
+// same shell and the server replays its screen, so a page reload finds it again.
+import { FitAddon, Terminal, WebLinksAddon } from "/static/ide/vendor/xterm.js";
+import { h, wsUrl } from "./api.js";
+import { currentTheme } from "./theme.js";
+import { confirmDialog, status, toast } from "./ui.js";
+
+const THEMES = {
+  dark: {
+    background: "#111318", foreground: "#d7dae0", cursor: "#5b9cff", cursorAccent: "#111318",
+    selectionBackground: "rgba(91,156,255,0.35)",
+    black: "#1c1f26", red: "#f26d6d", green: "#4fcf86", yellow: "#e7b951", blue: "#5b9cff", magenta: "#c792ea", cyan: "#56c8d8", white: "#d7dae0",
+    brightBlack: "#6b7386", brightRed: "#ff8b8b", brightGreen: "#7be3a6", brightYellow: "#f3cf7a", brightBlue: "#82b4ff", brightMagenta: "#dab4f5", brightCyan: "#86dce8", brightWhite: "#ffffff",
+  },
+  light: {
+    background: "#fbfbfc", foreground: "#1f2430", cursor: "#2563eb", cursorAccent: "#fbfbfc",
+    selectionBackground: "rgba(37,99,235,0.22)",
+    black: "#1f2430", red: "#c93434", green: "#17804a", yellow: "#9a6700", blue: "#2563eb", magenta: "#8e44ad", cyan: "#0e7490", white: "#c5cbd6",
+    brightBlack: "#636b7a", brightRed: "#e04848", brightGreen: "#1f9d5c", brightYellow: "#b58100", brightBlue: "#3b82f6", brightMagenta: "#a55ccf", brightCyan: "#1595b3", brightWhite: "#ffffff",
+  },
+};
+
+// localhost:PORT written without a scheme (e.g. "Listening on localhost:3000").
+const BARE_LOCAL = /(?<![\w/.:-])(?:localhost|127\.0\.0\.1|0\.0\.0\.0):(\d{2,5})(\/[^\s"'<>)]*)?/g;
+const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "0.0.0.0", "[::]", "[::1]"]);
+
+export function localPort(uri) {
+  try {
+    const u = new URL(uri);
+    if (LOCAL_HOSTS.has(u.hostname) && u.port) return { port: Number(u.port), path: u.pathname + u.search + u.hash };
+  } catch { /* not a URL */ }
+  return null;
+}
+
+export class Terminals {
+  constructor(sandbox, { openPreview, isShortcut }) {
+    this.sb = sandbox;
+    this.openPreview = openPreview;
+    this.isShortcut = isShortcut || (() => false);
+    this.terms = new Map();
+    this.active = null;
+    this.tabs = document.getElementById("term-tabs");
+    this.host = document.getElementById("terminals");
+    this.encoder = new TextEncoder();
+    this.storeKey = `ide-terms-${sandbox.id}`;
+    document.addEventListener("themechange", () => {
+      for (const t of this.terms.values()) t.term.options.theme = THEMES[currentTheme()];
+    });
+    new ResizeObserver(() => this.fitActive()).observe(this.host);
+  }
+
+  remembered() {
+    try { return JSON.parse(localStorage.getItem(this.storeKey) || "null"); } catch { return null; }
+  }
+  remember() {
+    try {
+      localStorage.setItem(this.storeKey, JSON.stringify({ names: [...this.terms.keys()], active: this.active?.name }));
+    } catch { /* ignore */ }
+  }
+
+  async init() {
+    const saved = this.remembered() || {};
+    let names = [];
+    try {
+      const listed = await this.sb.terminals();
+      names = (listed.terminals || []).map((t) => t.name);
+    } catch { /* listing not available: fall back to what this browser remembers */ }
+    for (const n of saved.names || []) if (!names.includes(n)) names.push(n);
+    names.sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+    if (!names.length) names = ["t1"];
+    for (const n of names) this.add(n, false);
+    this.activate(this.terms.has(saved.active) ? saved.active : names[0]);
+  }
+
+  nextName() {
+    for (let i = 1; ; i++) if (!this.terms.has(`t${i}`)) return `t${i}`;
+  }
+
+  create() {
+    const t = this.add(this.nextName(), true);
+    this.activate(t.name);
+    return t;
+  }
+
+  add(name, focus) {
+    if (this.terms.has(name)) return this.terms.get(name);
+    const pane = h("div.term-host", { "data-terminal": name, hidden: true });
+    this.host.append(pane);
+    const term = new Terminal({
+      fontFamily: getComputedStyle(document.documentElement).getPropertyValue("--font-mono").trim() || "monospace",
+      fontSize: 13.5, lineHeight: 1.15, cursorBlink: true, scrollback: 5000, allowProposedApi: true,
+      theme: THEMES[currentTheme()],
+    });
+    const fit = new FitAddon();
+    term.loadAddon(fit);
+    term.loadAddon(new WebLinksAddon((event, uri) => this.openLink(uri)));
+    term.registerLinkProvider(this.bareLocalLinks(term));
+    term.attachCustomKeyEventHandler((e) => !this.isShortcut(e, "terminal"));
+    term.open(pane);
+    const dot = h("span.term-dot.off");
+    const close = h("span.close", { role: "button", title: "Close terminal", "aria-label": `Close terminal ${name}` }, "✕");
+    const tab = h("button.tab.term-tab", { type: "button", role: "tab", "data-terminal": name, title: `Terminal ${name}` },
+      dot, h("span.name", {}, name), close);
+    tab.addEventListener("click", (e) => {
+      if (e.target === close) { e.stopPropagation(); this.close(name); return; }
+      this.activate(name);
+    });
+    this.tabs.append(tab);
+    const t = { name, term, fit, pane, tab, dot, ws: null, retry: 0, closed: false, exited: false, connected: false, everConnected: false };
+    this.terms.set(name, t);
+    term.onData((data) => this.send(t, this.encoder.encode(data)));
+    term.onBinary((data) => this.send(t, Uint8Array.from(data, (c) => c.charCodeAt(0))));
+    term.onResize(({ cols, rows }) => {
+      if (t.ws && t.ws.readyState === WebSocket.OPEN) t.ws.send(JSON.stringify({ type: "resize", cols, rows }));
+    });
+    this.remember();
+    if (focus) this.activate(name);
+    this.connect(t);
+    return t;
+  }
+
+  send(t, bytes) {
+    if (t.exited) {
+      // The shell ended: any key starts a fresh one under the same name.
+      t.exited = false;
+      t.term.reset();
+      this.connect(t);
+      return;
+    }
+    if (t.ws && t.ws.readyState === WebSocket.OPEN) t.ws.send(bytes);
+  }
+
+  connect(t) {
+    if (t.closed) return;
+    try { t.fit.fit(); } catch { /* hidden */ }
+    const cols = t.term.cols || 80;
+    const rows = t.term.rows || 24;
+    const url = wsUrl(`/ws/sandboxes/${encodeURIComponent(this.sb.id)}/terminals/${encodeURIComponent(t.name)}?cols=${cols}&rows=${rows}`);
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    t.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      t.connected = true;
+      t.everConnected = true;
+      t.retry = 0;
+      t.dot.classList.remove("off");
+      // The server replays the screen: start from a clean terminal so nothing doubles.
+      t.term.reset();
+      ws.send(JSON.stringify({ type: "resize", cols: t.term.cols, rows: t.term.rows }));
+    };
+    ws.onmessage = (e) => {
+      if (typeof e.data === "string") {
+        let msg = null;
+        try { msg = JSON.parse(e.data); } catch { return; }
+        if (msg.type === "exit") {
+          t.exited = true;
+          t.term.write(`\r\n\x1b[2m[process exited${msg.exit_code !== undefined && msg.exit_code !== null ? ` with code ${msg.exit_code}` : ""}: press any key to start a new shell]\x1b[0m\r\n`);
+        } else if (msg.type === "error") {
+          t.term.write(`\r\n\x1b[31m${msg.message || "terminal error"}\x1b[0m\r\n`);
+        }
+        return;
+      }
+      t.term.write(new Uint8Array(e.data));
+    };
+    ws.onclose = (e) => {
+      t.connected = false;
+      t.dot.classList.add("off");
+      if (t.ws !== ws || t.closed || t.exited) return;
+      if (!opened && !t.everConnected && t.retry === 2) {
+        t.term.write("\x1b[33mTerminals are not available on this server yet (the terminal WebSocket refused the connection).\x1b[0m\r\n" +
+          "\x1b[2mRetrying every few seconds…\x1b[0m\r\n");
+      } else if (opened) {
+        t.term.write("\r\n\x1b[2m[disconnected: reconnecting…]\x1b[0m\r\n");
+      }
+      if (e.code === 4404 || e.code === 4403) {
+        t.term.write(`\r\n\x1b[31m${e.reason || "This terminal cannot be opened."}\x1b[0m\r\n`);
+        return;
+      }
+      const delay = Math.min(500 * 2 ** t.retry, 8000);
+      t.retry += 1;
+      setTimeout(() => { if (!t.closed && t.ws === ws) this.connect(t); }, delay);
+    };
+  }
+
+  activate(name) {
+    const t = this.terms.get(name);
+    if (!t) return;
+    document.dispatchEvent(new CustomEvent("panelshow", { detail: { panel: "terminals" } }));
+    for (const o of this.terms.values()) {
+      o.pane.hidden = o !== t;
+      o.tab.classList.toggle("active", o === t);
+    }
+    this.active = t;
+    this.remember();
+    requestAnimationFrame(() => { this.fitActive(); t.term.focus(); });
+  }
+
+  fitActive() {
+    const t = this.active;
+    if (!t || t.pane.hidden || !t.pane.offsetWidth || !t.pane.offsetHeight) return;
+    try { t.fit.fit(); } catch { /* not visible yet */ }
+  }
+
+  focus() { this.active?.term.focus(); }
+
+  async close(name) {
+    const t = this.terms.get(name);
+    if (!t) return;
+    const ok = await confirmDialog({ title: `Close terminal ${name}?`, text: "Its shell and any program running in it are ended.", ok: "Close terminal" });
+    if (!ok) return;
+    t.closed = true;
+    try { await this.sb.closeTerminal(name); } catch (err) { if (err.status !== 404) status(`Closing ${name}: ${err.message}`, "error"); }
+    t.ws?.close();
+    t.term.dispose();
+    t.pane.remove();
+    t.tab.remove();
+    this.terms.delete(name);
+    if (this.active === t) {
+      this.active = null;
+      const next = [...this.terms.keys()].pop();
+      if (next) this.activate(next);
+    }
+    if (!this.terms.size) this.create();
+    this.remember();
+  }
+
+  // Type a command into the active terminal (used by the palette).
+  run(command) {
+    const t = this.active || this.create();
+    this.activate(t.name);
+    this.send(t, this.encoder.encode(command + "\r"));
+  }
+
+  openLink(uri) {
+    const local = localPort(uri);
+    if (local) this.openPreview(local.port, local.path);
+    else if (/^https?:\/\//i.test(uri)) window.open(uri, "_blank", "noopener");
+    else toast(`Not a web address: ${uri}`, "error");
+  }
+
+  bareLocalLinks(term) {
+    return {
+      provideLinks: (y, callback) => {
+        const line = term.buffer.active.getLine(y - 1);
+        if (!line) { callback(undefined); return; }
+        const text = line.translateToString(true);
+        const links = [];
+        for (const m of text.matchAll(BARE_LOCAL)) {
+          const port = Number(m[1]);
+          const path = m[2] || "/";
+          links.push({
+            range: { start: { x: m.index + 1, y }, end: { x: m.index + m[0].length, y } },
+            text: m[0],
+            decorations: { underline: true, pointerCursor: true },
+            activate: () => this.openPreview(port, path),
+          });
+        }
+        callback(links.length ? links : undefined);
+      },
+    };
+  }
+}

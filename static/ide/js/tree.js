@@ -1,0 +1,448 @@
+// The file tree: lazy directories, create / rename / delete, move by drag and drop,
+// upload by dropping files in, download (file or folder as .tar.gz), and live
+// updates from the watch stream (GET /files/watch as Server-Sent Events).
+import { ApiError, basename, dirname, h, joinPath, raw, readSSE } from "./api.js";
+import { confirmDialog, contextMenu, download, prompt, status, toast } from "./ui.js";
+
+export const ROOT = "/workspace";
+const DRAG_TYPE = "application/x-sandbox-path";
+
+const ICONS = { py: "🐍", js: "JS", mjs: "JS", ts: "TS", json: "{}", md: "M↓", html: "<>", css: "#", sh: "$", txt: "≡" };
+function fileIcon(name) {
+  const ext = name.includes(".") ? name.split(".").pop().toLowerCase() : "";
+  return ICONS[ext] || "•";
+}
+
+export class Tree {
+  constructor(sandbox, editors) {
+    this.sb = sandbox;
+    this.editors = editors;
+    this.el = document.getElementById("tree");
+    this.view = document.getElementById("side-files");
+    this.nodes = new Map(); // path -> {path, type, size, row, children (div), loaded, open}
+    this.openDirs = new Set(this.loadOpenState());
+    this.selected = null;
+    this.pending = new Set();
+    this.pendingTimer = null;
+    this.files = null; // recursive listing cache for quick open
+    this.bindToolbar();
+    this.bindDrops();
+    this.bindKeys();
+  }
+
+  loadOpenState() {
+    try { return JSON.parse(localStorage.getItem(`ide-open-${this.sb.id}`) || "[]"); } catch { return []; }
+  }
+  saveOpenState() {
+    try { localStorage.setItem(`ide-open-${this.sb.id}`, JSON.stringify([...this.openDirs].slice(0, 200))); } catch { /* ignore */ }
+  }
+
+  async init() {
+    const root = { path: ROOT, type: "directory", depth: -1, children: this.el, loaded: false, open: true };
+    this.nodes.set(ROOT, root);
+    this.el.replaceChildren(h("div.tree-msg", {}, "Loading files…"));
+    await this.loadDir(root);
+    this.watch();
+  }
+
+  // --------------------------------------------------------------- rendering
+  async loadDir(node) {
+    let entries;
+    try {
+      entries = (await this.sb.list(node.path)).entries || [];
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404 && node.path !== ROOT) {
+        this.removeNode(node.path);
+        return;
+      }
+      node.children.replaceChildren(h("div.tree-msg.error", { role: "alert" },
+        node.path === ROOT ? `Could not list files: ${err.message}` : err.message));
+      return;
+    }
+    entries.sort((a, b) => {
+      const da = a.type === "directory" ? 0 : 1;
+      const db = b.type === "directory" ? 0 : 1;
+      return da - db || a.name.localeCompare(b.name, undefined, { numeric: true, sensitivity: "base" });
+    });
+    node.loaded = true;
+    // forget stale descendants of this directory (one level)
+    const keep = new Set(entries.map((e) => e.path || joinPath(node.path, e.name)));
+    for (const p of [...this.nodes.keys()]) {
+      if (p !== node.path && dirname(p) === node.path && !keep.has(p)) this.forget(p);
+    }
+    const rows = [];
+    for (const entry of entries) {
+      const path = entry.path || joinPath(node.path, entry.name);
+      let child = this.nodes.get(path);
+      if (!child || child.type !== entry.type) {
+        child = this.makeNode(path, entry, node.depth + 1);
+      } else {
+        child.size = entry.size;
+      }
+      rows.push(child.row);
+      if (child.children) rows.push(child.children);
+    }
+    if (!entries.length) {
+      rows.push(h("div.tree-empty", { style: `padding-left:${22 + (node.depth + 1) * 14}px` },
+        node.path === ROOT ? "Empty workspace: create a file, or drop files here" : "empty"));
+    }
+    node.children.replaceChildren(...rows);
+    for (const path of keep) {
+      const child = this.nodes.get(path);
+      if (child && child.type === "directory" && this.openDirs.has(path) && !child.open) this.expand(child);
+    }
+  }
+
+  makeNode(path, entry, depth) {
+    const isDir = entry.type === "directory";
+    const name = basename(path);
+    const row = h(`div.tree-row.${isDir ? "dir" : "file"}`, {
+      role: "treeitem", draggable: "true", "data-path": path, title: path,
+      style: `padding-left:${6 + depth * 14}px`, "aria-expanded": isDir ? "false" : null,
+    },
+    h("span.twisty", {}, isDir ? "▶" : ""),
+    h("span.icon", {}, isDir ? "▰" : entry.type === "symlink" ? "↪" : fileIcon(name)),
+    h("span.label", {}, name));
+    const node = { path, type: entry.type, size: entry.size, depth, row, loaded: false, open: false,
+      children: isDir ? h("div.tree-children", { role: "group", hidden: true }) : null };
+    this.nodes.set(path, node);
+    row.addEventListener("click", () => this.activateNode(node));
+    row.addEventListener("contextmenu", (e) => { e.preventDefault(); this.select(node); this.menu(node, e.clientX, e.clientY); });
+    row.addEventListener("dragstart", (e) => {
+      e.dataTransfer.setData(DRAG_TYPE, path);
+      e.dataTransfer.setData("text/plain", path);
+      e.dataTransfer.effectAllowed = "move";
+    });
+    return node;
+  }
+
+  forget(path) {
+    for (const p of [...this.nodes.keys()]) {
+      if (p === path || p.startsWith(path + "/")) {
+        const n = this.nodes.get(p);
+        n.row?.remove();
+        n.children?.remove();
+        this.nodes.delete(p);
+      }
+    }
+  }
+
+  removeNode(path) {
+    this.forget(path);
+    this.openDirs.delete(path);
+  }
+
+  select(node) {
+    this.selected?.row?.classList.remove("selected");
+    this.selected = node;
+    node.row?.classList.add("selected");
+  }
+
+  activateNode(node) {
+    this.select(node);
+    if (node.type === "directory") this.toggleDir(node);
+    else this.editors.open(node.path, { size: node.size });
+  }
+
+  async expand(node) {
+    node.open = true;
+    node.row.classList.add("open");
+    node.row.setAttribute("aria-expanded", "true");
+    node.children.hidden = false;
+    this.openDirs.add(node.path);
+    this.saveOpenState();
+    if (!node.loaded) {
+      node.children.replaceChildren(h("div.tree-empty", { style: `padding-left:${22 + (node.depth + 1) * 14}px` }, "loading…"));
+      await this.loadDir(node);
+    }
+  }
+
+  collapse(node) {
+    node.open = false;
+    node.row.classList.remove("open");
+    node.row.setAttribute("aria-expanded", "false");
+    node.children.hidden = true;
+    this.openDirs.delete(node.path);
+    this.saveOpenState();
+  }
+
+  toggleDir(node) { node.open ? this.collapse(node) : this.expand(node); }
+
+  collapseAll() {
+    for (const n of this.nodes.values()) if (n.type === "directory" && n.path !== ROOT && n.open) this.collapse(n);
+  }
+
+  // Refresh a directory that is on screen (after an action or a watch event).
+  async refresh(dir) {
+    const node = this.nodes.get(dir);
+    if (!node || !node.loaded) return;
+    await this.loadDir(node);
+    this.files = null;
+  }
+
+  async refreshAll() {
+    const dirs = [...this.nodes.values()].filter((n) => n.type === "directory" && n.loaded);
+    for (const d of dirs) if (this.nodes.has(d.path)) await this.loadDir(d);
+    this.files = null;
+  }
+
+  // Where "new file" goes: the selected directory, or the selected file's directory.
+  targetDir() {
+    const n = this.selected;
+    if (!n) return ROOT;
+    return n.type === "directory" ? n.path : dirname(n.path);
+  }
+
+  // --------------------------------------------------------------- actions
+  async newFile(dir = this.targetDir()) {
+    const name = await prompt({ title: "New file", label: `In ${dir}`, help: "A name, or a relative path like src/app.py", ok: "Create" });
+    if (!name) return;
+    const path = joinPath(dir, name);
+    try {
+      await this.sb.write(path, "");
+      await this.reveal(path);
+      await this.editors.open(path, { size: 0 });
+    } catch (err) { toast(`Could not create ${name}: ${err.message}`, "error"); }
+  }
+
+  async newFolder(dir = this.targetDir()) {
+    const name = await prompt({ title: "New folder", label: `In ${dir}`, ok: "Create" });
+    if (!name) return;
+    const path = joinPath(dir, name);
+    try {
+      await this.sb.mkdir(path);
+      await this.reveal(path);
+    } catch (err) { toast(`Could not create ${name}: ${err.message}`, "error"); }
+  }
+
+  async rename(node) {
+    const name = basename(node.path);
+    const dot = name.lastIndexOf(".");
+    const value = await prompt({ title: "Rename", label: node.path, value: name, ok: "Rename", select: [0, dot > 0 ? dot : name.length] });
+    if (!value || value === name) return;
+    const dest = value.startsWith("/") ? value : joinPath(dirname(node.path), value);
+    await this.move(node.path, dest);
+  }
+
+  async move(source, destination) {
+    if (source === destination) return;
+    if (destination.startsWith(source + "/")) { toast("A folder cannot move into itself.", "error"); return; }
+    try {
+      await this.sb.move(source, destination);
+      this.editors.renamed(source, destination);
+      if (this.openDirs.has(source)) { this.openDirs.delete(source); this.openDirs.add(destination); }
+      this.forget(source);
+      await this.refresh(dirname(source));
+      await this.refresh(dirname(destination));
+      status(`Moved ${basename(source)} to ${dirname(destination)}`);
+    } catch (err) { toast(`Could not move ${basename(source)}: ${err.message}`, "error"); }
+  }
+
+  async remove(node) {
+    const isDir = node.type === "directory";
+    const ok = await confirmDialog({ title: `Delete ${basename(node.path)}?`, text: isDir ? "The folder and everything in it is deleted for good." : "The file is deleted for good.", ok: "Delete" });
+    if (!ok) return;
+    try {
+      await this.sb.remove(node.path, isDir);
+      this.editors.deleted(node.path);
+      this.removeNode(node.path);
+      await this.refresh(dirname(node.path));
+    } catch (err) { toast(`Could not delete ${basename(node.path)}: ${err.message}`, "error"); }
+  }
+
+  download(node) {
+    if (node.type === "directory") download(this.sb.archiveUrl(node.path), `${basename(node.path)}.tar.gz`);
+    else download(this.sb.contentUrl(node.path), basename(node.path));
+  }
+
+  async upload(dir, files) {
+    files = [...files];
+    if (!files.length) return;
+    status(`Uploading ${files.length} file${files.length > 1 ? "s" : ""}…`);
+    try {
+      await this.sb.upload(dir, files);
+      const node = this.nodes.get(dir);
+      if (node && node.type === "directory" && node.path !== ROOT && !node.open) await this.expand(node);
+      await this.refresh(dir);
+      toast(`Uploaded ${files.map((f) => f.name).join(", ")} to ${dir}`, "success");
+    } catch (err) { toast(`Upload failed: ${err.message}`, "error"); }
+  }
+
+  // Make a path visible: expand its parents, refresh, select it.
+  async reveal(path) {
+    const parts = [];
+    for (let d = dirname(path); d.length > ROOT.length && d.startsWith(ROOT); d = dirname(d)) parts.unshift(d);
+    await this.refresh(ROOT);
+    for (const d of parts) {
+      const n = this.nodes.get(d);
+      if (n && !n.open) await this.expand(n);
+      else if (n) await this.refresh(d);
+    }
+    const node = this.nodes.get(path);
+    if (node) { this.select(node); node.row.scrollIntoView({ block: "nearest" }); }
+  }
+
+  menu(node, x, y) {
+    const isDir = node.type === "directory";
+    const dir = isDir ? node.path : dirname(node.path);
+    contextMenu(x, y, [
+      ...(isDir ? [] : [{ label: "Open", run: () => this.editors.open(node.path, { size: node.size }) }]),
+      { label: "New file…", run: () => this.newFile(dir) },
+      { label: "New folder…", run: () => this.newFolder(dir) },
+      { label: "Upload files here…", run: () => this.pickUpload(dir) },
+      "-",
+      { label: "Rename…", run: () => this.rename(node) },
+      { label: isDir ? "Download as .tar.gz" : "Download", run: () => this.download(node) },
+      { label: "Copy path", run: () => navigator.clipboard?.writeText(node.path) },
+      "-",
+      { label: "Delete", danger: true, run: () => this.remove(node) },
+    ]);
+  }
+
+  pickUpload(dir) {
+    this.uploadTarget = dir;
+    document.getElementById("upload-input").click();
+  }
+
+  bindToolbar() {
+    const input = document.getElementById("upload-input");
+    input.addEventListener("change", () => {
+      const files = [...input.files];
+      input.value = "";
+      this.upload(this.uploadTarget || this.targetDir(), files);
+      this.uploadTarget = null;
+    });
+    for (const b of document.querySelectorAll("[data-tree-action]")) {
+      b.addEventListener("click", () => {
+        const a = b.dataset.treeAction;
+        if (a === "new-file") this.newFile();
+        else if (a === "new-folder") this.newFolder();
+        else if (a === "upload") this.pickUpload(this.targetDir());
+        else if (a === "refresh") this.refreshAll();
+        else if (a === "collapse") this.collapseAll();
+      });
+    }
+    this.el.addEventListener("contextmenu", (e) => {
+      if (e.target.closest(".tree-row")) return;
+      e.preventDefault();
+      contextMenu(e.clientX, e.clientY, [
+        { label: "New file…", run: () => this.newFile(ROOT) },
+        { label: "New folder…", run: () => this.newFolder(ROOT) },
+        { label: "Upload files here…", run: () => this.pickUpload(ROOT) },
+        { label: "Download workspace as .tar.gz", run: () => download(this.sb.archiveUrl(ROOT), "workspace.tar.gz") },
+      ]);
+    });
+  }
+
+  bindKeys() {
+    this.el.addEventListener("keydown", (e) => {
+      const rows = [...this.el.querySelectorAll(".tree-row")].filter((r) => r.offsetParent !== null);
+      const node = this.selected;
+      const i = node ? rows.indexOf(node.row) : -1;
+      const pick = (row) => { if (row) { this.select(this.nodes.get(row.dataset.path)); row.scrollIntoView({ block: "nearest" }); } };
+      if (e.key === "ArrowDown") { e.preventDefault(); pick(rows[i + 1] || rows[0]); }
+      else if (e.key === "ArrowUp") { e.preventDefault(); pick(rows[i - 1] || rows[rows.length - 1]); }
+      else if (!node) return;
+      else if (e.key === "Enter") { e.preventDefault(); this.activateNode(node); }
+      else if (e.key === "ArrowRight" && node.type === "directory" && !node.open) this.expand(node);
+      else if (e.key === "ArrowLeft" && node.type === "directory" && node.open) this.collapse(node);
+      else if (e.key === "F2") { e.preventDefault(); this.rename(node); }
+      else if (e.key === "Delete") { e.preventDefault(); this.remove(node); }
+    });
+  }
+
+  dropDir(target) {
+    const row = target.closest?.(".tree-row");
+    if (!row) return ROOT;
+    const node = this.nodes.get(row.dataset.path);
+    if (!node) return ROOT;
+    return node.type === "directory" ? node.path : dirname(node.path);
+  }
+
+  bindDrops() {
+    let highlighted = null;
+    const clear = () => { highlighted?.classList.remove("drop-target"); highlighted = null; this.view.classList.remove("dragover"); };
+    this.view.addEventListener("dragover", (e) => {
+      const types = [...e.dataTransfer.types];
+      const internal = types.includes(DRAG_TYPE);
+      if (!internal && !types.includes("Files")) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = internal ? "move" : "copy";
+      const dir = this.dropDir(e.target);
+      const row = dir === ROOT ? null : this.nodes.get(dir)?.row;
+      if (row !== highlighted) { highlighted?.classList.remove("drop-target"); highlighted = row; row?.classList.add("drop-target"); }
+      this.view.classList.toggle("dragover", !internal);
+    });
+    this.view.addEventListener("dragleave", (e) => { if (!this.view.contains(e.relatedTarget)) clear(); });
+    this.view.addEventListener("drop", (e) => {
+      e.preventDefault();
+      const dir = this.dropDir(e.target);
+      clear();
+      const source = e.dataTransfer.getData(DRAG_TYPE);
+      if (source) {
+        if (dirname(source) !== dir) this.move(source, joinPath(dir, basename(source)));
+      } else if (e.dataTransfer.files.length) this.upload(dir, e.dataTransfer.files);
+    });
+  }
+
+  // --------------------------------------------------------------- live updates
+  schedule(dir) {
+    this.pending.add(dir);
+    clearTimeout(this.pendingTimer);
+    this.pendingTimer = setTimeout(async () => {
+      const dirs = [...this.pending];
+      this.pending.clear();
+      for (const d of dirs) await this.refresh(d);
+    }, 150);
+  }
+
+  onChange(event) {
+    if (!event || !event.path) return;
+    this.files = null;
+    this.schedule(dirname(event.path));
+    if (event.from) this.schedule(dirname(event.from));
+    if (event.type === "deleted") this.editors.deleted(event.path);
+    else if (!event.is_dir && (event.type === "modified" || event.type === "created")) this.editors.changedOnDisk(event.path);
+    if (event.type === "moved" && event.from) this.editors.renamed(event.from, event.path);
+  }
+
+  async watch() {
+    let delay = 1000;
+    for (;;) {
+      const controller = new AbortController();
+      try {
+        const response = await raw("GET", this.sb.base + "/files/watch", {
+          query: { path: ROOT, recursive: 1 }, headers: { Accept: "text/event-stream" }, signal: controller.signal,
+        });
+        delay = 1000;
+        this.watching = true;
+        await readSSE(response, (name, data) => { if (name === "change") this.onChange(data); });
+      } catch (err) {
+        this.watching = false;
+        if (err instanceof ApiError && (err.status === 404 || err.status === 405)) {
+          status("Live file updates are not available on this server: polling instead");
+          this.poll();
+          return;
+        }
+      }
+      this.watching = false;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 15000);
+      await this.refreshAll().catch(() => {});
+    }
+  }
+
+  poll() {
+    setInterval(() => { if (!document.hidden) this.refreshAll().catch(() => {}); }, 4000);
+  }
+
+  // --------------------------------------------------------------- quick open
+  async allFiles() {
+    if (this.files) return this.files;
+    const { entries } = await this.sb.list(ROOT, true);
+    this.files = (entries || [])
+      .filter((e) => e.type !== "directory" && !/\/(\.git|node_modules|__pycache__|\.venv)\//.test(e.path))
+      .slice(0, 20000);
+    return this.files;
+  }
+}

@@ -1,0 +1,334 @@
+"""The web IDE, driven like a user would: sign up, create a sandbox, edit and save a
+file, use terminals (and find them again after a reload), preview a web server,
+clone a repository, upload and download files. Screenshots: test-artifacts/."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import secrets
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from .conftest import ConsoleLog, new_context, shot
+
+PASSWORD = "e2e-Correct-Horse-42"
+
+
+@dataclass
+class Account:
+    username: str
+    context: BrowserContext
+    api: httpx.Client
+    sandbox_id: str
+
+
+def terminal_text(page: Page, name: str) -> str:
+    return page.locator(f'.term-host[data-terminal="{name}"] .xterm-rows').inner_text()
+
+
+def type_in_terminal(page: Page, name: str, command: str) -> None:
+    page.locator(f'.term-tab[data-terminal="{name}"]').click()
+    page.locator(f'.term-host[data-terminal="{name}"] .xterm-screen').click()
+    page.keyboard.type(command)
+    page.keyboard.press("Enter")
+
+
+_open_pages: list[Page] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_pages() -> Iterator[None]:
+    yield
+    while _open_pages:
+        _open_pages.pop().close()
+
+
+def open_ide(account: Account) -> tuple[Page, ConsoleLog]:
+    page = account.context.new_page()
+    _open_pages.append(page)
+    log = ConsoleLog(page)
+    page.goto(f"/sandboxes/{account.sandbox_id}/")
+    try:
+        expect(page.locator('.term-tab[data-terminal="t1"] .term-dot:not(.off)')).to_be_visible()
+    except AssertionError as exc:
+        raise AssertionError(f"the IDE did not start; page errors: {log.errors}") from exc
+    return page, log
+
+
+@pytest.fixture(scope="module")
+def account(browser: Browser, server) -> Iterator[Account]:  # type: ignore[no-untyped-def]
+    """A new user who signed up in the browser, made an API token on the account
+    page, and created a sandbox from the dashboard."""
+    context = new_context(browser, server.url)
+    page = context.new_page()
+    log = ConsoleLog(page)
+    username = "e2e" + secrets.token_hex(3)
+
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.get_by_role("link", name="Sign up").first.click()
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_text(f"Welcome, {username}!")).to_be_visible()
+    expect(page.get_by_text("No sandboxes yet.")).to_be_visible()
+
+    page.get_by_role("link", name="Account").click()
+    page.fill("input[name=name]", "e2e")
+    page.get_by_role("button", name="Create token").click()
+    token = page.get_by_test_id("new-token").inner_text().strip()
+    assert token.startswith("sbx_")
+    page.reload()
+    expect(page.get_by_test_id("new-token")).to_have_count(0)  # shown once
+
+    page.goto("/")
+    page.fill("#create-name", "e2e-box")
+    page.get_by_role("button", name="Create sandbox").click()
+    card = page.locator('[data-sandbox="e2e-box"]')
+    expect(card.locator(".status-pill")).to_have_text("running", timeout=90_000)
+    expect(page.get_by_text("Sandbox “e2e-box” is running.")).to_be_visible()
+    shot(page, "dashboard-dark")
+    sandbox_id = card.get_attribute("data-id")
+    assert sandbox_id
+    assert not log.errors, log.errors
+    page.close()
+
+    api = httpx.Client(
+        base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
+    yield Account(username, context, api, sandbox_id)
+    api.close()
+    context.close()
+
+
+def test_signup_token_and_dashboard(account: Account) -> None:
+    """The token made on the account page works for programs and sees the sandbox."""
+    listed = account.api.get("/sandboxes").json()["sandboxes"]
+    assert [s["name"] for s in listed] == ["e2e-box"]
+    assert listed[0]["status"] == "running"
+
+
+def test_create_edit_and_save_a_file(account: Account) -> None:
+    page, log = open_ide(account)
+    page.get_by_role("button", name="New file").click()
+    page.fill("#prompt-input", "hello.py")
+    page.keyboard.press("Enter")
+    editor = page.locator('.cm-editor[data-path="/workspace/hello.py"] .cm-content')
+    expect(editor).to_be_visible()
+    expect(page.locator('.tree-row[data-path="/workspace/hello.py"]')).to_be_visible()
+    editor.click()
+    page.keyboard.type("print('saved from the browser', 6 * 7)")
+    tab = page.locator('.tab[data-path="/workspace/hello.py"]')
+    expect(tab).to_have_class(re.compile("is-dirty"))
+    page.keyboard.press("Control+s")
+    expect(tab).not_to_have_class(re.compile("is-dirty"))
+    content = account.api.get(
+        f"/sandboxes/{account.sandbox_id}/files/content", params={"path": "/workspace/hello.py"}
+    )
+    assert content.status_code == 200
+    assert content.text == "print('saved from the browser', 6 * 7)"
+
+    # Run it: live output in the output panel.
+    page.get_by_role("button", name="Run").click()
+    output = page.locator("#output-log")
+    expect(output).to_contain_text("saved from the browser 42")
+    expect(output).to_contain_text("exited with code 0")
+    shot(page, "ide-editor-run-dark")
+    assert not log.errors, log.errors
+
+
+def test_terminal_output_survives_a_reload(account: Account) -> None:
+    page, log = open_ide(account)
+    type_in_terminal(page, "t1", "echo terminal-$((6*7))-ok")
+    expect(page.locator('.term-host[data-terminal="t1"] .xterm-rows')).to_contain_text(
+        "terminal-42-ok"
+    )
+    page.locator("#new-term").click()
+    expect(page.locator('.term-tab[data-terminal="t2"] .term-dot:not(.off)')).to_be_visible()
+    type_in_terminal(page, "t2", "echo second-$((2+3))")
+    expect(page.locator('.term-host[data-terminal="t2"] .xterm-rows')).to_contain_text("second-5")
+
+    page.reload()
+    # Both terminals come back, re-attached with their screen replayed.
+    expect(page.locator('.term-tab[data-terminal="t2"] .term-dot:not(.off)')).to_be_visible()
+    page.locator('.term-tab[data-terminal="t1"]').click()
+    expect(page.locator('.term-host[data-terminal="t1"] .xterm-rows')).to_contain_text(
+        "terminal-42-ok"
+    )
+    page.locator('.term-tab[data-terminal="t2"]').click()
+    expect(page.locator('.term-host[data-terminal="t2"] .xterm-rows')).to_contain_text("second-5")
+    # ...and still live.
+    type_in_terminal(page, "t1", "echo after-reload-$((1+1))")
+    expect(page.locator('.term-host[data-terminal="t1"] .xterm-rows')).to_contain_text(
+        "after-reload-2"
+    )
+    shot(page, "ide-terminal-dark")
+    assert not log.errors, log.errors
+
+
+def test_preview_of_a_web_server(account: Account) -> None:
+    page, log = open_ide(account)
+    account.api.put(
+        f"/sandboxes/{account.sandbox_id}/files/content",
+        params={"path": "/workspace/site/index.html"},
+        content=b"<!doctype html><h1>Hello from port 8123</h1>",
+    ).raise_for_status()
+    page.locator("#new-term").click()
+    name = page.locator(".term-tab.active").get_attribute("data-terminal")
+    assert name
+    type_in_terminal(page, name, "cd /workspace/site && python3 -m http.server 8123")
+    host = page.locator(f'.term-host[data-terminal="{name}"] .xterm-rows')
+    expect(host).to_contain_text("Serving HTTP", timeout=30_000)
+
+    chip = page.locator('.port-chip[data-port="8123"]')
+    expect(chip).to_be_visible(timeout=20_000)
+    chip.click()
+    frame = page.frame_locator("#preview-frame")
+    expect(frame.locator("h1")).to_have_text("Hello from port 8123", timeout=30_000)
+    address = page.locator("#preview-address").input_value()
+    assert re.match(r"^http://8123-[a-z0-9]+-[^.]+\.preview\.localhost:\d+/$", address), address
+    shot(page, "ide-preview-dark")
+
+    # A localhost link printed in a terminal opens that port's preview too.
+    page.locator("#preview-frame").evaluate("f => { f.src = 'about:blank'; }")
+    page.evaluate("() => window.ide.terminals.openLink('http://localhost:8123/index.html')")
+    expect(frame.locator("h1")).to_have_text("Hello from port 8123", timeout=30_000)
+    assert page.locator("#preview-address").input_value().endswith("/index.html")
+
+    # Unexpose: the share link stops working.
+    page.locator("#preview-close").click()
+    page.locator("#prompt-ok").click()
+    expect(page.locator("#preview-empty")).to_be_visible()
+    ports = account.api.get(f"/sandboxes/{account.sandbox_id}/ports").json()
+    assert all(p["port"] != 8123 for p in ports["exposed"])
+    assert not log.errors, log.errors
+
+
+def test_clone_a_repository_and_see_its_status(account: Account) -> None:
+    setup = account.api.post(
+        f"/sandboxes/{account.sandbox_id}/exec",
+        json={
+            "command": "set -e; rm -rf /tmp/origin.git /tmp/seed;"
+            " git init -q --bare /tmp/origin.git; git init -q -b main /tmp/seed;"
+            " cd /tmp/seed; echo '# Demo' > README.md;"
+            " git add README.md; git -c user.email=e2e@example.com -c user.name=e2e"
+            " commit -qm init; git push -q /tmp/origin.git main"
+        },
+    ).json()
+    assert setup["exit_code"] == 0, setup
+    page, log = open_ide(account)
+
+    page.get_by_role("button", name="Clone").click()
+    page.fill("#clone-url", "/tmp/does-not-exist.git")
+    page.locator("#clone-submit").click()
+    expect(page.locator("#clone-error")).to_contain_text("Clone failed")
+
+    page.fill("#clone-url", "/tmp/origin.git")
+    page.fill("#clone-branch", "main")
+    page.fill("#clone-path", "/workspace/demo-repo")
+    page.locator("#clone-submit").click()
+    expect(page.locator("#clone-dialog")).to_be_hidden(timeout=60_000)
+    expect(page.locator('.tree-row[data-path="/workspace/demo-repo/README.md"]')).to_be_visible()
+
+    account.api.put(
+        f"/sandboxes/{account.sandbox_id}/files/content",
+        params={"path": "/workspace/demo-repo/README.md"},
+        content=b"# Demo, changed\n",
+    ).raise_for_status()
+    page.get_by_role("tab", name="Source control").click()
+    expect(page.locator("#git-path")).to_have_value("/workspace/demo-repo")
+    page.locator("#git-refresh").click()
+    expect(page.locator(".git-branch")).to_contain_text("main")
+    expect(page.locator('.git-file[data-path="README.md"]')).to_be_visible()
+    shot(page, "ide-git-dark")
+    assert not log.errors, log.errors
+
+
+def test_upload_by_drop_and_download(account: Account) -> None:
+    page, log = open_ide(account)
+    page.locator("#tree .tree-row").first.wait_for()
+    # Drop a file from "the desktop" onto the tree.
+    page.evaluate(
+        """() => {
+        const dt = new DataTransfer();
+        const text = "uploaded by drag and drop\\n";
+        dt.items.add(new File([text], "dropped.txt", {type: "text/plain"}));
+        const tree = document.getElementById("tree");
+        const init = {dataTransfer: dt, bubbles: true, cancelable: true};
+        tree.dispatchEvent(new DragEvent("dragover", init));
+        tree.dispatchEvent(new DragEvent("drop", init));
+    }"""
+    )
+    row = page.locator('.tree-row[data-path="/workspace/dropped.txt"]')
+    expect(row).to_be_visible()
+    got = account.api.get(
+        f"/sandboxes/{account.sandbox_id}/files/content", params={"path": "/workspace/dropped.txt"}
+    )
+    assert got.text == "uploaded by drag and drop\n"
+
+    # Upload through the toolbar button's file picker too.
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Upload files").click()
+    chooser.value.set_files(
+        files=[{"name": "picked.bin", "mimeType": "application/octet-stream", "buffer": b"\0\1\2"}]
+    )
+    expect(page.locator('.tree-row[data-path="/workspace/picked.bin"]')).to_be_visible()
+
+    # Download the file...
+    row.click(button="right")
+    with page.expect_download() as info:
+        page.get_by_role("menuitem", name="Download").click()
+    assert info.value.suggested_filename == "dropped.txt"
+    assert Path(info.value.path()).read_bytes() == b"uploaded by drag and drop\n"
+
+    # ...and a folder as .tar.gz.
+    page.locator('.tree-row[data-path="/workspace/site"]').click(button="right")
+    with page.expect_download() as info:
+        page.get_by_role("menuitem", name="Download as .tar.gz").click()
+    data = Path(info.value.path()).read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+        assert any(n.endswith("index.html") for n in tar.getnames()), tar.getnames()
+
+    # A binary file opens read-only with a download offer, never in the editor.
+    page.locator('.tree-row[data-path="/workspace/picked.bin"]').click()
+    expect(page.get_by_text("Binary file, 3 B: shown read-only.")).to_be_visible()
+    assert not log.errors, log.errors
+
+
+def test_palette_quick_open_and_themes(account: Account) -> None:
+    page, log = open_ide(account)
+    page.locator("#tree .tree-row").first.wait_for()
+    page.locator("#tree").click()
+    page.keyboard.press("Control+p")
+    page.keyboard.type("hello")
+    expect(page.locator('#palette-list li[data-path="/workspace/hello.py"]')).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(page.locator('.tab.active[data-path="/workspace/hello.py"]')).to_be_visible()
+
+    page.keyboard.press("Control+Shift+P")
+    page.keyboard.type("new terminal")
+    page.keyboard.press("Enter")
+    expect(page.locator(".term-tab")).to_have_count(page.locator(".term-tab").count())  # settles
+    shot(page, "ide-full-dark")
+
+    page.locator("[data-theme-toggle]").click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")
+    shot(page, "ide-full-light")
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")  # remembered
+    page.locator("[data-theme-toggle]").click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+
+    page.set_viewport_size({"width": 820, "height": 1100})  # a tablet
+    shot(page, "ide-tablet-dark")
+    expect(page.locator("#editor-area")).to_be_visible()
+    assert not log.errors, log.errors
