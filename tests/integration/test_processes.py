@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 
@@ -114,6 +115,38 @@ def test_two_followers_and_a_late_one(api: httpx.Client, shared_sandbox: dict) -
     assert events[-1][0] == "exit" and events[-1][1]["exit_code"] == 0
 
 
+def test_a_stalled_follower_blocks_neither_the_process_nor_others(
+    api: httpx.Client, shared_sandbox: dict
+) -> None:
+    size = 20 * 1000 * 1000
+    process = start(api, shared_sandbox, command=f"sleep 2; head -c {size} /dev/zero | tr '\\0' y")
+    url = f"{base(shared_sandbox)}/{process['pid']}/logs?follow=1"
+    counted: list[int] = []
+
+    def follow_all() -> None:
+        with client() as other, other.stream("GET", url) as response:
+            counted.append(sum(len(d["data"]) for n, d, _ in sse(response) if n == "stdout"))
+
+    def client() -> httpx.Client:
+        return httpx.Client(base_url=str(api.base_url), headers=dict(api.headers), timeout=120)
+
+    fast = threading.Thread(target=follow_all)
+    fast.start()  # both followers connect while the process sleeps
+    with client() as slow, slow.stream("GET", url) as stalled:
+        events = sse(stalled)
+        name, data, _ = next(events)  # one event, then this client stops reading
+        got = len(data["data"]) if name == "stdout" else 0
+        done = wait_exited(api, shared_sandbox, process["pid"], timeout=60)
+        assert done["status"] == "exited" and done["exit_code"] == 0
+        fast.join(60)
+        assert counted == [size]  # the other follower got everything meanwhile
+        # the stalled one resumes where it stopped (from disk: memory kept 1 MiB)
+        for name, data, _ in events:
+            if name == "stdout":
+                got += len(data["data"])
+    assert got == size
+
+
 def test_kill_with_signals(api: httpx.Client, shared_sandbox: dict) -> None:
     term = start(api, shared_sandbox, command="sleep 300")
     response = api.delete(f"{base(shared_sandbox)}/{term['pid']}")
@@ -182,7 +215,8 @@ def test_wait_for_port_with_http_server(api: httpx.Client, shared_sandbox: dict)
     assert page["stdout"] == "200"
     # timeout on a port nobody opens
     late = api.post(
-        f"{base(shared_sandbox)}/{process['pid']}/wait-for-port", json={"port": 8766, "timeout": 0.5}
+        f"{base(shared_sandbox)}/{process['pid']}/wait-for-port",
+        json={"port": 8766, "timeout": 0.5},
     )
     assert late.status_code == 408
     assert late.json()["error"]["code"] == "timeout"
@@ -225,7 +259,8 @@ def test_wait_for_log(api: httpx.Client, shared_sandbox: dict) -> None:
     api.delete(f"{base(shared_sandbox)}/{process['pid']}?signal=KILL")
     ended = start(api, shared_sandbox, command="echo something else")
     gone = api.post(
-        f"{base(shared_sandbox)}/{ended['pid']}/wait-for-log", json={"pattern": "x{5}", "timeout": 10}
+        f"{base(shared_sandbox)}/{ended['pid']}/wait-for-log",
+        json={"pattern": "x{5}", "timeout": 10},
     )
     assert gone.status_code == 409 and gone.json()["error"]["code"] == "process_exited"
 
