@@ -51,6 +51,34 @@ def _close_pages() -> Iterator[None]:
         _open_pages.pop().close()
 
 
+def click_terminal_text(page: Page, name: str, text: str, last: bool = False) -> None:
+    """Hover and click on `text` where xterm.js drew it (links need a real mouse)."""
+    box = page.evaluate(
+        """([name, text, last]) => {
+        const rows = document.querySelector(`.term-host[data-terminal="${name}"] .xterm-rows`);
+        const walker = document.createTreeWalker(rows, NodeFilter.SHOW_TEXT);
+        let found = null;
+        for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+            const i = n.textContent.indexOf(text);
+            if (i < 0) continue;
+            const range = document.createRange();
+            range.setStart(n, i);
+            range.setEnd(n, i + text.length);
+            const b = range.getBoundingClientRect();
+            found = {x: b.x + Math.min(b.width / 2, 40), y: b.y + b.height / 2};
+            if (!last) break;
+        }
+        return found;
+    }""",
+        [name, text, last],
+    )
+    assert box, f"{text!r} is not on terminal {name}'s screen"
+    page.mouse.move(box["x"] - 5, box["y"])
+    page.mouse.move(box["x"], box["y"])
+    page.wait_for_timeout(300)  # xterm.js finds links on hover
+    page.mouse.click(box["x"], box["y"])
+
+
 def open_ide(account: Account) -> tuple[Page, ConsoleLog]:
     page = account.context.new_page()
     _open_pages.append(page)
@@ -171,6 +199,13 @@ def test_terminal_output_survives_a_reload(account: Account) -> None:
     expect(page.locator('.term-host[data-terminal="t1"] .xterm-rows')).to_contain_text(
         "after-reload-2"
     )
+    # Files a program creates show up in the tree at once (file watching).
+    type_in_terminal(page, "t1", "mkdir -p made/by && echo x > made/by-shell.txt")
+    expect(page.locator('.tree-row[data-path="/workspace/made"]')).to_be_visible(timeout=3000)
+    page.locator('.tree-row[data-path="/workspace/made"]').click()
+    expect(page.locator('.tree-row[data-path="/workspace/made/by-shell.txt"]')).to_be_visible()
+    type_in_terminal(page, "t1", "rm -r made")
+    expect(page.locator('.tree-row[data-path="/workspace/made"]')).to_have_count(0, timeout=3000)
     shot(page, "ide-terminal-dark")
     assert not log.errors, log.errors
 
@@ -198,11 +233,19 @@ def test_preview_of_a_web_server(account: Account) -> None:
     assert re.match(r"^http://8123-[a-z0-9]+-[^.]+\.preview\.localhost:\d+/$", address), address
     shot(page, "ide-preview-dark")
 
-    # A localhost link printed in a terminal opens that port's preview too.
+    # A local link printed in a terminal opens that port's preview when clicked:
+    # http.server printed "http://0.0.0.0:8123/"; and a bare localhost:PORT/path.
     page.locator("#preview-frame").evaluate("f => { f.src = 'about:blank'; }")
-    page.evaluate("() => window.ide.terminals.openLink('http://localhost:8123/index.html')")
+    page.locator("#preview-address").fill("")
+    click_terminal_text(page, name, "http://0.0.0.0:8123/")
     expect(frame.locator("h1")).to_have_text("Hello from port 8123", timeout=30_000)
-    assert page.locator("#preview-address").input_value().endswith("/index.html")
+    expect(page.locator("#preview-address")).to_have_value(address)
+    page.keyboard.press("Control+c")
+    type_in_terminal(page, name, "echo 'try localhost:8123/index.html now'")
+    expect(host).to_contain_text("try localhost:8123/index.html now")
+    page.locator("#preview-frame").evaluate("f => { f.src = 'about:blank'; }")
+    click_terminal_text(page, name, "localhost:8123/index.html", last=True)
+    expect(page.locator("#preview-address")).to_have_value(address + "index.html")
 
     # Unexpose: the share link stops working.
     page.locator("#preview-close").click()
@@ -298,6 +341,16 @@ def test_upload_by_drop_and_download(account: Account) -> None:
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
         assert any(n.endswith("index.html") for n in tar.getnames()), tar.getnames()
 
+    # A file too large for the editor is offered as a download instead.
+    big = account.api.post(
+        f"/sandboxes/{account.sandbox_id}/exec",
+        json={"command": "head -c 3000000 /dev/zero | tr '\\0' a > /workspace/big.txt"},
+    ).json()
+    assert big["exit_code"] == 0, big
+    page.locator('.tree-row[data-path="/workspace/big.txt"]').click()
+    expect(page.get_by_text("too large to edit in the browser")).to_be_visible()
+    expect(page.locator(".cm-editor[data-path='/workspace/big.txt']")).to_have_count(0)
+
     # A binary file opens read-only with a download offer, never in the editor.
     page.locator('.tree-row[data-path="/workspace/picked.bin"]').click()
     expect(page.get_by_text("Binary file, 3 B: shown read-only.")).to_be_visible()
@@ -331,4 +384,60 @@ def test_palette_quick_open_and_themes(account: Account) -> None:
     page.set_viewport_size({"width": 820, "height": 1100})  # a tablet
     shot(page, "ide-tablet-dark")
     expect(page.locator("#editor-area")).to_be_visible()
+    assert not log.errors, log.errors
+
+
+def test_dashboard_sleep_and_delete(account: Account) -> None:
+    page = account.context.new_page()
+    _open_pages.append(page)
+    log = ConsoleLog(page)
+    page.goto("/")
+    page.fill("#create-name", "scratch")
+    page.get_by_role("button", name="Create sandbox").click()
+    card = page.locator('[data-sandbox="scratch"]')
+    expect(card.locator(".status-pill")).to_have_text("running", timeout=90_000)
+    card.get_by_role("button", name="Sleep").click()
+    expect(card.locator(".status-pill")).to_have_text("sleeping", timeout=60_000)
+    card.get_by_role("button", name="Delete").click()
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    expect(page.locator("#confirm-title")).to_have_text("Delete “scratch”?")
+    page.locator("#confirm-dialog").get_by_role("button", name="Cancel").click()
+    expect(card).to_be_visible()
+    card.get_by_role("button", name="Delete").click()
+    page.locator("#confirm-ok").click()
+    expect(card).to_have_count(0, timeout=60_000)
+    names = [s["name"] for s in account.api.get("/sandboxes").json()["sandboxes"]]
+    assert names == ["e2e-box"]
+    page.emulate_media(color_scheme="light")
+    page.evaluate("() => localStorage.removeItem('ide-theme')")
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")  # follows the system
+    shot(page, "dashboard-light")
+    page.goto("/accounts/")
+    shot(page, "account-light")
+    assert not log.errors, log.errors
+
+
+def test_panes_resize_and_remember(account: Account) -> None:
+    page, log = open_ide(account)
+    sidebar = page.locator("#sidebar")
+    before = sidebar.bounding_box()
+    gutter = page.locator('[data-gutter="sidebar"]').bounding_box()
+    assert before and gutter
+    x, y = gutter["x"] + 2, gutter["y"] + 200
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 60, y, steps=5)
+    page.mouse.up()
+    after = sidebar.bounding_box()
+    assert after and abs(after["width"] - (before["width"] + 60)) <= 3
+    page.reload()
+    expect(page.locator(".tree-row").first).to_be_visible()
+    again = sidebar.bounding_box()
+    assert again and abs(again["width"] - after["width"]) <= 1
+    # the side bar hides and comes back with its button
+    page.locator("#toggle-sidebar").click()
+    expect(sidebar).to_be_hidden()
+    page.locator("#toggle-sidebar").click()
+    expect(sidebar).to_be_visible()
     assert not log.errors, log.errors

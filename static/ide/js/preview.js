@@ -35,7 +35,9 @@ export class Preview {
     try {
       const data = await this.sb.ports();
       this.exposed = data.exposed || [];
-      this.listening = (data.listening || []).map((p) => (typeof p === "object" ? p.port : p));
+      // Ephemeral ports (kernels, language servers) are not offered unless shared.
+      this.listening = (data.listening || []).map((p) => (typeof p === "object" ? p.port : p))
+        .filter((p) => p < 32768);
       this.available = true;
       this.error = null;
     } catch (err) {
@@ -76,6 +78,7 @@ export class Preview {
         status(`Sharing port ${port}…`);
         entry = await this.sb.expose(port);
         this.exposed = [...this.exposed.filter((e) => e.port !== port), entry];
+        status(`Port ${port} is shared: anyone with its link can open it`);
       }
     } catch (err) {
       toast(`Could not preview port ${port}: ${err.message}`, "error");

@@ -7,10 +7,34 @@ import { confirmDialog, contextMenu, download, prompt, status, toast } from "./u
 export const ROOT = "/workspace";
 const DRAG_TYPE = "application/x-sandbox-path";
 
-const ICONS = { py: "🐍", js: "JS", mjs: "JS", ts: "TS", json: "{}", md: "M↓", html: "<>", css: "#", sh: "$", txt: "≡" };
-function fileIcon(name) {
-  const ext = name.includes(".") ? name.split(".").pop().toLowerCase() : "";
-  return ICONS[ext] || "•";
+// File-type badges: short text in a colour per language (no icon font needed).
+const BADGES = {
+  py: ["py", "#3b82f6"], pyi: ["py", "#3b82f6"], ipynb: ["nb", "#f59e0b"],
+  js: ["js", "#d4a72c"], mjs: ["js", "#d4a72c"], cjs: ["js", "#d4a72c"], jsx: ["jsx", "#22b8cf"],
+  ts: ["ts", "#3178c6"], tsx: ["tsx", "#3178c6"], json: ["{}", "#d4a72c"],
+  html: ["<>", "#e8590c"], htm: ["<>", "#e8590c"], css: ["#", "#7950f2"], md: ["md", "#12b886"],
+  sh: ["$", "#40c057"], bash: ["$", "#40c057"], txt: ["txt", ""], csv: ["csv", "#40c057"],
+  yml: ["yml", "#e64980"], yaml: ["yml", "#e64980"], toml: ["tml", "#868e96"], c: ["c", "#5c7cfa"],
+  go: ["go", "#15aabf"], rs: ["rs", "#e8590c"], java: ["jv", "#e03131"], rb: ["rb", "#e03131"],
+  png: ["img", "#be4bdb"], jpg: ["img", "#be4bdb"], jpeg: ["img", "#be4bdb"], gif: ["img", "#be4bdb"], svg: ["svg", "#be4bdb"],
+};
+function iconFor(name, type) {
+  const span = document.createElement("span");
+  span.className = "icon";
+  if (type === "directory") {
+    span.innerHTML = '<svg class="i"><use href="#i-folder"/></svg>';
+  } else if (type === "symlink") {
+    span.innerHTML = '<svg class="i"><use href="#i-link"/></svg>';
+  } else {
+    const ext = name.includes(".") ? name.split(".").pop().toLowerCase() : "";
+    const badge = BADGES[ext];
+    if (badge) {
+      span.className = "icon badge";
+      span.textContent = badge[0];
+      if (badge[1]) span.style.color = badge[1];
+    } else span.innerHTML = '<svg class="i"><use href="#i-file"/></svg>';
+  }
+  return span;
 }
 
 export class Tree {
@@ -101,7 +125,7 @@ export class Tree {
       style: `padding-left:${6 + depth * 14}px`, "aria-expanded": isDir ? "false" : null,
     },
     h("span.twisty", {}, isDir ? "▶" : ""),
-    h("span.icon", {}, isDir ? "▰" : entry.type === "symlink" ? "↪" : fileIcon(name)),
+    iconFor(name, entry.type),
     h("span.label", {}, name));
     const node = { path, type: entry.type, size: entry.size, depth, row, loaded: false, open: false,
       children: isDir ? h("div.tree-children", { role: "group", hidden: true }) : null };
