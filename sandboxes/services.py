@@ -20,6 +20,7 @@ from weakref import WeakValueDictionary
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from container.agent.protocol import Channel, Exec, Message
@@ -48,14 +49,20 @@ def _lock(sandbox_id: str) -> asyncio.Lock:
 # ----------------------------------------------------------------------- queries
 
 
+def _sandboxes() -> Any:
+    """Sandboxes with their exposed ports loaded (``sandbox.exposed_list``) in one query."""
+    return Sandbox.objects.prefetch_related(Prefetch("exposed_ports", to_attr="exposed_list"))
+
+
 async def list_sandboxes(user: AbstractBaseUser) -> list[Sandbox]:
-    return [s async for s in Sandbox.objects.filter(owner=user)]
+    return [s async for s in _sandboxes().filter(owner=user)]
 
 
-async def get_sandbox(user: AbstractBaseUser, sandbox_id: str) -> Sandbox:
+async def get_sandbox(user: AbstractBaseUser, sandbox_id: str, with_ports: bool = False) -> Sandbox:
     """The caller's sandbox; someone else's is reported exactly like a missing one."""
     try:
-        return await Sandbox.objects.aget(pk=sandbox_id, owner=user)
+        queryset = _sandboxes() if with_ports else Sandbox.objects
+        return await queryset.aget(pk=sandbox_id, owner=user)
     except Sandbox.DoesNotExist:
         raise NotFound(f"No sandbox with id {sandbox_id!r}.", code="not_found") from None
 
@@ -96,7 +103,7 @@ async def get_or_create_sandbox(
         )
         created = True
     except IntegrityError:
-        sandbox = await Sandbox.objects.aget(owner=user, name=options.name)
+        sandbox = await _sandboxes().aget(owner=user, name=options.name)
         created = False
     await ensure_running(sandbox)
     return sandbox, created
@@ -140,16 +147,15 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
         try:
             if not sandbox.backend_state:
                 await _provision(sandbox)
+            detail = sandbox.status_detail if sandbox.status == Sandbox.Status.RUNNING else ""
             status = await backend.status(sandbox.backend_state)
             if status == "missing":
                 await _provision(sandbox)
-                sandbox.status_detail = (
-                    "The container had vanished; it was recreated on the kept workspace."
-                )
+                detail = "The container had vanished; it was recreated on the kept workspace."
                 log.warning("sandbox %s: container missing, recreated", sandbox.id)
             if status != "running":
                 if sandbox.status != Sandbox.Status.STARTING:
-                    await _set_status(sandbox, Sandbox.Status.STARTING)
+                    await _set_status(sandbox, Sandbox.Status.STARTING, detail)
                 await backend.start(sandbox.backend_state)
             client = AgentClient(backend.agent_address(sandbox.backend_state))
             try:
@@ -163,8 +169,8 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
         except SandboxError as exc:
             await _set_status(sandbox, Sandbox.Status.ERROR, exc.message)
             raise
-        if sandbox.status != Sandbox.Status.RUNNING:
-            await _set_status(sandbox, Sandbox.Status.RUNNING, sandbox.status_detail)
+        if sandbox.status != Sandbox.Status.RUNNING or sandbox.status_detail != detail:
+            await _set_status(sandbox, Sandbox.Status.RUNNING, detail)
         return client
 
 
