@@ -177,7 +177,8 @@ async def handle_exec(request: Exec, channel: Channel) -> None:
     if isinstance(argv, str) or env_error:
         await channel.send_message(Error(code="bad_request", message=str(env_error or argv)))
         return
-    cwd = execs.resolve_path(request.cwd, default=session.cwd)
+    # A relative cwd is relative to the session's directory.
+    cwd = os.path.normpath(os.path.join(session.cwd, request.cwd or "."))
     if not os.path.isdir(cwd):
         await channel.send_message(
             Error(code="not_found", message=f"working directory {cwd} does not exist")

@@ -41,6 +41,8 @@ def test_cd_and_export_carry_over(api: httpx.Client, shared_sandbox: dict) -> No
         "/tmp/sess\nx=unset\n"
     )
     assert run(api, shared_sandbox, sid, "cd -")["stdout"] == "/tmp/sess/a\n"
+    # a relative per-call cwd is relative to the session's directory, for that call
+    assert run(api, shared_sandbox, sid, "pwd", cwd="..")["stdout"] == "/tmp/sess\n"
     info = api.get(f"{sessions(shared_sandbox)}/{sid}").json()
     assert info["cwd"] == "/tmp/sess/a" and "X" not in info["env"]
     # an exec without the session is untouched by it
