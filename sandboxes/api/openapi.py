@@ -93,22 +93,36 @@ def _add_errors(operation: dict[str, Any], path: str) -> None:
     operation["responses"] = dict(sorted(responses.items()))
 
 
+def sse_schema(events: str) -> dict[str, Any]:
+    """One Server-Sent Event (OpenAPI 3.1: the schema of a stream describes each event)."""
+    return {
+        "type": "object",
+        "description": "Server-Sent Events: " + events.removeprefix("Server-Sent Events: "),
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string"},
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
+
+
 def _add_event_stream(operation: dict[str, Any], path: str, method: str) -> None:
+    ok = operation["responses"].get("200")
+    if ok is None:
+        return
+    content = ok.setdefault("content", {})
     for suffix, events in SSE_EVENTS.items():
-        if not path.endswith(suffix):
-            continue
-        ok = operation["responses"].get("200")
-        if ok is None:
-            return
-        content = ok.setdefault("content", {})
-        if "text/event-stream" not in content:
-            content["text/event-stream"] = {
-                "schema": {"type": "string", "description": f"Server-Sent Events: {events}"}
-            }
+        if path.endswith(suffix) and "text/event-stream" not in content:
+            content["text/event-stream"] = {}
             ok["description"] = (
                 ok.get("description", "OK") + f" With `Accept: text/event-stream`: {events}"
             )
-        return
+    stream = content.get("text/event-stream")
+    if stream is not None and stream.get("schema", {}).get("type") in (None, "string"):
+        description = stream.get("schema", {}).get("description") or ok.get("description", "")
+        stream["schema"] = sse_schema(description)
 
 
 class SandboxAPI(NinjaAPI):
