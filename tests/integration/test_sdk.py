@@ -280,7 +280,7 @@ def test_files_watch_yields_events(sb: Sandbox) -> None:
 # -- git ---------------------------------------------------------------------------------------
 
 
-def test_git_clone_and_status(sb: Sandbox) -> None:
+def test_git_clone_status_commit_log(sb: Sandbox) -> None:
     sb.exec(
         "rm -rf /tmp/origin.git /tmp/seed && git init -q --bare -b main /tmp/origin.git && "
         "git init -q -b main /tmp/seed && cd /tmp/seed && echo v1 > app.txt && "
@@ -298,8 +298,30 @@ def test_git_clone_and_status(sb: Sandbox) -> None:
     status = sb.git.status("gitrepo")
     changed = {f.path: f.status for f in status.files}
     assert set(changed) == {"new.txt", "app.txt"} and not status.clean
-    with pytest.raises(SandboxIDEError):
+    assert "+v2" in sb.git.diff("gitrepo")
+    assert sb.git.checkout("feature", "gitrepo", create=True).branch == "feature"
+    staged = sb.git.add(["new.txt"], "gitrepo")
+    assert {f.path for f in staged.files if f.staged} == {"new.txt"}
+    head = sb.git.commit("add new.txt", "gitrepo", author_name="A", author_email="a@x")
+    assert head.branch == "feature" and head.summary == "add new.txt"
+    log = sb.git.log("gitrepo", limit=5)
+    assert [c.summary for c in log] == ["add new.txt", "first"]
+    assert log[0].author_name == "A"
+    branches = sb.git.branches("gitrepo")
+    assert branches.current == "feature" and set(branches.branches) == {"main", "feature"}
+    with pytest.raises(SandboxIDEError) as bad:
         sb.git.clone("/tmp/does-not-exist.git", "nothing")
+    assert bad.value.status == 400
+
+
+def test_sessions_keep_cwd_and_env(sb: Sandbox) -> None:
+    session = sb.sessions.create(cwd="/tmp")
+    sb.exec("mkdir -p inner && cd inner && export FOO=bar", session=session)
+    assert sb.exec("pwd; echo $FOO", session=session).stdout == "/tmp/inner\nbar\n"
+    assert session.id in {s.id for s in sb.sessions.list()}
+    assert sb.sessions.get(session.id).id == session.id
+    sb.sessions.delete(session)
+    assert session.id not in {s.id for s in sb.sessions.list()}
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -308,21 +330,21 @@ def test_git_clone_and_status(sb: Sandbox) -> None:
 def test_processes_start_logs_wait_kill(sb: Sandbox) -> None:
     proc = sb.processes.start("echo starting; sleep 0.5; echo ready now; sleep 600")
     assert proc.pid > 0 and proc.status == "running"
-    assert sb.processes.wait_for_log(proc.pid, "ready", timeout=20) == "ready now"
+    assert sb.processes.wait_for_log(proc.pid, "re+ady", timeout=20) == "ready now"
     assert proc.pid in {p.pid for p in sb.processes.list()}
     assert sb.processes.get(proc.pid).running
     assert sb.processes.logs(proc.pid).stdout == "starting\nready now\n"
     sb.processes.kill(proc.pid)
     ended = sb.processes.wait(proc.pid, timeout=20)
     assert ended.status == "exited"
+    slow = sb.processes.start(["sleep", "600"])
     with pytest.raises(CommandTimeout):
-        slow = sb.processes.start(["sleep", "600"])
         sb.processes.wait_for_log(slow.pid, re.compile(r"never"), timeout=1)
     sb.processes.kill(slow.pid, signal="KILL")
 
     quick = sb.processes.start("echo out; echo err >&2; exit 5")
     assert sb.processes.wait(quick.pid, timeout=20).exit_code == 5
-    with pytest.raises(SandboxIDEError) as exited:
+    with pytest.raises(ConflictError) as exited:
         sb.processes.wait_for_log(quick.pid, "never printed", timeout=10)
     assert exited.value.code == "process_exited"
     with pytest.raises(NotFoundError):
@@ -340,7 +362,7 @@ def test_process_logs_follow(sb: Sandbox) -> None:
 def test_wait_for_port_and_expose(sb: Sandbox, server: LiveServer) -> None:
     sb.files.write("site/index.html", "<h1>from the sandbox</h1>")
     web = sb.processes.start(["python3", "-m", "http.server", "8765"], cwd="site")
-    sb.processes.wait_for_port(8765, timeout=30)
+    sb.processes.wait_for_port(8765, pid=web.pid, timeout=30)
     assert 8765 in sb.ports.list().listening
     exposed = sb.ports.expose(8765, name="site")
     assert exposed.port == 8765 and exposed.token and str(exposed.port) in exposed.url
@@ -354,8 +376,12 @@ def test_wait_for_port_and_expose(sb: Sandbox, server: LiveServer) -> None:
     assert gone.status_code == 404
     sb.processes.kill(web.pid)
     with pytest.raises(CommandTimeout) as nothing:
-        sb.processes.wait_for_port(8799, timeout=1)
+        sb.processes.wait_for_port(8799, timeout=1)  # polled from here
     assert "8799" in nothing.value.message
+    idle = sb.processes.start(["sleep", "600"])
+    with pytest.raises(CommandTimeout):
+        sb.processes.wait_for_port(8799, pid=idle.pid, timeout=1)  # waited in the sandbox
+    sb.processes.kill(idle.pid, signal="KILL")
 
 
 # -- code interpreter --------------------------------------------------------------------------
@@ -431,3 +457,12 @@ def test_terminal_interactive(sb: Sandbox) -> None:
         other.expect("hi", timeout=20)
     sb.terminals.kill("sdk-term2")
     assert "sdk-term2" not in {t.name for t in sb.terminals.list()}
+
+
+def test_sync_client_is_generated_from_the_async_one() -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "sdk" / "python" / "unasync.py"
+    check = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr

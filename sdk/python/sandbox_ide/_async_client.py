@@ -39,12 +39,16 @@ from .models import (
     ExposedPort,
     FileEntry,
     FileEvent,
+    GitBranches,
+    GitCommit,
+    GitHead,
     GitStatus,
     PortList,
     ProcessInfo,
     ProcessLogs,
     Result,
     SandboxInfo,
+    SessionInfo,
     TerminalInfo,
     WriteResult,
     error_from_json,
@@ -161,6 +165,7 @@ class AsyncSandbox:
         self.processes = AsyncProcesses(self)
         self.ports = AsyncPorts(self)
         self.terminals = AsyncTerminals(self)
+        self.sessions = AsyncSessions(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} id={self.id} status={self.status}>"
@@ -305,14 +310,23 @@ class AsyncSandbox:
         on_stdout: Callable[[str], Any] | None = None,
         on_stderr: Callable[[str], Any] | None = None,
         check: bool = False,
+        session: SessionInfo | str | None = None,
     ) -> CommandResult:
         """Run a command (a string under ``bash -lc``, a list as argv) and wait for it.
 
         With ``on_stdout``/``on_stderr`` the output streams to them as it arrives.
         ``timeout`` kills the command (``result.timed_out``); ``check=True`` raises
-        CommandFailed / CommandTimeout instead of returning a failed result.
+        CommandFailed / CommandTimeout instead of returning a failed result. In a
+        ``session`` (``sandbox.sessions.create()``) ``cd`` and ``export`` carry over.
         """
-        body = _drop_none(command=_command(command), cwd=cwd, env=env, timeout=timeout, stdin=stdin)
+        body = _drop_none(
+            command=_command(command),
+            cwd=cwd,
+            env=env,
+            timeout=timeout,
+            stdin=stdin,
+            session=session.id if isinstance(session, SessionInfo) else session,
+        )
         path = self._path + "/exec"
         if on_stdout is None and on_stderr is None:
             data = await self._http.json("POST", path, json=body, timeout=NO_READ_TIMEOUT)
@@ -623,8 +637,22 @@ class AsyncFiles:
 
 
 class AsyncGit:
+    """Git in the sandbox. ``path`` is the repository (default ``/workspace``);
+    ``clone``, ``pull`` and ``push`` take credentials for that one call."""
+
     def __init__(self, sandbox: AsyncSandbox) -> None:
         self._sb = sandbox
+
+    def _url(self, action: str) -> str:
+        return f"{self._sb._path}/git/{action}"
+
+    async def _post(self, action: str, **body: Any) -> Any:
+        return await self._sb._http.json(
+            "POST", self._url(action), json=_drop_none(**body), timeout=NO_READ_TIMEOUT
+        )
+
+    async def _get(self, action: str, **params: Any) -> Any:
+        return await self._sb._http.json("GET", self._url(action), params=_drop_none(**params))
 
     async def clone(
         self,
@@ -633,21 +661,71 @@ class AsyncGit:
         *,
         branch: str | None = None,
         depth: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> CloneResult:
         """Clone ``url`` inside the sandbox (``path`` defaults to the repo's name)."""
-        data = await self._sb._http.json(
-            "POST",
-            self._sb._path + "/git/clone",
-            json=_drop_none(url=url, path=path, branch=branch, depth=depth),
-            timeout=NO_READ_TIMEOUT,
+        data = await self._post(
+            "clone",
+            url=url,
+            path=path,
+            branch=branch,
+            depth=depth,
+            username=username,
+            password=password,
+            token=token,
         )
         return CloneResult.from_json(data)
 
-    async def status(self, path: str = ".") -> GitStatus:
-        data = await self._sb._http.json(
-            "GET", self._sb._path + "/git/status", params={"path": path}
+    async def status(self, path: str | None = None) -> GitStatus:
+        return GitStatus.from_json(await self._get("status", path=path))
+
+    async def log(self, path: str | None = None, *, limit: int = 20) -> list[GitCommit]:
+        data = await self._get("log", path=path, limit=limit)
+        return [GitCommit.from_json(c) for c in data["commits"]]
+
+    async def diff(self, path: str | None = None, *, staged: bool = False) -> str:
+        return str((await self._get("diff", path=path, staged=staged or None))["diff"])
+
+    async def branches(self, path: str | None = None) -> GitBranches:
+        return GitBranches.from_json(await self._get("branches", path=path))
+
+    async def checkout(
+        self, branch: str, path: str | None = None, *, create: bool = False
+    ) -> GitHead:
+        return GitHead.from_json(
+            await self._post("checkout", path=path, branch=branch, create=create or None)
         )
-        return GitStatus.from_json(data)
+
+    async def add(self, paths: Sequence[str] = (), path: str | None = None) -> GitStatus:
+        """Stage ``paths`` (every change when empty)."""
+        return GitStatus.from_json(await self._post("add", path=path, paths=list(paths)))
+
+    async def commit(
+        self,
+        message: str,
+        path: str | None = None,
+        *,
+        all: bool = False,  # noqa: A002 - git's own name
+        author_name: str | None = None,
+        author_email: str | None = None,
+    ) -> GitHead:
+        data = await self._post(
+            "commit",
+            path=path,
+            message=message,
+            all=all or None,
+            author_name=author_name,
+            author_email=author_email,
+        )
+        return GitHead.from_json(data)
+
+    async def pull(self, path: str | None = None, **credentials: str) -> GitHead:
+        return GitHead.from_json(await self._post("pull", path=path, **credentials))
+
+    async def push(self, path: str | None = None, **credentials: str) -> GitHead:
+        return GitHead.from_json(await self._post("push", path=path, **credentials))
 
 
 class AsyncProcesses:
@@ -718,8 +796,27 @@ class AsyncProcesses:
                 raise CommandTimeout(f"Process {pid} still runs after {timeout} s.")
             await _io.sleep(interval)
 
-    async def wait_for_port(self, port: int, *, timeout: float = 60, interval: float = 0.2) -> None:
-        """Wait until something in the sandbox listens on TCP ``port``."""
+    async def wait_for_port(
+        self,
+        port: int,
+        *,
+        pid: int | None = None,
+        timeout: float = 60,
+        interval: float = 0.2,
+    ) -> None:
+        """Wait until something in the sandbox listens on TCP ``port``.
+
+        With the ``pid`` of the server process the wait runs in the sandbox and fails
+        at once if that process exits first.
+        """
+        if pid is not None:
+            await self._sb._http.json(
+                "POST",
+                f"{self._url}/{int(pid)}/wait-for-port",
+                json={"port": int(port), "timeout": timeout},
+                timeout=httpx.Timeout(timeout + 30, connect=10.0),
+            )
+            return
         deadline = _deadline(timeout)
         while True:
             ports = await self._sb.ports.list()
@@ -734,38 +831,55 @@ class AsyncProcesses:
             await _io.sleep(interval)
 
     async def wait_for_log(
-        self,
-        pid: int,
-        pattern: str | re.Pattern[str],
-        *,
-        timeout: float = 60,
-        interval: float = 0.2,
+        self, pid: int, pattern: str | re.Pattern[str], *, timeout: float = 60
     ) -> str:
-        """Wait until the process prints a line matching ``pattern`` (a regex or plain
-        text, stdout or stderr); returns that line."""
-        regex = pattern if isinstance(pattern, re.Pattern) else re.compile(re.escape(pattern))
-        deadline = _deadline(timeout)
-        while True:
-            logs = await self.logs(pid)
-            for line in (logs.stdout + "\n" + logs.stderr).splitlines():
-                if regex.search(line):
-                    return line
-            info = await self.get(pid)
-            if not info.running:
-                logs = await self.logs(pid)
-                for line in (logs.stdout + "\n" + logs.stderr).splitlines():
-                    if regex.search(line):
-                        return line
-                raise SandboxIDEError(
-                    f"Process {pid} exited (code {info.exit_code}) without printing "
-                    f"{regex.pattern!r}; its last output: {(logs.stdout + logs.stderr)[-300:]!r}",
-                    code="process_exited",
-                )
-            if _expired(deadline):
-                raise CommandTimeout(
-                    f"Process {pid} did not print {regex.pattern!r} within {timeout} s."
-                )
-            await _io.sleep(interval)
+        """Wait until the process prints a line (stdout or stderr, so far or to come)
+        matching the regular expression ``pattern``; returns that line.
+
+        CommandTimeout after ``timeout`` s; ConflictError (code ``process_exited``)
+        if the process ends first.
+        """
+        regex = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+        data = await self._sb._http.json(
+            "POST",
+            f"{self._url}/{int(pid)}/wait-for-log",
+            json={"pattern": regex, "timeout": timeout},
+            timeout=httpx.Timeout(timeout + 30, connect=10.0),
+        )
+        return str(data.get("line", data.get("match", "")))
+
+
+class AsyncSessions:
+    """Shell sessions: execs that name one share its cwd and environment."""
+
+    def __init__(self, sandbox: AsyncSandbox) -> None:
+        self._sb = sandbox
+
+    @property
+    def _url(self) -> str:
+        return self._sb._path + "/sessions"
+
+    async def create(
+        self,
+        id: str | None = None,  # noqa: A002 - the API's name
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> SessionInfo:
+        body = _drop_none(id=id, cwd=cwd, env=env)
+        return SessionInfo.from_json(await self._sb._http.json("POST", self._url, json=body))
+
+    async def list(self) -> list[SessionInfo]:
+        data = await self._sb._http.json("GET", self._url)
+        return [SessionInfo.from_json(item) for item in data["sessions"]]
+
+    async def get(self, session_id: str) -> SessionInfo:
+        data = await self._sb._http.json("GET", f"{self._url}/{quote(session_id, safe='')}")
+        return SessionInfo.from_json(data)
+
+    async def delete(self, session: SessionInfo | str) -> None:
+        sid = session.id if isinstance(session, SessionInfo) else session
+        await self._sb._http.request("DELETE", f"{self._url}/{quote(sid, safe='')}")
 
 
 class AsyncPorts:

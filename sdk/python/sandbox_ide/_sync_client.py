@@ -38,12 +38,16 @@ from .models import (
     ExposedPort,
     FileEntry,
     FileEvent,
+    GitBranches,
+    GitCommit,
+    GitHead,
     GitStatus,
     PortList,
     ProcessInfo,
     ProcessLogs,
     Result,
     SandboxInfo,
+    SessionInfo,
     TerminalInfo,
     WriteResult,
     error_from_json,
@@ -160,6 +164,7 @@ class Sandbox:
         self.processes = Processes(self)
         self.ports = Ports(self)
         self.terminals = Terminals(self)
+        self.sessions = Sessions(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} id={self.id} status={self.status}>"
@@ -302,14 +307,23 @@ class Sandbox:
         on_stdout: Callable[[str], Any] | None = None,
         on_stderr: Callable[[str], Any] | None = None,
         check: bool = False,
+        session: SessionInfo | str | None = None,
     ) -> CommandResult:
         """Run a command (a string under ``bash -lc``, a list as argv) and wait for it.
 
         With ``on_stdout``/``on_stderr`` the output streams to them as it arrives.
         ``timeout`` kills the command (``result.timed_out``); ``check=True`` raises
-        CommandFailed / CommandTimeout instead of returning a failed result.
+        CommandFailed / CommandTimeout instead of returning a failed result. In a
+        ``session`` (``sandbox.sessions.create()``) ``cd`` and ``export`` carry over.
         """
-        body = _drop_none(command=_command(command), cwd=cwd, env=env, timeout=timeout, stdin=stdin)
+        body = _drop_none(
+            command=_command(command),
+            cwd=cwd,
+            env=env,
+            timeout=timeout,
+            stdin=stdin,
+            session=session.id if isinstance(session, SessionInfo) else session,
+        )
         path = self._path + "/exec"
         if on_stdout is None and on_stderr is None:
             data = self._http.json("POST", path, json=body, timeout=NO_READ_TIMEOUT)
@@ -620,8 +634,22 @@ class Files:
 
 
 class Git:
+    """Git in the sandbox. ``path`` is the repository (default ``/workspace``);
+    ``clone``, ``pull`` and ``push`` take credentials for that one call."""
+
     def __init__(self, sandbox: Sandbox) -> None:
         self._sb = sandbox
+
+    def _url(self, action: str) -> str:
+        return f"{self._sb._path}/git/{action}"
+
+    def _post(self, action: str, **body: Any) -> Any:
+        return self._sb._http.json(
+            "POST", self._url(action), json=_drop_none(**body), timeout=NO_READ_TIMEOUT
+        )
+
+    def _get(self, action: str, **params: Any) -> Any:
+        return self._sb._http.json("GET", self._url(action), params=_drop_none(**params))
 
     def clone(
         self,
@@ -630,19 +658,69 @@ class Git:
         *,
         branch: str | None = None,
         depth: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> CloneResult:
         """Clone ``url`` inside the sandbox (``path`` defaults to the repo's name)."""
-        data = self._sb._http.json(
-            "POST",
-            self._sb._path + "/git/clone",
-            json=_drop_none(url=url, path=path, branch=branch, depth=depth),
-            timeout=NO_READ_TIMEOUT,
+        data = self._post(
+            "clone",
+            url=url,
+            path=path,
+            branch=branch,
+            depth=depth,
+            username=username,
+            password=password,
+            token=token,
         )
         return CloneResult.from_json(data)
 
-    def status(self, path: str = ".") -> GitStatus:
-        data = self._sb._http.json("GET", self._sb._path + "/git/status", params={"path": path})
-        return GitStatus.from_json(data)
+    def status(self, path: str | None = None) -> GitStatus:
+        return GitStatus.from_json(self._get("status", path=path))
+
+    def log(self, path: str | None = None, *, limit: int = 20) -> list[GitCommit]:
+        data = self._get("log", path=path, limit=limit)
+        return [GitCommit.from_json(c) for c in data["commits"]]
+
+    def diff(self, path: str | None = None, *, staged: bool = False) -> str:
+        return str((self._get("diff", path=path, staged=staged or None))["diff"])
+
+    def branches(self, path: str | None = None) -> GitBranches:
+        return GitBranches.from_json(self._get("branches", path=path))
+
+    def checkout(self, branch: str, path: str | None = None, *, create: bool = False) -> GitHead:
+        return GitHead.from_json(
+            self._post("checkout", path=path, branch=branch, create=create or None)
+        )
+
+    def add(self, paths: Sequence[str] = (), path: str | None = None) -> GitStatus:
+        """Stage ``paths`` (every change when empty)."""
+        return GitStatus.from_json(self._post("add", path=path, paths=list(paths)))
+
+    def commit(
+        self,
+        message: str,
+        path: str | None = None,
+        *,
+        all: bool = False,  # noqa: A002 - git's own name
+        author_name: str | None = None,
+        author_email: str | None = None,
+    ) -> GitHead:
+        data = self._post(
+            "commit",
+            path=path,
+            message=message,
+            all=all or None,
+            author_name=author_name,
+            author_email=author_email,
+        )
+        return GitHead.from_json(data)
+
+    def pull(self, path: str | None = None, **credentials: str) -> GitHead:
+        return GitHead.from_json(self._post("pull", path=path, **credentials))
+
+    def push(self, path: str | None = None, **credentials: str) -> GitHead:
+        return GitHead.from_json(self._post("push", path=path, **credentials))
 
 
 class Processes:
@@ -713,8 +791,27 @@ class Processes:
                 raise CommandTimeout(f"Process {pid} still runs after {timeout} s.")
             _io.sleep(interval)
 
-    def wait_for_port(self, port: int, *, timeout: float = 60, interval: float = 0.2) -> None:
-        """Wait until something in the sandbox listens on TCP ``port``."""
+    def wait_for_port(
+        self,
+        port: int,
+        *,
+        pid: int | None = None,
+        timeout: float = 60,
+        interval: float = 0.2,
+    ) -> None:
+        """Wait until something in the sandbox listens on TCP ``port``.
+
+        With the ``pid`` of the server process the wait runs in the sandbox and fails
+        at once if that process exits first.
+        """
+        if pid is not None:
+            self._sb._http.json(
+                "POST",
+                f"{self._url}/{int(pid)}/wait-for-port",
+                json={"port": int(port), "timeout": timeout},
+                timeout=httpx.Timeout(timeout + 30, connect=10.0),
+            )
+            return
         deadline = _deadline(timeout)
         while True:
             ports = self._sb.ports.list()
@@ -728,39 +825,54 @@ class Processes:
                 )
             _io.sleep(interval)
 
-    def wait_for_log(
+    def wait_for_log(self, pid: int, pattern: str | re.Pattern[str], *, timeout: float = 60) -> str:
+        """Wait until the process prints a line (stdout or stderr, so far or to come)
+        matching the regular expression ``pattern``; returns that line.
+
+        CommandTimeout after ``timeout`` s; ConflictError (code ``process_exited``)
+        if the process ends first.
+        """
+        regex = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+        data = self._sb._http.json(
+            "POST",
+            f"{self._url}/{int(pid)}/wait-for-log",
+            json={"pattern": regex, "timeout": timeout},
+            timeout=httpx.Timeout(timeout + 30, connect=10.0),
+        )
+        return str(data.get("line", data.get("match", "")))
+
+
+class Sessions:
+    """Shell sessions: execs that name one share its cwd and environment."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sb = sandbox
+
+    @property
+    def _url(self) -> str:
+        return self._sb._path + "/sessions"
+
+    def create(
         self,
-        pid: int,
-        pattern: str | re.Pattern[str],
+        id: str | None = None,  # noqa: A002 - the API's name
         *,
-        timeout: float = 60,
-        interval: float = 0.2,
-    ) -> str:
-        """Wait until the process prints a line matching ``pattern`` (a regex or plain
-        text, stdout or stderr); returns that line."""
-        regex = pattern if isinstance(pattern, re.Pattern) else re.compile(re.escape(pattern))
-        deadline = _deadline(timeout)
-        while True:
-            logs = self.logs(pid)
-            for line in (logs.stdout + "\n" + logs.stderr).splitlines():
-                if regex.search(line):
-                    return line
-            info = self.get(pid)
-            if not info.running:
-                logs = self.logs(pid)
-                for line in (logs.stdout + "\n" + logs.stderr).splitlines():
-                    if regex.search(line):
-                        return line
-                raise SandboxIDEError(
-                    f"Process {pid} exited (code {info.exit_code}) without printing "
-                    f"{regex.pattern!r}; its last output: {(logs.stdout + logs.stderr)[-300:]!r}",
-                    code="process_exited",
-                )
-            if _expired(deadline):
-                raise CommandTimeout(
-                    f"Process {pid} did not print {regex.pattern!r} within {timeout} s."
-                )
-            _io.sleep(interval)
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> SessionInfo:
+        body = _drop_none(id=id, cwd=cwd, env=env)
+        return SessionInfo.from_json(self._sb._http.json("POST", self._url, json=body))
+
+    def list(self) -> list[SessionInfo]:
+        data = self._sb._http.json("GET", self._url)
+        return [SessionInfo.from_json(item) for item in data["sessions"]]
+
+    def get(self, session_id: str) -> SessionInfo:
+        data = self._sb._http.json("GET", f"{self._url}/{quote(session_id, safe='')}")
+        return SessionInfo.from_json(data)
+
+    def delete(self, session: SessionInfo | str) -> None:
+        sid = session.id if isinstance(session, SessionInfo) else session
+        self._sb._http.request("DELETE", f"{self._url}/{quote(sid, safe='')}")
 
 
 class Ports:

@@ -12,7 +12,7 @@
      ├── RateLimitError                429: a limit was reached
      ├── AgentError                    502: the sandbox's agent failed
      ├── EngineUnavailableError        503: the container engine is down
-     ├── CommandTimeout                a wait or a request ran out of time
+     ├── CommandTimeout                408, or a wait or a request ran out of time
      └── CommandFailed                 exec(check=True) saw a non-zero exit
 """
 
@@ -106,6 +106,7 @@ BY_STATUS: dict[int, type[SandboxIDEError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     405: InvalidRequestError,
+    408: CommandTimeout,
     409: ConflictError,
     413: PayloadTooLargeError,
     415: InvalidRequestError,

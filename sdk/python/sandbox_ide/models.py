@@ -213,6 +213,8 @@ class CloneResult:
 class GitFileStatus:
     path: str
     status: str
+    staged: bool = False
+    unstaged: bool = False
 
 
 @dataclass
@@ -235,9 +237,80 @@ class GitStatus:
             ahead=int(data.get("ahead") or 0),
             behind=int(data.get("behind") or 0),
             files=[
-                GitFileStatus(path=f.get("path", ""), status=f.get("status", ""))
+                GitFileStatus(
+                    path=f.get("path", ""),
+                    status=f.get("status", ""),
+                    staged=bool(f.get("staged")),
+                    unstaged=bool(f.get("unstaged")),
+                )
                 for f in data.get("files") or []
             ],
+        )
+
+
+@dataclass
+class GitCommit:
+    commit: str
+    short: str = ""
+    summary: str = ""
+    message: str = ""
+    author_name: str = ""
+    author_email: str = ""
+    date: str = ""
+    parents: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GitCommit:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class GitHead:
+    """Where HEAD is after a checkout, commit, pull or push."""
+
+    branch: str | None
+    commit: str | None
+    summary: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GitHead:
+        return cls(
+            branch=data.get("branch"), commit=data.get("commit"), summary=data.get("summary")
+        )
+
+
+@dataclass
+class GitBranches:
+    current: str | None
+    branches: list[str]
+    remote_branches: list[str]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GitBranches:
+        return cls(
+            current=data.get("current"),
+            branches=[b["name"] for b in data.get("branches") or []],
+            remote_branches=[b["name"] for b in data.get("remote_branches") or []],
+        )
+
+
+@dataclass
+class SessionInfo:
+    """A shell session: execs that name it share its cwd and environment."""
+
+    id: str
+    cwd: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SessionInfo:
+        return cls(
+            id=data["id"],
+            cwd=data.get("cwd", ""),
+            env=dict(data.get("env") or {}),
+            created_at=_time(data.get("created_at")),
         )
 
 
