@@ -49,3 +49,8 @@ application = ProtocolTypeRouter(
 from sandboxes.preview import PreviewMiddleware  # noqa: E402
 
 application = PreviewMiddleware(application)
+
+# Large request and response bodies flow with backpressure (see ide/daphne_flow.py).
+from ide.daphne_flow import wrap as with_flow_control  # noqa: E402
+
+application = with_flow_control(application)

@@ -165,6 +165,11 @@ TERMINAL_IDLE_TIMEOUT = env_float("TERMINAL_IDLE_TIMEOUT", 24 * 3600.0, minimum=
 # Recent output each terminal keeps to replay when a client (re)attaches.
 TERMINAL_REPLAY_BYTES = env_bytes("TERMINAL_REPLAY_BYTES", "256k")
 
+# --------------------------------------------------------------------- files (issue 3)
+# Raw file uploads (PUT files/content, multipart upload) bypass API_MAX_JSON_BODY and
+# are streamed to the sandbox; one file larger than this is refused with 413.
+FILES_MAX_UPLOAD = env_bytes("FILES_MAX_UPLOAD", "2g")
+
 # --------------------------------------------------------------------- processes (issue 3)
 # Output of each background process stream kept in the agent's memory (the tail);
 # all of it is also appended to files in the sandbox (/tmp/.sandbox-processes).

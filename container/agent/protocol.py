@@ -160,6 +160,165 @@ class Error(Message):
 # Files and file watching (issue 3) ---------------------------------------------------
 
 
+@dataclass
+class ListFiles(Message):
+    """List a directory; ``recursive`` walks it (symlinks are listed, never followed).
+
+    Answered by one or more ``FileListing`` messages, the last with ``done``.
+    """
+
+    type: ClassVar[str] = "list_files"
+    path: str = ""
+    recursive: bool = False
+    limit: int = 100_000
+
+
+@dataclass
+class FileListing(Message):
+    """A batch of entries: ``{name, path, type, size, modified[, target]}``."""
+
+    type: ClassVar[str] = "file_listing"
+    path: str = ""
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    done: bool = True
+    truncated: bool = False
+
+
+@dataclass
+class StatFile(Message):
+    """Answered by ``FileInfo``."""
+
+    type: ClassVar[str] = "stat_file"
+    path: str = ""
+
+
+@dataclass
+class FileInfo(Message):
+    type: ClassVar[str] = "file_info"
+    name: str = ""
+    path: str = ""
+    kind: str = "file"  # file | directory | symlink
+    size: int = 0
+    modified: str = ""
+
+
+@dataclass
+class ReadFile(Message):
+    """Read a regular file: ``FileContent`` then DATA frames, then an empty DATA frame.
+
+    ``offset`` < 0 counts from the end (an HTTP suffix range); ``length`` None means
+    to the end.
+    """
+
+    type: ClassVar[str] = "read_file"
+    path: str = ""
+    offset: int = 0
+    length: int | None = None
+
+
+@dataclass
+class FileContent(Message):
+    """The resolved range about to be sent: ``length`` bytes from ``offset`` of ``size``."""
+
+    type: ClassVar[str] = "file_content"
+    path: str = ""
+    size: int = 0
+    offset: int = 0
+    length: int = 0
+    modified: str = ""
+
+
+@dataclass
+class WriteFile(Message):
+    """Write a file atomically. The agent answers ``WriteReady`` (or an Error), the
+    client sends DATA frames and an empty one; the agent answers ``FileWritten``.
+    A connection that ends before the empty frame leaves the file untouched."""
+
+    type: ClassVar[str] = "write_file"
+    path: str = ""
+
+
+@dataclass
+class WriteReady(Message):
+    type: ClassVar[str] = "write_ready"
+    path: str = ""
+
+
+@dataclass
+class FileWritten(Message):
+    type: ClassVar[str] = "file_written"
+    path: str = ""
+    size: int = 0
+    created: bool = False
+
+
+@dataclass
+class MakeDir(Message):
+    """``mkdir -p``; answered by ``FileDone`` (``created`` False when it existed)."""
+
+    type: ClassVar[str] = "make_dir"
+    path: str = ""
+
+
+@dataclass
+class MoveFile(Message):
+    """Rename or move; parents of the destination are created."""
+
+    type: ClassVar[str] = "move_file"
+    source: str = ""
+    destination: str = ""
+    overwrite: bool = False
+
+
+@dataclass
+class DeleteFile(Message):
+    type: ClassVar[str] = "delete_file"
+    path: str = ""
+    recursive: bool = False
+
+
+@dataclass
+class FileDone(Message):
+    type: ClassVar[str] = "file_done"
+    path: str = ""
+    created: bool = False
+
+
+@dataclass
+class ArchiveDir(Message):
+    """A directory as tar.gz: ``FileContent`` (size 0: unknown), DATA frames, empty DATA."""
+
+    type: ClassVar[str] = "archive_dir"
+    path: str = ""
+
+
+@dataclass
+class WatchFiles(Message):
+    """Watch a directory with inotify: ``WatchStarted``, then ``FileEvents`` batches
+    until the client closes the connection. ``exclude``: directory names not watched."""
+
+    type: ClassVar[str] = "watch_files"
+    path: str = ""
+    recursive: bool = False
+    exclude: list[str] = field(default_factory=lambda: [".git", "node_modules"])
+
+
+@dataclass
+class WatchStarted(Message):
+    type: ClassVar[str] = "watch_started"
+    path: str = ""
+    watches: int = 0
+
+
+@dataclass
+class FileEvents(Message):
+    """Coalesced changes: ``{"type": create|modify|delete|move|overflow, "path",
+    "is_dir"[, "from"]}``."""
+
+    type: ClassVar[str] = "file_events"
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
 # Background processes and sessions (issue 3) -----------------------------------------
 
 
