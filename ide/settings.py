@@ -174,3 +174,10 @@ FILES_MAX_UPLOAD = env_bytes("FILES_MAX_UPLOAD", "2g")
 # Output of each background process stream kept in the agent's memory (the tail);
 # all of it is also appended to files in the sandbox (/tmp/.sandbox-processes).
 PROCESS_LOG_BUFFER = env_bytes("PROCESS_LOG_BUFFER", "1m")
+
+# --------------------------------------------------------------------- preview URLs (issue 5)
+# The IDE's own origin, where private previews send the browser to check the login,
+# e.g. "https://ide.example.com". Empty: http://localhost:<the preview request's port>.
+IDE_BASE_URL = env_str("IDE_BASE_URL", "").rstrip("/")
+# How long the cookie that opens a private preview lasts (seconds).
+PREVIEW_COOKIE_MAX_AGE = env_int("PREVIEW_COOKIE_MAX_AGE", 12 * 3600, minimum=60)

@@ -1,7 +1,62 @@
-"""API v1: ports."""
+"""API v1: ports and preview URLs (API.md section Ports and preview URLs)."""
 
 from __future__ import annotations
 
-from ninja import Router
+from typing import Annotated
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Router, Schema
+from pydantic import Field, StringConstraints
+
+from sandboxes import ports, services
+
+from .schemas import ErrorOut, PortOut, StrictIn
 
 router = Router(tags=["ports"])
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 502: ErrorOut, 503: ErrorOut}
+
+
+class ExposeIn(StrictIn):
+    port: Annotated[int, Field(ge=1, le=65535)]
+    name: Annotated[str, StringConstraints(max_length=100)] = ""
+    private: bool = False
+
+
+class PortsOut(Schema):
+    exposed: list[PortOut]
+    listening: list[int]
+
+
+def _origin(request: HttpRequest) -> ports.Origin:
+    """Preview URLs use the scheme and port the caller reached this server on."""
+    try:
+        port: int | None = int(request.get_port())
+    except (TypeError, ValueError):
+        port = None
+    return ports.Origin(request.scheme or "http", port)
+
+
+@router.post("/sandboxes/{sandbox_id}/ports", response={201: PortOut, **ERRORS})
+async def expose_port(
+    request: HttpRequest, sandbox_id: str, payload: ExposeIn
+) -> tuple[int, dict[str, object]]:
+    """Expose a port with a new token; exposing it again replaces the token."""
+    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    row, _created = await ports.expose(sandbox, payload.port, payload.name, payload.private)
+    await services.touch(sandbox)
+    return 201, ports.port_out(row, _origin(request))
+
+
+@router.get("/sandboxes/{sandbox_id}/ports", response={200: PortsOut, **ERRORS})
+async def list_ports(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
+    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    origin = _origin(request)
+    exposed = [ports.port_out(p, origin) for p in await ports.exposed_ports(sandbox)]
+    return {"exposed": exposed, "listening": await ports.listening_ports(sandbox)}
+
+
+@router.delete("/sandboxes/{sandbox_id}/ports/{port}", response={204: None, **ERRORS})
+async def unexpose_port(request: HttpRequest, sandbox_id: str, port: int) -> HttpResponse:
+    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    await ports.unexpose(sandbox, port)
+    return HttpResponse(status=204)

@@ -9,6 +9,7 @@ from ninja import Router
 
 from sandboxes import services
 from sandboxes.models import Sandbox
+from sandboxes.ports import exposed_out
 
 from .schemas import ErrorOut, SandboxIn, SandboxList, SandboxOut, SandboxPatch
 
@@ -29,7 +30,7 @@ def sandbox_out(sandbox: Sandbox) -> dict[str, object]:
         "keep_alive": sandbox.keep_alive,
         "image": sandbox.image,
         "env": sandbox.env,
-        "ports": [],
+        "ports": exposed_out(sandbox),
     }
 
 
@@ -62,14 +63,14 @@ async def list_sandboxes(request: HttpRequest) -> dict[str, object]:
 
 @router.get("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})
 async def get_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
-    return sandbox_out(await services.get_sandbox(request.auth, sandbox_id))
+    return sandbox_out(await services.get_sandbox(request.auth, sandbox_id, with_ports=True))
 
 
 @router.patch("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})
 async def patch_sandbox(
     request: HttpRequest, sandbox_id: str, payload: SandboxPatch
 ) -> dict[str, object]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True)
     changes = payload.model_dump(exclude_unset=True)
     return sandbox_out(await services.update_sandbox(sandbox, changes))
 
@@ -83,12 +84,12 @@ async def delete_sandbox(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 @router.post("/sandboxes/{sandbox_id}/sleep", response={200: SandboxOut, **ERRORS})
 async def sleep_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True)
     return sandbox_out(await services.sleep_sandbox(sandbox))
 
 
 @router.post("/sandboxes/{sandbox_id}/wake", response={200: SandboxOut, **ERRORS})
 async def wake_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True)
     await services.ensure_running(sandbox)
     return sandbox_out(sandbox)

@@ -67,6 +67,7 @@ class PortOut(Schema):
     name: str = ""
     url: str
     token: str
+    private: bool = False
 
 
 class SandboxOut(Schema):

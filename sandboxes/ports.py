@@ -1,0 +1,129 @@
+"""Exposed ports and their preview URLs (API.md section Ports and preview URLs).
+
+Exposing a port stores a fresh 16-character token; the preview URL
+``{port}-{id}-{token}.{PREVIEW_DOMAIN}`` carries it, so the URL itself is the
+capability. Exposing the same port again replaces the token (the old URL stops
+working), unexposing deletes the row: the preview proxy reads the row on every
+request, so both take effect at once, in every web worker.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import IntegrityError
+
+from container.agent.protocol import ListeningPorts, PortList
+from sandboxes import services
+from sandboxes.errors import AgentError, BadRequest, NotFound
+from sandboxes.models import ExposedPort, Sandbox, new_preview_token
+
+# Scheme and port of the request being served on the IDE's own host, set by the
+# preview layer (sandboxes/preview.py) for every request it passes on, so preview
+# URLs in sandbox objects point at the server the caller is talking to.
+request_origin: contextvars.ContextVar[tuple[str, int | None]] = contextvars.ContextVar(
+    "request_origin"
+)
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: str = "http"
+    port: int | None = None
+
+    @classmethod
+    def current(cls) -> Origin:
+        value = request_origin.get(None)
+        if value is not None:
+            return cls(*value)
+        base = getattr(settings, "IDE_BASE_URL", "")
+        if base:
+            parts = urlsplit(base)
+            return cls(parts.scheme or "http", parts.port)
+        return cls()
+
+    def netloc(self, host: str) -> str:
+        if self.port is None or _DEFAULT_PORTS.get(self.scheme) == self.port:
+            return host
+        return f"{host}:{self.port}"
+
+
+def preview_host(sandbox_id: str, port: int, token: str) -> str:
+    return f"{port}-{sandbox_id}-{token}.{settings.PREVIEW_DOMAIN}"
+
+
+def preview_url(exposed: ExposedPort, origin: Origin | None = None) -> str:
+    origin = origin or Origin.current()
+    host = preview_host(exposed.sandbox_id, exposed.port, exposed.token)
+    return f"{origin.scheme}://{origin.netloc(host)}/"
+
+
+def port_out(exposed: ExposedPort, origin: Origin | None = None) -> dict[str, Any]:
+    return {
+        "port": exposed.port,
+        "name": exposed.name,
+        "url": preview_url(exposed, origin),
+        "token": exposed.token,
+        "private": exposed.private,
+        "created_at": exposed.created_at,
+    }
+
+
+def exposed_out(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """The ``ports`` field of a sandbox object: what ``with_exposed_ports`` loaded."""
+    return [port_out(p) for p in getattr(sandbox, "exposed_list", [])]
+
+
+def validate_port(port: object) -> int:
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise BadRequest("port must be a whole number from 1 to 65535.", code="invalid_port")
+    return port
+
+
+async def expose(
+    sandbox: Sandbox, port: int, name: str = "", private: bool = False
+) -> tuple[ExposedPort, bool]:
+    """Expose ``port`` with a new token; returns the row and whether it is new."""
+    validate_port(port)
+    values = {"name": name, "private": private, "token": new_preview_token()}
+    for _ in range(3):
+        try:
+            row, created = await ExposedPort.objects.aupdate_or_create(
+                sandbox=sandbox, port=port, defaults=values
+            )
+            return row, created
+        except IntegrityError:  # a concurrent expose inserted it first: update it
+            continue
+    raise AgentError("Could not expose the port; try again.")  # pragma: no cover
+
+
+async def exposed_ports(sandbox: Sandbox) -> list[ExposedPort]:
+    return [p async for p in ExposedPort.objects.filter(sandbox=sandbox)]
+
+
+async def listening_ports(sandbox: Sandbox) -> list[int]:
+    reply = await services.call_agent(sandbox, ListeningPorts())
+    if not isinstance(reply, PortList):
+        raise AgentError(f"unexpected answer to listening_ports: {reply.type}")
+    return [int(p) for p in reply.ports]
+
+
+async def unexpose(sandbox: Sandbox, port: int) -> None:
+    deleted, _ = await ExposedPort.objects.filter(sandbox=sandbox, port=port).adelete()
+    if not deleted:
+        raise NotFound(f"Port {port} is not exposed.", code="not_found")
+
+
+async def find_exposed(sandbox_id: str, port: int) -> ExposedPort | None:
+    """The exposure a preview host names, with its sandbox (one query)."""
+    return (
+        await ExposedPort.objects.select_related("sandbox", "sandbox__owner")
+        .filter(sandbox_id=sandbox_id, port=port)
+        .afirst()
+    )

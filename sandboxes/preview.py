@@ -1,0 +1,830 @@
+"""Preview URLs: an ASGI layer in front of the whole application.
+
+A request whose ``Host`` is ``{port}-{id}-{token}.{PREVIEW_DOMAIN}`` never reaches
+Django's URL routing (nor ``ALLOWED_HOSTS``): this layer checks the token against the
+exposed port (constant time), wakes the sandbox and tunnels the request through the
+sandbox's agent to ``127.0.0.1:{port}`` inside it, speaking HTTP/1.1 (with h11) or
+WebSocket (with wsproto) over the raw tunnel. Bodies stream both ways one chunk at a
+time: a chunk is read from the tunnel only once ``send`` of the previous one returned
+(under Daphne, ide/daphne_flow.py makes ``send`` wait while the client's socket is
+full), so memory stays flat whatever the size.
+
+Lessons from jupyter-server-proxy's advisories are applied: the WebSocket upgrade is
+authorised exactly like a plain request, and no error page reflects the host or the
+path without escaping.
+
+Other hosts pass through unchanged, except ``/preview/{id}/{port}/…`` on the IDE's
+own host: the path-based fallback for deployments without wildcard DNS, owner-only
+(see README, "API extensions").
+
+Private ports additionally need the owner's login. The preview host cannot see the
+IDE's session (a different origin, on purpose), so it sends the browser once through
+``/preview-auth/`` on the IDE origin, which checks the session and sends it back to
+``/__sandbox_preview_auth?ticket=…`` with a signed, one-minute ticket bound to the
+preview host; this layer then sets a host-only ``sandbox_preview`` cookie (signed,
+HttpOnly, SameSite=Lax) and never sees the IDE's session cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+import html
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from importlib import import_module
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import h11
+from django.conf import settings
+from django.contrib.auth import aget_user
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.views import redirect_to_login
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.request import validate_host
+from wsproto import ConnectionType, WSConnection
+from wsproto import events as ws
+
+from container.agent.protocol import CHUNK, Channel, Tunnel, TunnelOpen
+from sandboxes import ports, services
+from sandboxes.agent.client import receive_message
+from sandboxes.errors import SandboxError
+from sandboxes.models import ExposedPort, Sandbox
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+AUTH_PATH = "/__sandbox_preview_auth"
+COOKIE_NAME = "sandbox_preview"
+TICKET_SALT = "sandboxes.preview.ticket"
+COOKIE_SALT = "sandboxes.preview.cookie"
+TICKET_MAX_AGE = 60
+FALLBACK_PREFIX = "/preview/"
+
+# RFC 9110 7.6.1: connection-specific fields, never forwarded (plus those that
+# Connection names).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Set by the proxy itself; whatever the client sent under these names is dropped.
+_OWN_HEADERS = frozenset(
+    {b"host", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-for", b"forwarded"}
+)
+_WS_HANDSHAKE = frozenset(
+    {
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+        b"sec-websocket-accept",
+    }
+)
+# A preview rendered on the IDE's own origin (the path fallback) runs in an opaque
+# origin: it can neither read the IDE's cookies nor call its API as the owner.
+_FALLBACK_CSP = (
+    b"sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads "
+    b"allow-popups-to-escape-sandbox"
+)
+
+
+class PortClosed(Exception):
+    """Nothing listens on the port inside the sandbox."""
+
+
+@dataclass(frozen=True)
+class Target:
+    sandbox_id: str
+    port: int
+    token: str
+
+
+@functools.cache
+def _host_pattern(domain: str) -> re.Pattern[str]:
+    return re.compile(
+        r"^(?P<port>[0-9]{1,5})-(?P<id>[a-z0-9]{12})-(?P<token>[a-z0-9]{16})\."
+        + re.escape(domain)
+        + r"$"
+    )
+
+
+def split_host(host: str) -> tuple[str, int | None]:
+    """``name[:port]`` → (lower-case name, port)."""
+    host = host.strip().lower()
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and (name.endswith("]") or ":" not in name):
+        return name, int(port)
+    return host, None
+
+
+def parse_preview_host(name: str) -> Target | None:
+    match = _host_pattern(settings.PREVIEW_DOMAIN).match(name)
+    if match is None:
+        return None
+    port = int(match["port"])
+    if not 1 <= port <= 65535:
+        return None
+    return Target(match["id"], port, match["token"])
+
+
+def is_preview_domain(name: str) -> bool:
+    domain = settings.PREVIEW_DOMAIN
+    return name == domain or name.endswith("." + domain)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _http_scheme(scope: Scope) -> str:
+    scheme = scope.get("scheme") or ("ws" if scope["type"] == "websocket" else "http")
+    return {"ws": "http", "wss": "https"}.get(scheme, scheme)
+
+
+def _cookies(scope: Scope) -> dict[str, str]:
+    jar: dict[str, str] = {}
+    for key, value in scope.get("headers", ()):
+        if key.lower() == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                name, sep, val = part.strip().partition("=")
+                if sep and name not in jar:
+                    jar[name] = val
+    return jar
+
+
+# --------------------------------------------------------------------------- the layer
+
+
+class PreviewMiddleware:
+    """Wraps the whole ASGI application (HTTP and WebSocket)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = _header(scope, b"host")
+        name, host_port = split_host(host)
+        if is_preview_domain(name):
+            await _serve_preview(scope, receive, send, host, name)
+            return
+        if scope["path"].startswith(FALLBACK_PREFIX) and validate_host(
+            name, settings.ALLOWED_HOSTS
+        ):
+            await _serve_fallback(scope, receive, send)
+            return
+        token = ports.request_origin.set((_http_scheme(scope), host_port))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ports.request_origin.reset(token)
+
+
+async def _serve_preview(scope: Scope, receive: Receive, send: Send, host: str, name: str) -> None:
+    target = parse_preview_host(name)
+    exposed = await ports.find_exposed(target.sandbox_id, target.port) if target else None
+    if (
+        target is None
+        or exposed is None
+        or not hmac.compare_digest(exposed.token.encode(), target.token.encode())
+    ):
+        await _refuse(
+            scope,
+            send,
+            404,
+            "No preview here",
+            "This preview link is not valid: the port is not exposed (any more), or the "
+            "link was mistyped. Ask the sandbox's owner for a fresh link.",
+        )
+        return
+    if exposed.private:
+        if scope["type"] == "http" and scope["path"] == AUTH_PATH:
+            await _accept_ticket(scope, send, name)
+            return
+        if not _has_preview_cookie(scope, name):
+            if scope["type"] == "http":
+                await _redirect(send, _login_url(scope, host))
+            else:
+                await send({"type": "websocket.close", "code": 4403})
+            return
+    upstream = _upstream_target(scope, scope.get("raw_path") or b"")
+    await proxy(scope, receive, send, exposed.sandbox, exposed.port, upstream, host)
+
+
+async def proxy(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    sandbox: Sandbox,
+    port: int,
+    upstream: str,
+    host: str,
+    drop_headers: frozenset[bytes] = frozenset(),
+    extra_response_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Serve one HTTP request or WebSocket through a tunnel to ``port`` in ``sandbox``."""
+    if scope["type"] == "websocket":
+        await _proxy_websocket(scope, receive, send, sandbox, port, upstream, host, drop_headers)
+    else:
+        await _proxy_http(
+            scope,
+            receive,
+            send,
+            sandbox,
+            port,
+            upstream,
+            host,
+            drop_headers,
+            extra_response_headers or [],
+        )
+
+
+def _upstream_target(scope: Scope, raw_path: bytes) -> str:
+    path = raw_path.decode("latin-1") if raw_path else quote(scope.get("path") or "/")
+    if not path.startswith("/"):
+        path = "/" + path
+    query = scope.get("query_string") or b""
+    return path + ("?" + query.decode("latin-1") if query else "")
+
+
+async def open_tunnel(sandbox: Sandbox, port: int) -> Channel:
+    channel = await services.open_agent(sandbox, Tunnel(port=port))
+    try:
+        reply = await receive_message(channel)
+    except SandboxError as exc:
+        await channel.close()
+        if exc.code == "connection_refused":
+            raise PortClosed() from None
+        raise
+    except BaseException:
+        await channel.close()
+        raise
+    if not isinstance(reply, TunnelOpen):
+        await channel.close()
+        raise SandboxError(f"unexpected answer to tunnel: {reply.type}")
+    return channel
+
+
+def _request_headers(
+    scope: Scope, port: int, host: str, drop: frozenset[bytes], *, websocket: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers minus hop-by-hop ones and the IDE's cookies, plus X-Forwarded-*."""
+    listed = set()
+    for key, value in scope.get("headers", ()):
+        if key.lower() == b"connection":
+            listed |= {t.strip().lower() for t in value.split(b",")}
+    skip = HOP_BY_HOP | _OWN_HEADERS | drop | listed
+    if websocket:
+        skip |= _WS_HANDSHAKE
+    ide_cookies = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, COOKIE_NAME}
+    headers = [(b"host", f"localhost:{port}".encode())]
+    for key, value in scope.get("headers", ()):
+        key = key.lower()
+        if key in skip:
+            continue
+        if key == b"cookie":
+            kept = [
+                part.strip()
+                for part in value.split(b";")
+                if part.strip()
+                and part.strip().partition(b"=")[0].decode("latin-1").strip() not in ide_cookies
+            ]
+            if not kept:
+                continue
+            value = b"; ".join(kept)
+        headers.append((key, value))
+    client = scope.get("client") or ("", 0)
+    headers += [
+        (b"x-forwarded-host", host.encode("latin-1")),
+        (b"x-forwarded-proto", _http_scheme(scope).encode()),
+        (b"x-forwarded-for", str(client[0] or "").encode()),
+    ]
+    return headers
+
+
+def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    listed = set()
+    for key, value in raw:
+        if key == b"connection":
+            listed |= {t.strip().lower() for t in value.split(b",")}
+    skip = HOP_BY_HOP | listed
+    return [(key, value) for key, value in raw if key not in skip]
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+async def _proxy_http(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    sandbox: Sandbox,
+    port: int,
+    upstream: str,
+    host: str,
+    drop: frozenset[bytes],
+    extra_response_headers: list[tuple[bytes, bytes]],
+) -> None:
+    try:
+        channel = await open_tunnel(sandbox, port)
+    except PortClosed:
+        await _page(
+            send,
+            502,
+            "Nothing is listening",
+            f"No program in the sandbox is listening on port {port}. Start your server "
+            "(bound to 127.0.0.1 or 0.0.0.0) and reload this page.",
+        )
+        return
+    except SandboxError as exc:
+        await _page(send, 502, "Sandbox unavailable", exc.message)
+        return
+    headers = _request_headers(scope, port, host, drop)
+    has_length = any(k == b"content-length" for k, _ in headers)
+    chunked = not has_length and any(
+        k.lower() == b"transfer-encoding" for k, _ in scope.get("headers", ())
+    )
+    if chunked:
+        headers.append((b"transfer-encoding", b"chunked"))
+    headers.append((b"connection", b"close"))
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=256 * 1024)
+    writer = channel.writer
+    try:
+        writer.write(
+            conn.send(h11.Request(method=scope["method"], target=upstream, headers=headers))
+        )
+    except h11.LocalProtocolError as exc:
+        await channel.close()
+        await _page(send, 400, "Bad request", f"The request cannot be forwarded: {exc}")
+        return
+    has_body = has_length or chunked
+    disconnected = asyncio.Event()
+    body = asyncio.ensure_future(_pump_request(receive, conn, writer, has_body, disconnected))
+    relay = asyncio.ensure_future(
+        _relay_response(conn, channel, send, extra_response_headers, scope["method"])
+    )
+    try:
+        waiter = asyncio.ensure_future(disconnected.wait())
+        done, _ = await asyncio.wait({relay, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if relay in done:
+            relay.result()
+        else:  # the client went away: stop reading from the app
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await relay
+    finally:
+        body.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await body
+        await channel.close()
+        await services.touch(sandbox)
+
+
+async def _pump_request(
+    receive: Receive,
+    conn: h11.Connection,
+    writer: asyncio.StreamWriter,
+    has_body: bool,
+    disconnected: asyncio.Event,
+) -> None:
+    """Client body → tunnel, one chunk at a time; then wait for the client to leave."""
+    sending = True
+    try:
+        if not has_body:
+            writer.write(conn.send(h11.EndOfMessage()))
+            sending = False
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected.set()
+                return
+            if not sending:
+                continue
+            chunk = message.get("body", b"")
+            if chunk:
+                writer.write(conn.send(h11.Data(data=chunk)))
+                await writer.drain()
+            if not message.get("more_body", False):
+                writer.write(conn.send(h11.EndOfMessage()))
+                await writer.drain()
+                sending = False
+    except (h11.LocalProtocolError, ConnectionError, OSError):
+        # the app answered (or closed) before reading the whole body: keep listening
+        # for the client's disconnect only
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected.set()
+
+
+async def _relay_response(
+    conn: h11.Connection,
+    channel: Channel,
+    send: Send,
+    extra_headers: list[tuple[bytes, bytes]],
+    method: str,
+) -> None:
+    """Tunnel → client: status and headers, then the body, chunk by chunk."""
+    reader = channel.reader
+    started = False
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(CHUNK))
+                continue
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.Response):
+                headers = _response_headers(list(event.headers)) + extra_headers
+                await send(
+                    {"type": "http.response.start", "status": event.status_code, "headers": headers}
+                )
+                started = True
+            elif isinstance(event, h11.Data):
+                # awaiting send is the backpressure: under Daphne it waits while the
+                # client's socket buffer is full (ide/daphne_flow.py)
+                await send(
+                    {"type": "http.response.body", "body": bytes(event.data), "more_body": True}
+                )
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                break
+    except (h11.RemoteProtocolError, ConnectionError, OSError) as exc:
+        if not started:
+            await _page(
+                send,
+                502,
+                "Bad answer from the sandbox",
+                f"The program on this port did not answer with valid HTTP: {exc}",
+            )
+            return
+        # A body cut short: end the application with an error so the server drops
+        # the client's connection rather than present a truncated body as complete.
+        raise ConnectionAbortedError(f"the sandbox's answer broke off: {exc}") from exc
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+# --------------------------------------------------------------------------- WebSocket
+
+
+async def _proxy_websocket(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    sandbox: Sandbox,
+    port: int,
+    upstream: str,
+    host: str,
+    drop: frozenset[bytes],
+) -> None:
+    first = await receive()
+    if first["type"] != "websocket.connect":
+        return
+    try:
+        channel = await open_tunnel(sandbox, port)
+    except (PortClosed, SandboxError):
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    reader, writer = channel.reader, channel.writer
+    conn = WSConnection(ConnectionType.CLIENT)
+    headers = [
+        (k, v) for k, v in _request_headers(scope, port, host, drop, websocket=True) if k != b"host"
+    ]
+    try:
+        writer.write(
+            conn.send(
+                ws.Request(
+                    host=f"localhost:{port}",
+                    target=upstream,
+                    subprotocols=list(scope.get("subprotocols") or []),
+                    extra_headers=headers,
+                )
+            )
+        )
+        await writer.drain()
+        accepted = await _handshake(conn, reader)
+    except Exception as exc:  # any failure of the handshake refuses the client
+        log.info("preview websocket handshake to port %s failed: %s", port, exc)
+        accepted = None
+    if accepted is None:
+        await channel.close()
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    await send({"type": "websocket.accept", "subprotocol": accepted.subprotocol})
+    await services.touch(sandbox)
+    upstream_task = asyncio.ensure_future(_ws_client_to_app(receive, conn, writer))
+    downstream_task = asyncio.ensure_future(_ws_app_to_client(conn, reader, writer, send))
+    try:
+        await asyncio.wait({upstream_task, downstream_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (upstream_task, downstream_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await channel.close()
+        await services.touch(sandbox)
+
+
+async def _handshake(
+    conn: WSConnection, reader: asyncio.StreamReader
+) -> ws.AcceptConnection | None:
+    while True:
+        data = await reader.read(CHUNK)
+        conn.receive_data(data or None)
+        for event in conn.events():
+            if isinstance(event, ws.AcceptConnection):
+                return event
+            if isinstance(event, ws.RejectConnection | ws.RejectData | ws.CloseConnection):
+                return None
+        if not data:
+            return None
+
+
+def _sendable_code(code: int | None) -> int:
+    if code is None or code in (1005, 1006, 1015) or not (1000 <= code <= 4999):
+        return 1000
+    return code
+
+
+async def _ws_client_to_app(
+    receive: Receive, conn: WSConnection, writer: asyncio.StreamWriter
+) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.receive":
+            if message.get("bytes") is not None:
+                out = conn.send(ws.BytesMessage(data=message["bytes"]))
+            else:
+                out = conn.send(ws.TextMessage(data=message.get("text") or ""))
+            writer.write(out)
+            await writer.drain()
+        elif message["type"] == "websocket.disconnect":
+            with contextlib.suppress(Exception):
+                writer.write(
+                    conn.send(ws.CloseConnection(code=_sendable_code(message.get("code"))))
+                )
+                await writer.drain()
+            return
+
+
+async def _ws_app_to_client(
+    conn: WSConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, send: Send
+) -> None:
+    text: list[str] = []
+    binary: list[bytes] = []
+    data = b"-"  # the handshake's read may have brought frames already: events first
+    while True:
+        for event in conn.events():
+            if isinstance(event, ws.TextMessage):
+                text.append(event.data)
+                if event.message_finished:
+                    await send({"type": "websocket.send", "text": "".join(text)})
+                    text.clear()
+            elif isinstance(event, ws.BytesMessage):
+                binary.append(bytes(event.data))
+                if event.message_finished:
+                    await send({"type": "websocket.send", "bytes": b"".join(binary)})
+                    binary.clear()
+            elif isinstance(event, ws.Ping):
+                writer.write(conn.send(event.response()))
+            elif isinstance(event, ws.CloseConnection):
+                with contextlib.suppress(Exception):
+                    writer.write(conn.send(event.response()))
+                await send({"type": "websocket.close", "code": _sendable_code(event.code)})
+                return
+        if not data:
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        data = await reader.read(CHUNK)
+        conn.receive_data(data or None)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;
+color:#222}}h1{{font-size:1.4em}}code{{background:#eee;padding:0 .2em}}</style></head>
+<body><h1>{title}</h1><p>{message}</p><p><small>Sandbox preview</small></p></body></html>
+"""
+
+
+async def _page(send: Send, status: int, title: str, message: str) -> None:
+    body = _PAGE.format(title=html.escape(title), message=html.escape(message)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"x-content-type-options", b"nosniff"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(scope: Scope, send: Send, status: int, title: str, message: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4000 + status})
+    else:
+        await _page(send, status, title, message)
+
+
+async def _redirect(send: Send, location: str, cookie: str | None = None) -> None:
+    headers = [
+        (b"location", location.encode("latin-1")),
+        (b"content-length", b"0"),
+        (b"cache-control", b"no-store"),
+    ]
+    if cookie:
+        headers.append((b"set-cookie", cookie.encode("latin-1")))
+    await send({"type": "http.response.start", "status": 302, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+# --------------------------------------------------------------------------- private ports
+
+
+def ide_origin(scheme: str, preview_port: int | None) -> str:
+    if settings.IDE_BASE_URL:
+        return settings.IDE_BASE_URL
+    return f"{scheme}://" + ports.Origin(scheme, preview_port).netloc("localhost")
+
+
+def _login_url(scope: Scope, host: str) -> str:
+    scheme = _http_scheme(scope)
+    _, port = split_host(host)
+    here = f"{scheme}://{host}{_upstream_target(scope, scope.get('raw_path') or b'')}"
+    return ide_origin(scheme, port) + "/preview-auth/?" + urlencode({"next": here})
+
+
+def _has_preview_cookie(scope: Scope, name: str) -> bool:
+    value = _cookies(scope).get(COOKIE_NAME)
+    if not value:
+        return False
+    try:
+        data = signing.loads(value, salt=COOKIE_SALT, max_age=settings.PREVIEW_COOKIE_MAX_AGE)
+    except signing.BadSignature:
+        return False
+    return isinstance(data, dict) and data.get("h") == name
+
+
+async def _accept_ticket(scope: Scope, send: Send, name: str) -> None:
+    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+    try:
+        data = signing.loads(query.get("ticket", [""])[0], salt=TICKET_SALT, max_age=TICKET_MAX_AGE)
+    except signing.BadSignature:
+        data = None
+    if not isinstance(data, dict) or data.get("h") != name:
+        await _page(
+            send,
+            403,
+            "Link expired",
+            "This sign-in link is not valid for this preview (or has expired). "
+            "Open the preview URL again.",
+        )
+        return
+    next_path = data.get("n") or "/"
+    if (
+        not isinstance(next_path, str)
+        or not next_path.startswith("/")
+        or next_path.startswith("//")
+    ):
+        next_path = "/"
+    cookie = SimpleCookie()
+    cookie[COOKIE_NAME] = signing.dumps({"h": name}, salt=COOKIE_SALT)
+    morsel = cookie[COOKIE_NAME]
+    morsel["path"] = "/"
+    morsel["max-age"] = settings.PREVIEW_COOKIE_MAX_AGE
+    morsel["httponly"] = True
+    morsel["samesite"] = "Lax"
+    if _http_scheme(scope) == "https":
+        morsel["secure"] = True
+    await _redirect(send, next_path, morsel.OutputString())
+
+
+async def preview_auth_view(request: HttpRequest) -> HttpResponse:
+    """``/preview-auth/?next=<preview URL>`` on the IDE origin: the owner's session
+    buys a one-minute ticket for that preview host, and the browser goes back."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    parts = urlsplit(request.GET.get("next", ""))
+    name, _ = split_host(parts.netloc)
+    target = parse_preview_host(name) if parts.scheme in ("http", "https") else None
+    exposed = await ports.find_exposed(target.sandbox_id, target.port) if target else None
+    if (
+        target is None
+        or exposed is None
+        or exposed.sandbox.owner_id != user.pk
+        or not hmac.compare_digest(exposed.token.encode(), target.token.encode())
+    ):
+        return HttpResponse(
+            _PAGE.format(
+                title="No preview here",
+                message="This preview does not exist or is not yours.",
+            ),
+            status=404,
+        )
+    path = parts.path or "/"
+    ticket = signing.dumps(
+        {"h": name, "n": path + ("?" + parts.query if parts.query else "")}, salt=TICKET_SALT
+    )
+    return HttpResponseRedirect(
+        f"{parts.scheme}://{parts.netloc}{AUTH_PATH}?{urlencode({'ticket': ticket})}"
+    )
+
+
+# --------------------------------------------------------------------------- path fallback
+
+
+async def _scope_user(scope: Scope) -> Any:
+    from sandboxes.api.auth import bearer_token, user_for_token
+
+    header = _header(scope, b"authorization")
+    if header:
+        token = bearer_token(header)
+        return (await user_for_token(token) if token else None) or AnonymousUser()
+    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+    key = _cookies(scope).get(settings.SESSION_COOKIE_NAME)
+    if not key:
+        if scope["type"] == "websocket" and query.get("token"):
+            return (await user_for_token(query["token"][0])) or AnonymousUser()
+        return AnonymousUser()
+
+    class _Request:
+        session = import_module(settings.SESSION_ENGINE).SessionStore(key)
+
+    return await aget_user(_Request())  # type: ignore[arg-type]
+
+
+_FALLBACK = re.compile(r"^/preview/(?P<id>[a-z0-9]{12})/(?P<port>[0-9]{1,5})(?P<rest>/.*)?$")
+
+
+async def _serve_fallback(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/preview/{id}/{port}/…`` on the IDE host, for the sandbox's owner only."""
+    match = _FALLBACK.match(scope["path"])
+    user = await _scope_user(scope)
+    exposed: ExposedPort | None = None
+    if match and user.is_authenticated:
+        exposed = await ports.find_exposed(match["id"], int(match["port"]))
+        if exposed is not None and exposed.sandbox.owner_id != user.pk:
+            exposed = None
+    if exposed is None or match is None:
+        if scope["type"] == "http" and not user.is_authenticated:
+            await _page(send, 401, "Log in first", "Path-based previews are for their owner.")
+        else:
+            await _refuse(scope, send, 404, "No preview here", "This port is not exposed.")
+        return
+    prefix = f"/preview/{match['id']}/{match['port']}"
+    raw = scope.get("raw_path") or scope["path"].encode()
+    rest = raw[len(prefix) :] or b"/"
+    if scope["type"] == "http" and not match["rest"]:
+        # /preview/id/port → /preview/id/port/ so the app's relative links resolve
+        await _redirect(send, prefix + "/")
+        return
+    upstream = _upstream_target(scope, rest)
+    if scope["type"] == "websocket":
+        query = scope.get("query_string") or b""
+        cleaned = [p for p in query.split(b"&") if not p.startswith(b"token=")]
+        upstream = _upstream_target({**scope, "query_string": b"&".join(cleaned)}, rest)
+    host = _header(scope, b"host")
+    await proxy(
+        scope,
+        receive,
+        send,
+        exposed.sandbox,
+        exposed.port,
+        upstream,
+        host,
+        drop_headers=frozenset({b"authorization"}),
+        extra_response_headers=[(b"content-security-policy", _FALLBACK_CSP)],
+    )
