@@ -85,7 +85,9 @@ def open_ide(account: Account) -> tuple[Page, ConsoleLog]:
     log = ConsoleLog(page)
     page.goto(f"/sandboxes/{account.sandbox_id}/")
     try:
-        expect(page.locator('.term-tab[data-terminal="t1"] .term-dot:not(.off)')).to_be_visible()
+        expect(page.locator('.term-tab[data-terminal="t1"] .term-dot:not(.off)')).to_be_visible(
+            timeout=60_000  # the machine may be busy: a cold start can take a while
+        )
     except AssertionError as exc:
         raise AssertionError(f"the IDE did not start; page errors: {log.errors}") from exc
     return page, log
@@ -341,6 +343,30 @@ def test_upload_by_drop_and_download(account: Account) -> None:
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
         assert any(n.endswith("index.html") for n in tar.getnames()), tar.getnames()
 
+    # Move by drag and drop onto a folder; rename; delete.
+    row.drag_to(page.locator('.tree-row[data-path="/workspace/site"]'))
+    expect(page.locator('.tree-row[data-path="/workspace/site/dropped.txt"]')).to_be_visible()
+    expect(row).to_have_count(0)
+    moved = account.api.get(
+        f"/sandboxes/{account.sandbox_id}/files/content",
+        params={"path": "/workspace/site/dropped.txt"},
+    )
+    assert moved.text == "uploaded by drag and drop\n"
+    page.locator('.tree-row[data-path="/workspace/picked.bin"]').click(button="right")
+    page.get_by_role("menuitem", name="Rename…").click()
+    page.fill("#prompt-input", "renamed.bin")
+    page.keyboard.press("Enter")
+    renamed = page.locator('.tree-row[data-path="/workspace/renamed.bin"]')
+    expect(renamed).to_be_visible()
+    renamed.click(button="right")
+    page.get_by_role("menuitem", name="Delete").click()
+    page.locator("#prompt-ok").click()
+    expect(renamed).to_have_count(0)
+    gone = account.api.get(
+        f"/sandboxes/{account.sandbox_id}/files/content", params={"path": "/workspace/renamed.bin"}
+    )
+    assert gone.status_code == 404
+
     # A file too large for the editor is offered as a download instead.
     big = account.api.post(
         f"/sandboxes/{account.sandbox_id}/exec",
@@ -352,7 +378,12 @@ def test_upload_by_drop_and_download(account: Account) -> None:
     expect(page.locator(".cm-editor[data-path='/workspace/big.txt']")).to_have_count(0)
 
     # A binary file opens read-only with a download offer, never in the editor.
-    page.locator('.tree-row[data-path="/workspace/picked.bin"]').click()
+    account.api.put(
+        f"/sandboxes/{account.sandbox_id}/files/content",
+        params={"path": "/workspace/blob.bin"},
+        content=b"\0\1\2",
+    ).raise_for_status()
+    page.locator('.tree-row[data-path="/workspace/blob.bin"]').click()
     expect(page.get_by_text("Binary file, 3 B: shown read-only.")).to_be_visible()
     assert not log.errors, log.errors
 
@@ -382,8 +413,19 @@ def test_palette_quick_open_and_themes(account: Account) -> None:
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
 
     page.set_viewport_size({"width": 820, "height": 1100})  # a tablet
+    expect(page.locator("#sidebar")).to_be_hidden()  # the side bar folds away
     shot(page, "ide-tablet-dark")
     expect(page.locator("#editor-area")).to_be_visible()
+    expect(page.locator("#preview")).to_be_visible()
+    page.locator("#toggle-sidebar").click()
+    expect(page.locator("#sidebar")).to_be_visible()  # ...and floats over the editor
+    shot(page, "ide-tablet-sidebar-dark")
+    site = page.locator('.tree-row[data-path="/workspace/site"]')
+    if site.get_attribute("aria-expanded") != "true":
+        site.click()
+    page.locator('.tree-row[data-path="/workspace/site/index.html"]').click()
+    expect(page.locator('.tab.active[data-path="/workspace/site/index.html"]')).to_be_visible()
+    expect(page.locator("#sidebar")).to_be_hidden()  # opening a file folds it again
     assert not log.errors, log.errors
 
 

@@ -257,7 +257,7 @@ export class Tree {
       if (this.openDirs.has(source)) { this.openDirs.delete(source); this.openDirs.add(destination); }
       this.forget(source);
       await this.refresh(dirname(source));
-      await this.refresh(dirname(destination));
+      await this.reveal(destination);
       status(`Moved ${basename(source)} to ${dirname(destination)}`);
     } catch (err) { toast(`Could not move ${basename(source)}: ${err.message}`, "error"); }
   }
@@ -430,10 +430,24 @@ export class Tree {
     if (event.type === "moved" && event.from) this.editors.renamed(event.from, event.path);
   }
 
+  // A hidden browser tab lets go of its watch stream (browsers allow only a few
+  // connections per host), and catches up when it is shown again.
+  async visible() {
+    if (!document.hidden) return;
+    await new Promise((resolve) => {
+      const on = () => { if (!document.hidden) { document.removeEventListener("visibilitychange", on); resolve(); } };
+      document.addEventListener("visibilitychange", on);
+    });
+    await this.refreshAll().catch(() => {});
+  }
+
   async watch() {
     let delay = 1000;
     for (;;) {
+      await this.visible();
       const controller = new AbortController();
+      const onHide = () => { if (document.hidden) controller.abort(); };
+      document.addEventListener("visibilitychange", onHide);
       try {
         const response = await raw("GET", this.sb.base + "/files/watch", {
           query: { path: ROOT, recursive: 1 }, headers: { Accept: "text/event-stream" }, signal: controller.signal,
@@ -448,8 +462,11 @@ export class Tree {
           this.poll();
           return;
         }
+      } finally {
+        document.removeEventListener("visibilitychange", onHide);
       }
       this.watching = false;
+      if (controller.signal.aborted) continue; // hidden: wait for the tab to come back
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 15000);
       await this.refreshAll().catch(() => {});
