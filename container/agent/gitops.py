@@ -91,7 +91,14 @@ class Call:
         """Environment for one git process (credentials only where they are needed)."""
         env = {
             "GIT_TERMINAL_PROMPT": "0",
-            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
+            "-o ConnectTimeout=30",
+            # A transfer slower than 1 KB/s for a minute is given up, not waited on forever.
+            "GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_0": "http.lowSpeedLimit",
+            "GIT_CONFIG_VALUE_0": "1000",
+            "GIT_CONFIG_KEY_1": "http.lowSpeedTime",
+            "GIT_CONFIG_VALUE_1": "60",
         }
         if not remote or not (self.username or self.password):
             yield env
@@ -107,10 +114,11 @@ class Call:
                     "GIT_ASKPASS": script,
                     "SANDBOX_GIT_USERNAME": self.username or "",
                     "SANDBOX_GIT_PASSWORD": self.password or "",
-                    # No credential helper may store what we pass.
-                    "GIT_CONFIG_COUNT": "1",
-                    "GIT_CONFIG_KEY_0": "credential.helper",
-                    "GIT_CONFIG_VALUE_0": "",
+                    # No credential helper may store what we pass (an empty value
+                    # resets the list of helpers).
+                    "GIT_CONFIG_COUNT": "3",
+                    "GIT_CONFIG_KEY_2": "credential.helper",
+                    "GIT_CONFIG_VALUE_2": "",
                 }
             )
             yield env

@@ -106,8 +106,12 @@ class LogStream:
     def tail(self) -> bytes:
         return bytes(self.buffer)
 
-    def close(self) -> None:
+    def close(self, remove: bool = False) -> None:
         if self.fd is not None:
+            if remove:  # the file, unless a newer process of the same pid owns it now
+                with contextlib.suppress(OSError):
+                    if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                        os.unlink(self.path)
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = None
@@ -176,11 +180,11 @@ class Process:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), timeout)
 
-    def forget(self) -> None:
+    def forget(self, remove_logs: bool = False) -> None:
         for task in self.tasks:
             task.cancel()
         for stream in self.streams.values():
-            stream.close()
+            stream.close(remove=remove_logs)
 
 
 PROCESSES: dict[int, Process] = {}
@@ -190,7 +194,7 @@ def _prune() -> None:
     exited = [p for p in PROCESSES.values() if p.finished]
     for process in exited[: max(0, len(exited) - KEEP_EXITED)]:
         PROCESSES.pop(process.pid, None)
-        process.forget()
+        process.forget(remove_logs=True)
 
 
 async def _lookup(pid: int, channel: Channel) -> Process | None:

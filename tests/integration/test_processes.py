@@ -145,6 +145,7 @@ def test_a_stalled_follower_blocks_neither_the_process_nor_others(
             if name == "stdout":
                 got += len(data["data"])
     assert got == size
+    run(api, shared_sandbox, f"rm -f /tmp/.sandbox-processes/{process['pid']}.*")
 
 
 def test_kill_with_signals(api: httpx.Client, shared_sandbox: dict) -> None:
@@ -339,3 +340,4 @@ def test_100mb_of_output_keeps_server_memory_flat(
     # the kept logs are only the tail
     tail = api.get(f"{base(shared_sandbox)}/{process['pid']}/logs").json()["stdout"]
     assert 0 < len(tail) <= 1024 * 1024 and set(tail) == {"x"}
+    run(api, shared_sandbox, f"rm -f /tmp/.sandbox-processes/{process['pid']}.*")

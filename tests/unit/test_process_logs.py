@@ -40,3 +40,13 @@ def test_a_reused_pid_starts_a_new_file(tmp_path: Path) -> None:
     assert old.read(0, 3) == (0, b"old")  # the old reader's memory is its own
     old.close()
     new.close()
+
+
+def test_forgetting_removes_only_its_own_file(tmp_path: Path) -> None:
+    path = tmp_path / "4.stdout"
+    old = LogStream(str(path), limit=100)
+    new = LogStream(str(path), limit=100)  # the pid was reused
+    old.close(remove=True)
+    assert path.exists()  # the newer process's file stays
+    new.close(remove=True)
+    assert not path.exists()
