@@ -466,3 +466,52 @@ def test_sync_client_is_generated_from_the_async_one() -> None:
     script = Path(__file__).resolve().parents[2] / "sdk" / "python" / "unasync.py"
     check = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+# -- examples ----------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "sdk" / "python" / "examples"
+
+
+def run_example(conn: dict[str, str], name: str, *args: str, cwd: Path) -> tuple[int, str, str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SANDBOX_IDE_URL": conn["url"], "SANDBOX_IDE_TOKEN": conn["token"]}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_example_ci_job(conn: dict[str, str], tmp_path: Path) -> None:
+    code, out, err = run_example(conn, "ci_job.py", "--sandbox", "ci-ok", cwd=tmp_path)
+    assert code == 0, err
+    assert "cloned /tmp/ci-origin.git at main" in out and "PASSED" in out
+    assert "Ran 2 tests" in err
+    code, out, err = run_example(
+        conn, "ci_job.py", "--sandbox", "ci-bad", "--test", "python3 -c 'exit(3)'", cwd=tmp_path
+    )
+    assert code == 3 and "FAILED" in out
+    assert {"ci-ok", "ci-bad"}.isdisjoint(s.name for s in Sandbox.list(**conn))  # cleaned up
+
+
+def test_example_data_analysis(conn: dict[str, str], tmp_path: Path) -> None:
+    code, out, err = run_example(conn, "data_analysis.py", "--out", "chart.png", cwd=tmp_path)
+    assert code == 0, err
+    assert "rows: 400" in out and "north" in out
+    assert (tmp_path / "chart.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_example_agent_tool(conn: dict[str, str], tmp_path: Path) -> None:
+    code, out, err = run_example(conn, "agent_tool.py", "--out", "charts", cwd=tmp_path)
+    assert code == 0, err
+    assert "(17, 440)" in out  # the text of a result
+    assert "[error] IndexError" in out  # the model sees its mistake
+    assert (tmp_path / "charts" / "call2-0.png").read_bytes().startswith(PNG_MAGIC)

@@ -43,6 +43,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     SandboxIDEError,
+    SandboxUnavailableError,
 )
 from .models import (
     CloneResult,
@@ -115,6 +116,7 @@ __all__ = [
     "Sandbox",
     "SandboxIDEError",
     "SandboxInfo",
+    "SandboxUnavailableError",
     "Sessions",
     "SessionInfo",
     "Terminal",

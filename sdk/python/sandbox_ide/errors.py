@@ -12,6 +12,7 @@
      ├── RateLimitError                429: a limit was reached
      ├── AgentError                    502: the sandbox's agent failed
      ├── EngineUnavailableError        503: the container engine is down
+     │    └── SandboxUnavailableError  503: this sandbox would not start
      ├── CommandTimeout                408, or a wait or a request ran out of time
      └── CommandFailed                 exec(check=True) saw a non-zero exit
 """
@@ -86,6 +87,13 @@ class EngineUnavailableError(SandboxIDEError):
     hint = "The server's container engine is down: ask its operator to start Docker."
 
 
+class SandboxUnavailableError(EngineUnavailableError):
+    """503 ``sandbox_unavailable``: this sandbox would not start (the message says why)."""
+
+    default_code = "sandbox_unavailable"
+    hint = ""
+
+
 class CommandTimeout(SandboxIDEError, TimeoutError):
     default_code = "timeout"
 
@@ -123,6 +131,8 @@ def from_response(status: int, body: Any, fallback: str = "") -> SandboxIDEError
         code = body["error"].get("code") or None
         message = body["error"].get("message") or message
     cls = BY_STATUS.get(status, SandboxIDEError)
+    if code == "sandbox_unavailable":
+        cls = SandboxUnavailableError
     return cls(message, code=code, status=status)
 
 
@@ -135,7 +145,7 @@ def from_event(data: Any) -> SandboxIDEError:
         "limit_reached": RateLimitError,
         "conflict": ConflictError,
         "engine_unavailable": EngineUnavailableError,
-        "sandbox_unavailable": EngineUnavailableError,
+        "sandbox_unavailable": SandboxUnavailableError,
         "agent_error": AgentError,
     }
     return by_code.get(code, SandboxIDEError)(message, code=code)
