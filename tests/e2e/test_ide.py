@@ -483,3 +483,42 @@ def test_panes_resize_and_remember(account: Account) -> None:
     page.locator("#toggle-sidebar").click()
     expect(sidebar).to_be_visible()
     assert not log.errors, log.errors
+
+
+def test_login_logout_and_token_revocation(account: Account, browser: Browser, server) -> None:  # type: ignore[no-untyped-def]
+    context = new_context(browser, server.url, theme="light")
+    page = context.new_page()
+    log = ConsoleLog(page)
+    try:
+        page.goto("/accounts/login/")
+        page.fill("input[name=username]", account.username)
+        page.fill("input[name=password]", "not the password")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("alert")).to_contain_text("correct username and password")
+        page.fill("input[name=password]", PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator('[data-sandbox="e2e-box"]')).to_be_visible()
+
+        page.get_by_role("link", name="Account").click()
+        page.fill("input[name=name]", "temporary")
+        page.get_by_role("button", name="Create token").click()
+        token = page.get_by_test_id("new-token").inner_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(server.url + "/api/v1/sandboxes", headers=headers).status_code == 200
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("row", name=re.compile("temporary")).get_by_role(
+            "button", name="Revoke"
+        ).click()
+        expect(page.get_by_text("revoked")).to_be_visible()
+        revoked = httpx.get(server.url + "/api/v1/sandboxes", headers=headers)
+        assert revoked.status_code == 401
+        assert revoked.json()["error"]["code"] == "invalid_token"
+        shot(page, "account-light")
+
+        page.get_by_test_id("logout").click()
+        expect(page).to_have_url(re.compile(r"/accounts/login/"))
+        page.goto("/")
+        expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/"))
+        assert not log.errors, log.errors
+    finally:
+        context.close()
