@@ -181,6 +181,27 @@ def test_async_client_has_the_same_surface(conn: dict[str, str], sb: Sandbox) ->
             assert sb.id in {i.id for i in infos}
             with pytest.raises(NotFoundError):
                 await asb.files.read("async/missing.txt")
+            async with asb.terminal("async-term") as term:
+                await term.send("echo $((7*6))\n")
+                assert b"42" in await term.expect(re.compile(rb"\b42\b"), timeout=20)
+                await term.resize(90, 20)
+                await term.send("stty size\n")
+                await term.expect("20 90", timeout=20)
+            await asb.terminals.kill("async-term")
+            proc = await asb.processes.start("sleep 0.3; echo async-ready; sleep 60")
+            assert await asb.processes.wait_for_log(proc.pid, "async-r") == "async-ready"
+            await asb.processes.kill(proc.pid)
+            await asb.files.mkdir("async/watched")
+
+            async def touch() -> None:
+                await asyncio.sleep(1)
+                await asb.exec("touch async/watched/x")
+
+            task = asyncio.create_task(touch())
+            async for event in asb.files.watch("async/watched", timeout=10):
+                if event.path.endswith("/x"):
+                    break
+            await task
 
     asyncio.run(scenario())
 
