@@ -74,10 +74,14 @@ class LogStream:
         self.buffer = bytearray()
         self.start = 0
         self.end = 0
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a reused pid: followers of the old file keep their fd
-        self.fd: int | None = os.open(path, os.O_CREAT | os.O_RDWR | os.O_APPEND, 0o600)
-        self.disk_ok = True
+        self.fd: int | None = None
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # a reused pid: followers of the old file keep their fd
+            self.fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_APPEND, 0o600)
+        except OSError:
+            pass  # no room on disk (or no /tmp): memory keeps the tail all the same
+        self.disk_ok = self.fd is not None
 
     def append(self, data: bytes) -> None:
         if self.fd is not None and self.disk_ok:
@@ -246,7 +250,8 @@ async def handle_start(request: Message, channel: Channel) -> None:
         )
         return
     limit = min(request.log_buffer, MAX_BUFFER) if request.log_buffer > 0 else DEFAULT_BUFFER
-    os.makedirs(LOG_DIR, mode=0o700, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.makedirs(LOG_DIR, mode=0o700, exist_ok=True)
     try:
         proc = await execs.spawn(
             argv, cwd, execs.child_env(request.env), asyncio.subprocess.DEVNULL

@@ -136,12 +136,20 @@ def test_clone_status_diff_add_commit_log_push_pull(
     assert log[0]["parents"] == [repo["main"]]
     assert ok(git_get(api, shared_sandbox, "status", path=path))["ahead"] == 1
 
-    # no identity configured in the sandbox: the default one commits
+    # no identity given or configured by the user: the sandbox's default commits
     ok(git_post(api, shared_sandbox, "add", path=path))  # everything: the deletion too
     default = ok(git_post(api, shared_sandbox, "commit", path=path, message="Remove gone.txt"))
     first = ok(git_get(api, shared_sandbox, "log", path=path, limit=1))["commits"][0]
     assert first["commit"] == default["commit"]
     assert (first["author_name"], first["author_email"]) == ("Sandbox User", "sandbox@localhost")
+    # ... in a terminal too
+    shell = sh(
+        api,
+        shared_sandbox,
+        "cd $(mktemp -d) && git init -q && git commit -q --allow-empty -m t "
+        "&& git log -1 --format=%ae",
+    )
+    assert shell["stdout"] == "sandbox@localhost\n", shell["stderr"]
 
     pushed = ok(git_post(api, shared_sandbox, "push", path=path))
     assert pushed["commit"] == default["commit"]

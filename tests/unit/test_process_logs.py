@@ -50,3 +50,11 @@ def test_forgetting_removes_only_its_own_file(tmp_path: Path) -> None:
     assert path.exists()  # the newer process's file stays
     new.close(remove=True)
     assert not path.exists()
+
+
+def test_no_disk_means_memory_only(tmp_path: Path) -> None:
+    stream = LogStream(str(tmp_path / "missing-dir" / "5.stdout"), limit=4)
+    assert stream.disk_ok is False
+    stream.append(b"abcdef")
+    assert stream.tail() == b"cdef" and stream.read(0) == (2, b"cdef")
+    stream.close(remove=True)
