@@ -1,19 +1,16 @@
-"""Flow control between Daphne and the application, for large bodies both ways.
+"""Request bodies for Daphne: streamed to the application, never held in memory.
 
-Daphne (4.2, on Twisted) has three habits that hold a whole body in the server's
-memory, which a file upload or download of a gigabyte must never do:
+Daphne (4.2, on Twisted) has two habits that hold a whole request body in the
+server's memory, which a file upload of a gigabyte must never do:
 
 1. Twisted parses every ``multipart/form-data`` POST body into memory (for
    ``request.args``, which Daphne never uses).
-2. Once a request body has arrived (Twisted keeps a large one in a temporary file),
-   Daphne reads it *all* into the application's queue at once.
-3. Response bodies are written to the socket with no backpressure: whatever the
-   application sends while the client is slower piles up in Twisted's buffer.
+2. Once a body has arrived (Twisted keeps a large one in a temporary file), Daphne
+   reads it *all* into the application's queue at once.
 
-``install()`` turns off (1); ``wrap(app)`` fixes (2) by hiding a large body from
-Daphne and handing it to the application chunk by chunk from Twisted's temporary
-file as the application asks, and (3) by registering a push producer on the
-request, so that ``send()`` of a body chunk waits while the socket's buffer is full.
+``install()`` turns off (1); ``wrap(app)`` fixes (2): a large body is hidden from
+Daphne and handed to the application chunk by chunk from Twisted's temporary file,
+as the application asks for it. (Responses get their backpressure in ide/server.py.)
 
 Everything is guarded: with another server (or a Daphne whose internals changed)
 ``wrap`` passes the application through unchanged.
@@ -21,15 +18,10 @@ Everything is guarded: with another server (or a Daphne whose internals changed)
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
-import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -93,31 +85,11 @@ def install() -> bool:
     return True
 
 
-class _Producer:
-    """A Twisted push producer whose pause state an asyncio task can wait on."""
-
-    def __init__(self) -> None:
-        self._resumed = asyncio.Event()
-        self._resumed.set()
-
-    def pauseProducing(self) -> None:  # noqa: N802 - Twisted's interface
-        self._resumed.clear()
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        self._resumed.set()
-
-    def stopProducing(self) -> None:  # noqa: N802
-        self._resumed.set()
-
-    async def wait(self) -> None:
-        await self._resumed.wait()
-
-
 def _daphne_request(send: Send) -> Any:
     """The Daphne request behind ``send`` (``partial(server.handle_reply, request)``)."""
     args = getattr(send, "args", ())
     request = args[0] if args else None
-    if request is None or not hasattr(request, "registerProducer"):
+    if request is None or not hasattr(request, "requestHeaders"):
         return None
     return request
 
@@ -148,7 +120,7 @@ def _lazy_receive(receive: Receive, body: io.IOBase) -> Receive:
 
 
 def wrap(app: App) -> App:
-    """The ASGI application with request bodies fed lazily and responses paced."""
+    """The ASGI application, with large request bodies fed to it lazily."""
     if not install():
         return app
 
@@ -160,31 +132,6 @@ def wrap(app: App) -> App:
         if body is not None:
             body.seek(0)
             receive = _lazy_receive(receive, body)
-        producer = _Producer()
-        registered = False
-
-        async def paced_send(message: Message) -> None:
-            nonlocal registered
-            more = message.get("type") == "http.response.body" and message.get("more_body")
-            if more and not registered:
-                with contextlib.suppress(Exception):
-                    request.registerProducer(producer, True)
-                    registered = True
-                    if getattr(request.channel, "_waitingForTransport", False):
-                        producer.pauseProducing()
-            elif message.get("type") == "http.response.body" and not more and registered:
-                with contextlib.suppress(Exception):
-                    request.unregisterProducer()
-                registered = False
-            await send(message)
-            if more and registered:
-                await producer.wait()
-
-        try:
-            await app(scope, receive, paced_send)
-        finally:
-            if registered:
-                with contextlib.suppress(Exception):
-                    request.unregisterProducer()
+        await app(scope, receive, send)
 
     return flow

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import queue
+import socket
 import tarfile
 import threading
 import time
@@ -470,6 +471,7 @@ class EventReader:
     def _run(self, sandbox: dict, params: dict) -> None:
         try:
             with self.client.stream("GET", files_url(sandbox, "/watch"), params=params) as response:
+                self.response = response
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
                 buffer = b""
@@ -508,8 +510,12 @@ class EventReader:
         return seen
 
     def close(self) -> None:
-        self.client.close()
+        """Hang up (as a browser tab closing would) and wait for the reader to end."""
+        stream = self.response.extensions["network_stream"]
+        stream.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
         self._thread.join(10)
+        assert not self._thread.is_alive()
+        self.client.close()
 
 
 def has(events: list[dict], kind: str, path: str, **extra: object) -> bool:
@@ -567,6 +573,12 @@ def test_watch_options_and_errors(
     assert has(all_events, "create", f"{workdir}/node_modules/m.js")
     missing = api.get(files_url(shared_sandbox, "/watch"), params={"path": f"{workdir}/none"})
     error(missing, 404, "not_found")
+    # the clients hung up: the agent lets go of its inotify instances
+    count = "find /proc/[0-9]*/fd -lname 'anon_inode:inotify' 2>/dev/null | wc -l"
+    deadline = time.monotonic() + 10
+    while run(api, shared_sandbox, count)["stdout"].strip() != "0":
+        assert time.monotonic() < deadline, "the watches outlived their clients"
+        time.sleep(0.2)
 
 
 # --------------------------------------------------------------------- memory
