@@ -175,6 +175,22 @@ def test_create_edit_and_save_a_file(account: Account) -> None:
     shot(page, "ide-editor-run-dark")
     assert not log.errors, log.errors
 
+    # Unsaved work: leaving the page asks first.
+    editor.click()
+    page.keyboard.press("End")
+    page.keyboard.type("  # not saved")
+    expect(tab).to_have_class(re.compile("is-dirty"))
+    dialogs: list[str] = []
+
+    def on_dialog(dialog) -> None:  # type: ignore[no-untyped-def]
+        dialogs.append(dialog.type)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.close(run_before_unload=True)
+    page.wait_for_timeout(500)
+    assert dialogs == ["beforeunload"]
+
 
 def test_terminal_output_survives_a_reload(account: Account) -> None:
     page, log = open_ide(account)

@@ -10,6 +10,9 @@ const RUNNERS = {
   py: ["python3", "-u"], js: ["node"], mjs: ["node"], cjs: ["node"], sh: ["bash"], bash: ["bash"],
 };
 
+// Colours and cursor moves are for terminals; the output panel shows plain text.
+const ANSI = /\x1b\[[0-9;?]*[ -\/]*[@-~]|\x1b\][^\x07]*(\x07|\x1b\\)/g;
+
 export function runnerFor(path) {
   const ext = (path || "").split(".").pop().toLowerCase();
   return RUNNERS[ext] || null;
@@ -40,6 +43,7 @@ export class Runner {
   }
 
   append(text, cls) {
+    text = text.replace(ANSI, "");
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     const last = this.log.lastChild;
     if (last && last.className === (cls || "") && last.textContent.length < 100000) last.append(text);

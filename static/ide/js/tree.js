@@ -5,6 +5,7 @@ import { ApiError, basename, dirname, h, joinPath, raw, readSSE } from "./api.js
 import { confirmDialog, contextMenu, download, prompt, status, toast } from "./ui.js";
 
 export const ROOT = "/workspace";
+const PAGE = 500;
 const DRAG_TYPE = "application/x-sandbox-path";
 
 // File-type badges: short text in a colour per language (no icon font needed).
@@ -95,6 +96,10 @@ export class Tree {
       if (p !== node.path && dirname(p) === node.path && !keep.has(p)) this.forget(p);
     }
     const rows = [];
+    // Huge folders (node_modules...) render in pages so the page never freezes.
+    const limit = node.showAll ? entries.length : PAGE;
+    const hidden = entries.length - limit;
+    if (hidden > 0) entries = entries.slice(0, limit);
     for (const entry of entries) {
       const path = entry.path || joinPath(node.path, entry.name);
       let child = this.nodes.get(path);
@@ -105,6 +110,12 @@ export class Tree {
       }
       rows.push(child.row);
       if (child.children) rows.push(child.children);
+    }
+    if (hidden > 0) {
+      const more = h("div.tree-empty.tree-more", { style: `padding-left:${22 + (node.depth + 1) * 14}px`, role: "button", tabindex: "0" },
+        `${hidden} more items: show all`);
+      more.addEventListener("click", () => { node.showAll = true; this.loadDir(node); });
+      rows.push(more);
     }
     if (!entries.length) {
       rows.push(h("div.tree-empty", { style: `padding-left:${22 + (node.depth + 1) * 14}px` },
