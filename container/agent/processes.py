@@ -159,7 +159,10 @@ class Process:
         code = await self.proc.exited()
         self.exited_at = _now()
         if code < 0:
-            self.signal = signal.Signals(-code).name
+            try:
+                self.signal = signal.Signals(-code).name
+            except ValueError:  # a real-time signal has no name of its own
+                self.signal = f"SIG{-code}"
             code = 128 - code
         self.exit_code = code
         await self._notify()

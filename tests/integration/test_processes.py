@@ -169,6 +169,12 @@ def test_kill_with_signals(api: httpx.Client, shared_sandbox: dict) -> None:
     assert kill.status_code == 204
     done = wait_exited(api, shared_sandbox, stubborn["pid"])
     assert done["exit_code"] == 128 + 9 and done["signal"] == "SIGKILL"
+    # a real-time signal (no name of its own) from elsewhere still ends it cleanly
+    realtime = start(api, shared_sandbox, command=["sleep", "300"])
+    run(api, shared_sandbox, f"kill -40 {realtime['pid']}")
+    done = wait_exited(api, shared_sandbox, realtime["pid"])
+    assert done["status"] == "exited" and done["exit_code"] == 128 + 40
+    assert done["signal"] == "SIG40"
     # signalling an exited process is harmless
     assert api.delete(f"{base(shared_sandbox)}/{stubborn['pid']}").status_code == 204
 
