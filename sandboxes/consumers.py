@@ -70,7 +70,8 @@ class _SandboxConsumer(AsyncWebsocketConsumer):
     async def fail(self, exc: SandboxError) -> None:
         with contextlib.suppress(Exception):
             await self.send(text_data=json.dumps(terminals.error_event(exc)))
-            await self.close(code=close_code(exc))
+            reason = exc.message.encode()[:120].decode(errors="ignore")
+            await self.close(code=close_code(exc), reason=reason)
 
     async def disconnect(self, code: int) -> None:
         if self.relay is not None:
@@ -100,8 +101,7 @@ class TerminalConsumer(_SandboxConsumer):
         assert self.session is not None  # noqa: S101 - set in connect
         try:
             await self.session.open()
-            await self.session.relay_outgoing(self.output())
-            await self.close(code=1000)
+            await self.close(code=await self.session.relay_outgoing(self.output()))
         except SandboxError as exc:
             await self.fail(exc)
         finally:
@@ -179,7 +179,7 @@ def parse_exec(text: str | None) -> services.ExecRequest:
         message = str(exc).splitlines()
         if isinstance(exc, ValidationError) and exc.errors():
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+            where = str(first["loc"][0]) if first.get("loc") else "body"
             message = [f"{where}: {first.get('msg', 'is invalid')}"]
         raise BadRequest(f"Invalid exec request: {message[0]}") from None
     return services.ExecRequest(

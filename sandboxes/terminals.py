@@ -233,9 +233,9 @@ class TerminalSession:
         except (ConnectionError, OSError):
             pass  # the relay notices the broken connection and reports it
 
-    async def relay_outgoing(self, out: WebSocketOut) -> None:
+    async def relay_outgoing(self, out: WebSocketOut) -> int:
         """Output and events until the shell exits (an ``exit`` event) or the agent
-        connection ends (an ``error`` event)."""
+        connection ends (an ``error`` event); returns the WebSocket close code."""
         channel = self._channel
         if channel is None:
             raise RuntimeError("open() the session first")
@@ -254,7 +254,7 @@ class TerminalSession:
                             "(did it stop or go to sleep?). Reconnect to re-attach.",
                         }
                     )
-                return
+                return 4000 + AgentError.status
             kind, payload = frame
             if kind == Kind.DATA:
                 await out.data(payload)
@@ -265,13 +265,13 @@ class TerminalSession:
             message = decode_message(payload)
             if isinstance(message, Exit):
                 await out.event({"type": "exit", "exit_code": message.exit_code})
-                return
+                return 1000
             if isinstance(message, TerminalLagged):
                 await out.event({"type": "lagged", "skipped": message.skipped})
             elif isinstance(message, Error):
                 error = from_agent(message.code, message.message)
-                await out.event({"type": "error", "code": error.code, "message": error.message})
-                return
+                await out.event(error_event(error))
+                return 4000 + error.status
 
     async def close(self) -> None:
         self._closed = True

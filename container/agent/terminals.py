@@ -486,6 +486,8 @@ async def _get_or_create(request: TerminalAttach) -> tuple[Terminal, bool] | Err
             if request.idle_timeout is not None:
                 terminal.idle_timeout = float(request.idle_timeout)
             return terminal, False
+        if request.readonly:  # a watcher joins a shell; it does not start one
+            return Error(code="not_found", message=f"no terminal named {request.name!r} to watch")
         if len(TERMINALS) >= MAX_TERMINALS:
             return Error(
                 code="limit_reached",

@@ -299,10 +299,11 @@ def test_exec_over_websocket(server: LiveServer, shared_sandbox: dict) -> None:
 
 
 def test_a_slow_watcher_does_not_slow_the_typist(server: LiveServer, shared_sandbox: dict) -> None:
-    with open_terminal(
-        server, shared_sandbox, "fanout", "&readonly=1", close_timeout=2
-    ) as stalled:  # reads nothing while the typist works
-        with open_terminal(server, shared_sandbox, "fanout") as ws:
+    with open_terminal(server, shared_sandbox, "fanout") as ws:
+        Screen(ws).until(b"$ ")
+        with open_terminal(
+            server, shared_sandbox, "fanout", "&readonly=1", close_timeout=2
+        ) as stalled:  # reads nothing while the typist works
             ws.send(b"head -c 20000000 /dev/zero | tr '\\0' y | fold -w 100; echo fin-$((5*5))\n")
             deadline = time.monotonic() + 90
             tail = b""
@@ -310,14 +311,23 @@ def test_a_slow_watcher_does_not_slow_the_typist(server: LiveServer, shared_sand
                 message = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
                 if isinstance(message, bytes):
                     tail = tail[-200:] + message
-        # The watcher gets what fitted in its queue, then is told what it missed.
-        received = 0
-        while True:
-            message = stalled.recv(timeout=30)
-            if isinstance(message, bytes):
-                received += len(message)
-                continue
-            event = json.loads(message)
-            assert event["type"] == "lagged" and event["skipped"] > 1_000_000
-            break
-        assert received < 10_000_000
+            # The watcher gets what fitted in its queue, then is told what it missed.
+            received = 0
+            while True:
+                message = stalled.recv(timeout=30)
+                if isinstance(message, bytes):
+                    received += len(message)
+                    continue
+                event = json.loads(message)
+                assert event["type"] == "lagged" and event["skipped"] > 1_000_000
+                break
+            assert received < 10_000_000
+
+
+def test_a_watcher_cannot_start_a_shell(server: LiveServer, shared_sandbox: dict) -> None:
+    with open_terminal(server, shared_sandbox, "nobody-here", "&readonly=1") as ws:
+        event = Screen(ws).event()
+        assert event["type"] == "error" and event["code"] == "not_found"
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == 4404

@@ -214,6 +214,18 @@ async def test_two_clients_and_readonly(alice: dict[str, Any]) -> None:
     await watcher.disconnect()
 
 
+async def test_readonly_attach_does_not_create_a_terminal(alice: dict[str, Any]) -> None:
+    ws = await connect(alice, "ghost", "&readonly=1")
+    event = await next_event(ws)
+    assert event["type"] == "error" and event["code"] == "not_found"
+    assert await ws.receive_output(5) == {
+        "type": "websocket.close",
+        "code": 4404,
+        "reason": "no terminal named 'ghost' to watch",
+    }
+    assert "ghost" not in agent_terminals.TERMINALS
+
+
 async def agent_attach(path: str, name: str) -> Channel:
     """A raw agent connection, as the host opens one (for flow control tests: the
     test communicator's own queue is unbounded, so it never pushes back)."""
@@ -356,4 +368,5 @@ async def test_exec_stream(alice: dict[str, Any]) -> None:
     error = await next_event(bad)
     assert error["type"] == "error" and error["code"] == "bad_request"
     assert "command" in error["message"]
-    assert await bad.receive_output(5) == {"type": "websocket.close", "code": 4400}
+    closed = await bad.receive_output(5)
+    assert closed["type"] == "websocket.close" and closed["code"] == 4400
