@@ -6,6 +6,8 @@ download, a terminal flood) would grow the server's memory without bound. Here
 ``send`` does not return while the connection's unsent buffer is above a high-water
 mark, so the app - and through the agent socket, the program in the sandbox - waits
 for the slow client instead.
+
+The same process also runs the sandbox reaper (sleep after idle, orphan clean-up).
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ def unsent_bytes(protocol: Any) -> int:
 
 
 class FlowControlServer(Server):
+    def run(self) -> None:
+        from twisted.internet import reactor
+
+        reactor.callWhenRunning(self._start_background_tasks)  # type: ignore[attr-defined]
+        super().run()
+
+    def _start_background_tasks(self) -> None:
+        """The sandbox reaper runs in the server process: no extra command to start."""
+        from django.conf import settings
+
+        if settings.SANDBOX_REAPER:
+            from sandboxes.reaper import run_forever
+
+            self._reaper = asyncio.ensure_future(run_forever())
+
     async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
         await super().handle_reply(protocol, message)
         delay = 0.001

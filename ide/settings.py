@@ -158,6 +158,13 @@ EXEC_MAX_TIMEOUT = env_float("EXEC_MAX_TIMEOUT", 24 * 3600.0, minimum=1.0)
 API_MAX_JSON_BODY = env_bytes("API_MAX_JSON_BODY", "4m")
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_JSON_BODY
 
+# --------------------------------------------------------------------- preview URLs (issue 5)
+# The IDE's own origin, where private previews send the browser to check the login,
+# e.g. "https://ide.example.com". Empty: http://localhost:<the preview request's port>.
+IDE_BASE_URL = env_str("IDE_BASE_URL", "").rstrip("/")
+# How long the cookie that opens a private preview lasts (seconds).
+PREVIEW_COOKIE_MAX_AGE = env_int("PREVIEW_COOKIE_MAX_AGE", 12 * 3600, minimum=60)
+
 # --------------------------------------------------------------------- terminals (issue 4)
 # A terminal with no client attached for this long (seconds) ends; clients may ask
 # for less with ?idle_timeout=.
@@ -175,9 +182,14 @@ FILES_MAX_UPLOAD = env_bytes("FILES_MAX_UPLOAD", "2g")
 # all of it is also appended to files in the sandbox (/tmp/.sandbox-processes).
 PROCESS_LOG_BUFFER = env_bytes("PROCESS_LOG_BUFFER", "1m")
 
-# --------------------------------------------------------------------- preview URLs (issue 5)
-# The IDE's own origin, where private previews send the browser to check the login,
-# e.g. "https://ide.example.com". Empty: http://localhost:<the preview request's port>.
-IDE_BASE_URL = env_str("IDE_BASE_URL", "").rstrip("/")
-# How long the cookie that opens a private preview lasts (seconds).
-PREVIEW_COOKIE_MAX_AGE = env_int("PREVIEW_COOKIE_MAX_AGE", 12 * 3600, minimum=60)
+# ------------------------------------------------------------------ lifecycle (issue 8)
+# The reaper runs inside every server process (several may run; claims are atomic).
+SANDBOX_REAPER = env_bool("SANDBOX_REAPER", True)
+SANDBOX_REAP_INTERVAL = env_float("SANDBOX_REAP_INTERVAL", 10.0, minimum=0.1)
+# A sandbox idle for sleep_after seconds is paused; after this many more, stopped.
+SANDBOX_STOP_AFTER = env_int("SANDBOX_STOP_AFTER", 3600)
+# A labelled container with no database row is removed once it is this old.
+SANDBOX_ORPHAN_GRACE = env_int("SANDBOX_ORPHAN_GRACE", 600)
+SANDBOX_BLOCK_PRIVATE_NETWORKS = env_bool("SANDBOX_BLOCK_PRIVATE_NETWORKS", True)
+SANDBOX_MAX_PER_USER = env_int("SANDBOX_MAX_PER_USER", 20, minimum=1)
+SANDBOX_MAX_EXECS = env_int("SANDBOX_MAX_EXECS", 32, minimum=1)

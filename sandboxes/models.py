@@ -37,6 +37,10 @@ class Sandbox(models.Model):
     template = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTING)
     status_detail = models.TextField(blank=True, default="")
+    # While sleeping: "paused" (memory kept, fast wake) or "stopped" (memory freed).
+    sleep_tier = models.CharField(max_length=8, blank=True, default="")
+    # "all" (default) or "none": no network at all, only the agent's socket.
+    egress = models.CharField(max_length=8, default="all")
     env = models.JSONField(default=dict, blank=True)
     sleep_after = models.PositiveIntegerField(default=600)
     keep_alive = models.BooleanField(default=False)

@@ -123,7 +123,7 @@ async def unexpose(sandbox: Sandbox, port: int) -> None:
 async def find_exposed(sandbox_id: str, port: int) -> ExposedPort | None:
     """The exposure a preview host names, with its sandbox (one query)."""
     return (
-        await ExposedPort.objects.select_related("sandbox", "sandbox__owner")
+        await ExposedPort.objects.select_related("sandbox")
         .filter(sandbox_id=sandbox_id, port=port)
         .afirst()
     )

@@ -7,7 +7,7 @@ turns API calls into agent requests and agent answers into plain data.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +123,9 @@ class LogEvent:
     process: dict[str, Any] | None = None
 
 
-async def follow_logs(sandbox: Sandbox, pid: int, follow: bool = True) -> AsyncIterator[LogEvent]:
+async def follow_logs(
+    sandbox: Sandbox, pid: int, follow: bool = True
+) -> AsyncGenerator[LogEvent, None]:
     """The process's output kept so far, then (``follow``) as it is written; last an
     ``exit`` event with the process. Each chunk is read from the agent only when the
     consumer asks for it: a slow client slows only its own stream."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 from weakref import WeakValueDictionary
 
 from django.conf import settings
@@ -26,7 +27,13 @@ from django.utils import timezone
 from container.agent.protocol import Channel, Exec, Message
 from sandboxes.agent.client import AgentClient, AgentUnreachable, ExecEvent, receive_message
 from sandboxes.backends import SandboxSpec, get_backend
-from sandboxes.errors import BadRequest, NotFound, SandboxError, SandboxUnavailable
+from sandboxes.errors import (
+    BadRequest,
+    LimitReached,
+    NotFound,
+    SandboxError,
+    SandboxUnavailable,
+)
 from sandboxes.images import image_tag
 from sandboxes.models import Sandbox
 
@@ -77,6 +84,7 @@ class SandboxSettings:
     env: dict[str, str] = field(default_factory=dict)
     sleep_after: int | None = None
     keep_alive: bool = False
+    egress: str = "all"
 
 
 async def get_or_create_sandbox(
@@ -91,6 +99,16 @@ async def get_or_create_sandbox(
     sleep_after = (
         settings.SANDBOX_DEFAULT_SLEEP_AFTER if options.sleep_after is None else options.sleep_after
     )
+    count = await Sandbox.objects.filter(owner=user).acount()
+    if (
+        count >= settings.SANDBOX_MAX_PER_USER
+        and not await Sandbox.objects.filter(owner=user, name=options.name).aexists()
+    ):
+        raise LimitReached(
+            f"You have {count} sandboxes, the most allowed (SANDBOX_MAX_PER_USER); "
+            "delete one first.",
+            code="too_many_sandboxes",
+        )
     try:
         sandbox = await Sandbox.objects.acreate(
             owner=user,
@@ -99,6 +117,7 @@ async def get_or_create_sandbox(
             env=options.env,
             sleep_after=sleep_after,
             keep_alive=options.keep_alive,
+            egress=options.egress,
             image=image_tag(),
         )
         created = True
@@ -125,14 +144,43 @@ async def destroy_sandbox(sandbox: Sandbox) -> None:
         await sandbox.adelete()
 
 
-async def sleep_sandbox(sandbox: Sandbox) -> Sandbox:
-    """Stop the container now; /workspace and the container filesystem are kept."""
+SleepTier = Literal["pause", "stop"]
+
+
+async def sleep_sandbox(
+    sandbox: Sandbox, tier: SleepTier = "pause", *, idle_since: datetime | None = None
+) -> bool:
+    """Put the sandbox to sleep; /workspace and the container filesystem are kept.
+
+    ``pause`` freezes its processes with their memory (waking takes milliseconds);
+    ``stop`` frees the memory (waking restarts the container). With ``idle_since``
+    (the reaper) it only sleeps if nobody touched it since: several server processes
+    may reap at once and exactly one wins. Returns whether it went to sleep.
+    """
     async with _lock(sandbox.id):
         await sandbox.arefresh_from_db()
+        if idle_since is not None and sandbox.last_active_at != idle_since:
+            return False
+        if tier == "pause" and sandbox.sleep_tier == "stopped":
+            return False
+        target = "paused" if tier == "pause" else "stopped"
+        claimed = await Sandbox.objects.filter(
+            pk=sandbox.pk, last_active_at=sandbox.last_active_at, status=sandbox.status
+        ).aupdate(status=Sandbox.Status.SLEEPING, sleep_tier=target, status_detail="")
+        if not claimed:
+            return False
+        sandbox.status, sandbox.sleep_tier, sandbox.status_detail = (
+            Sandbox.Status.SLEEPING,
+            target,
+            "",
+        )
         if sandbox.backend_state:
-            await get_backend().stop(sandbox.backend_state)
-        await _set_status(sandbox, Sandbox.Status.SLEEPING)
-    return sandbox
+            backend = get_backend()
+            if tier == "pause":
+                await backend.pause(sandbox.backend_state)
+            else:
+                await backend.stop(sandbox.backend_state)
+    return True
 
 
 async def ensure_running(sandbox: Sandbox) -> AgentClient:
@@ -171,6 +219,7 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
             raise
         if sandbox.status != Sandbox.Status.RUNNING or sandbox.status_detail != detail:
             await _set_status(sandbox, Sandbox.Status.RUNNING, detail)
+        await touch(sandbox)
         return client
 
 
@@ -180,6 +229,7 @@ async def _provision(sandbox: Sandbox) -> None:
         owner_id=sandbox.owner_id,
         image=sandbox.image or image_tag(),
         env=dict(sandbox.env),
+        egress=sandbox.egress,
     )
     sandbox.backend_state = await get_backend().create(spec)
     await sandbox.asave(update_fields=["backend_state"])
@@ -188,13 +238,19 @@ async def _provision(sandbox: Sandbox) -> None:
 async def _set_status(sandbox: Sandbox, status: str, detail: str = "") -> None:
     sandbox.status = status
     sandbox.status_detail = detail
-    await Sandbox.objects.filter(pk=sandbox.pk).aupdate(status=status, status_detail=detail)
+    sandbox.sleep_tier = ""
+    await Sandbox.objects.filter(pk=sandbox.pk).aupdate(
+        status=status, status_detail=detail, sleep_tier=""
+    )
 
 
 async def touch(sandbox: Sandbox) -> None:
     """Record activity (postpones sleep); written at most every ACTIVITY_RESOLUTION."""
     now = timezone.now()
-    if now - sandbox.last_active_at >= ACTIVITY_RESOLUTION:
+    resolution = ACTIVITY_RESOLUTION
+    if sandbox.sleep_after:
+        resolution = min(resolution, timedelta(seconds=sandbox.sleep_after / 4))
+    if now - sandbox.last_active_at >= resolution:
         sandbox.last_active_at = now
         await Sandbox.objects.filter(pk=sandbox.pk).aupdate(last_active_at=now)
 
@@ -257,27 +313,68 @@ class ExecRequest:
         )
 
 
+_running_execs: dict[str, int] = {}
+# A first answer slower than this means the container may be paused by another
+# server process's reaper between our status read and our call: wake it (without
+# re-sending anything) and keep waiting on the same connection.
+NUDGE_AFTER = 2.0
+
+
 async def exec_stream(sandbox: Sandbox, request: ExecRequest) -> AsyncIterator[ExecEvent]:
-    """Run a command and yield its output as it is produced, then its exit."""
+    """Run a command and yield its output as it is produced, then its exit.
+
+    A running command counts as activity: the sandbox does not fall asleep under it.
+    """
     if request.timeout is not None and request.timeout > settings.EXEC_MAX_TIMEOUT:
         raise BadRequest(
             f"timeout may be at most {settings.EXEC_MAX_TIMEOUT:g} seconds.", code="invalid_timeout"
         )
-    client = await agent_for(sandbox)
-    events = client.exec(request.to_message())
+    running = _running_execs.get(sandbox.id, 0)
+    if running >= settings.SANDBOX_MAX_EXECS:
+        raise LimitReached(
+            f"This sandbox already runs {running} commands at once (SANDBOX_MAX_EXECS); "
+            "wait for one to finish.",
+            code="too_many_execs",
+        )
+    _running_execs[sandbox.id] = running + 1
+    awake = asyncio.create_task(_keep_awake(sandbox))
     try:
-        first = await anext(events)
-    except AgentUnreachable:
-        # The container stopped behind our back (or was never running): start it.
-        client = await ensure_running(sandbox)
+        client = await agent_for(sandbox)
         events = client.exec(request.to_message())
-        first = await anext(events)
-    try:
-        yield first
-        async for event in events:
-            yield event
+        try:
+            first = await _first_event(sandbox, events)
+        except AgentUnreachable:
+            # The container stopped behind our back (or was never running): start it.
+            client = await ensure_running(sandbox)
+            events = client.exec(request.to_message())
+            first = await _first_event(sandbox, events)
+        try:
+            yield first
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
     finally:
-        await events.aclose()
+        awake.cancel()
+        _running_execs[sandbox.id] -= 1
+        if not _running_execs[sandbox.id]:
+            del _running_execs[sandbox.id]
+
+
+async def _first_event(sandbox: Sandbox, events: AsyncIterator[ExecEvent]) -> ExecEvent:
+    first = asyncio.ensure_future(anext(events))
+    done, _ = await asyncio.wait([first], timeout=NUDGE_AFTER)
+    if not done:
+        with contextlib.suppress(SandboxError):
+            await ensure_running(sandbox)
+    return await first
+
+
+async def _keep_awake(sandbox: Sandbox) -> None:
+    period = max(0.25, min(30.0, sandbox.sleep_after / 4 if sandbox.sleep_after else 30.0))
+    while True:
+        await asyncio.sleep(period)
+        await touch(sandbox)
 
 
 @dataclass

@@ -225,7 +225,7 @@ class TerminalSession:
             return  # the agent ignores them too; no need to carry them
         try:
             if data:
-                await self._channel.send(Kind.STDIN, data)
+                await self._channel.send_data(Kind.STDIN, data)  # a paste may be big
             elif text:
                 resize = parse_control(text)
                 if resize is not None:

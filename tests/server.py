@@ -90,7 +90,7 @@ class LiveServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: a loaded CI machine is slow
         while time.monotonic() < deadline:
             try:
                 httpx.get(self.url + "/api/v1/openapi.json", timeout=1)
@@ -159,7 +159,11 @@ def sandbox_image(docker_engine: None) -> str:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
     from sandboxes.images import image_tag
 
-    return image_tag()
+    tag = image_tag()
+    # Servers started by the tests use exactly this image, even if container/ changes
+    # while the session runs.
+    os.environ["SANDBOX_IMAGE"] = tag
+    return tag
 
 
 def _server_env(var_dir: Path, port: int, prefix: str, extra: dict[str, str]) -> dict[str, str]:

@@ -193,8 +193,8 @@ async def run_to_exit(proc: Child, channel: Channel, request: Exec, started: flo
     finally:
         for task in (*pumps, stdin_task, control):
             task.cancel()
-        # Whatever the command left running in its group goes with it.
-        kill_group(proc.pid)
+    # What the command started in the background (`server &`) keeps running, as it
+    # would in a terminal; a timeout or a client that went away took the whole group.
     if control.done() and not control.cancelled() and control.result() == "gone":
         return
     sig_name = None

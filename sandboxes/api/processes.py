@@ -3,7 +3,7 @@ sessions (``POST /sessions``, then ``exec`` with ``session``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from django.http import HttpRequest, StreamingHttpResponse
@@ -158,7 +158,7 @@ async def process_logs(
 
 
 async def _log_events(
-    first: processes.LogEvent, events: AsyncIterator[processes.LogEvent]
+    first: processes.LogEvent, events: AsyncGenerator[processes.LogEvent, None]
 ) -> AsyncIterator[bytes]:
     decoders = {"stdout": services.TextStream(), "stderr": services.TextStream()}
     event: processes.LogEvent | None = first

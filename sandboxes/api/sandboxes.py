@@ -11,7 +11,7 @@ from sandboxes import services
 from sandboxes.models import Sandbox
 from sandboxes.ports import exposed_out
 
-from .schemas import ErrorOut, SandboxIn, SandboxList, SandboxOut, SandboxPatch
+from .schemas import ErrorOut, SandboxIn, SandboxList, SandboxOut, SandboxPatch, SleepIn
 
 router = Router(tags=["sandboxes"])
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 503: ErrorOut}
@@ -31,6 +31,8 @@ def sandbox_out(sandbox: Sandbox) -> dict[str, object]:
         "image": sandbox.image,
         "env": sandbox.env,
         "ports": exposed_out(sandbox),
+        "sleep_tier": sandbox.sleep_tier,
+        "egress": sandbox.egress,
     }
 
 
@@ -50,6 +52,7 @@ async def create_sandbox(
         env=payload.env or {},
         sleep_after=payload.sleep_after,
         keep_alive=bool(payload.keep_alive),
+        egress=payload.egress or "all",
     )
     sandbox, created = await services.get_or_create_sandbox(request.auth, options)
     return (201 if created else 200), sandbox_out(sandbox)
@@ -83,9 +86,13 @@ async def delete_sandbox(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 
 @router.post("/sandboxes/{sandbox_id}/sleep", response={200: SandboxOut, **ERRORS})
-async def sleep_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
+async def sleep_sandbox(
+    request: HttpRequest, sandbox_id: str, payload: SleepIn | None = None
+) -> dict[str, object]:
+    """Sleep now: ``pause`` (default; memory kept, wakes in milliseconds) or ``stop``."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True)
-    return sandbox_out(await services.sleep_sandbox(sandbox))
+    await services.sleep_sandbox(sandbox, (payload or SleepIn()).tier)
+    return sandbox_out(sandbox)
 
 
 @router.post("/sandboxes/{sandbox_id}/wake", response={200: SandboxOut, **ERRORS})

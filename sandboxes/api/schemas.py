@@ -7,7 +7,7 @@ with the field named, never a silent coercion.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from ninja import Schema
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
@@ -50,8 +50,13 @@ class SandboxIn(StrictIn):
     env: EnvMap | None = None
     sleep_after: Annotated[int, Field(ge=0, le=MAX_SLEEP_AFTER)] | None = None
     keep_alive: bool | None = None
+    egress: Literal["all", "none"] | None = None
 
     _env = field_validator("env")(check_env)
+
+
+class SleepIn(StrictIn):
+    tier: Literal["pause", "stop"] = "pause"
 
 
 class SandboxPatch(StrictIn):
@@ -83,6 +88,8 @@ class SandboxOut(Schema):
     image: str
     env: EnvMap
     ports: list[PortOut] = []
+    sleep_tier: str = ""
+    egress: str = "all"
 
 
 class SandboxList(Schema):

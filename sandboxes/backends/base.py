@@ -35,6 +35,16 @@ class SandboxSpec:
     image: str
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    egress: str = "all"  # "none": no network interface but loopback
+
+
+@dataclass(frozen=True)
+class Managed:
+    """A container found on the engine by its labels."""
+
+    sandbox_id: str
+    created_at: float  # unix time
+    state: BackendState
 
 
 class Backend(abc.ABC):
@@ -71,6 +81,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def agent_address(self, state: BackendState) -> AgentAddress:
         """Where to dial the sandbox's agent."""
+
+    async def managed(self) -> list[Managed]:
+        """Every sandbox container this deployment owns, for adoption and orphan
+        clean-up after a restart; optional."""
+        return []
 
     async def logs(self, state: BackendState, tail: int = 50) -> str:
         """The container's last output lines, for error messages; optional."""

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +30,8 @@ from django.conf import settings
 
 from sandboxes.errors import EngineUnavailable, SandboxUnavailable
 
-from .base import AgentAddress, Backend, BackendState, SandboxSpec, Status
+from . import isolation
+from .base import AgentAddress, Backend, BackendState, Managed, SandboxSpec, Status
 
 T = TypeVar("T")
 
@@ -38,12 +41,18 @@ AGENT_SOCKET = "agent.sock"
 LABEL = "sandbox-ide"
 
 
+def bridge_name(prefix: str) -> str:
+    """A stable Linux interface name (at most 15 characters) for a prefix's bridge."""
+    return "sbx" + hashlib.sha256(prefix.encode()).hexdigest()[:10]
+
+
 class DockerBackend(Backend):
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
         self.prefix = settings.SANDBOX_NAME_PREFIX
         self.run_dir = Path(settings.SANDBOX_RUN_DIR)
+        self._isolated: set[str] = set()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -95,7 +104,6 @@ class DockerBackend(Backend):
         agent_dir = self._make_agent_dir(spec.sandbox_id)
         with contextlib.suppress(docker.errors.APIError):
             self.client.volumes.create(name=names["volume"], labels=labels)
-        network = self._ensure_network(names["network"])
         try:
             image = self.client.images.get(spec.image)
         except docker.errors.ImageNotFound:
@@ -118,7 +126,6 @@ class DockerBackend(Backend):
             "memswap_limit": settings.SANDBOX_MEMORY_LIMIT,
             "nano_cpus": int(settings.SANDBOX_CPU_LIMIT * 1e9),
             "ipc_mode": "private",
-            "network": network,
             "restart_policy": {"Name": "unless-stopped"},
             "log_config": docker.types.LogConfig(
                 type="json-file",
@@ -132,6 +139,10 @@ class DockerBackend(Backend):
                 docker.types.Mount(AGENT_DIR_IN_CONTAINER, str(agent_dir), type="bind"),
             ],
         }
+        if spec.egress == "none":
+            kwargs["network_mode"] = "none"
+        else:
+            kwargs["network"] = self._ensure_network(names["network"])
         if settings.SANDBOX_RUNTIME:
             kwargs["runtime"] = settings.SANDBOX_RUNTIME
         try:
@@ -148,6 +159,9 @@ class DockerBackend(Backend):
         }
 
     def _ensure_network(self, name: str) -> str:
+        """The sandboxes' bridge: no traffic between sandboxes (ICC off), and none to
+        the host or private and link-local ranges (see ``isolation``)."""
+        bridge = bridge_name(self.prefix)
         try:
             self.client.networks.get(name)
         except docker.errors.NotFound:
@@ -156,9 +170,14 @@ class DockerBackend(Backend):
                     name,
                     driver="bridge",
                     labels={f"{LABEL}.managed": "true", f"{LABEL}.prefix": self.prefix},
-                    # Sandboxes on this bridge cannot talk to each other.
-                    options={"com.docker.network.bridge.enable_icc": "false"},
+                    options={
+                        "com.docker.network.bridge.enable_icc": "false",
+                        "com.docker.network.bridge.name": bridge,
+                    },
                 )
+        if settings.SANDBOX_BLOCK_PRIVATE_NETWORKS and bridge not in self._isolated:
+            isolation.isolate_bridge(bridge)
+            self._isolated.add(bridge)
         return name
 
     def _make_agent_dir(self, sandbox_id: str) -> Path:
@@ -196,11 +215,17 @@ class DockerBackend(Backend):
         container.reload()
         if container.attrs["State"].get("Paused"):
             container.unpause()
-        if container.status == "running":
+        if container.attrs["State"].get("Running"):
             container.stop(timeout=3)
 
     async def pause(self, state: BackendState) -> None:
-        await self._run(lambda: self._container(state).pause())
+        await self._run(self._pause, state)
+
+    def _pause(self, state: BackendState) -> None:
+        container = self._container(state)
+        container.reload()
+        if container.status == "running" and not container.attrs["State"].get("Paused"):
+            container.pause()
 
     async def remove(self, state: BackendState) -> None:
         await self._run(self._remove, state)
@@ -239,6 +264,35 @@ class DockerBackend(Backend):
 
     def agent_address(self, state: BackendState) -> AgentAddress:
         return AgentAddress(unix_path=str(Path(state["agent_dir"]) / AGENT_SOCKET))
+
+    async def managed(self) -> list[Managed]:
+        return await self._run(self._managed)
+
+    def _managed(self) -> list[Managed]:
+        found = []
+        for container in self.client.containers.list(
+            all=True, filters={"label": f"{LABEL}.prefix={self.prefix}"}
+        ):
+            sandbox_id = container.labels.get(f"{LABEL}.sandbox-id", "")
+            created = container.attrs.get("Created", "")
+            try:
+                created_at = datetime.fromisoformat(created[:26].rstrip("Z")).replace(tzinfo=UTC)
+            except ValueError:
+                created_at = datetime.now(UTC)
+            names = self.names(sandbox_id)
+            found.append(
+                Managed(
+                    sandbox_id=sandbox_id,
+                    created_at=created_at.timestamp(),
+                    state={
+                        "container_id": container.id,
+                        "container": names["container"],
+                        "volume": names["volume"],
+                        "agent_dir": str(self.run_dir / sandbox_id),
+                    },
+                )
+            )
+        return found
 
     def _container(self, state: BackendState) -> Any:
         try:

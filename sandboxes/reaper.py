@@ -1,0 +1,95 @@
+"""The idle culler and reconciler that runs inside every server process.
+
+Each pass: running sandboxes idle for ``sleep_after`` are paused, paused ones idle
+``SANDBOX_STOP_AFTER`` longer are stopped, and containers the engine has under our
+labels are reconciled with the database (orphans removed after a grace period).
+Several server processes may run passes at once: every state change is claimed
+with a conditional update in ``services.sleep_sandbox``, so exactly one wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from sandboxes import services
+from sandboxes.backends import get_backend
+from sandboxes.errors import SandboxError
+from sandboxes.models import Sandbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pass:
+    paused: int = 0
+    stopped: int = 0
+    orphans_removed: int = 0
+
+
+async def reap_once(now: datetime | None = None) -> Pass:
+    now = now or timezone.now()
+    result = Pass()
+    async for sandbox in Sandbox.objects.filter(keep_alive=False, sleep_after__gt=0).exclude(
+        status=Sandbox.Status.ERROR
+    ):
+        idle = now - sandbox.last_active_at
+        try:
+            if sandbox.status == Sandbox.Status.RUNNING and idle >= timedelta(
+                seconds=sandbox.sleep_after
+            ):
+                if await services.sleep_sandbox(
+                    sandbox, "pause", idle_since=sandbox.last_active_at
+                ):
+                    result.paused += 1
+            elif (
+                sandbox.status == Sandbox.Status.SLEEPING
+                and sandbox.sleep_tier == "paused"
+                and idle >= timedelta(seconds=sandbox.sleep_after + settings.SANDBOX_STOP_AFTER)
+                and await services.sleep_sandbox(sandbox, "stop", idle_since=sandbox.last_active_at)
+            ):
+                result.stopped += 1
+        except SandboxError as exc:
+            log.warning("reaper: sandbox %s: %s", sandbox.id, exc.message)
+    result.orphans_removed = await remove_orphans()
+    return result
+
+
+async def remove_orphans() -> int:
+    """Containers under our labels whose sandbox row is gone, once past the grace."""
+    backend = get_backend()
+    found = await backend.managed()
+    if not found:
+        return 0
+    known = {
+        pk
+        async for pk in Sandbox.objects.filter(pk__in=[m.sandbox_id for m in found]).values_list(
+            "pk", flat=True
+        )
+    }
+    removed = 0
+    for managed in found:
+        if managed.sandbox_id in known:
+            continue
+        if time.time() - managed.created_at < settings.SANDBOX_ORPHAN_GRACE:
+            continue
+        log.warning("reaper: removing orphan container of sandbox %s", managed.sandbox_id)
+        await backend.remove(managed.state)
+        removed += 1
+    return removed
+
+
+async def run_forever() -> None:
+    """The reaper loop; survives its own errors (and an engine that is down)."""
+    while True:
+        try:
+            await reap_once()
+        except Exception:
+            log.exception("reaper pass failed")
+        await asyncio.sleep(settings.SANDBOX_REAP_INTERVAL)
