@@ -624,8 +624,102 @@ class PortList(Message):
     ports: list[int] = field(default_factory=list)
 
 
-
 # Code interpreter (issue 6) ----------------------------------------------------------
+
+
+@dataclass
+class CodeContextCreate(Message):
+    """Make a persistent interpreter; answered by ``CodeContextInfo``.
+
+    ``language``: "python" (a Jupyter kernel) or "javascript" (a Node.js REPL).
+    """
+
+    type: ClassVar[str] = "code_context_create"
+    language: str = "python"
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CodeContextList(Message):
+    """Answered by ``CodeContexts``."""
+
+    type: ClassVar[str] = "code_context_list"
+
+
+@dataclass
+class CodeContextDelete(Message):
+    """Stop a context's interpreter and forget it; answered by ``CodeContextInfo``."""
+
+    type: ClassVar[str] = "code_context_delete"
+    id: str = ""
+
+
+@dataclass
+class CodeRun(Message):
+    """Run code in a context (or the language's default context when ``context`` is None).
+
+    Answered by ``CodeRunStarted`` (or an ``Error`` for a bad request), then STDOUT and
+    STDERR frames (UTF-8 text), ``CodeResult`` and ``CodeRunError`` messages as the
+    code produces them, and one ``CodeRunEnd``. Closing the connection interrupts it.
+    """
+
+    type: ClassVar[str] = "code_run"
+    code: str = ""
+    language: str | None = None
+    context: str | None = None
+    timeout: float | None = None
+
+
+@dataclass
+class CodeContextInfo(Message):
+    type: ClassVar[str] = "code_context"
+    id: str = ""
+    language: str = ""
+    cwd: str = ""
+    status: str = ""  # "starting", "idle", "busy", "dead" or "stopped"
+    created_at: str = ""
+
+
+@dataclass
+class CodeContexts(Message):
+    """``contexts``: one ``CodeContextInfo.to_dict()`` (without ``type``) per context."""
+
+    type: ClassVar[str] = "code_contexts"
+    contexts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class CodeRunStarted(Message):
+    type: ClassVar[str] = "code_run_started"
+    context: str = ""
+    language: str = ""
+
+
+@dataclass
+class CodeResult(Message):
+    """One MIME bundle ({"text/plain": ..., "image/png": "<base64>", ...})."""
+
+    type: ClassVar[str] = "code_result"
+    data: dict[str, Any] = field(default_factory=dict)
+    is_main_result: bool = False
+
+
+@dataclass
+class CodeRunError(Message):
+    """The code raised, timed out or its interpreter died (``name`` tells which)."""
+
+    type: ClassVar[str] = "code_run_error"
+    name: str = ""
+    value: str = ""
+    traceback: str = ""
+
+
+@dataclass
+class CodeRunEnd(Message):
+    type: ClassVar[str] = "code_run_end"
+    execution_count: int | None = None
+    duration_ms: float = 0.0
 
 
 # --------------------------------------------------------------------------- framing
