@@ -55,6 +55,12 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def agent_rss_kib(api: httpx.Client, sandbox: dict) -> int:
+    """The agent's resident memory, read inside the sandbox."""
+    out = run(api, sandbox, "grep VmRSS /proc/$(pgrep -nf '^python3 -m sandbox_agent')/status")
+    return int(out["stdout"].split()[1])
+
+
 def test_start_get_list_logs_and_exit_code(api: httpx.Client, shared_sandbox: dict) -> None:
     process = start(
         api,
@@ -327,6 +333,7 @@ def test_100mb_of_output_keeps_server_memory_flat(
         for _ in response.iter_bytes():
             pass
     before = rss_kib(server.process.pid)
+    agent_before = agent_rss_kib(api, shared_sandbox)
     process = start(
         api, shared_sandbox, command=f"sleep 0.5; head -c {size} /dev/zero | tr '\\0' x"
     )
@@ -343,6 +350,9 @@ def test_100mb_of_output_keeps_server_memory_flat(
     growth_mib = (max(peak, after) - before) / 1024
     print(f"server RSS before {before} KiB, peak {peak} KiB, after {after} KiB")
     assert growth_mib < 60, f"server memory grew by {growth_mib:.0f} MiB streaming 100 MiB"
+    agent_after = agent_rss_kib(api, shared_sandbox)
+    print(f"agent RSS before {agent_before} KiB, after {agent_after} KiB")
+    assert (agent_after - agent_before) / 1024 < 30  # the ring buffers are bounded
     # the kept logs are only the tail
     tail = api.get(f"{base(shared_sandbox)}/{process['pid']}/logs").json()["stdout"]
     assert 0 < len(tail) <= 1024 * 1024 and set(tail) == {"x"}
