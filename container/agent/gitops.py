@@ -127,18 +127,23 @@ class Call:
 
 
 def _strip_url_credentials(url: str, call: Call) -> str:
+    """The URL without a password (and for HTTP without a user name either): those
+    go to git through askpass, never into the remote's URL in .git/config."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+    if not parts.scheme or "@" not in parts.netloc:
         return url
     userinfo, _, host = parts.netloc.rpartition("@")
     user, sep, password = userinfo.partition(":")
-    if user and not call.username:
-        call.username = unquote(user)
-    if sep and password and not call.password:
-        call.password = unquote(password)
-        call.secrets.append(call.password)
-        call.secrets.append(password)
-    return urlunsplit(parts._replace(netloc=host))
+    if sep and password:
+        call.secrets += [password, unquote(password)]
+        if not call.password:
+            call.password = unquote(password)
+    if parts.scheme in ("http", "https"):
+        if user and not call.username:
+            call.username = unquote(user)
+        return urlunsplit(parts._replace(netloc=host))
+    # ssh://user@host keeps its user: ssh needs it and it is no secret
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
 
 
 def _git_error(exc: Exception, call: Call, what: str) -> GitFailure:
