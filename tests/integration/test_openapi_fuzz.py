@@ -33,7 +33,7 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-EXAMPLES = 20
+EXAMPLES = 16
 # Operations that would destroy or stall the fuzzer's sandbox only get random ids;
 # making sandboxes starts containers, so it gets few examples.
 NO_REAL_SANDBOX = {
