@@ -41,7 +41,7 @@ from sandboxes.errors import AgentError, PayloadTooLarge, from_agent
 from sandboxes.models import Sandbox
 
 # Upload bodies are read and sent to the agent in pieces of this size.
-UPLOAD_CHUNK = 256 * 1024
+UPLOAD_CHUNK = 1024 * 1024
 LIST_LIMIT = 100_000
 DEFAULT_EXCLUDE = [".git", "node_modules"]
 

@@ -177,6 +177,36 @@ def test_other_users_cannot_reach_files(
     error(anonymous, 401)
 
 
+def test_session_callers_need_csrf_for_raw_bodies(server: LiveServer, shared_sandbox: dict) -> None:
+    server.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; "
+        "u, _ = User.objects.get_or_create(username='dave', defaults={'is_staff': True}); "
+        "u.is_staff = True; u.set_password('pw-dave-123'); u.save()",
+    )
+    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=60) as browser:
+        browser.get("/admin/login/")
+        browser.post(
+            "/admin/login/",
+            data={
+                "username": "dave",
+                "password": "pw-dave-123",
+                "csrfmiddlewaretoken": browser.cookies["csrftoken"],
+            },
+            headers={"Referer": server.url + "/admin/login/"},
+        )
+        url = "/api/v1" + files_url(shared_sandbox, "/content")
+        error(browser.put(url, params={"path": "x"}, content=b"x"), 403, "csrf_failed")
+        upload = "/api/v1" + files_url(shared_sandbox, "/upload")
+        forged = browser.post(upload, files={"f": ("a.txt", b"a")})
+        error(forged, 403, "csrf_failed")
+        # with the token the caller is authenticated - and this sandbox is not theirs
+        headers = {"X-CSRFToken": browser.cookies["csrftoken"], "Referer": server.url + "/"}
+        error(browser.put(url, params={"path": "x"}, content=b"x", headers=headers), 404)
+        error(browser.post(upload, files={"f": ("a.txt", b"a")}, headers=headers), 404)
+
+
 # --------------------------------------------------------------------- the tree
 
 
