@@ -262,10 +262,15 @@ def test_files_upload_and_download_folders(sb: Sandbox, tmp_path: Path) -> None:
     (tree / "README.md").write_text("# project\n")
     (tree / "src" / "main.py").write_text("print('main')\n")
     (tree / "src" / "pkg" / "data.bin").write_bytes(b"\x00\x01" * 5000)
-    done: list[int] = []
-    written = sb.files.upload(tree, "up", progress=lambda d, t: done.append(d))
-    assert "up/project/src/pkg/data.bin" in written
-    assert done[-1] == 10 + 14 + 10000
+    big = bytes(range(256)) * (8 * 1024 + 1)  # over 1 MiB: streamed on its own
+    (tree / "src" / "big.bin").write_bytes(big)
+    done: list[tuple[int, int | None]] = []
+    written = sb.files.upload(tree, "up", progress=lambda d, t: done.append((d, t)))
+    assert "up/project/src/pkg/data.bin" in written and "up/project/src/big.bin" in written
+    total = 10 + 14 + 10000 + len(big)
+    assert done[-1] == (total, total)
+    assert [d for d, _ in done] == sorted(d for d, _ in done)  # only forward
+    assert sb.files.read("up/project/src/big.bin") == big
     assert sb.files.read_text("up/project/src/main.py") == "print('main')\n"
     assert sb.files.is_dir("up/project/empty")
     single = tmp_path / "one.txt"

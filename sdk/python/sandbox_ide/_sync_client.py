@@ -537,7 +537,8 @@ class Files:
     ) -> list[str]:
         """Upload a local file, or a folder with everything in it, into ``remote_dir``.
 
-        Returns the sandbox paths written.
+        Small files go as one multipart request per directory; large ones are
+        streamed one by one. Returns the sandbox paths written.
         """
         source = Path(local)
         if not source.exists():
@@ -561,23 +562,36 @@ class Files:
             if not files:
                 self.mkdir(target)
                 continue
-            handles = [_ProgressFile(f.open("rb"), meter) for f in files]
-            try:
-                self._sb._http.request(
-                    "POST",
-                    self._url + "/upload",
-                    params={"path": target},
-                    files=[
-                        ("files", (f.name, h, "application/octet-stream"))
-                        for f, h in zip(files, handles, strict=True)
-                    ],
-                    timeout=NO_READ_TIMEOUT,
-                )
-            finally:
-                for handle in handles:
-                    handle.close()
-            written += [f"{target.rstrip('/')}/{f.name}" for f in files]
+            for batch in _batches(files):
+                if len(batch) == 1 and batch[0].stat().st_size > SMALL_FILE:
+                    with batch[0].open("rb") as handle:
+                        self.write(
+                            f"{target.rstrip('/')}/{batch[0].name}",
+                            handle,
+                            progress=lambda done, _total: meter.set_part(done),
+                        )
+                    meter.end_part()
+                else:
+                    self._upload_batch(target, batch, meter)
+                written += [f"{target.rstrip('/')}/{f.name}" for f in batch]
         return written
+
+    def _upload_batch(self, target: str, files: list[Path], meter: _Meter) -> None:
+        handles = [_ProgressFile(f.open("rb"), meter) for f in files]
+        try:
+            self._sb._http.request(
+                "POST",
+                self._url + "/upload",
+                params={"path": target},
+                files=[
+                    ("files", (f.name, h, "application/octet-stream"))
+                    for f, h in zip(files, handles, strict=True)
+                ],
+                timeout=NO_READ_TIMEOUT,
+            )
+        finally:
+            for handle in handles:
+                handle.close()
 
     def download(
         self,
@@ -1099,14 +1113,51 @@ def _chunks(stream: Any, total: int | None, progress: Progress | None) -> Iterat
         yield chunk
 
 
+SMALL_FILE = 1024 * 1024  # larger files are streamed with PUT, not sent as multipart
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+def _batches(files: list[Path]) -> list[list[Path]]:
+    """Small files grouped (up to BATCH_BYTES a request); each large file alone."""
+    batches: list[list[Path]] = []
+    current: list[Path] = []
+    size = 0
+    for path in files:
+        length = path.stat().st_size
+        if length > SMALL_FILE:
+            batches.append([path])
+            continue
+        if current and size + length > BATCH_BYTES:
+            batches.append(current)
+            current, size = [], 0
+        current.append(path)
+        size += length
+    if current:
+        batches.append(current)
+    return batches
+
+
 class _Meter:
+    """Progress over many files: ``add`` counts bytes; ``set_part`` / ``end_part``
+    follow one streamed file."""
+
     def __init__(self, total: int | None, progress: Progress | None) -> None:
-        self.total, self.done, self.progress = total, 0, progress
+        self.total, self.done, self.part, self.progress = total, 0, 0, progress
 
     def add(self, n: int) -> None:
         self.done += n
+        self._report()
+
+    def set_part(self, done: int) -> None:
+        self.part = done
+        self._report()
+
+    def end_part(self) -> None:
+        self.done, self.part = self.done + self.part, 0
+
+    def _report(self) -> None:
         if self.progress is not None:
-            self.progress(self.done, self.total)
+            self.progress(self.done + self.part, self.total)
 
 
 class _ProgressFile:
