@@ -10,6 +10,7 @@ request, so both take effect at once, in every web worker.
 from __future__ import annotations
 
 import contextvars
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,6 +98,7 @@ async def expose(
             row, created = await ExposedPort.objects.aupdate_or_create(
                 sandbox=sandbox, port=port, defaults=values
             )
+            forget(sandbox.id, port)
             return row, created
         except IntegrityError:  # a concurrent expose inserted it first: update it
             continue
@@ -116,6 +118,7 @@ async def listening_ports(sandbox: Sandbox) -> list[int]:
 
 async def unexpose(sandbox: Sandbox, port: int) -> None:
     deleted, _ = await ExposedPort.objects.filter(sandbox=sandbox, port=port).adelete()
+    forget(sandbox.id, port)
     if not deleted:
         raise NotFound(f"Port {port} is not exposed.", code="not_found")
 
@@ -127,3 +130,31 @@ async def find_exposed(sandbox_id: str, port: int) -> ExposedPort | None:
         .filter(sandbox_id=sandbox_id, port=port)
         .afirst()
     )
+
+
+# Exposures the preview proxy looked up lately, for PREVIEW_CACHE_SECONDS: a page
+# load's dozens of requests then cost one query. Exposing or unexposing in this
+# process forgets the entry at once; other server processes notice within the TTL.
+_recent: dict[tuple[str, int], tuple[float, ExposedPort]] = {}
+_RECENT_MAX = 10_000
+
+
+async def find_exposed_recent(sandbox_id: str, port: int) -> ExposedPort | None:
+    key = (sandbox_id, port)
+    now = time.monotonic()
+    hit = _recent.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    row = await find_exposed(sandbox_id, port)
+    ttl = settings.PREVIEW_CACHE_SECONDS
+    if row is None or ttl <= 0:
+        _recent.pop(key, None)
+    else:
+        if len(_recent) >= _RECENT_MAX:
+            _recent.clear()
+        _recent[key] = (now + ttl, row)
+    return row
+
+
+def forget(sandbox_id: str, port: int) -> None:
+    _recent.pop((sandbox_id, port), None)

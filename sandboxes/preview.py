@@ -209,7 +209,7 @@ class PreviewMiddleware:
 
 async def _serve_preview(scope: Scope, receive: Receive, send: Send, host: str, name: str) -> None:
     target = parse_preview_host(name)
-    exposed = await ports.find_exposed(target.sandbox_id, target.port) if target else None
+    exposed = await ports.find_exposed_recent(target.sandbox_id, target.port) if target else None
     if (
         target is None
         or exposed is None
@@ -349,6 +349,45 @@ def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
 # --------------------------------------------------------------------------- HTTP
 
 
+# Idle keep-alive tunnels per (sandbox, port): a request without a body reuses one
+# instead of opening a new agent connection and a new TCP connection in the sandbox.
+# The token is still checked on every request; only the pipe is reused.
+POOL_IDLE_SECONDS = 10.0
+POOL_MAX_IDLE = 8
+_pool: dict[tuple[str, int], list[Channel]] = {}
+
+
+class _Stale(Exception):
+    """A pooled tunnel turned out closed before any answer: retry on a new one."""
+
+
+def _take_pooled(key: tuple[str, int]) -> Channel | None:
+    idle = _pool.get(key)
+    while idle:
+        channel = idle.pop()
+        if not channel.reader.at_eof() and not channel.writer.is_closing():
+            return channel
+        channel.writer.close()
+    return None
+
+
+def _give_back(key: tuple[str, int], channel: Channel) -> None:
+    idle = _pool.setdefault(key, [])
+    if len(idle) >= POOL_MAX_IDLE:
+        channel.writer.close()
+        return
+    idle.append(channel)
+
+    def expire() -> None:
+        if channel in idle:
+            idle.remove(channel)
+            channel.writer.close()
+        if not idle and _pool.get(key) is idle:
+            del _pool[key]
+
+    asyncio.get_running_loop().call_later(POOL_IDLE_SECONDS, expire)
+
+
 async def _proxy_http(
     scope: Scope,
     receive: Receive,
@@ -367,50 +406,92 @@ async def _proxy_http(
     )
     if chunked:
         headers.append((b"transfer-encoding", b"chunked"))
-    headers.append((b"connection", b"close"))
-    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=256 * 1024)
-    try:
-        head = conn.send(h11.Request(method=scope["method"], target=upstream, headers=headers))
-    except h11.LocalProtocolError as exc:
-        await _page(send, 400, "Bad request", f"The request cannot be forwarded: {exc}")
-        return
-    try:
-        channel = await open_tunnel(sandbox, port, head or b"")
-    except PortClosed:
-        await _page(
-            send,
-            502,
-            "Nothing is listening",
-            f"No program in the sandbox is listening on port {port}. Start your server "
-            "(bound to 127.0.0.1 or 0.0.0.0) and reload this page.",
-        )
-        return
-    except SandboxError as exc:
-        await _page(send, 502, "Sandbox unavailable", exc.message)
-        return
-    writer = channel.writer
     has_body = has_length or chunked
+    key = (sandbox.id, port)
+    for attempt in range(2):
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=256 * 1024)
+        try:
+            head = conn.send(h11.Request(method=scope["method"], target=upstream, headers=headers))
+        except h11.LocalProtocolError as exc:
+            await _page(send, 400, "Bad request", f"The request cannot be forwarded: {exc}")
+            return
+        # a body is streamed, never replayed: only bodiless requests take the risk of
+        # a pooled tunnel that the app closed meanwhile
+        channel = _take_pooled(key) if not has_body and attempt == 0 else None
+        pooled = channel is not None
+        if channel is not None:
+            channel.writer.write(head or b"")
+        else:
+            try:
+                channel = await open_tunnel(sandbox, port, head or b"")
+            except PortClosed:
+                await _page(
+                    send,
+                    502,
+                    "Nothing is listening",
+                    f"No program in the sandbox is listening on port {port}. Start your "
+                    "server (bound to 127.0.0.1 or 0.0.0.0) and reload this page.",
+                )
+                return
+            except SandboxError as exc:
+                await _page(send, 502, "Sandbox unavailable", exc.message)
+                return
+        try:
+            reusable = await _exchange(
+                scope, receive, send, conn, channel, has_body, pooled, extra_response_headers
+            )
+        except _Stale:
+            await channel.close()
+            continue
+        except BaseException:
+            await channel.close()
+            raise
+        if reusable:
+            _give_back(key, channel)
+        else:
+            await channel.close()
+        break
+    await services.touch(sandbox)
+
+
+async def _exchange(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    conn: h11.Connection,
+    channel: Channel,
+    has_body: bool,
+    pooled: bool,
+    extra_response_headers: list[tuple[bytes, bytes]],
+) -> bool:
+    """One request and response over ``channel``; True if it can carry another."""
     disconnected = asyncio.Event()
-    body = asyncio.ensure_future(_pump_request(receive, conn, writer, has_body, disconnected))
-    relay = asyncio.ensure_future(
-        _relay_response(conn, channel, send, extra_response_headers, scope["method"])
+    body = asyncio.ensure_future(
+        _pump_request(receive, conn, channel.writer, has_body, disconnected)
     )
+    relay = asyncio.ensure_future(
+        _relay_response(conn, channel, send, extra_response_headers, pooled)
+    )
+    waiter = asyncio.ensure_future(disconnected.wait())
     try:
-        waiter = asyncio.ensure_future(disconnected.wait())
         done, _ = await asyncio.wait({relay, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if relay in done:
-            relay.result()
-        else:  # the client went away: stop reading from the app
+        if relay not in done:  # the client went away: stop reading from the app
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await relay
+            return False
+        relay.result()
+        return (
+            conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+            and not conn.trailing_data[0]
+            and not disconnected.is_set()
+        )
     finally:
+        waiter.cancel()
         body.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await body
-        await channel.close()
-        await services.touch(sandbox)
 
 
 async def _pump_request(
@@ -454,7 +535,7 @@ async def _relay_response(
     channel: Channel,
     send: Send,
     extra_headers: list[tuple[bytes, bytes]],
-    method: str,
+    pooled: bool,
 ) -> None:
     """Tunnel → client: status and headers, then the body, chunk by chunk."""
     reader = channel.reader
@@ -479,9 +560,15 @@ async def _relay_response(
                 await send(
                     {"type": "http.response.body", "body": bytes(event.data), "more_body": True}
                 )
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                if not started:
+                    raise h11.RemoteProtocolError("closed without answering")
                 break
     except (h11.RemoteProtocolError, ConnectionError, OSError) as exc:
+        if not started and pooled:
+            raise _Stale() from exc
         if not started:
             await _page(
                 send,

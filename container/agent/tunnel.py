@@ -107,6 +107,15 @@ async def _tunnel(request: Message, channel: Channel) -> None:
                 message=f"Nothing is listening on port {port} inside the sandbox.",
             )
         )
+        # The client may already have sent its first bytes behind the request: take
+        # them until it hangs up, so that closing does not reset the connection
+        # under the answer it has yet to read.
+        with contextlib.suppress(OSError, RuntimeError):
+            channel.writer.write_eof()
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            async with asyncio.timeout(10):
+                while await channel.reader.read(CHUNK):
+                    pass
         return
     sock = writer.get_extra_info("socket")
     if sock is not None:
