@@ -57,7 +57,7 @@ from .protocol import (
 )
 
 # File content travels in frames of this size (well below protocol.MAX_FRAME).
-DATA_CHUNK = 256 * 1024
+DATA_CHUNK = 1024 * 1024
 LISTING_BATCH = 1000
 # Temporary files of writes in progress carry this prefix (the watcher hides them).
 TEMP_PREFIX = ".sbx-write-"
@@ -142,27 +142,31 @@ async def _fail(channel: Channel, exc: FileError) -> None:
 # --------------------------------------------------------------------- listing
 
 
-def _walk(root: str, recursive: bool) -> Iterator[dict[str, Any]]:
-    stack = [root]
-    while stack:
-        directory = stack.pop()
+def _scan(directory: str) -> list[tuple[str, os.stat_result]]:
+    with os.scandir(directory) as it:
+        items = sorted(it, key=lambda e: e.name)
+    result = []
+    for item in items:
         try:
-            with os.scandir(directory) as it:
-                items = sorted(it, key=lambda e: e.name)
+            result.append((item.path, item.stat(follow_symlinks=False)))
         except OSError:
-            if directory == root:
-                raise
-            continue  # an unreadable subdirectory is listed, not walked
-        subdirs = []
-        for item in items:
-            try:
-                st = item.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            yield entry(item.path, st)
-            if recursive and stat.S_ISDIR(st.st_mode):
-                subdirs.append(item.path)
-        stack.extend(reversed(subdirs))
+            continue  # vanished meanwhile
+    return result
+
+
+def _walk(root: str, recursive: bool) -> Iterator[dict[str, Any]]:
+    """Entries in pre-order (each directory followed by what is in it), sorted by name."""
+    stack = [iter(_scan(root))]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        path, st = item
+        yield entry(path, st)
+        if recursive and stat.S_ISDIR(st.st_mode):
+            with contextlib.suppress(OSError):  # an unreadable one is listed, not walked
+                stack.append(iter(_scan(path)))
 
 
 async def handle_list(request: Message, channel: Channel) -> None:
@@ -173,27 +177,26 @@ async def handle_list(request: Message, channel: Channel) -> None:
         if not stat.S_ISDIR(os.stat(root).st_mode):
             raise FileError("not_a_directory", f"{root} is a file, not a directory.")
         walker = _walk(root, request.recursive)
-        batch = [next(walker, None)]
+        limit = max(1, request.limit)
+        # The walk runs on a thread, a batch at a time: a big tree never stalls the agent.
+        entries = await asyncio.to_thread(_take, walker, min(LISTING_BATCH, limit))
     except FileError as exc:
         return await _fail(channel, exc)
     except OSError as exc:
         return await _fail(channel, _error_for(exc, request.path))
-    entries = [e for e in batch if e is not None]
-    limit = max(1, request.limit)
     count = len(entries)
-    truncated = False
-    for item in walker:
-        if count >= limit:
-            truncated = True
-            break
-        entries.append(item)
-        count += 1
-        if len(entries) >= LISTING_BATCH:
-            await channel.send_message(FileListing(path=root, entries=entries, done=False))
-            entries = []
+    while len(entries) == LISTING_BATCH and count < limit:
+        await channel.send_message(FileListing(path=root, entries=entries, done=False))
+        entries = await asyncio.to_thread(_take, walker, min(LISTING_BATCH, limit - count))
+        count += len(entries)
+    truncated = count >= limit and bool(await asyncio.to_thread(_take, walker, 1))
     await channel.send_message(
         FileListing(path=root, entries=entries, done=True, truncated=truncated)
     )
+
+
+def _take(walker: Iterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    return [item for _, item in zip(range(n), walker, strict=False)]
 
 
 async def handle_stat(request: Message, channel: Channel) -> None:
@@ -259,7 +262,7 @@ async def handle_read(request: Message, channel: Channel) -> None:
         remaining = length
         position = start
         while remaining > 0:
-            chunk = os.pread(fd, min(DATA_CHUNK, remaining), position)
+            chunk = await asyncio.to_thread(os.pread, fd, min(DATA_CHUNK, remaining), position)
             if not chunk:
                 break  # the file shrank while it was read
             await channel.send(Kind.DATA, chunk)
@@ -298,6 +301,12 @@ def _write_target(path: str) -> str:
     return path
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 async def handle_write(request: Message, channel: Channel) -> None:
     if not isinstance(request, WriteFile):
         raise TypeError(request)
@@ -323,10 +332,7 @@ async def handle_write(request: Message, channel: Channel) -> None:
                 continue
             if not payload:
                 break
-            view = memoryview(payload)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            await asyncio.to_thread(_write_all, fd, payload)
             size += len(payload)
         try:
             previous = os.stat(path)
@@ -397,7 +403,8 @@ async def handle_move(request: Message, channel: Channel) -> None:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            shutil.move(source, destination)  # another filesystem: copy, then delete
+            # another filesystem: copy, then delete
+            await asyncio.to_thread(shutil.move, source, destination)
     except FileError as exc:
         return await _fail(channel, exc)
     except OSError as exc:
