@@ -505,3 +505,28 @@ def test_concurrent_previews(web: httpx.Client) -> None:
 def test_json_response_is_untouched(web: httpx.Client) -> None:
     response = web.post("/echo", json={"a": [1, 2]})
     assert json.loads(response.json()["body"]) == {"a": [1, 2]}
+
+
+def test_private_websocket_needs_the_cookie(
+    server: LiveServer, api: httpx.Client, apps: dict
+) -> None:
+    url = expose(api, apps, WS_PORT, private=True)["url"]
+    try:
+        with pytest.raises(InvalidStatus):
+            ws_preview(server, url)
+    finally:
+        expose(api, apps, WS_PORT)
+    with ws_preview(server, expose(api, apps, WS_PORT)["url"]) as conn:
+        assert conn.recv().startswith("hello /")
+
+
+def test_app_restart_behind_kept_alive_tunnels(
+    server: LiveServer, api: httpx.Client, apps: dict, web: httpx.Client
+) -> None:
+    for _ in range(3):  # leaves idle keep-alive tunnels in the server's pool
+        assert web.get("/echo").status_code == 200
+    run(api, apps, f"pkill -f 'preview_http[.]py {HTTP_PORT}'; sleep 0.3")
+    assert web.get("/echo").status_code == 502
+    start_app(api, apps, HTTP_APP, "preview_http", HTTP_PORT)
+    for _ in range(3):
+        assert web.get("/echo").json()["method"] == "GET"
