@@ -141,25 +141,9 @@ def _fuzzer(strategy: Any, examples: int, call: Any, headers: dict[str, str]) ->
             if "timed out" in str(exc).lower() and case.operation.path in ENDLESS:
                 return
             raise
-        if _reported(case, response):
-            return
         case.validate_response(response, checks=CHECKS, headers=headers)
 
     return fuzz
-
-
-def _reported(case: Any, response: Any) -> bool:
-    """Known bugs outside the API code, reported to the lead; everything else fails.
-
-    A malformed multipart body gets an empty 400 from Twisted (Daphne's request
-    parses multipart/form-data bodies itself, in memory, before the app sees them).
-    """
-    return (
-        case.operation.path.endswith("/files/upload")
-        and response.status_code == 400
-        and not response.content
-        and "content-type" not in {k.lower() for k in response.headers}
-    )
 
 
 def _summary(exc: BaseException) -> str:
