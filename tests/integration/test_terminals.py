@@ -303,7 +303,8 @@ def test_a_slow_watcher_does_not_slow_the_typist(server: LiveServer, shared_sand
         Screen(ws).until(b"$ ")
         with open_terminal(
             server, shared_sandbox, "fanout", "&readonly=1", close_timeout=2
-        ) as stalled:  # reads nothing while the typist works
+        ) as stalled:  # reads nothing while the typist works, once attached:
+            Screen(stalled).until(b"$ ")  # (the replay proves it is)
             ws.send(b"head -c 20000000 /dev/zero | tr '\\0' y | fold -w 100; echo fin-$((5*5))\n")
             deadline = time.monotonic() + 90
             tail = b""
@@ -331,3 +332,16 @@ def test_a_watcher_cannot_start_a_shell(server: LiveServer, shared_sandbox: dict
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=10)
         assert ws.close_code == 4404
+
+
+def test_the_shell_outlives_a_server_restart(server: LiveServer, shared_sandbox: dict) -> None:
+    with open_terminal(server, shared_sandbox, "durable") as ws:
+        screen = Screen(ws)
+        ws.send(b"export SURVIVED=restart-ok; echo before-$((2+3))\n")
+        screen.until(b"before-5")
+    server.restart()
+    with open_terminal(server, shared_sandbox, "durable") as ws:
+        screen = Screen(ws)
+        screen.until(b"before-5")  # replayed by the agent, which kept the shell
+        ws.send(b"echo $SURVIVED\n")
+        screen.until(b"restart-ok\r\n")
