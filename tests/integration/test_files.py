@@ -84,6 +84,15 @@ def test_write_read_replace(api: httpx.Client, shared_sandbox: dict, workdir: st
     assert run(api, shared_sandbox, ["cat", f"{workdir}/deep/er/hello.txt"])["stdout"] == "bye"
     relative = workdir.removeprefix("/workspace/") + "/deep/er/hello.txt"
     assert get(api, shared_sandbox, relative).content == b"bye"
+    download = api.get(
+        files_url(shared_sandbox, "/content"),
+        params={"path": f"{workdir}/deep/er/hello.txt", "download": "1"},
+    )
+    assert download.headers["content-disposition"] == 'attachment; filename="hello.txt"'
+    put(api, shared_sandbox, f"{workdir}/app.ts", b"let x: number = 1;\n")
+    assert get(api, shared_sandbox, f"{workdir}/app.ts").headers["content-type"] == (
+        "text/x-typescript"
+    )
     assert put(api, shared_sandbox, f"{workdir}/empty", b"")["size"] == 0
     assert get(api, shared_sandbox, f"{workdir}/empty").content == b""
 
