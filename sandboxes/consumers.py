@@ -16,12 +16,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from pydantic import ValidationError
 
 from sandboxes import services, terminals
+from sandboxes.agent.client import ExecEvent
 from sandboxes.errors import BadRequest, SandboxError
 from sandboxes.models import Sandbox
 from sandboxes.wsauth import scope_user
@@ -139,7 +141,7 @@ class ExecConsumer(_SandboxConsumer):
         assert self.sandbox is not None  # noqa: S101 - set in connect
         out = self.output()
         decoders = {"stdout": services.TextStream(), "stderr": services.TextStream()}
-        events = services.exec_stream(self.sandbox, request)
+        events = cast(AsyncGenerator[ExecEvent, None], services.exec_stream(self.sandbox, request))
         try:
             async for event in events:
                 if event.kind in decoders:

@@ -410,7 +410,12 @@ class Terminal:
 
     async def _writable(self) -> None:
         ready = self._loop.create_future()
-        self._loop.add_writer(self._fd, lambda: ready.done() or ready.set_result(None))
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self._loop.add_writer(self._fd, wake)
         try:  # re-checked at least every second in case the shell ended meanwhile
             await asyncio.wait_for(ready, 1)
         except TimeoutError:
