@@ -128,6 +128,22 @@ def test_python_open_figure_comes_back_as_png(
     ]
 
 
+def test_python_figure_as_svg_when_asked(api: httpx.Client, shared_sandbox: dict, py: dict) -> None:
+    out = run(
+        api,
+        shared_sandbox,
+        "%config InlineBackend.figure_formats = ['png', 'svg']\n"
+        "import matplotlib.pyplot as plt\n"
+        "fig = plt.figure(); plt.bar([1, 2], [3, 4])\n"
+        "None",
+        context=py["id"],
+    )
+    assert out["error"] is None, out["error"]
+    (figure,) = [r for r in out["results"] if "image/svg+xml" in r]
+    assert "<svg" in figure["image/svg+xml"] and "image/png" in figure
+    run(api, shared_sandbox, "%config InlineBackend.figure_formats = ['png']", context=py["id"])
+
+
 def test_python_rich_display_types(api: httpx.Client, shared_sandbox: dict, py: dict) -> None:
     svg = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><circle r="4"/></svg>'
     out = run(
@@ -329,6 +345,38 @@ def test_stream_javascript_live(api: httpx.Client, shared_sandbox: dict, js: dic
     assert [text for text, _ in lines] == ["js 0\n", "js 1\n", "js 2\n"]
     assert lines[2][1] - lines[0][1] > 0.9
     assert events[-1][0] == "end"
+
+
+def test_disconnect_interrupts_the_run(api: httpx.Client, shared_sandbox: dict) -> None:
+    ctx = new_context(api, shared_sandbox, language="python")
+    run(api, shared_sandbox, "state = 'alive'", context=ctx["id"])
+    code = "import time\nfor i in range(600):\n    print(i, flush=True)\n    time.sleep(0.1)"
+    for name, _, _ in stream(api, shared_sandbox, code, context=ctx["id"]):
+        if name == "stdout":
+            break  # hang up after the first line
+    started = time.monotonic()
+    out = run(api, shared_sandbox, "state", context=ctx["id"], timeout=30)
+    assert main_result(out)["text/plain"] == "'alive'"
+    assert time.monotonic() - started < 15  # the abandoned loop (60 s) did not hold it
+    api.delete(f"/sandboxes/{shared_sandbox['id']}/code/contexts/{ctx['id']}")
+
+
+def test_runs_in_one_context_queue_up(api: httpx.Client, shared_sandbox: dict, js: dict) -> None:
+    import concurrent.futures
+
+    run(api, shared_sandbox, "var order = []", context=js["id"])
+    code = "order.push('{0}'); await new Promise(r => setTimeout(r, 200)); order.push('{0}')"
+
+    def one(tag: str) -> dict:
+        return run(api, shared_sandbox, code.format(tag), context=js["id"])
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        outs = list(pool.map(one, "abc"))
+    assert all(out["error"] is None for out in outs)
+    order = main_result(run(api, shared_sandbox, "order.join('')", context=js["id"]))
+    pairs = order["text/plain"].strip("'")
+    assert sorted(pairs) == sorted("aabbcc")
+    assert all(pairs[i] == pairs[i + 1] for i in range(0, 6, 2))  # never interleaved
 
 
 # ---------------------------------------------------------------- contexts and input
