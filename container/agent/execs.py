@@ -70,6 +70,25 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pid, sig)
 
 
+async def kill_group_fully(pgid: int, within: float = 3.0) -> None:
+    """SIGKILL a process group until it is empty: a fork bomb forks while it dies,
+    so one signal can leave children that were being born."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        await asyncio.sleep(0.01)
+
+
+PROCESS_LIMIT_MESSAGE = (
+    "The sandbox cannot start another process: it has reached its process limit "
+    "(SANDBOX_PIDS_LIMIT). Stop some of its processes, or restart the sandbox "
+    '(POST /sleep {"tier": "stop"}; the next call starts it again).'
+)
+
+
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
     """Resolves ``exited`` when the process ends, not when its pipes close.
 
@@ -154,6 +173,9 @@ async def handle_exec(request: Message, channel: Channel) -> None:
             child_env(request.env),
             asyncio.subprocess.PIPE if use_stdin else asyncio.subprocess.DEVNULL,
         )
+    except BlockingIOError:
+        await channel.send_message(Error(code="limit_reached", message=PROCESS_LIMIT_MESSAGE))
+        return
     except (FileNotFoundError, PermissionError) as exc:
         code = 127 if isinstance(exc, FileNotFoundError) else 126
         reason = "command not found" if code == 127 else "permission denied"
@@ -187,14 +209,16 @@ async def run_to_exit(proc: Child, channel: Channel, request: Exec, started: flo
             code = await asyncio.wait_for(proc.exited(), request.timeout)
         except TimeoutError:
             timed_out = True
-            kill_group(proc.pid)
+            await kill_group_fully(proc.pid)
             code = await proc.exited()
         await _drain(pumps, sent)
     finally:
         for task in (*pumps, stdin_task, control):
             task.cancel()
-    # What the command started in the background (`server &`) keeps running, as it
-    # would in a terminal; a timeout or a client that went away took the whole group.
+        # A command is a foreground job: what it left in its process group ends with
+        # it (a fork bomb included). Long-lived programs belong to the processes API,
+        # or leave the group on purpose (`setsid -f server`).
+        await kill_group_fully(proc.pid)
     if control.done() and not control.cancelled() and control.result() == "gone":
         return
     sig_name = None
@@ -240,7 +264,7 @@ async def _follow_client(proc: asyncio.subprocess.Process, channel: Channel) -> 
         except Exception:
             frame = None
         if frame is None:
-            kill_group(proc.pid)
+            await kill_group_fully(proc.pid)
             return "gone"
         kind, payload = frame
         if kind == Kind.STDIN and proc.stdin is not None:

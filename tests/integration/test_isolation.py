@@ -75,7 +75,7 @@ def pair(api: httpx.Client) -> tuple[str, str]:
 
 def test_sandboxes_cannot_reach_each_other(api: httpx.Client, pair: tuple[str, str]) -> None:
     a, b = pair
-    run(api, b, "nohup python3 -m http.server 8000 >/dev/null 2>&1 &")
+    run(api, b, "setsid -f python3 -m http.server 8000 >/dev/null 2>&1")
     b_ip = run(api, b, "hostname -I")["stdout"].split()[0]
     assert serving(api, b, 8000)  # the service is up, inside b
     assert not reach(api, a, b_ip, 8000)
@@ -107,7 +107,7 @@ def test_egress_none_has_no_network(server: LiveServer, api: httpx.Client) -> No
     links = run(api, box["id"], "ls /sys/class/net")["stdout"].split()
     assert links == ["lo"]
     # the agent still works over its socket, and loopback services are fine
-    run(api, box["id"], "nohup python3 -m http.server 8001 >/dev/null 2>&1 &")
+    run(api, box["id"], "setsid -f python3 -m http.server 8001 >/dev/null 2>&1")
     assert serving(api, box["id"], 8001)
     api.delete(f"/sandboxes/{box['id']}")
 

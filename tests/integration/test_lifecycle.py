@@ -90,7 +90,7 @@ def test_keep_alive_and_running_exec_keep_it_awake(fast: LiveServer) -> None:
 def test_manual_sleep_tiers_and_wake(fast: LiveServer) -> None:
     with fast.client("manual") as api:
         sid = api.post("/sandboxes", json={"name": "m", "keep_alive": True}).json()["id"]
-        api.post(f"/sandboxes/{sid}/exec", json={"command": "sleep 1000 &"})
+        api.post(f"/sandboxes/{sid}/exec", json={"command": "setsid -f sleep 1000"})
         paused = api.post(f"/sandboxes/{sid}/sleep").json()
         assert paused["status"] == "sleeping" and paused["sleep_tier"] == "paused"
         assert inspect(fast, sid, "{{.State.Paused}}") == "true"
@@ -158,7 +158,7 @@ def test_server_restart_loses_nothing(fast: LiveServer) -> None:
 def test_agent_restarts_if_it_dies(fast: LiveServer) -> None:
     with fast.client("agentdeath") as api:
         sid = api.post("/sandboxes", json={"name": "a", "keep_alive": True}).json()["id"]
-        api.post(f"/sandboxes/{sid}/exec", json={"command": "sleep 1000 &"})
+        api.post(f"/sandboxes/{sid}/exec", json={"command": "setsid -f sleep 1000"})
         api.post(
             f"/sandboxes/{sid}/exec",
             json={"command": "kill -KILL $(pgrep -f '^python3 -m sandbox_agent')"},
