@@ -7,7 +7,8 @@ lives outside a view's signature, so that the document stays true for every area
 - the error responses any operation can give (``ErrorOut``), whatever its router
   declared: bad input, auth, CSRF, a sandbox that is not found, body too large,
   limits, a failing agent, an unavailable engine;
-- the ``text/event-stream`` alternative of the streaming operations (``Accept``).
+- the ``text/event-stream`` alternative of the streaming operations (``Accept``);
+- file downloads as bytes of any media type.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             operation.pop("security", None)  # the global alternatives apply
             _add_errors(operation, path)
             _add_event_stream(operation, path, method)
+            _add_raw_bytes(operation, path, method)
     return document
 
 
@@ -123,6 +125,21 @@ def _add_event_stream(operation: dict[str, Any], path: str, method: str) -> None
     if stream is not None and stream.get("schema", {}).get("type") in (None, "string"):
         description = stream.get("schema", {}).get("description") or ok.get("description", "")
         stream["schema"] = sse_schema(description)
+
+
+# Responses that are a file's own bytes, typed by its name: any media type.
+RAW_BYTES = {("get", "/files/content"): ("200", "206")}
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def _add_raw_bytes(operation: dict[str, Any], path: str, method: str) -> None:
+    for (verb, suffix), statuses in RAW_BYTES.items():
+        if method != verb or not path.endswith(suffix):
+            continue
+        for status in statuses:
+            response = operation["responses"].get(status)
+            if response is not None:
+                response["content"] = {"*/*": BINARY}
 
 
 class SandboxAPI(NinjaAPI):

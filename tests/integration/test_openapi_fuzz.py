@@ -124,6 +124,92 @@ def test_fuzz_every_operation(server: LiveServer) -> None:
     assert not failures, "\n\n".join(failures)
 
 
+def test_real_requests_match_the_document(server: LiveServer) -> None:
+    """Requests that succeed (which random ones rarely do) answer what is documented:
+    files of any type, ranges, archives, event streams, 201/204."""
+    token = server.token("fuzzer")
+    headers = {"Authorization": f"Bearer {token}"}
+    schema = schemathesis.openapi.from_url(server.url + "/api/v1/openapi.json")
+    base = "/api/v1/sandboxes/{sandbox_id}"
+    with server.client("fuzzer") as client:
+        sid = client.post("/sandboxes", json={"name": "conform", "keep_alive": True}).json()["id"]
+    seen: list[tuple[str, str, int, str]] = []
+
+    def check(method: str, path: str, *, status: int, **parts: Any) -> Any:
+        parts.setdefault("path_parameters", {})["sandbox_id"] = sid
+        extra = parts.pop("headers", {})
+        case = schema[path][method].Case(headers=extra, **parts)
+        response = case.call(base_url=server.url, headers=headers, timeout=120)
+        case.validate_response(response, checks=CHECKS[:4], headers={**headers, **extra})
+        kind = (response.headers.get("content-type") or [""])[0]
+        seen.append((method, path, response.status_code, kind))
+        assert response.status_code == status, (method, path, response.text[:300])
+        return response
+
+    content = f"{base}/files/content"
+    check(
+        "PUT",
+        content,
+        status=201,
+        query={"path": "c/a.txt"},
+        body=b"hello\n",
+        media_type="application/octet-stream",
+    )
+    check(
+        "PUT",
+        content,
+        status=200,
+        query={"path": "c/a.txt"},
+        body=b"hello\n",
+        media_type="application/octet-stream",
+    )
+    check("GET", content, status=200, query={"path": "c/a.txt"})
+    assert seen[-1][3].startswith("text/plain")
+    check("GET", content, status=206, query={"path": "c/a.txt"}, headers={"Range": "bytes=0-1"})
+    check("GET", f"{base}/files", status=200, query={"path": "c"})
+    check("GET", f"{base}/files/archive", status=200, query={"path": "c"})
+    check("POST", f"{base}/files/mkdir", status=201, body={"path": "c/d"})
+    check("POST", f"{base}/files/move", status=200, body={"source": "c/d", "destination": "c/e"})
+    check("DELETE", f"{base}/files", status=204, query={"path": "c/e"})
+    check("POST", f"{base}/exec", status=200, body={"command": "echo hi"})
+    stream = check(
+        "POST",
+        f"{base}/exec",
+        status=200,
+        body={"command": "echo hi; echo no >&2; exit 2"},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert stream.text.count("event: ") == 3
+    proc = check("POST", f"{base}/processes", status=201, body={"command": "echo p"}).json()
+    pid = {"sandbox_id": sid, "pid": proc["pid"]}
+    check(
+        "GET",
+        f"{base}/processes/{{pid}}/logs",
+        status=200,
+        path_parameters=pid,
+        query={"follow": True},
+    )
+    check("GET", f"{base}/processes/{{pid}}", status=200, path_parameters=pid)
+    check("POST", f"{base}/code/run", status=200, body={"code": "print(1)\n2"})
+    check(
+        "POST",
+        f"{base}/code/run",
+        status=200,
+        body={"code": "1/0"},
+        headers={"Accept": "text/event-stream"},
+    )
+    check("POST", f"{base}/ports", status=201, body={"port": 8000})
+    check("GET", f"{base}/ports", status=200)
+    check(
+        "DELETE",
+        f"{base}/ports/{{port}}",
+        status=204,
+        path_parameters={"sandbox_id": sid, "port": 8000},
+    )
+    check("GET", "/api/v1/sandboxes/{sandbox_id}", status=200)
+    assert len(seen) == 20
+
+
 def _fuzzer(strategy: Any, examples: int, call: Any, headers: dict[str, str]) -> Any:
     @settings(
         max_examples=examples,
