@@ -77,10 +77,10 @@ def test_exec_output_is_live(cli_env: dict[str, str], box: Sandbox) -> None:
         text=True,
     )
     assert proc.stdout is not None
-    started = time.monotonic()
     assert proc.stdout.readline() == "first\n"
-    assert time.monotonic() - started < 2.5  # before the command ended
+    first = time.monotonic()
     assert proc.stdout.readline() == "second\n"
+    assert time.monotonic() - first > 2  # the first line came while the command ran
     assert proc.wait(30) == 0
 
 
