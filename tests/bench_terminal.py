@@ -63,7 +63,7 @@ def _ws_echo_latencies(ws: ClientConnection, samples: int) -> list[float]:
 
 
 def _docker_echo_latencies(container: str, samples: int) -> list[float]:
-    """The same through ``docker exec -i <container> cat`` (no terminal, no shell)."""
+    """Bytes echoed by ``docker exec -i <container> cat`` (no terminal, no shell)."""
     proc = subprocess.Popen(
         ["docker", "exec", "-i", container, "cat"],
         stdin=subprocess.PIPE,
@@ -84,6 +84,54 @@ def _docker_echo_latencies(container: str, samples: int) -> list[float]:
     finally:
         proc.stdin.close()
         proc.wait(10)
+
+
+def _docker_tty_echo_latencies(container: str, samples: int) -> list[float]:
+    """The same keystrokes through ``docker exec -it <container> bash`` (readline
+    echo over the container's PTY), from a raw local PTY."""
+    import select
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    proc = subprocess.Popen(
+        ["docker", "exec", "-it", container, "bash", "--norc", "--noprofile", "-i"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+
+    def read_some(timeout: float) -> bytes:
+        ready, _, _ = select.select([master], [], [], timeout)
+        return os.read(master, 65536) if ready else b""
+
+    try:
+        deadline = time.monotonic() + 30
+        while b"$ " not in read_some(1) and time.monotonic() < deadline:
+            pass
+        while read_some(0.3):
+            pass
+        latencies = []
+        for i in range(samples + 20):
+            key = b"x" if i % 2 == 0 else b"\x7f"
+            started = time.perf_counter()
+            os.write(master, key)
+            if not read_some(10):
+                raise RuntimeError("docker exec -it did not echo")
+            if i >= 20:
+                latencies.append((time.perf_counter() - started) * 1000)
+            while read_some(0.002):
+                pass
+        return latencies
+    finally:
+        os.write(master, b"\x15exit\n")
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        os.close(master)
 
 
 def _docker_throughput(container: str) -> float:
@@ -165,6 +213,9 @@ def bench_terminal(
         if rss_before is not None:
             results["server_rss_before_mb"] = rss_before
             results["server_rss_after_mb"] = _rss_mb(server_pid)
+    tty_latencies = _docker_tty_echo_latencies(container, samples)
+    results["docker_exec_it_echo_p50_ms"] = statistics.median(tty_latencies)
+    results["docker_exec_it_echo_p99_ms"] = _percentile(tty_latencies, 0.99)
     docker_latencies = _docker_echo_latencies(container, samples)
     results["docker_exec_echo_p50_ms"] = statistics.median(docker_latencies)
     results["docker_exec_echo_p99_ms"] = _percentile(docker_latencies, 0.99)
