@@ -48,7 +48,24 @@ class ConsoleLog:
 
     def __init__(self, page: Page) -> None:
         self.errors: list[str] = []
+        self.pending: dict[object, str] = {}  # requests sent and not answered yet
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("request", lambda r: self.pending.__setitem__(r, f"{r.method} {r.url}"))
+        page.on("requestfinished", lambda r: self.pending.pop(r, None))
+        page.on("requestfailed", self._failed)
+        page.on(
+            "console",
+            lambda m: self.console.append(m.text) if m.type == "error" else None,
+        )
+        self.failed: list[str] = []
+        self.console: list[str] = []
+
+    def _failed(self, request) -> None:  # type: ignore[no-untyped-def]
+        self.pending.pop(request, None)
+        self.failed.append(f"{request.method} {request.url}: {request.failure}")
+
+    def unanswered(self) -> list[str]:
+        return sorted(self.pending.values())
 
 
 @pytest.fixture

@@ -89,7 +89,11 @@ def open_ide(account: Account) -> tuple[Page, ConsoleLog]:
             timeout=60_000  # the machine may be busy: a cold start can take a while
         )
     except AssertionError as exc:
-        raise AssertionError(f"the IDE did not start; page errors: {log.errors}") from exc
+        raise AssertionError(
+            f"the IDE did not start; page errors: {log.errors}; "
+            f"requests not answered: {log.unanswered()}; failed: {log.failed}; "
+            f"console: {log.console}"
+        ) from exc
     return page, log
 
 
@@ -538,3 +542,29 @@ def test_login_logout_and_token_revocation(account: Account, browser: Browser, s
         assert not log.errors, log.errors
     finally:
         context.close()
+
+
+def test_code_interpreter_rich_output(account: Account) -> None:
+    page, log = open_ide(account)
+    page.locator("#interp-tab").click()
+    cell = page.locator("#interp-editor .cm-content")
+    cell.click()
+    page.keyboard.type("x = 6 * 7; print('x is', x)")
+    page.keyboard.press("Shift+Enter")
+    cells = page.locator("#interp-cells")
+    expect(cells.locator(".cell-out").last).to_have_text("x is 42\n", timeout=60_000)
+    cell.click()
+    page.keyboard.type(
+        "import pandas as pd, matplotlib.pyplot as plt; plt.plot([1, 3, 2]); "
+        "pd.DataFrame({'answer': [x, x + 1]})"
+    )
+    page.locator("#interp-run").click()
+    expect(cells.locator("img").last).to_be_visible(timeout=60_000)
+    table = page.frame_locator("#interp-cells iframe.html-out >> nth=-1").locator("table")
+    expect(table).to_contain_text("43")
+    shot(page, "ide-interpreter-dark")
+    cell.click()
+    page.keyboard.type("1 / 0")
+    page.keyboard.press("Shift+Enter")
+    expect(cells.locator(".cell-out.error").last).to_contain_text("ZeroDivisionError")
+    assert not log.errors, log.errors

@@ -51,13 +51,21 @@ export async function raw(method, path, { query, json, body, headers = {}, signa
     body = JSON.stringify(json);
   }
   let response;
-  try {
-    response = await fetch(API + path + qs(query), {
-      method, body, headers: h, credentials: "same-origin", signal,
-    });
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    throw new ApiError("The server cannot be reached: check your connection.", { code: "network" });
+  // Reads are retried once when the connection drops (e.g. the browser saw the network change).
+  for (let attempt = 0; ; attempt++) {
+    try {
+      response = await fetch(API + path + qs(query), {
+        method, body, headers: h, credentials: "same-origin", signal,
+      });
+      break;
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      if (attempt === 0 && (method === "GET" || method === "HEAD")) {
+        await new Promise((r) => setTimeout(r, 300));
+        continue;
+      }
+      throw new ApiError("The server cannot be reached: check your connection.", { code: "network" });
+    }
   }
   if (!response.ok) throw await errorFrom(response);
   return response;

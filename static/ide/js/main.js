@@ -11,6 +11,7 @@ import { toggleTheme } from "./theme.js";
 import { ROOT, Tree } from "./tree.js";
 import { download, status, toast } from "./ui.js";
 
+window.ideStarted = true; // every module loaded (see the watchdog in ide.html)
 const root = document.getElementById("ide");
 const sb = sandboxApi(root.dataset.sandboxId);
 const mod = (e) => e.ctrlKey || e.metaKey;

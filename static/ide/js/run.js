@@ -226,7 +226,8 @@ export class Interpreter {
     }
     if (result.error) {
       const e = result.error;
-      cell.append(h("pre.cell-out.error", {}, `${e.name}: ${e.value}${e.traceback ? "\n" + e.traceback.replace(/\x1b\[[0-9;]*m/g, "") : ""}`));
+      const tb = (e.traceback || "").replace(ANSI, "").trim();
+      cell.append(h("pre.cell-out.error", {}, tb && tb.includes(e.name) ? tb : `${e.name}: ${e.value}${tb ? "\n" + tb : ""}`));
     }
   }
 }
