@@ -481,11 +481,12 @@ async def _exchange(
                 await relay
             return False
         relay.result()
+        # (the client may be gone by now - the server says so once the response is
+        # complete - but the exchange with the app finished cleanly)
         return (
             conn.our_state is h11.DONE
             and conn.their_state is h11.DONE
             and not conn.trailing_data[0]
-            and not disconnected.is_set()
         )
     finally:
         waiter.cancel()
