@@ -62,6 +62,9 @@ START_TIMEOUT = 60.0
 INTERRUPT_GRACE = 3.0
 # How often a run that waits for output checks that its interpreter still lives.
 LIVENESS_POLL = 0.5
+# Contexts a sandbox may hold at once besides the default ones (each is a process of
+# 40-70 MB; the sandbox's memory limit applies to all of them together).
+MAX_CONTEXTS = int(os.environ.get("SANDBOX_AGENT_MAX_CONTEXTS", "16"))
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _MAX_RESULT = MAX_FRAME - 64 * 1024
 
@@ -687,6 +690,14 @@ async def handle_create(request: Message, channel: Channel) -> None:
     cwd = resolve_path(request.cwd)
     if not os.path.isdir(cwd):
         await _bad(channel, f"working directory {cwd} does not exist", "not_found")
+        return
+    if sum(1 for c in CONTEXTS if c not in DEFAULT_IDS.values()) >= MAX_CONTEXTS:
+        await _bad(
+            channel,
+            f"this sandbox already has {MAX_CONTEXTS} code contexts: delete some "
+            "(DELETE .../code/contexts/{id}) before creating more",
+            "limit_reached",
+        )
         return
     context = Context(secrets.token_hex(6), request.language, cwd, dict(request.env))
     CONTEXTS[context.id] = context

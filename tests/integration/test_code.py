@@ -399,6 +399,27 @@ def test_contexts_list_and_delete(api: httpx.Client, shared_sandbox: dict) -> No
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
 
 
+def test_context_limit(api: httpx.Client, shared_sandbox: dict) -> None:
+    base = f"/sandboxes/{shared_sandbox['id']}/code/contexts"
+    made = []
+    try:
+        for _ in range(17):  # the agent allows 16 besides the default contexts
+            response = api.post(base, json={"language": "javascript"})
+            if response.status_code != 201:
+                break
+            made.append(response.json()["id"])
+        assert response.status_code == 429, response.text
+        assert response.json()["error"]["code"] == "limit_reached"
+        assert "delete" in response.json()["error"]["message"]
+        assert run(api, shared_sandbox, "'default still runs'")["error"] is None
+    finally:
+        for context in made:
+            api.delete(f"{base}/{context}")
+    again = api.post(base, json={"language": "javascript"})
+    assert again.status_code == 201
+    api.delete(f"{base}/{again.json()['id']}")
+
+
 def test_bad_requests(api: httpx.Client, shared_sandbox: dict, py: dict) -> None:
     url = f"/sandboxes/{shared_sandbox['id']}/code"
     bad_language = api.post(f"{url}/run", json={"code": "1", "language": "ruby"})
