@@ -9,7 +9,7 @@ sleeping sandbox) and turns the agent's frames into run events or a collected re
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -95,7 +95,7 @@ class RunEvent:
     data: Any = None
 
 
-async def run_stream(sandbox: Sandbox, request: RunRequest) -> AsyncIterator[RunEvent]:
+async def run_stream(sandbox: Sandbox, request: RunRequest) -> AsyncGenerator[RunEvent, None]:
     """Run code; the first event is ``started`` (bad requests raise before it)."""
     if request.timeout is not None and request.timeout > settings.EXEC_MAX_TIMEOUT:
         raise BadRequest(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -140,7 +140,7 @@ async def _chain(
         yield event
 
 
-async def _sse_events(events: AsyncIterator[code.RunEvent]) -> AsyncIterator[bytes]:
+async def _sse_events(events: AsyncGenerator[code.RunEvent, None]) -> AsyncIterator[bytes]:
     """The events after ``started`` (which only told that the request was good)."""
     try:
         async for event in events:
