@@ -22,7 +22,16 @@ from django.contrib.auth import get_user_model
 from container.agent import execs as agent_execs
 from container.agent import server as agent_server
 from container.agent import terminals as agent_terminals
-from container.agent.protocol import Channel, Kind, TerminalAttach, TerminalAttached
+from container.agent.protocol import (
+    Channel,
+    Exit,
+    Kind,
+    TerminalAttach,
+    TerminalAttached,
+    TerminalKill,
+    TerminalKilled,
+    decode_message,
+)
 from sandboxes.backends import get_backend
 from sandboxes.backends.base import AgentAddress, Backend, BackendState, SandboxSpec, Status
 from sandboxes.models import ApiToken, Sandbox
@@ -382,3 +391,25 @@ async def test_exec_stream(alice: dict[str, Any]) -> None:
     assert "command" in error["message"]
     closed = await bad.receive_output(5)
     assert closed["type"] == "websocket.close" and closed["code"] == 4400
+
+
+async def test_delete_ends_even_a_shell_that_ignores_signals(agent: str) -> None:
+    channel = await agent_attach(agent, "stubborn")
+    await channel.send(Kind.STDIN, b"trap '' HUP INT TERM; echo trapped-$((1+1))\n")
+    await agent_read_until(channel, b"trapped-2")
+    reader, writer = await asyncio.open_unix_connection(agent)
+    killer = Channel(reader, writer)
+    started = time.monotonic()
+    await killer.send_message(TerminalKill(name="stubborn"))
+    reply = await asyncio.wait_for(killer.receive_message(), 10)
+    assert isinstance(reply, TerminalKilled) and reply.exit_code == 128 + 9  # SIGKILL
+    assert time.monotonic() - started < 3
+    assert "stubborn" not in agent_terminals.TERMINALS
+    while True:  # the attached client is told, after the output it had not read
+        frame = await asyncio.wait_for(channel.receive(), 10)
+        assert frame is not None
+        if frame[0] == Kind.CONTROL:
+            assert decode_message(frame[1]) == Exit(exit_code=137)
+            break
+    await killer.close()
+    await channel.close()
