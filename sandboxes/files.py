@@ -152,11 +152,15 @@ async def write(
     file), chunk by chunk. Beyond ``max_size`` the write is abandoned (413) and the
     target left untouched."""
     channel = await services.open_agent(sandbox, WriteFile(path=path))
+    reading: asyncio.Future[bytes] | None = None
     try:
         _expect(await receive_message(channel), WriteReady)
         total = 0
+        # The next chunk is read (on a thread) while this one is sent.
+        reading = asyncio.ensure_future(asyncio.to_thread(read_chunk, UPLOAD_CHUNK))
         try:
-            while chunk := await asyncio.to_thread(read_chunk, UPLOAD_CHUNK):
+            while chunk := await reading:
+                reading = asyncio.ensure_future(asyncio.to_thread(read_chunk, UPLOAD_CHUNK))
                 total += len(chunk)
                 if max_size is not None and total > max_size:
                     raise PayloadTooLarge(
@@ -172,6 +176,9 @@ async def write(
             raise AgentError(f"The sandbox's agent stopped the upload: {exc}") from exc
         return _expect(await receive_message(channel), FileWritten)
     finally:
+        if reading is not None:
+            with contextlib.suppress(Exception):
+                await reading  # never leave a thread reading the body behind
         await channel.close()
 
 

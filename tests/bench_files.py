@@ -3,7 +3,8 @@
 A round trip of SIZE MB through the API (PUT files/content, then a streamed GET),
 beside the same bytes through ``docker exec -i ... cat`` in the same run, and the
 server's peak resident memory during the API transfers (VmHWM after resetting it
-through /proc/PID/clear_refs). ``bench_files(server)`` is importable for
+through /proc/PID/clear_refs) and the server's CPU seconds for each direction (a
+number that does not depend on how busy the machine is). ``bench_files(server)`` is importable for
 ``tests/bench.py``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -31,6 +33,13 @@ def _status_kb(pid: int, field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (independent of machine load)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _blocks(count: int, block: bytes, digest: Any) -> Iterator[bytes]:
@@ -54,11 +63,14 @@ def bench_files(server: LiveServer, size_mb: int = 1024) -> dict[str, float]:
 
             sent = hashlib.sha256()
             started = time.perf_counter()
+            cpu = _cpu_s(pid)
             response = client.put(
                 url, params={"path": "bench.bin"}, content=_blocks(size_mb, block, sent)
             )
             response.raise_for_status()
             results["api_upload_s"] = time.perf_counter() - started
+            results["server_cpu_upload_s"] = _cpu_s(pid) - cpu
+            cpu = _cpu_s(pid)
 
             received = hashlib.sha256()
             started = time.perf_counter()
@@ -66,6 +78,7 @@ def bench_files(server: LiveServer, size_mb: int = 1024) -> dict[str, float]:
                 for chunk in download.iter_bytes(BLOCK):
                     received.update(chunk)
             results["api_download_s"] = time.perf_counter() - started
+            results["server_cpu_download_s"] = _cpu_s(pid) - cpu
             if received.hexdigest() != sent.hexdigest():
                 raise AssertionError("the downloaded bytes differ from the uploaded ones")
             results["server_rss_before_mb"] = rss_before / 1024

@@ -321,6 +321,8 @@ async def handle_write(request: Message, channel: Channel) -> None:
         return await _fail(channel, _error_for(exc, request.path))
     size = 0
     done = False
+    # One chunk is written (on a thread) while the next one is received.
+    writing: asyncio.Future[None] | None = None
     try:
         await channel.send_message(WriteReady(path=path))
         while True:
@@ -330,9 +332,12 @@ async def handle_write(request: Message, channel: Channel) -> None:
             kind, payload = frame
             if kind != Kind.DATA:
                 continue
+            if writing is not None:
+                await writing
+                writing = None
             if not payload:
                 break
-            await asyncio.to_thread(_write_all, fd, payload)
+            writing = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, payload))
             size += len(payload)
         try:
             previous = os.stat(path)
@@ -351,6 +356,9 @@ async def handle_write(request: Message, channel: Channel) -> None:
             raise
         return await _fail(channel, _error_for(exc, request.path))
     finally:
+        if writing is not None:
+            with contextlib.suppress(OSError):
+                await asyncio.shield(writing)
         if fd >= 0:
             os.close(fd)
         if not done:

@@ -9,6 +9,7 @@ import os
 import queue
 import socket
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -631,7 +632,7 @@ def _rss_kb(pid: int, field: str = "VmRSS") -> int:
     raise AssertionError(f"no {field} for {pid}")
 
 
-def test_server_memory_stays_flat_for_200_mb(
+def test_server_memory_stays_flat_for_large_transfers(
     server: LiveServer, api: httpx.Client, shared_sandbox: dict, workdir: str
 ) -> None:
     assert server.process is not None
@@ -659,5 +660,17 @@ def test_server_memory_stays_flat_for_200_mb(
         for chunk in response.iter_bytes():
             received.update(chunk)
     assert received.hexdigest() == sent.hexdigest()
+    # and a multipart upload of 100 MB (Twisted would parse it into memory)
+    with tempfile.TemporaryFile() as spool:
+        for _ in range(100):
+            spool.write(block)
+        spool.seek(0)
+        uploaded = api.post(
+            files_url(shared_sandbox, "/upload"),
+            params={"path": workdir},
+            files={"file": ("multipart.bin", spool, "application/octet-stream")},
+        )
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["files"][0]["size"] == 100 * len(block)
     peak = _rss_kb(pid, "VmHWM")
     assert peak - before < 60 * 1024, f"server RSS grew from {before} kB to a peak of {peak} kB"
