@@ -357,6 +357,17 @@ POOL_MAX_IDLE = 8
 _pool: dict[tuple[str, int], list[Channel]] = {}
 
 
+# An app that has not answered after this long may sit in a sandbox that another
+# server process paused meanwhile (a kept-alive tunnel does not notice): make sure it
+# runs, once, and keep waiting on the same connection.
+NUDGE_AFTER = 2.0
+
+
+async def _nudge(sandbox: Sandbox) -> None:
+    with contextlib.suppress(SandboxError):
+        await services.ensure_running(sandbox)
+
+
 class _Stale(Exception):
     """A pooled tunnel turned out closed before any answer: retry on a new one."""
 
@@ -438,7 +449,15 @@ async def _proxy_http(
                 return
         try:
             reusable = await _exchange(
-                scope, receive, send, conn, channel, has_body, pooled, extra_response_headers
+                scope,
+                receive,
+                send,
+                sandbox,
+                conn,
+                channel,
+                has_body,
+                pooled,
+                extra_response_headers,
             )
         except _Stale:
             await channel.close()
@@ -458,6 +477,7 @@ async def _exchange(
     scope: Scope,
     receive: Receive,
     send: Send,
+    sandbox: Sandbox,
     conn: h11.Connection,
     channel: Channel,
     has_body: bool,
@@ -474,7 +494,12 @@ async def _exchange(
     )
     waiter = asyncio.ensure_future(disconnected.wait())
     try:
-        done, _ = await asyncio.wait({relay, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {relay, waiter}, timeout=NUDGE_AFTER, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done:
+            await _nudge(sandbox)
+            done, _ = await asyncio.wait({relay, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if relay not in done:  # the client went away: stop reading from the app
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -622,7 +647,11 @@ async def _proxy_websocket(
             )
         )
         await writer.drain()
-        accepted = await _handshake(conn, reader)
+        handshake = asyncio.ensure_future(_handshake(conn, reader))
+        done, _ = await asyncio.wait({handshake}, timeout=NUDGE_AFTER)
+        if not done:
+            await _nudge(sandbox)
+        accepted = await handshake
     except Exception as exc:  # any failure of the handshake refuses the client
         log.info("preview websocket handshake to port %s failed: %s", port, exc)
         accepted = None

@@ -364,6 +364,13 @@ def test_sleeping_sandbox_is_woken_by_a_preview(server: LiveServer, api: httpx.C
             assert "Nothing is listening" in response.text
             start_app(api, sandbox, HTTP_APP, "preview_http", 18080)
         assert client.get("/echo").json()["method"] == "GET"
+        # asleep again behind a kept-alive connection to the app: still woken
+        assert api.post(f"/sandboxes/{sandbox['id']}/sleep").json()["status"] == "sleeping"
+        started = time.monotonic()
+        again = client.get("/echo")
+        assert again.status_code in (200, 502), again.text
+        assert time.monotonic() - started < 20
+        assert api.get(f"/sandboxes/{sandbox['id']}").json()["status"] == "running"
     api.delete(f"/sandboxes/{sandbox['id']}")
 
 
