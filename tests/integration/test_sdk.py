@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import re
 import time
@@ -198,9 +199,11 @@ def test_async_client_has_the_same_surface(conn: dict[str, str], sb: Sandbox) ->
                 await asb.exec("touch async/watched/x")
 
             task = asyncio.create_task(touch())
-            async for event in asb.files.watch("async/watched", timeout=10):
-                if event.path.endswith("/x"):
-                    break
+            watch = asb.files.watch("async/watched", timeout=10)
+            async with contextlib.aclosing(watch) as events:  # closes the stream on break
+                async for event in events:
+                    if event.path.endswith("/x"):
+                        break
             await task
 
     asyncio.run(scenario())

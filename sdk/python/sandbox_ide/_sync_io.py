@@ -17,7 +17,8 @@ def maybe_await(value: Any) -> Any:
 
 
 def ws_connect(url: str, headers: dict[str, str], open_timeout: float) -> ClientConnection:
-    return connect(url, additional_headers=headers, open_timeout=open_timeout, max_size=None)
+    ws = connect(url, additional_headers=headers, open_timeout=open_timeout, max_size=None)
+    return ws.__enter__()  # entered: closed by Terminal.close(), no legacy warning
 
 
 def ws_recv(ws: ClientConnection, timeout: float | None) -> str | bytes:
