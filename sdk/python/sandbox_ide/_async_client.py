@@ -54,6 +54,7 @@ from .models import (
     error_from_json,
 )
 
+_list = list  # the classes below have a method called ``list``
 Progress = Callable[[int, int | None], Any]
 """``progress(bytes_done, bytes_total_or_None)``, called as a transfer advances."""
 
@@ -242,7 +243,7 @@ class AsyncSandbox:
             raise
 
     @classmethod
-    async def list(cls, *, url: str | None = None, token: str | None = None) -> list[SandboxInfo]:
+    async def list(cls, *, url: str | None = None, token: str | None = None) -> _list[SandboxInfo]:
         """The caller's sandboxes."""
         http = AsyncHTTP(url, token)
         try:
@@ -332,8 +333,8 @@ class AsyncSandbox:
             data = await self._http.json("POST", path, json=body, timeout=NO_READ_TIMEOUT)
             result = CommandResult.from_json(data)
         else:
-            out: list[str] = []
-            err: list[str] = []
+            out: _list[str] = []
+            err: _list[str] = []
             end: dict[str, Any] | None = None
             async for event, data in self._http.events("POST", path, json=body):
                 if event == "stdout":
@@ -415,7 +416,7 @@ class AsyncSandbox:
         )
         return CodeContext.from_json(data)
 
-    async def list_code_contexts(self) -> list[CodeContext]:
+    async def list_code_contexts(self) -> _list[CodeContext]:
         data = await self._http.json("GET", self._path + "/code/contexts")
         return [CodeContext.from_json(c) for c in data["contexts"]]
 
@@ -488,7 +489,7 @@ class AsyncFiles:
             size=(body.get("size") if body else None) or size,
         )
 
-    async def list(self, path: str = ".", *, recursive: bool = False) -> list[FileEntry]:
+    async def list(self, path: str = ".", *, recursive: bool = False) -> _list[FileEntry]:
         params: dict[str, Any] = {"path": path}
         if recursive:
             params["recursive"] = 1
@@ -537,7 +538,7 @@ class AsyncFiles:
         remote_dir: str = ".",
         *,
         progress: Progress | None = None,
-    ) -> list[str]:
+    ) -> _list[str]:
         """Upload a local file, or a folder with everything in it, into ``remote_dir``.
 
         Small files go as one multipart request per directory; large ones are
@@ -559,7 +560,7 @@ class AsyncFiles:
             groups["."] = [source]
         total = sum(f.stat().st_size for files in groups.values() for f in files)
         meter = _Meter(total, progress)
-        written: list[str] = []
+        written: _list[str] = []
         for rel, files in groups.items():
             target = remote_dir if rel == "." else f"{remote_dir.rstrip('/')}/{rel}"
             if not files:
@@ -579,7 +580,7 @@ class AsyncFiles:
                 written += [f"{target.rstrip('/')}/{f.name}" for f in batch]
         return written
 
-    async def _upload_batch(self, target: str, files: list[Path], meter: _Meter) -> None:
+    async def _upload_batch(self, target: str, files: _list[Path], meter: _Meter) -> None:
         handles = [_ProgressFile(f.open("rb"), meter) for f in files]
         try:
             await self._sb._http.request(
@@ -695,7 +696,7 @@ class AsyncGit:
     async def status(self, path: str | None = None) -> GitStatus:
         return GitStatus.from_json(await self._get("status", path=path))
 
-    async def log(self, path: str | None = None, *, limit: int = 20) -> list[GitCommit]:
+    async def log(self, path: str | None = None, *, limit: int = 20) -> _list[GitCommit]:
         data = await self._get("log", path=path, limit=limit)
         return [GitCommit.from_json(c) for c in data["commits"]]
 
@@ -762,7 +763,7 @@ class AsyncProcesses:
         body = _drop_none(command=_command(command), cwd=cwd, env=env)
         return ProcessInfo.from_json(await self._sb._http.json("POST", self._url, json=body))
 
-    async def list(self) -> list[ProcessInfo]:
+    async def list(self) -> _list[ProcessInfo]:
         data = await self._sb._http.json("GET", self._url)
         return [ProcessInfo.from_json(p) for p in data["processes"]]
 
@@ -883,7 +884,7 @@ class AsyncSessions:
         body = _drop_none(id=id, cwd=cwd, env=env)
         return SessionInfo.from_json(await self._sb._http.json("POST", self._url, json=body))
 
-    async def list(self) -> list[SessionInfo]:
+    async def list(self) -> _list[SessionInfo]:
         data = await self._sb._http.json("GET", self._url)
         return [SessionInfo.from_json(item) for item in data["sessions"]]
 
@@ -920,7 +921,7 @@ class AsyncTerminals:
     def __init__(self, sandbox: AsyncSandbox) -> None:
         self._sb = sandbox
 
-    async def list(self) -> list[TerminalInfo]:
+    async def list(self) -> _list[TerminalInfo]:
         data = await self._sb._http.json("GET", self._sb._path + "/terminals")
         return [TerminalInfo.from_json(t) for t in data["terminals"]]
 
@@ -1126,10 +1127,10 @@ SMALL_FILE = 1024 * 1024  # larger files are streamed with PUT, not sent as mult
 BATCH_BYTES = 8 * 1024 * 1024
 
 
-def _batches(files: list[Path]) -> list[list[Path]]:
+def _batches(files: _list[Path]) -> _list[list[Path]]:
     """Small files grouped (up to BATCH_BYTES a request); each large file alone."""
-    batches: list[list[Path]] = []
-    current: list[Path] = []
+    batches: _list[list[Path]] = []
+    current: _list[Path] = []
     size = 0
     for path in files:
         length = path.stat().st_size

@@ -53,6 +53,7 @@ from .models import (
     error_from_json,
 )
 
+_list = list  # the classes below have a method called ``list``
 Progress = Callable[[int, int | None], Any]
 """``progress(bytes_done, bytes_total_or_None)``, called as a transfer advances."""
 
@@ -239,7 +240,7 @@ class Sandbox:
             raise
 
     @classmethod
-    def list(cls, *, url: str | None = None, token: str | None = None) -> list[SandboxInfo]:
+    def list(cls, *, url: str | None = None, token: str | None = None) -> _list[SandboxInfo]:
         """The caller's sandboxes."""
         http = HTTP(url, token)
         try:
@@ -329,8 +330,8 @@ class Sandbox:
             data = self._http.json("POST", path, json=body, timeout=NO_READ_TIMEOUT)
             result = CommandResult.from_json(data)
         else:
-            out: list[str] = []
-            err: list[str] = []
+            out: _list[str] = []
+            err: _list[str] = []
             end: dict[str, Any] | None = None
             for event, data in self._http.events("POST", path, json=body):
                 if event == "stdout":
@@ -412,7 +413,7 @@ class Sandbox:
         )
         return CodeContext.from_json(data)
 
-    def list_code_contexts(self) -> list[CodeContext]:
+    def list_code_contexts(self) -> _list[CodeContext]:
         data = self._http.json("GET", self._path + "/code/contexts")
         return [CodeContext.from_json(c) for c in data["contexts"]]
 
@@ -485,7 +486,7 @@ class Files:
             size=(body.get("size") if body else None) or size,
         )
 
-    def list(self, path: str = ".", *, recursive: bool = False) -> list[FileEntry]:
+    def list(self, path: str = ".", *, recursive: bool = False) -> _list[FileEntry]:
         params: dict[str, Any] = {"path": path}
         if recursive:
             params["recursive"] = 1
@@ -534,7 +535,7 @@ class Files:
         remote_dir: str = ".",
         *,
         progress: Progress | None = None,
-    ) -> list[str]:
+    ) -> _list[str]:
         """Upload a local file, or a folder with everything in it, into ``remote_dir``.
 
         Small files go as one multipart request per directory; large ones are
@@ -556,7 +557,7 @@ class Files:
             groups["."] = [source]
         total = sum(f.stat().st_size for files in groups.values() for f in files)
         meter = _Meter(total, progress)
-        written: list[str] = []
+        written: _list[str] = []
         for rel, files in groups.items():
             target = remote_dir if rel == "." else f"{remote_dir.rstrip('/')}/{rel}"
             if not files:
@@ -576,7 +577,7 @@ class Files:
                 written += [f"{target.rstrip('/')}/{f.name}" for f in batch]
         return written
 
-    def _upload_batch(self, target: str, files: list[Path], meter: _Meter) -> None:
+    def _upload_batch(self, target: str, files: _list[Path], meter: _Meter) -> None:
         handles = [_ProgressFile(f.open("rb"), meter) for f in files]
         try:
             self._sb._http.request(
@@ -692,7 +693,7 @@ class Git:
     def status(self, path: str | None = None) -> GitStatus:
         return GitStatus.from_json(self._get("status", path=path))
 
-    def log(self, path: str | None = None, *, limit: int = 20) -> list[GitCommit]:
+    def log(self, path: str | None = None, *, limit: int = 20) -> _list[GitCommit]:
         data = self._get("log", path=path, limit=limit)
         return [GitCommit.from_json(c) for c in data["commits"]]
 
@@ -757,7 +758,7 @@ class Processes:
         body = _drop_none(command=_command(command), cwd=cwd, env=env)
         return ProcessInfo.from_json(self._sb._http.json("POST", self._url, json=body))
 
-    def list(self) -> list[ProcessInfo]:
+    def list(self) -> _list[ProcessInfo]:
         data = self._sb._http.json("GET", self._url)
         return [ProcessInfo.from_json(p) for p in data["processes"]]
 
@@ -876,7 +877,7 @@ class Sessions:
         body = _drop_none(id=id, cwd=cwd, env=env)
         return SessionInfo.from_json(self._sb._http.json("POST", self._url, json=body))
 
-    def list(self) -> list[SessionInfo]:
+    def list(self) -> _list[SessionInfo]:
         data = self._sb._http.json("GET", self._url)
         return [SessionInfo.from_json(item) for item in data["sessions"]]
 
@@ -913,7 +914,7 @@ class Terminals:
     def __init__(self, sandbox: Sandbox) -> None:
         self._sb = sandbox
 
-    def list(self) -> list[TerminalInfo]:
+    def list(self) -> _list[TerminalInfo]:
         data = self._sb._http.json("GET", self._sb._path + "/terminals")
         return [TerminalInfo.from_json(t) for t in data["terminals"]]
 
@@ -1117,10 +1118,10 @@ SMALL_FILE = 1024 * 1024  # larger files are streamed with PUT, not sent as mult
 BATCH_BYTES = 8 * 1024 * 1024
 
 
-def _batches(files: list[Path]) -> list[list[Path]]:
+def _batches(files: _list[Path]) -> _list[list[Path]]:
     """Small files grouped (up to BATCH_BYTES a request); each large file alone."""
-    batches: list[list[Path]] = []
-    current: list[Path] = []
+    batches: _list[list[Path]] = []
+    current: _list[Path] = []
     size = 0
     for path in files:
         length = path.stat().st_size

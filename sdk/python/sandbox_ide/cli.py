@@ -323,10 +323,9 @@ def _progress(label: str, show: bool) -> Iterator[Any]:
         yield None
         return
     started = time.monotonic()
-    state = {"last": 0.0, "done": 0, "total": None}
+    last, done, total = 0.0, 0, None
 
     def draw(final: bool = False) -> None:
-        done, total = state["done"], state["total"]
         elapsed = max(time.monotonic() - started, 1e-6)
         rate = f"{_size(done / elapsed)}/s"
         if total:
@@ -339,11 +338,12 @@ def _progress(label: str, show: bool) -> Iterator[Any]:
         sys.stderr.write("\r" + line[:120].ljust(60) + ("\n" if final else ""))
         sys.stderr.flush()
 
-    def progress(done: int, total: int | None) -> None:
-        state["done"], state["total"] = done, total
+    def progress(bytes_done: int, bytes_total: int | None) -> None:
+        nonlocal last, done, total
+        done, total = bytes_done, bytes_total
         now = time.monotonic()
-        if now - state["last"] >= 0.1:
-            state["last"] = now
+        if now - last >= 0.1:
+            last = now
             draw()
 
     try:
