@@ -562,7 +562,14 @@ def test_code_interpreter_rich_output(account: Account) -> None:
     expect(cells.locator("img").last).to_be_visible(timeout=60_000)
     table = page.frame_locator("#interp-cells iframe.html-out >> nth=-1").locator("table")
     expect(table).to_contain_text("43")
+    small = page.locator("#panel").bounding_box()
+    page.locator("#panel-max").click()  # room for the figure
+    big = page.locator("#panel").bounding_box()
+    assert small and big and big["height"] > small["height"] + 200
+    cells.locator("img").last.scroll_into_view_if_needed()
     shot(page, "ide-interpreter-dark")
+    page.keyboard.press("Control+j")
+    expect(page.locator("#editor-area .tabbar")).to_be_visible()
     cell.click()
     page.keyboard.type("1 / 0")
     page.keyboard.press("Shift+Enter")

@@ -35,7 +35,20 @@ export class Editors {
         e.returnValue = "You have unsaved changes.";
       }
     });
+    const cursor = () => this.showCursor();
+    this.host.addEventListener("keyup", cursor);
+    this.host.addEventListener("mouseup", cursor);
     this.restore();
+  }
+
+  showCursor() {
+    const el = document.getElementById("status-cursor");
+    const ed = this.active?.editor;
+    if (!ed) { el.textContent = ""; return; }
+    const state = ed.view.state;
+    const head = state.selection.main.head;
+    const line = state.doc.lineAt(head);
+    el.textContent = `Ln ${line.number}, Col ${head - line.from + 1}`;
   }
 
   onChange(fn) { this.listeners.add(fn); }
@@ -184,6 +197,7 @@ export class Editors {
     tab.el.scrollIntoView({ block: "nearest", inline: "nearest" });
     document.getElementById("status-lang").textContent = tab.kind === "text" ? (languageForPath(path) || "plain text") : "";
     if (tab.editor) requestAnimationFrame(() => tab.editor.focus());
+    this.showCursor();
     this.emit();
   }
 
@@ -211,6 +225,7 @@ export class Editors {
       else {
         this.empty.hidden = false;
         document.getElementById("status-lang").textContent = "";
+        document.getElementById("status-cursor").textContent = "";
         this.emit();
       }
     } else this.emit();

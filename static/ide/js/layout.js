@@ -97,3 +97,11 @@ export function initLayout() {
     changed();
   });
 }
+
+// The bottom panel: maximized (almost all of the editor column) or back to its size.
+export function togglePanelMax() {
+  const maxed = root.hasAttribute("data-panel-max");
+  root.toggleAttribute("data-panel-max", !maxed);
+  changed();
+  return !maxed;
+}

@@ -2,7 +2,7 @@
 import { sandboxApi } from "./api.js";
 import { Editors } from "./editor.js";
 import { Git } from "./git.js";
-import { initLayout, isNarrow, onLayoutChange, setHidden, toggle } from "./layout.js";
+import { initLayout, isNarrow, onLayoutChange, setHidden, toggle, togglePanelMax } from "./layout.js";
 import { Palette } from "./palette.js";
 import { Preview } from "./preview.js";
 import { Interpreter, Runner } from "./run.js";
@@ -53,6 +53,7 @@ function shortcut(e, where = "page") {
   if (k === "f5" || (mod(e) && k === "enter" && !inTerm && !e.shiftKey)) return "run";
   if (mod(e) && !e.shiftKey && k === "b" && !inTerm) return "sidebar";
   if (e.altKey && !mod(e) && k === "w" && !inTerm) return "closetab";
+  if (e.ctrlKey && !e.shiftKey && k === "j") return "panelmax";
   return null;
 }
 
@@ -64,6 +65,7 @@ const actions = {
   run: () => runner.runActive(),
   sidebar: () => toggle("sidebar"),
   closetab: () => editors.closeActive(),
+  panelmax: () => togglePanelMax(),
 };
 
 document.addEventListener("keydown", (e) => {
@@ -110,6 +112,7 @@ const commands = () => [
   { title: "Preview: Refresh Ports", run: () => preview.poll() },
   { title: "Preview: Toggle Pane", run: () => toggle("preview") },
   { title: "View: Toggle Side Bar", hint: "Ctrl B", run: () => toggle("sidebar") },
+  { title: "View: Maximize / Restore Panel", hint: "Ctrl J", run: () => togglePanelMax() },
   { title: "View: Toggle Dark / Light Theme", run: () => toggleTheme() },
   { title: "Go to Dashboard", run: () => { location.href = "/"; } },
 ];
@@ -124,6 +127,7 @@ for (const b of document.querySelectorAll("[data-side]")) b.addEventListener("cl
 for (const b of document.querySelectorAll(".panel-tab")) b.addEventListener("click", () => showPanel(b.dataset.panel));
 document.addEventListener("panelshow", (e) => showPanel(e.detail.panel));
 document.getElementById("new-term").addEventListener("click", () => terminals.create());
+document.getElementById("panel-max").addEventListener("click", () => togglePanelMax());
 document.getElementById("toggle-sidebar").addEventListener("click", () => toggle("sidebar"));
 document.getElementById("toggle-preview").addEventListener("click", () => toggle("preview"));
 document.getElementById("palette-btn").addEventListener("click", () => palette.open("commands"));

@@ -217,9 +217,16 @@ export class Interpreter {
       else if (r["text/html"]) {
         // Sandbox output is untrusted: render it in a frame where no script runs.
         const frame = h("iframe.html-out", { sandbox: "allow-same-origin", title: "HTML output" });
-        frame.srcdoc = `<style>body{font:13px system-ui,sans-serif;margin:6px;color:#1f2430}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}thead th{background:#f2f4f8}</style>${r["text/html"]}`;
+        const css = getComputedStyle(document.documentElement);
+        const v = (name) => css.getPropertyValue(name).trim();
+        frame.srcdoc = `<style>html,body{background:${v("--bg-1")};color:${v("--fg")}}body{font:13px ${v("--font-ui")};margin:6px}` +
+          `table{border-collapse:collapse}td,th{border:1px solid ${v("--border-strong")};padding:3px 8px;text-align:right}` +
+          `thead th,tbody th{background:${v("--bg-2")}}</style>${r["text/html"]}`;
         frame.addEventListener("load", () => {
-          try { frame.style.height = `${Math.min(480, frame.contentDocument.documentElement.scrollHeight + 4)}px`; } catch { /* ignore */ }
+          try {
+            const body = frame.contentDocument.body;
+            frame.style.height = `${Math.min(480, body.scrollHeight + 16)}px`;
+          } catch { /* ignore */ }
         });
         cell.append(frame);
       } else if (r["text/plain"]) cell.append(h("pre.cell-out", {}, r["text/plain"]));
