@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import time
@@ -242,6 +243,7 @@ def main() -> None:
     finally:
         server.stop()
         _remove_prefixed(prefix)
+        shutil.rmtree(server.var_dir, ignore_errors=True)
     print(json.dumps(results, indent=2))
 
 
