@@ -8,9 +8,11 @@ the raw numbers go to bench-results/bench.json.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -107,10 +109,53 @@ def bench_foundation(server: LiveServer, image: str) -> dict[str, Any]:
     return results
 
 
-def main() -> None:
-    import os
-    import sys
+SECTIONS = ("foundation", "lifecycle", "terminal", "preview", "code", "files")
 
+
+def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
+    if name == "foundation":
+        return bench_foundation(server, image)
+    if name == "lifecycle":
+        from tests.bench_lifecycle import bench_lifecycle
+
+        return bench_lifecycle(server)
+    if name == "terminal":
+        from tests.bench_terminal import bench_terminal
+
+        pid = server.process.pid if server.process else None
+        return bench_terminal(server.url, server.token("bench"), server_pid=pid)
+    if name == "preview":
+        from tests.bench_preview import bench_preview
+
+        return bench_preview(server.url, server.token("bench"))
+    if name == "code":
+        from tests.bench_code import bench_code
+
+        with server.client("bench") as client:
+            box = client.post("/sandboxes", json={"name": "code-bench", "keep_alive": True})
+            box.raise_for_status()
+            return bench_code(server.url, server.token("bench"), box.json()["id"])
+    if name == "files":
+        from tests.bench_files import bench_files
+
+        return bench_files(server, int(os.environ.get("BENCH_FILES_MB", "1024")))
+    raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
+
+
+def show(value: Any, indent: int = 2) -> None:
+    pad = " " * indent
+    for key, item in value.items():
+        if isinstance(item, dict):
+            print(f"{pad}{key}")
+            show(item, indent + 2)
+        elif isinstance(item, float):
+            print(f"{pad}{key:44s} {item:10.2f}")
+        else:
+            print(f"{pad}{key:44s} {item}")
+
+
+def main() -> None:
+    """``python -m tests.bench [SECTION ...]``: every section by default, one server."""
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
     import django
@@ -119,21 +164,25 @@ def main() -> None:
     from sandboxes.images import image_tag
 
     image = image_tag()
+    os.environ["SANDBOX_IMAGE"] = image
+    sections = sys.argv[1:] or list(SECTIONS)
     prefix = "sbxbench-" + secrets.token_hex(3)
-    server = make_server(prefix, {"LOG_LEVEL": "WARNING"})
+    server = make_server(prefix, {"LOG_LEVEL": "WARNING", "SANDBOX_MAX_PER_USER": "1000"})
     server.start()
+    results: dict[str, Any] = {}
     try:
-        results = {"foundation": bench_foundation(server, image)}
+        for name in sections:
+            print(f"running {name} ...", flush=True)
+            results[name] = run_section(name, server, image)
     finally:
         server.stop()
         _remove_prefixed(prefix)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "bench.json").write_text(json.dumps(results, indent=2))
-    for section, numbers in results.items():
-        print(f"\n{section}")
-        for key, value in numbers.items():
-            print(f"  {key:40s} {value:10.2f}")
+    for name, numbers in results.items():
+        print(f"\n{name}")
+        show(numbers)
 
 
 if __name__ == "__main__":
