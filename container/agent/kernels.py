@@ -48,7 +48,6 @@ from .protocol import (
     Error,
     Kind,
     Message,
-    encode_message,
 )
 
 LANGUAGES = ("python", "javascript")
@@ -76,6 +75,13 @@ class Died(Exception):
 
 def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
+
+
+def _encoded_size(data: dict[str, Any]) -> int:
+    try:
+        return len(json.dumps(data, separators=(",", ":")).encode()) + 256
+    except (TypeError, ValueError):
+        return MAX_FRAME  # not JSON: keep text/plain only
 
 
 # ------------------------------------------------------------------------- output
@@ -118,7 +124,7 @@ class Sink:
 
     async def result(self, data: dict[str, Any], is_main_result: bool) -> None:
         data = dict(data)
-        size = len(encode_message(CodeResult(data=data, is_main_result=is_main_result)))
+        size = _encoded_size(data)
         while size > _MAX_RESULT and len(data) > 1:
             # Too large for one frame: drop the biggest representations, say so.
             biggest = max((k for k in data if k != "text/plain"), key=lambda k: len(str(data[k])))
@@ -127,7 +133,7 @@ class Sink:
                 f"[a {biggest} output of {size // 1024} KiB was too large to return "
                 f"(limit {_MAX_RESULT // 1024} KiB) and was left out]\n"
             )
-            size = len(encode_message(CodeResult(data=data, is_main_result=is_main_result)))
+            size = _encoded_size(data)
         if size > _MAX_RESULT:
             data = {"text/plain": str(data.get("text/plain", ""))[: _MAX_RESULT // 8]}
         await self._send(CodeResult(data=data, is_main_result=is_main_result))
@@ -514,11 +520,13 @@ class Context:
         if self.starting is None or self.starting.done():
             self.starting = asyncio.create_task(self._start())
             self.starting.add_done_callback(_observe)
+        starting = self.starting
         try:
-            return await asyncio.shield(self.starting)
+            return await asyncio.shield(starting)
         finally:
-            if self.starting.done() and self.starting.exception() is not None:
-                self.starting = None
+            failed = starting.done() and (starting.cancelled() or starting.exception())
+            if failed and self.starting is starting:
+                self.starting = None  # the next run tries again
 
     async def discard_interpreter(self) -> None:
         old, self.interpreter, self.starting = self.interpreter, None, None
@@ -549,6 +557,11 @@ class Context:
         what = "Python kernel" if self.language == "python" else "JavaScript interpreter"
         try:
             interpreter = await self.ensure_started()
+        except asyncio.CancelledError:
+            if not self.deleted:
+                raise
+            await sink.error("KernelError", "The context was deleted before it started.", "")
+            return None
         except Exception as exc:
             await sink.error("KernelError", f"The {what} could not start: {exc}", "")
             return None
