@@ -195,6 +195,7 @@ class TerminalSession:
             readonly=self.options.readonly,
             idle_timeout=self.options.idle_timeout,
             replay_limit=settings.TERMINAL_REPLAY_BYTES,
+            max_terminals=settings.TERMINAL_MAX_PER_SANDBOX,
         )
         channel = await services.open_agent(self.sandbox, request)
         try:

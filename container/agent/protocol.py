@@ -533,6 +533,7 @@ class TerminalAttach(Message):
     env: dict[str, str] = field(default_factory=dict)
     idle_timeout: float | None = None
     replay_limit: int | None = None
+    max_terminals: int | None = None  # refuse to create beyond this many
 
 
 @dataclass

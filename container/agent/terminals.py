@@ -493,10 +493,12 @@ async def _get_or_create(request: TerminalAttach) -> tuple[Terminal, bool] | Err
             return terminal, False
         if request.readonly:  # a watcher joins a shell; it does not start one
             return Error(code="not_found", message=f"no terminal named {request.name!r} to watch")
-        if len(TERMINALS) >= MAX_TERMINALS:
+        limit = request.max_terminals or MAX_TERMINALS
+        if len(TERMINALS) >= limit:
             return Error(
                 code="limit_reached",
-                message=f"this sandbox already has {MAX_TERMINALS} terminals; delete one",
+                message=f"this sandbox already has {limit} terminals "
+                "(TERMINAL_MAX_PER_SANDBOX); delete one first",
             )
         cwd = resolve_path(request.cwd)
         if not os.path.isdir(cwd):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import secrets
 import subprocess
 import time
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.server import LiveServer, _remove_prefixed, make_server
 
@@ -25,6 +28,7 @@ def fast(sandbox_image: str) -> Iterator[LiveServer]:
             "SANDBOX_ORPHAN_GRACE": "0",
             "SANDBOX_MAX_PER_USER": "3",
             "SANDBOX_MAX_EXECS": "3",
+            "TERMINAL_MAX_PER_SANDBOX": "2",
         },
     )
     server.start()
@@ -189,3 +193,27 @@ def test_concurrent_exec_limit(fast: LiveServer) -> None:
         with concurrent.futures.ThreadPoolExecutor(5) as pool:
             codes = sorted(r.status_code for r in pool.map(slow, range(5)))
         assert codes.count(200) == 3 and codes.count(429) == 2, codes
+
+
+def test_terminals_per_sandbox_limit(fast: LiveServer) -> None:
+    with fast.client("terms") as api:
+        sid = api.post("/sandboxes", json={"name": "t", "keep_alive": True}).json()["id"]
+    base = fast.url.replace("http://", "ws://") + f"/ws/sandboxes/{sid}/terminals"
+    token = "?token=" + fast.token("terms")
+    with (
+        connect(f"{base}/one{token}", open_timeout=60),
+        connect(f"{base}/two{token}", open_timeout=60),
+    ):
+        with connect(f"{base}/three{token}", open_timeout=60) as third:
+            event = json.loads(third.recv(timeout=30))
+            assert event["type"] == "error" and event["code"] == "limit_reached"
+            assert "TERMINAL_MAX_PER_SANDBOX" in event["message"]
+            with pytest.raises(ConnectionClosed) as closed:
+                third.recv(timeout=30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+        # re-attaching to an existing terminal is not a new one
+        with connect(f"{base}/one{token}", open_timeout=60):
+            pass
+    with fast.client("terms") as api:
+        names = {t["name"] for t in api.get(f"/sandboxes/{sid}/terminals").json()["terminals"]}
+    assert names == {"one", "two"}
