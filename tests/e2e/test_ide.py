@@ -575,3 +575,26 @@ def test_code_interpreter_rich_output(account: Account) -> None:
     page.keyboard.press("Shift+Enter")
     expect(cells.locator(".cell-out.error").last).to_contain_text("ZeroDivisionError")
     assert not log.errors, log.errors
+
+
+def test_admin_site_for_staff(account: Account, browser: Browser, server) -> None:  # type: ignore[no-untyped-def]
+    server.env["DJANGO_SUPERUSER_PASSWORD"] = PASSWORD
+    try:
+        server.manage("createsuperuser", "--noinput", "--username", "staff", "--email", "s@x.io")
+    finally:
+        server.env.pop("DJANGO_SUPERUSER_PASSWORD")
+    context = new_context(browser, server.url)
+    page = context.new_page()
+    try:
+        page.goto("/accounts/login/")
+        page.fill("input[name=username]", "staff")
+        page.fill("input[name=password]", PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("link", name="Admin").click()
+        expect(page.get_by_role("link", name="Api tokens")).to_be_visible()
+        page.goto("/admin/sandboxes/sandbox/")
+        expect(page.get_by_text("e2e-box")).to_be_visible()
+        page.goto("/admin/sandboxes/apitoken/")
+        expect(page.get_by_text(account.username).first).to_be_visible()
+    finally:
+        context.close()
