@@ -314,6 +314,15 @@ def test_clone_a_repository_and_see_its_status(account: Account) -> None:
     page.locator("#git-refresh").click()
     expect(page.locator(".git-branch")).to_contain_text("main")
     expect(page.locator('.git-file[data-path="README.md"]')).to_be_visible()
+    # A change made while the view is open shows up by itself.
+    account.api.put(
+        f"/sandboxes/{account.sandbox_id}/files/content",
+        params={"path": "/workspace/demo-repo/notes.txt"},
+        content=b"new\n",
+    ).raise_for_status()
+    expect(page.locator('.git-file[data-path="notes.txt"]')).to_be_visible(timeout=5000)
+    page.locator('.git-file[data-path="README.md"]').click()
+    expect(page.locator('.tab.active[data-path="/workspace/demo-repo/README.md"]')).to_be_visible()
     shot(page, "ide-git-dark")
     assert not log.errors, log.errors
 

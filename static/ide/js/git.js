@@ -24,6 +24,15 @@ export class Git {
     document.getElementById("git-refresh").addEventListener("click", () => this.refresh());
     this.pathInput.addEventListener("keydown", (e) => { if (e.key === "Enter") this.refresh(); });
     this.form.addEventListener("submit", (e) => { e.preventDefault(); this.clone(); });
+    // Keep the status view current while it is on screen.
+    let timer = null;
+    document.addEventListener("fschange", (e) => {
+      const repo = this.pathInput.value.trim();
+      if (this.view.closest(".side-view").hidden || !e.detail.path.startsWith(repo)) return;
+      if (e.detail.path.includes("/.git/") && !/\/\.git\/(index|HEAD)$/.test(e.detail.path)) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => this.refresh(true), 600);
+    });
   }
 
   openDialog() {
@@ -78,10 +87,10 @@ export class Git {
     try { localStorage.setItem(`ide-git-${this.sb.id}`, path); } catch { /* ignore */ }
   }
 
-  async refresh() {
+  async refresh(quiet = false) {
     const path = this.pathInput.value.trim() || "/workspace";
     this.setPath(path);
-    this.view.replaceChildren(h("p.muted.pad", {}, h("span.spinner"), " Reading status…"));
+    if (!quiet) this.view.replaceChildren(h("p.muted.pad", {}, h("span.spinner"), " Reading status…"));
     let s;
     try {
       s = await this.sb.gitStatus(path);

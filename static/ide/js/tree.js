@@ -434,6 +434,7 @@ export class Tree {
   onChange(event) {
     if (!event || !event.path) return;
     this.files = null;
+    document.dispatchEvent(new CustomEvent("fschange", { detail: event }));
     this.schedule(dirname(event.path));
     if (event.from) this.schedule(dirname(event.from));
     if (event.type === "deleted") this.editors.deleted(event.path);
