@@ -193,7 +193,7 @@ async def _stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 )
 async def read_file(
     request: HttpRequest, sandbox_id: str, path: str, download: bool = False
-) -> HttpResponse:
+) -> HttpResponse | StreamingHttpResponse:
     """A file's raw bytes (`Content-Type` guessed); a single `Range` is honoured."""
     sandbox = await _sandbox(request, sandbox_id)
     wanted = parse_range(request.headers.get("Range", ""))
@@ -202,13 +202,13 @@ async def read_file(
     info = result.info
     if wanted is not None and not wanted.satisfiable(info.size):
         await result.close()
-        response = error_response(
+        refused = error_response(
             416,
             "range_not_satisfiable",
             f"The range {request.headers['Range']!r} is outside the file ({info.size} bytes).",
         )
-        response["Content-Range"] = f"bytes */{info.size}"
-        return response
+        refused["Content-Range"] = f"bytes */{info.size}"
+        return refused
     content_type = content_type_of(info.path)
     response = StreamingHttpResponse(
         _stream(result.chunks), content_type=content_type, status=206 if wanted else 200
@@ -316,7 +316,7 @@ async def upload_files(
 ) -> tuple[int, dict[str, Any]]:
     """Multipart upload of one or more files into directory `path` (created if needed)."""
     limit = _check_size(request)
-    if not request.content_type.startswith("multipart/form-data"):
+    if not (request.content_type or "").startswith("multipart/form-data"):
         raise BadRequest("Send the files as multipart/form-data.", code="invalid_upload")
     try:
         uploads = [f for name in request.FILES for f in request.FILES.getlist(name)]
@@ -333,7 +333,10 @@ async def upload_files(
         name = os.path.basename(upload.name or "")
         if name in ("", ".", ".."):
             raise BadRequest(f"Invalid file name {upload.name!r}.", code="invalid_upload")
-        result = await files.write(sandbox, os.path.join(directory, name), upload.file.read, limit)
+        source = upload.file
+        if source is None:
+            raise BadRequest(f"The upload {name!r} has no content.", code="invalid_upload")
+        result = await files.write(sandbox, os.path.join(directory, name), source.read, limit)
         written.append({"path": result.path, "size": result.size, "created": result.created})
     return 201, {"path": directory, "files": written}
 
@@ -385,7 +388,7 @@ async def watch_files(
     path: str = "/workspace",
     recursive: bool = False,
     exclude: str | None = None,
-) -> HttpResponse:
+) -> StreamingHttpResponse:
     """Stream changes below a directory (inotify in the sandbox) as Server-Sent Events.
     `.git` and `node_modules` are not watched unless `exclude` (comma-separated
     names, may be empty) says otherwise."""
