@@ -16,6 +16,7 @@ from typing import Any, Literal
 from django.conf import settings
 
 from container.agent.protocol import (
+    MAX_FRAME,
     Channel,
     CodeContextCreate,
     CodeContextDelete,
@@ -31,10 +32,11 @@ from container.agent.protocol import (
     Kind,
     ProtocolError,
     decode_message,
+    encode_message,
 )
 from sandboxes import services
 from sandboxes.agent.client import receive_message
-from sandboxes.errors import AgentError, BadRequest, from_agent
+from sandboxes.errors import AgentError, BadRequest, PayloadTooLarge, from_agent
 from sandboxes.models import Sandbox
 
 LANGUAGES = ("python", "javascript")
@@ -101,7 +103,16 @@ async def run_stream(sandbox: Sandbox, request: RunRequest) -> AsyncGenerator[Ru
         raise BadRequest(
             f"timeout may be at most {settings.EXEC_MAX_TIMEOUT:g} seconds.", code="invalid_timeout"
         )
-    channel = await services.open_agent(sandbox, request.to_message())
+    message = request.to_message()
+    if len(request.code) > MAX_FRAME // 8:
+        try:
+            encode_message(message)
+        except ProtocolError:
+            raise PayloadTooLarge(
+                f"The code is too large: at most {MAX_FRAME // 1024 // 1024} MB once "
+                "JSON-encoded. Write it to a file and run that instead."
+            ) from None
+    channel = await services.open_agent(sandbox, message)
     try:
         first = await receive_message(channel)
         if not isinstance(first, CodeRunStarted):

@@ -438,5 +438,9 @@ def test_bad_requests(api: httpx.Client, shared_sandbox: dict, py: dict) -> None
     assert api.post(f"{url}/run", json={"language": "python"}).status_code == 400
     missing_dir = api.post(f"{url}/contexts", json={"language": "python", "cwd": "/nope/x"})
     assert missing_dir.status_code == 404
+    # 3.8 MB of body, but more than the agent's 4 MB frame once JSON-escaped
+    body = json.dumps({"code": "#" + "é" * 1_900_000}, ensure_ascii=False).encode()
+    huge = api.post(f"{url}/run", content=body, headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413 and "file" in huge.json()["error"]["message"]
     other = api.post("/sandboxes/doesnotexist/code/run", json={"code": "1"})
     assert other.status_code == 404
