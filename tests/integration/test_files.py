@@ -674,3 +674,17 @@ def test_server_memory_stays_flat_for_large_transfers(
     assert uploaded.json()["files"][0]["size"] == 100 * len(block)
     peak = _rss_kb(pid, "VmHWM")
     assert peak - before < 60 * 1024, f"server RSS grew from {before} kB to a peak of {peak} kB"
+
+
+def test_files_wake_a_sleeping_sandbox(api: httpx.Client) -> None:
+    made = api.post("/sandboxes", json={"name": "files-sleepy"})
+    assert made.status_code in (200, 201), made.text
+    sandbox = made.json()
+    try:
+        put(api, sandbox, "kept.txt", b"kept across sleep")
+        slept = api.post(f"/sandboxes/{sandbox['id']}/sleep")
+        assert slept.status_code == 200 and slept.json()["status"] == "sleeping"
+        assert get(api, sandbox, "kept.txt").content == b"kept across sleep"
+        assert api.get(f"/sandboxes/{sandbox['id']}").json()["status"] == "running"
+    finally:
+        api.delete(f"/sandboxes/{sandbox['id']}")
