@@ -143,8 +143,8 @@ class FileEntry:
 
 @dataclass
 class FileEvent:
-    """One change seen by ``files.watch()``: ``type`` (create, modify,
-    delete, move; also ready and overflow), the ``path`` it concerns, and the event's raw ``data``."""
+    """One change seen by ``files.watch()``: ``type`` (create, modify, delete,
+    move; also ready and overflow), the ``path`` it concerns, and the raw ``data``."""
 
     type: str
     path: str
