@@ -24,6 +24,7 @@ const vm = require('vm');
 const { Console } = require('console');
 const { createRequire } = require('module');
 const { processTopLevelAwait } = require('internal/repl/await');
+const acorn = require('internal/deps/acorn/acorn/dist/acorn');
 
 const EVENTS_FD = Number(process.argv[2] || 3);
 const CHUNK = 256 * 1024; // characters of output per event line
@@ -147,6 +148,68 @@ function describe(error) {
 
 // ---------------------------------------------------------------- evaluation
 
+function topLevel(code) {
+  try {
+    return acorn.parse(code, {
+      ecmaVersion: 'latest',
+      sourceType: 'script',
+      allowAwaitOutsideFunction: true,
+      allowHashBang: true,
+    }).body;
+  } catch (error) {
+    return null; // a syntax error: reported when the code is compiled
+  }
+}
+
+// Top-level `const` becomes `let`, so that running a cell again may assign it again.
+function constToLet(code) {
+  if (!/\bconst\b/.test(code)) return code;
+  const body = topLevel(code);
+  if (body === null) return code;
+  let out = code;
+  for (const node of body.slice().reverse()) {
+    if (node.type === 'VariableDeclaration' && node.kind === 'const') {
+      out = `${out.slice(0, node.start)}let  ${out.slice(node.start + 5)}`;
+    }
+  }
+  return out;
+}
+
+function isRedeclaration(error) {
+  return (
+    error !== null &&
+    typeof error === 'object' &&
+    error.name === 'SyntaxError' &&
+    /has already been declared/.test(String(error.message))
+  );
+}
+
+// A cell that declares again what an earlier cell declared (a cell run twice): its
+// top-level let/const/class declarations become assignments to the existing bindings.
+function asAssignments(code) {
+  const body = topLevel(code);
+  if (body === null) return null;
+  let out = code;
+  let changed = false;
+  for (const node of body.slice().reverse()) {
+    let replacement = null;
+    if (node.type === 'VariableDeclaration' && node.kind !== 'var') {
+      const parts = node.declarations.map((d) => {
+        const value = d.init ? code.slice(d.init.start, d.init.end) : 'undefined';
+        return `(${code.slice(d.id.start, d.id.end)} = ${value})`;
+      });
+      replacement = `void (${parts.join(', ')});`;
+    } else if (node.type === 'ClassDeclaration' && node.id) {
+      replacement = `void (${node.id.name} = ${code.slice(node.start, node.end)});`;
+    }
+    if (replacement !== null) {
+      out = out.slice(0, node.start) + replacement + out.slice(node.end);
+      changed = true;
+    }
+  }
+  return changed ? out : null;
+}
+
 function compile(code, filename) {
   // `{ a: 1 }` alone is an object, not a block (as in the REPL).
   const candidates = [];
@@ -189,21 +252,24 @@ function run(request) {
     setImmediate(pump);
   };
   const end = finish;
-  let code = String(request.code);
+  let code = constToLet(String(request.code));
   if (!code.endsWith('\n')) code += '\n';
   let compiled;
-  try {
-    compiled = compile(code, `<cell-${request.id}>`);
-  } catch (error) {
-    end({ error });
-    return;
-  }
   let result;
-  try {
-    result = compiled.script.runInContext(context, { displayErrors: false, breakOnSigint: true });
-  } catch (error) {
-    end({ error });
-    return;
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      compiled = compile(code, `<cell-${request.id}>`);
+      result = compiled.script.runInContext(context, { displayErrors: false, breakOnSigint: true });
+      break;
+    } catch (error) {
+      // A redeclaration fails before anything in the script ran: safe to run again.
+      const again = attempt === 0 && isRedeclaration(error) ? asAssignments(code) : null;
+      if (again === null) {
+        end({ error });
+        return;
+      }
+      code = again;
+    }
   }
   if (!compiled.awaited) {
     end({ value: result });

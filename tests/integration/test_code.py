@@ -253,6 +253,21 @@ def test_javascript_state_console_and_result(
     assert "list" in result["text/plain"]
 
 
+def test_javascript_cells_run_again(api: httpx.Client, shared_sandbox: dict, js: dict) -> None:
+    """Declaring again what an earlier cell declared (a cell run twice) assigns."""
+    for value in (1, 2):
+        out = run(
+            api,
+            shared_sandbox,
+            f"const again = {value}; let {{ twice }} = {{ twice: again * 2 }}\n"
+            f"class Shape {{ sides() {{ return {value} }} }}\n"
+            "[again, twice, new Shape().sides()]",
+            context=js["id"],
+        )
+        assert out["error"] is None, out["error"]
+        assert main_result(out)["application/json"] == [value, value * 2, value]
+
+
 def test_javascript_top_level_await(api: httpx.Client, shared_sandbox: dict, js: dict) -> None:
     out = run(
         api,
