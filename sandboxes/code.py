@@ -17,7 +17,6 @@ from django.conf import settings
 
 from container.agent.protocol import (
     MAX_FRAME,
-    Channel,
     CodeContextCreate,
     CodeContextDelete,
     CodeContextInfo,
@@ -35,7 +34,7 @@ from container.agent.protocol import (
     encode_message,
 )
 from sandboxes import services
-from sandboxes.agent.client import receive_message
+from sandboxes.agent.client import receive_frame, receive_message
 from sandboxes.errors import AgentError, BadRequest, PayloadTooLarge, from_agent
 from sandboxes.models import Sandbox
 
@@ -121,7 +120,7 @@ async def run_stream(sandbox: Sandbox, request: RunRequest) -> AsyncGenerator[Ru
         decoders = {Kind.STDOUT: services.TextStream(), Kind.STDERR: services.TextStream()}
         names = {Kind.STDOUT: "stdout", Kind.STDERR: "stderr"}
         while True:
-            kind, payload = await _receive(channel)
+            kind, payload = await receive_frame(channel)
             if kind in decoders:
                 text = decoders[kind].feed(payload)
                 if text:
@@ -156,16 +155,6 @@ async def run_stream(sandbox: Sandbox, request: RunRequest) -> AsyncGenerator[Ru
                 raise from_agent(message.code, message.message)
     finally:
         await channel.close()
-
-
-async def _receive(channel: Channel) -> tuple[int, bytes]:
-    try:
-        frame = await channel.receive()
-    except (ConnectionError, OSError, ProtocolError) as exc:
-        raise AgentError(f"The connection to the sandbox's agent broke: {exc}") from exc
-    if frame is None:
-        raise AgentError("The sandbox's agent closed the connection (did the sandbox stop?).")
-    return frame
 
 
 @dataclass

@@ -14,7 +14,6 @@ from typing import Any
 from django.conf import settings
 
 from container.agent.protocol import (
-    Channel,
     Kind,
     LogMatch,
     Message,
@@ -28,7 +27,6 @@ from container.agent.protocol import (
     ProcessStart,
     ProcessWaitLog,
     ProcessWaitPort,
-    ProtocolError,
     SessionCreate,
     SessionDelete,
     SessionGet,
@@ -38,6 +36,7 @@ from container.agent.protocol import (
     decode_message,
 )
 from sandboxes import services
+from sandboxes.agent.client import receive_frame
 from sandboxes.errors import AgentError, BadRequest, from_agent
 from sandboxes.models import Sandbox
 
@@ -60,16 +59,6 @@ def _check_timeout(timeout: float) -> None:
             f"timeout must be more than 0 and at most {settings.EXEC_MAX_TIMEOUT:g} seconds.",
             code="invalid_timeout",
         )
-
-
-async def _receive(channel: Channel) -> tuple[int, bytes]:
-    try:
-        frame = await channel.receive()
-    except (ConnectionError, OSError, ProtocolError) as exc:
-        raise AgentError(f"The connection to the sandbox's agent broke: {exc}") from exc
-    if frame is None:
-        raise AgentError("The sandbox's agent closed the connection (did the sandbox stop?).")
-    return frame
 
 
 # ------------------------------------------------------------------------ processes
@@ -132,7 +121,7 @@ async def follow_logs(
     channel = await services.open_agent(sandbox, ProcessLogs(pid=pid, follow=follow))
     try:
         while True:
-            kind, payload = await _receive(channel)
+            kind, payload = await receive_frame(channel)
             if kind == Kind.STDOUT:
                 yield LogEvent("stdout", payload)
             elif kind == Kind.STDERR:

@@ -110,7 +110,7 @@ class AgentClient:
         channel = await self.open(request)
         try:
             while True:
-                frame = await _receive(channel)
+                frame = await receive_frame(channel)
                 kind, payload = frame
                 if kind == Kind.STDOUT:
                     yield ExecEvent("stdout", payload)
@@ -129,7 +129,8 @@ class AgentClient:
             await channel.close()
 
 
-async def _receive(channel: Channel) -> tuple[int, bytes]:
+async def receive_frame(channel: Channel) -> tuple[int, bytes]:
+    """The next frame; a broken or closed connection is an AgentError that says so."""
     try:
         frame = await channel.receive()
     except (ConnectionError, OSError, ProtocolError) as exc:
@@ -141,7 +142,7 @@ async def _receive(channel: Channel) -> tuple[int, bytes]:
 
 async def receive_message(channel: Channel) -> Message:
     """The next control message; an agent Error becomes the matching SandboxError."""
-    kind, payload = await _receive(channel)
+    kind, payload = await receive_frame(channel)
     if kind != Kind.CONTROL:
         raise AgentError(f"expected a control message from the agent, got frame kind {kind}")
     try:
@@ -153,4 +154,11 @@ async def receive_message(channel: Channel) -> Message:
     return message
 
 
-__all__ = ["AgentClient", "AgentUnreachable", "ExecEvent", "SandboxError", "receive_message"]
+__all__ = [
+    "AgentClient",
+    "AgentUnreachable",
+    "ExecEvent",
+    "SandboxError",
+    "receive_frame",
+    "receive_message",
+]
