@@ -327,7 +327,14 @@ def test_clone_a_repository_and_see_its_status(account: Account) -> None:
     assert not log.errors, log.errors
 
 
+def put_file(account: Account, path: str, content: bytes) -> None:
+    account.api.put(
+        f"/sandboxes/{account.sandbox_id}/files/content", params={"path": path}, content=content
+    ).raise_for_status()
+
+
 def test_upload_by_drop_and_download(account: Account) -> None:
+    put_file(account, "/workspace/site/index.html", b"<h1>Hello from port 8123</h1>")
     page, log = open_ide(account)
     page.locator("#tree .tree-row").first.wait_for()
     # Drop a file from "the desktop" onto the tree.
@@ -418,6 +425,8 @@ def test_upload_by_drop_and_download(account: Account) -> None:
 
 
 def test_palette_quick_open_and_themes(account: Account) -> None:
+    put_file(account, "/workspace/hello.py", b"print('hello')\n")
+    put_file(account, "/workspace/site/index.html", b"<h1>Hello from port 8123</h1>")
     page, log = open_ide(account)
     page.locator("#tree .tree-row").first.wait_for()
     page.locator("#tree").click()
@@ -427,10 +436,12 @@ def test_palette_quick_open_and_themes(account: Account) -> None:
     page.keyboard.press("Enter")
     expect(page.locator('.tab.active[data-path="/workspace/hello.py"]')).to_be_visible()
 
+    terminals = page.locator(".term-tab").count()
     page.keyboard.press("Control+Shift+P")
     page.keyboard.type("new terminal")
     page.keyboard.press("Enter")
-    expect(page.locator(".term-tab")).to_have_count(page.locator(".term-tab").count())  # settles
+    expect(page.locator(".term-tab")).to_have_count(terminals + 1)
+    expect(page.locator(".term-tab.active .term-dot:not(.off)")).to_be_visible()
     shot(page, "ide-full-dark")
 
     page.locator("[data-theme-toggle]").click()
@@ -503,7 +514,7 @@ def test_panes_resize_and_remember(account: Account) -> None:
     after = sidebar.bounding_box()
     assert after and abs(after["width"] - (before["width"] + 60)) <= 3
     page.reload()
-    expect(page.locator(".tree-row").first).to_be_visible()
+    expect(page.locator('.term-tab[data-terminal="t1"] .term-dot:not(.off)')).to_be_visible()
     again = sidebar.bounding_box()
     assert again and abs(again["width"] - after["width"]) <= 1
     # the side bar hides and comes back with its button
