@@ -26,6 +26,7 @@ import re
 import secrets
 import shutil
 import signal
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -56,6 +57,7 @@ DEFAULT_IDS = {language: f"default-{language}" for language in LANGUAGES}
 RUNTIME_DIR = os.environ.get("SANDBOX_AGENT_KERNEL_DIR", "/tmp/.sandbox-kernels")  # noqa: S108
 JS_KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js_kernel.js")
 KERNEL_TUNING = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel_tuning.py")
+KERNEL_LAUNCHER = f"{__package__}.kernel_launcher"
 START_TIMEOUT = 60.0
 # After an interrupt, how long the code may take to stop before the interpreter is
 # replaced (state lost).
@@ -205,6 +207,13 @@ class PythonKernel:
             ip=os.path.join(self.dir, "ipc"),
             connection_file=os.path.join(self.dir, "kernel.json"),
         )
+        # ipykernel_launcher's command, without the debugger (kernel_launcher.py).
+        self.km._kernel_spec = manager.kernelspec.KernelSpec(
+            argv=[sys.executable, "-m", KERNEL_LAUNCHER, "-f", "{connection_file}"],
+            display_name="Python 3",
+            language="python",
+            interrupt_mode="signal",
+        )
         env = child_env({})
         # Figures shown or left open at the end of a cell come back as image/png.
         env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
@@ -217,16 +226,41 @@ class PythonKernel:
                 "--HistoryManager.enabled=False",
                 "--InteractiveShell.colors=NoColor",
                 "--InlineBackend.figure_formats=png",
+                "--IPKernelApp.log_level=ERROR",  # its warnings only fill the container log
                 # Fewer and quicker hand-offs to the kernel's I/O thread per run.
                 f"--IPKernelApp.exec_lines=__import__('runpy').run_path({KERNEL_TUNING!r})",
             ],
         )
         self.kc = self.km.client()
         self.kc.start_channels()
-        try:
-            await self.kc.wait_for_ready(timeout=START_TIMEOUT)
-        except RuntimeError as exc:
-            raise Died(f"the Python kernel did not start: {exc}") from None
+        await self._wait_ready()
+
+    async def _wait_ready(self) -> None:
+        """Until the kernel answers a kernel_info request and its iopub messages reach
+        us (so that no output of the first run is lost). jupyter_client's own
+        wait_for_ready then waits 0.2 s more for iopub to go quiet; this does not."""
+        kc = self.kc
+        deadline = time.monotonic() + START_TIMEOUT
+
+        async def answered(get: Any, msg_id: str) -> None:
+            while (await get())["parent_header"].get("msg_id") != msg_id:
+                pass
+
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise Died(_describe_exit(self._exit_code(), "Python kernel"))
+            msg_id = kc.kernel_info()
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(
+                        answered(kc.get_shell_msg, msg_id), answered(kc.get_iopub_msg, msg_id)
+                    ),
+                    1.0,
+                )
+                return
+            except TimeoutError:
+                continue  # not listening yet, or iopub not subscribed yet: ask again
+        raise Died(f"the Python kernel did not answer within {START_TIMEOUT:g} s")
 
     def alive(self) -> bool:
         process = getattr(getattr(self.km, "provisioner", None), "process", None)
