@@ -159,6 +159,7 @@ def sandbox_image(docker_engine: None) -> str:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
     from sandboxes.images import image_tag
 
+    image_tag.cache_clear()  # settings may have been overridden by earlier tests
     tag = image_tag()
     # Servers started by the tests use exactly this image, even if container/ changes
     # while the session runs.

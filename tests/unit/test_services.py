@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from sandboxes import services
 from sandboxes.backends import get_backend
 from sandboxes.errors import NotFound, SandboxUnavailable
+from sandboxes.images import image_tag
 from sandboxes.models import Sandbox
 from tests.fakes import LocalAgentBackend
 
@@ -23,12 +24,14 @@ async def backend(settings: object) -> AsyncIterator[LocalAgentBackend]:
     settings.SANDBOX_START_TIMEOUT = 2.0  # type: ignore[attr-defined]
     settings.SANDBOX_IMAGE = "fake-image"  # type: ignore[attr-defined]
     get_backend.cache_clear()
+    image_tag.cache_clear()
     backend = get_backend()
     assert isinstance(backend, LocalAgentBackend)
     yield backend
     for process in list(backend.processes.values()):
         process.kill()
     get_backend.cache_clear()
+    image_tag.cache_clear()  # the real tag again for whoever asks next
 
 
 @pytest.fixture
