@@ -25,9 +25,14 @@ run: setup
 	@echo "Serving Sandbox IDE on http://$(HOST):$(PORT)/"
 	$(PY) -m ide.server -b $(HOST) -p $(PORT) ide.asgi:application
 
+# The browser tests run in their own pytest process: Playwright's sync API keeps an
+# event loop running in the main thread, which the asyncio tests cannot share.
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest tests
+	@status=0; \
+	$(PY) -m pytest tests --ignore=tests/e2e || status=1; \
+	$(PY) -m pytest tests/e2e || status=1; \
+	exit $$status
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
