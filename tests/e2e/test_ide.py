@@ -480,6 +480,12 @@ def test_dashboard_sleep_and_delete(account: Account) -> None:
     expect(card.locator(".status-pill")).to_have_text("running", timeout=90_000)
     card.get_by_role("button", name="Sleep").click()
     expect(card.locator(".status-pill")).to_have_text("sleeping", timeout=60_000)
+    # Opening a sleeping sandbox wakes it: its terminal works and the status says so.
+    card.get_by_test_id("open").click()
+    expect(page.locator("#sandbox-status")).to_have_text("running", timeout=60_000)
+    expect(page.locator('.term-tab[data-terminal="t1"] .term-dot:not(.off)')).to_be_visible()
+    page.go_back()
+    expect(card.locator(".status-pill")).to_have_text("running")
     card.get_by_role("button", name="Delete").click()
     expect(page.locator("#confirm-dialog")).to_be_visible()
     expect(page.locator("#confirm-title")).to_have_text("Delete “scratch”?")

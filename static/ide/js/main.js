@@ -149,7 +149,8 @@ setInterval(() => { if (!document.hidden) refreshStatus(); }, 20000);
 
 // ------------------------------------------------------------------ start
 showPanel("terminals");
-tree.init().catch((err) => toast(`Files: ${err.message}`, "error"));
+// Opening the IDE wakes a sleeping sandbox: show its new status once files answer.
+tree.init().then(refreshStatus).catch((err) => toast(`Files: ${err.message}`, "error"));
 terminals.init().catch((err) => toast(`Terminals: ${err.message}`, "error"));
 preview.start();
 refreshStatus();
