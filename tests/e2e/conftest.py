@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
@@ -40,7 +41,24 @@ def new_context(browser: Browser, base_url: str, theme: str = "dark", **kwargs) 
         base_url=base_url, color_scheme=theme, accept_downloads=True, **kwargs
     )
     context.set_default_timeout(30_000)
+    # The IDE works offline: any request off this machine is refused and remembered.
+    external: list[str] = []
+
+    def refuse(route) -> None:  # type: ignore[no-untyped-def]
+        external.append(route.request.url)
+        route.abort()
+
+    context.route(lambda url: not is_local(url), refuse)
+    context.external_requests = external  # type: ignore[attr-defined]
     return context
+
+
+def is_local(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss"):
+        return True  # data:, blob:, about:
+    host = parts.hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1") or host.endswith(".localhost")
 
 
 class ConsoleLog:

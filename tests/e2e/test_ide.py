@@ -141,6 +141,7 @@ def account(browser: Browser, server) -> Iterator[Account]:  # type: ignore[no-u
     )
     yield Account(username, context, api, sandbox_id)
     api.close()
+    assert context.external_requests == [], context.external_requests  # type: ignore[attr-defined]
     context.close()
 
 
