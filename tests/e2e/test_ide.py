@@ -222,6 +222,15 @@ def test_terminal_output_survives_a_reload(account: Account) -> None:
     expect(page.locator('.term-host[data-terminal="t1"] .xterm-rows')).to_contain_text(
         "after-reload-2"
     )
+    # A shell that exits says so; a key starts a fresh one under the same name.
+    type_in_terminal(page, "t2", "exit 3")
+    t2 = page.locator('.term-host[data-terminal="t2"] .xterm-rows')
+    expect(t2).to_contain_text("process exited with code 3")
+    page.keyboard.press("Enter")
+    expect(page.locator('.term-tab[data-terminal="t2"] .term-dot:not(.off)')).to_be_visible()
+    type_in_terminal(page, "t2", "echo fresh-$((3*3))")
+    expect(t2).to_contain_text("fresh-9")
+
     # Files a program creates show up in the tree at once (file watching).
     type_in_terminal(page, "t1", "mkdir -p made/by && echo x > made/by-shell.txt")
     expect(page.locator('.tree-row[data-path="/workspace/made"]')).to_be_visible(timeout=3000)
