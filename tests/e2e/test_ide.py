@@ -484,6 +484,13 @@ def test_dashboard_sleep_and_delete(account: Account) -> None:
     _open_pages.append(page)
     log = ConsoleLog(page)
     page.goto("/")
+    # The API's own message shows when it refuses (the field's pattern is bypassed here).
+    page.locator("#create-name").evaluate("el => el.removeAttribute('pattern')")
+    page.fill("#create-name", "Not_Valid")
+    page.get_by_role("button", name="Create sandbox").click()
+    expect(page.locator("#dash-message .flash-error")).to_contain_text(
+        "Could not create the sandbox: name"
+    )
     page.fill("#create-name", "scratch")
     page.get_by_role("button", name="Create sandbox").click()
     card = page.locator('[data-sandbox="scratch"]')
