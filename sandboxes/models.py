@@ -54,6 +54,7 @@ class Sandbox(models.Model):
             models.UniqueConstraint(fields=["owner", "name"], name="unique_sandbox_name_per_owner")
         ]
         ordering = ["-created_at"]
+        verbose_name_plural = "sandboxes"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"

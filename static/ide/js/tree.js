@@ -437,9 +437,10 @@ export class Tree {
     document.dispatchEvent(new CustomEvent("fschange", { detail: event }));
     this.schedule(dirname(event.path));
     if (event.from) this.schedule(dirname(event.from));
-    if (event.type === "deleted") this.editors.deleted(event.path);
-    else if (!event.is_dir && (event.type === "modified" || event.type === "created")) this.editors.changedOnDisk(event.path);
-    if (event.type === "moved" && event.from) this.editors.renamed(event.from, event.path);
+    // Event types as the watch API sends them: create, modify, delete, move.
+    if (event.type === "delete") this.editors.deleted(event.path);
+    else if (!event.is_dir && (event.type === "modify" || event.type === "create")) this.editors.changedOnDisk(event.path);
+    if (event.type === "move" && event.from) this.editors.renamed(event.from, event.path);
   }
 
   // A hidden browser tab lets go of its watch stream (browsers allow only a few
