@@ -202,7 +202,8 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
                 detail = "The container had vanished; it was recreated on the kept workspace."
                 log.warning("sandbox %s: container missing, recreated", sandbox.id)
             if status != "running":
-                if sandbox.status != Sandbox.Status.STARTING:
+                # Unpausing takes milliseconds: only a real start shows as "starting".
+                if status != "paused" and sandbox.status != Sandbox.Status.STARTING:
                     await _set_status(sandbox, Sandbox.Status.STARTING, detail)
                 await backend.start(sandbox.backend_state)
             client = AgentClient(backend.agent_address(sandbox.backend_state))

@@ -11,6 +11,8 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from .protocol import (
     CHUNK,
@@ -204,6 +206,7 @@ async def run_to_exit(proc: Child, channel: Channel, request: Exec, started: flo
     stdin_task = asyncio.create_task(_feed_stdin(proc, request))
     control = asyncio.create_task(_follow_client(proc, channel))
     timed_out = False
+    ended = False
     try:
         try:
             code = await asyncio.wait_for(proc.exited(), request.timeout)
@@ -212,13 +215,18 @@ async def run_to_exit(proc: Child, channel: Channel, request: Exec, started: flo
             await kill_group_fully(proc.pid)
             code = await proc.exited()
         await _drain(pumps, sent)
+        ended = True
     finally:
         for task in (*pumps, stdin_task, control):
             task.cancel()
         # A command is a foreground job: what it left in its process group ends with
         # it (a fork bomb included). Long-lived programs belong to the processes API,
-        # or leave the group on purpose (`setsid -f server`).
-        await kill_group_fully(proc.pid)
+        # or leave the group on purpose (`setsid -f server`) - which takes a moment
+        # after the command returns, hence the grace before the clean-up.
+        if ended and _group_alive(proc.pid):
+            _in_background(_end_group_later(proc.pid))
+        else:
+            await kill_group_fully(proc.pid)
     if control.done() and not control.cancelled() and control.result() == "gone":
         return
     sig_name = None
@@ -233,6 +241,29 @@ async def run_to_exit(proc: Child, channel: Channel, request: Exec, started: flo
             signal=None if timed_out else sig_name,
         )
     )
+
+
+LEFTOVER_GRACE = 0.5
+_background: set[asyncio.Task[None]] = set()
+
+
+def _in_background(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+async def _end_group_later(pgid: int) -> None:
+    await asyncio.sleep(LEFTOVER_GRACE)
+    await kill_group_fully(pgid)
 
 
 async def _drain(pumps: list[asyncio.Task[None]], sent: list[int]) -> None:

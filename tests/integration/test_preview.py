@@ -370,7 +370,10 @@ def test_sleeping_sandbox_is_woken_by_a_preview(server: LiveServer, api: httpx.C
         again = client.get("/echo")
         assert again.status_code in (200, 502), again.text
         assert time.monotonic() - started < 20
-        assert api.get(f"/sandboxes/{sandbox['id']}").json()["status"] == "running"
+        deadline = time.monotonic() + 10  # the wake may still be writing its status
+        while api.get(f"/sandboxes/{sandbox['id']}").json()["status"] != "running":
+            assert time.monotonic() < deadline, "the preview did not wake the sandbox"
+            time.sleep(0.1)
     api.delete(f"/sandboxes/{sandbox['id']}")
 
 
