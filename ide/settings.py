@@ -143,6 +143,21 @@ SANDBOX_BASE_IMAGE = env_str("SANDBOX_BASE_IMAGE", "sandbox-ide-base:bookworm")
 SANDBOX_RUN_DIR = Path(env_str("SANDBOX_RUN_DIR", str(VAR_DIR / "run")))
 # Prefix of container, volume and label names: tests use their own to clean up.
 SANDBOX_NAME_PREFIX = env_str("SANDBOX_NAME_PREFIX", "sandbox-ide")
+
+
+def _deployment_id() -> str:
+    """Which server installation owns a container (a label): the orphan sweep of one
+    installation must never touch another's sandboxes on the same engine."""
+    value = env_str("SANDBOX_DEPLOYMENT", "")
+    if value:
+        return value
+    path = VAR_DIR / "deployment_id"
+    if not path.exists():
+        path.write_text(secrets.token_hex(6))
+    return path.read_text().strip()
+
+
+SANDBOX_DEPLOYMENT = _deployment_id()
 SANDBOX_MEMORY_LIMIT = env_bytes("SANDBOX_MEMORY_LIMIT", "1g")
 SANDBOX_CPU_LIMIT = env_float("SANDBOX_CPU_LIMIT", 1.0, minimum=0.01)
 SANDBOX_PIDS_LIMIT = env_int("SANDBOX_PIDS_LIMIT", 512, minimum=16)

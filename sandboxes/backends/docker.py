@@ -85,6 +85,7 @@ class DockerBackend(Backend):
         return {
             f"{LABEL}.managed": "true",
             f"{LABEL}.prefix": self.prefix,
+            f"{LABEL}.deployment": settings.SANDBOX_DEPLOYMENT,
             f"{LABEL}.sandbox-id": spec.sandbox_id,
             f"{LABEL}.owner-id": str(spec.owner_id),
             **spec.labels,
@@ -271,7 +272,7 @@ class DockerBackend(Backend):
     def _managed(self) -> list[Managed]:
         found = []
         for container in self.client.containers.list(
-            all=True, filters={"label": f"{LABEL}.prefix={self.prefix}"}
+            all=True, filters={"label": f"{LABEL}.deployment={settings.SANDBOX_DEPLOYMENT}"}
         ):
             sandbox_id = container.labels.get(f"{LABEL}.sandbox-id", "")
             created = container.attrs.get("Created", "")

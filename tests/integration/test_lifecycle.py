@@ -217,3 +217,17 @@ def test_terminals_per_sandbox_limit(fast: LiveServer) -> None:
     with fast.client("terms") as api:
         names = {t["name"] for t in api.get(f"/sandboxes/{sid}/terminals").json()["terminals"]}
     assert names == {"one", "two"}
+
+
+def test_another_installations_containers_are_left_alone(fast: LiveServer) -> None:
+    """Two servers on one engine, even with one name prefix: neither sweeps the
+    other's sandboxes as orphans (fast sweeps with no grace at all)."""
+    other = make_server(fast.prefix, {"SANDBOX_REAPER": "false"})
+    other.start()
+    try:
+        with other.client("neighbour") as api:
+            sid = api.post("/sandboxes", json={"name": "theirs", "keep_alive": True}).json()["id"]
+        time.sleep(3)  # ten of fast's reaper passes
+        assert inspect(fast, sid, "{{.State.Running}}") == "true"
+    finally:
+        other.stop()
