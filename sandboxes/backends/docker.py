@@ -162,20 +162,24 @@ class DockerBackend(Backend):
     def _ensure_network(self, name: str) -> str:
         """The sandboxes' bridge: no traffic between sandboxes (ICC off), and none to
         the host or private and link-local ranges (see ``isolation``)."""
-        bridge = bridge_name(self.prefix)
         try:
-            self.client.networks.get(name)
+            network = self.client.networks.get(name)
         except docker.errors.NotFound:
-            with contextlib.suppress(docker.errors.APIError):  # created by a racing call
-                self.client.networks.create(
+            try:
+                network = self.client.networks.create(
                     name,
                     driver="bridge",
                     labels={f"{LABEL}.managed": "true", f"{LABEL}.prefix": self.prefix},
                     options={
                         "com.docker.network.bridge.enable_icc": "false",
-                        "com.docker.network.bridge.name": bridge,
+                        "com.docker.network.bridge.name": bridge_name(self.prefix),
                     },
                 )
+            except docker.errors.APIError:  # created by a racing call
+                network = self.client.networks.get(name)
+        # The interface the engine really uses (a network made elsewhere has its own).
+        options = network.attrs.get("Options") or {}
+        bridge = options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
         if settings.SANDBOX_BLOCK_PRIVATE_NETWORKS and bridge not in self._isolated:
             isolation.isolate_bridge(bridge)
             self._isolated.add(bridge)

@@ -7,7 +7,8 @@ LAN). For the sandboxes' bridge we drop:
 
 - INPUT from the bridge, except replies to connections the host opened;
 - forwarded traffic from the bridge to RFC 1918, CGNAT and link-local ranges
-  (the public internet stays reachable: egress "all").
+  (the public internet stays reachable: egress "all"), except DNS to the host's
+  name servers.
 
 Rules are checked before they are added (``iptables -C``) so this is idempotent.
 Without iptables or root, sandboxes still run and a warning says what is missing.
@@ -15,9 +16,11 @@ Without iptables or root, sandboxes still run and a warning says what is missing
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import shutil
 import subprocess
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,27 @@ BLOCKED_RANGES = (
 )
 
 
+def host_nameservers(resolv_conf: str = "/etc/resolv.conf") -> list[str]:
+    """The DNS servers the engine forwards sandboxes' lookups to (often private)."""
+    try:
+        lines = Path(resolv_conf).read_text().splitlines()
+    except OSError:
+        return []
+    servers = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                address = ipaddress.ip_address(parts[1])
+            except ValueError:
+                continue
+            if address.version == 4 and not address.is_loopback:
+                servers.append(str(address))
+    return servers
+
+
 def _rules(bridge: str) -> list[tuple[str, list[str]]]:
+    """In insertion order; each is inserted at the top, so the last comes first."""
     rules = [
         ("INPUT", ["-i", bridge, "-j", "DROP"]),
         (
@@ -39,6 +62,16 @@ def _rules(bridge: str) -> list[tuple[str, list[str]]]:
         ),
     ]
     rules += [("DOCKER-USER", ["-i", bridge, "-d", cidr, "-j", "DROP"]) for cidr in BLOCKED_RANGES]
+    # DNS must keep working: the engine's resolver forwards from the sandbox's own
+    # network, to the host's name servers, which may sit in a private range.
+    for server in host_nameservers():
+        for proto in ("udp", "tcp"):
+            rules.append(
+                (
+                    "DOCKER-USER",
+                    ["-i", bridge, "-d", server, "-p", proto, "--dport", "53", "-j", "ACCEPT"],
+                )
+            )
     return rules
 
 

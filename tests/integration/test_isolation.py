@@ -127,3 +127,10 @@ def test_no_privileges_inside(api: httpx.Client, pair: tuple[str, str]) -> None:
     assert out[3] == "1"
     assert "No such file" in out[4]
     assert "must be superuser" in out[5] or "permission denied" in out[5].lower()
+
+
+def test_dns_still_resolves(api: httpx.Client, pair: tuple[str, str]) -> None:
+    """The host's name servers may be in a private range: lookups still work."""
+    a, _ = pair
+    out = run(api, a, "getent hosts pypi.org || getent hosts deb.debian.org")
+    assert out["exit_code"] == 0 and out["stdout"].strip(), out
