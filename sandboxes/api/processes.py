@@ -16,7 +16,7 @@ from sandboxes.errors import BadRequest
 
 from . import sse
 from .sandboxes import ERRORS
-from .schemas import EnvMap, ErrorOut, StrictIn, check_env
+from .schemas import Command, EnvMap, ErrorOut, StrictIn, check_env
 
 router = Router(tags=["processes"])
 
@@ -26,23 +26,11 @@ CwdStr = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
 class ProcessIn(StrictIn):
-    command: (
-        Annotated[str, StringConstraints(min_length=1)] | Annotated[list[str], Field(min_length=1)]
-    )
+    command: Command
     cwd: CwdStr | None = None
     env: EnvMap | None = None
 
     _env = field_validator("env")(check_env)
-
-    @field_validator("command")
-    @classmethod
-    def _no_nul(cls, value: str | list[str]) -> str | list[str]:
-        parts = [value] if isinstance(value, str) else value
-        if any("\0" in part for part in parts):
-            raise ValueError("command must not contain NUL bytes")
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("command is empty")
-        return value
 
 
 class ProcessOut(Schema):

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator
 
 from sandboxes.models import NAME_PATTERN
 
@@ -96,10 +96,24 @@ class SandboxList(Schema):
     sandboxes: list[SandboxOut]
 
 
+def _check_command(value: str | list[str]) -> str | list[str]:
+    parts = [value] if isinstance(value, str) else value
+    if any("\0" in part for part in parts):
+        raise ValueError("command must not contain NUL bytes")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("command is empty")
+    return value
+
+
+# A shell string (run under `bash -lc`) or an argv list (run as is).
+Command = Annotated[
+    Annotated[str, StringConstraints(min_length=1)] | Annotated[list[str], Field(min_length=1)],
+    AfterValidator(_check_command),
+]
+
+
 class ExecIn(StrictIn):
-    command: (
-        Annotated[str, StringConstraints(min_length=1)] | Annotated[list[str], Field(min_length=1)]
-    )
+    command: Command
     cwd: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     env: EnvMap | None = None
     timeout: Annotated[float, Field(gt=0)] | None = None
@@ -108,16 +122,6 @@ class ExecIn(StrictIn):
     session: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] | None = None
 
     _env = field_validator("env")(check_env)
-
-    @field_validator("command")
-    @classmethod
-    def _no_nul(cls, value: str | list[str]) -> str | list[str]:
-        parts = [value] if isinstance(value, str) else value
-        if any("\0" in part for part in parts):
-            raise ValueError("command must not contain NUL bytes")
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("command is empty")
-        return value
 
 
 class ExecOut(Schema):
