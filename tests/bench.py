@@ -134,7 +134,7 @@ def bench_foundation(server: LiveServer, image: str) -> dict[str, Any]:
     return results
 
 
-SECTIONS = ("foundation", "lifecycle", "terminal", "preview", "code", "files")
+SECTIONS = ("foundation", "lifecycle", "terminal", "preview", "code", "files", "scale")
 
 
 def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
@@ -164,6 +164,13 @@ def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
         from tests.bench_files import bench_files
 
         return bench_files(server, int(os.environ.get("BENCH_FILES_MB", "1024")))
+    if name == "scale":
+        from tests.bench_scale import bench_sandboxes, bench_terminals
+
+        return {
+            "terminals": bench_terminals(server, int(os.environ.get("BENCH_WEBSOCKETS", "200"))),
+            "sandboxes": bench_sandboxes(server, int(os.environ.get("BENCH_SANDBOXES", "300"))),
+        }
     raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
 
 
