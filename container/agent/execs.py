@@ -263,7 +263,7 @@ def _group_alive(pgid: int) -> bool:
 
 async def _end_group_later(pgid: int) -> None:
     await asyncio.sleep(LEFTOVER_GRACE)
-    await kill_group_fully(pgid)
+    await kill_group_fully(pgid, within=10.0)
 
 
 async def _drain(pumps: list[asyncio.Task[None]], sent: list[int]) -> None:
