@@ -25,7 +25,13 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from container.agent.protocol import Channel, Exec, Message
-from sandboxes.agent.client import AgentClient, AgentUnreachable, ExecEvent, receive_message
+from sandboxes.agent.client import (
+    AgentClient,
+    AgentUnreachable,
+    ExecEvent,
+    exec_events,
+    receive_message,
+)
 from sandboxes.backends import SandboxSpec, get_backend
 from sandboxes.errors import (
     BadRequest,
@@ -340,15 +346,12 @@ async def exec_stream(sandbox: Sandbox, request: ExecRequest) -> AsyncIterator[E
     _running_execs[sandbox.id] = running + 1
     awake = asyncio.create_task(_keep_awake(sandbox))
     try:
-        client = await agent_for(sandbox)
-        events = client.exec(request.to_message())
+        events = exec_events(await open_agent(sandbox, request.to_message()))
         try:
             first = await _first_event(sandbox, events)
-        except AgentUnreachable:
-            # The container stopped behind our back (or was never running): start it.
-            client = await ensure_running(sandbox)
-            events = client.exec(request.to_message())
-            first = await _first_event(sandbox, events)
+        except BaseException:
+            await events.aclose()
+            raise
         try:
             yield first
             async for event in events:

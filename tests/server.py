@@ -126,6 +126,15 @@ class LiveServer:
 
 
 def _remove_prefixed(prefix: str) -> None:
+    """Remove a test server's containers, volumes, network and firewall rules."""
+    from sandboxes.backends.docker import bridge_name
+    from sandboxes.backends.isolation import release_bridge
+
+    _remove_labelled(prefix)
+    release_bridge(bridge_name(prefix))
+
+
+def _remove_labelled(prefix: str) -> None:
     for kind in ("container", "volume", "network"):
         ids = subprocess.run(
             ["docker", kind, "ls", "-q", "--filter", f"label=sandbox-ide.prefix={prefix}"]

@@ -15,7 +15,6 @@ from typing import Literal
 from container.agent.protocol import (
     Channel,
     Error,
-    Exec,
     Exit,
     Kind,
     Message,
@@ -101,32 +100,32 @@ class AgentClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.05)
 
-    async def exec(self, request: Exec) -> AsyncIterator[ExecEvent]:
-        """Run a command; yields started, stdout/stderr chunks, then exit.
 
-        Leaving the iteration early closes the connection, and the agent kills the
-        command's process group.
-        """
-        channel = await self.open(request)
-        try:
-            while True:
-                frame = await receive_frame(channel)
-                kind, payload = frame
-                if kind == Kind.STDOUT:
-                    yield ExecEvent("stdout", payload)
-                elif kind == Kind.STDERR:
-                    yield ExecEvent("stderr", payload)
-                elif kind == Kind.CONTROL:
-                    message = decode_message(payload)
-                    if isinstance(message, Error):
-                        raise from_agent(message.code, message.message)
-                    if isinstance(message, Started):
-                        yield ExecEvent("started", pid=message.pid)
-                    elif isinstance(message, Exit):
-                        yield ExecEvent("exit", exit=message)
-                        return
-        finally:
-            await channel.close()
+async def exec_events(channel: Channel) -> AsyncIterator[ExecEvent]:
+    """The events of a command whose ``Exec`` request was sent on ``channel``:
+    started, stdout/stderr chunks, then exit.
+
+    Leaving the iteration early closes the connection, and the agent kills the
+    command's process group.
+    """
+    try:
+        while True:
+            kind, payload = await receive_frame(channel)
+            if kind == Kind.STDOUT:
+                yield ExecEvent("stdout", payload)
+            elif kind == Kind.STDERR:
+                yield ExecEvent("stderr", payload)
+            elif kind == Kind.CONTROL:
+                message = decode_message(payload)
+                if isinstance(message, Error):
+                    raise from_agent(message.code, message.message)
+                if isinstance(message, Started):
+                    yield ExecEvent("started", pid=message.pid)
+                elif isinstance(message, Exit):
+                    yield ExecEvent("exit", exit=message)
+                    return
+    finally:
+        await channel.close()
 
 
 async def receive_frame(channel: Channel) -> tuple[int, bytes]:
@@ -159,6 +158,7 @@ __all__ = [
     "AgentUnreachable",
     "ExecEvent",
     "SandboxError",
+    "exec_events",
     "receive_frame",
     "receive_message",
 ]
