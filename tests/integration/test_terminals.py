@@ -313,15 +313,17 @@ def test_a_slow_watcher_does_not_slow_the_typist(server: LiveServer, shared_sand
                 if isinstance(message, bytes):
                     tail = tail[-200:] + message
             # The watcher gets what fitted in its queue, then is told what it missed.
-            received = 0
+            received = skipped = 0
             while True:
                 message = stalled.recv(timeout=30)
                 if isinstance(message, bytes):
                     received += len(message)
                     continue
                 event = json.loads(message)
-                assert event["type"] == "lagged" and event["skipped"] > 1_000_000
-                break
+                assert event["type"] == "lagged"
+                skipped += event["skipped"]  # told in one notice or in several
+                if skipped > 1_000_000:
+                    break
             assert received < 10_000_000
 
 
