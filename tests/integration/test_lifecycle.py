@@ -66,9 +66,11 @@ def test_idle_sandbox_pauses_then_stops_and_wakes_with_its_files(fast: LiveServe
         )
         assert wait_for(lambda: api.get(f"/sandboxes/{sid}").json()["sleep_tier"] == "paused")
         assert api.get(f"/sandboxes/{sid}").json()["status"] == "sleeping"
-        assert inspect(fast, sid, "{{.State.Paused}}") == "true"
+        # The state is claimed in the database before the engine is told, so the
+        # container may lag the API by the time a pause or stop takes.
+        assert wait_for(lambda: inspect(fast, sid, "{{.State.Paused}}") == "true")
         assert wait_for(lambda: api.get(f"/sandboxes/{sid}").json()["sleep_tier"] == "stopped")
-        assert inspect(fast, sid, "{{.State.Running}}") == "false"
+        assert wait_for(lambda: inspect(fast, sid, "{{.State.Running}}") == "false")
         out = api.post(
             f"/sandboxes/{sid}/exec", json={"command": "cat /workspace/f; ls /tmp/rootfs-kept"}
         ).json()
