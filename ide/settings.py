@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "sandboxes",
+    "sandboxes.classroom",
     "ide",
 ]
 
@@ -212,3 +213,16 @@ SANDBOX_BLOCK_PRIVATE_NETWORKS = env_bool("SANDBOX_BLOCK_PRIVATE_NETWORKS", True
 SANDBOX_MAX_PER_USER = env_int("SANDBOX_MAX_PER_USER", 20, minimum=1)
 SANDBOX_MAX_EXECS = env_int("SANDBOX_MAX_EXECS", 32, minimum=1)
 TERMINAL_MAX_PER_SANDBOX = env_int("TERMINAL_MAX_PER_SANDBOX", 16, minimum=1)
+
+# ------------------------------------------------------------------ classroom (issue 10)
+# Ready sandboxes kept per template (a template may set its own number), so a class
+# joining at once does not wait for containers to start.
+CLASSROOM_WARM_POOL = env_int("CLASSROOM_WARM_POOL", 3)
+# Invite links expire after this many days unless the teacher picks otherwise.
+CLASSROOM_INVITE_DAYS = env_int("CLASSROOM_INVITE_DAYS", 14, minimum=1)
+# The server itself fetches starter repositories. By default only http(s)/git/ssh
+# URLs of public hosts; tests and single-user installs may allow file:// and
+# loopback/private hosts.
+TEMPLATE_REPO_ALLOW_LOCAL = env_bool("TEMPLATE_REPO_ALLOW_LOCAL", False)
+# Starter repositories, uploaded files and reset archives live here.
+CLASSROOM_DIR = VAR_DIR / "classroom"

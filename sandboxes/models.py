@@ -45,6 +45,8 @@ class Sandbox(models.Model):
     sleep_after = models.PositiveIntegerField(default=600)
     keep_alive = models.BooleanField(default=False)
     image = models.CharField(max_length=200, blank=True, default="")
+    # Per-sandbox resource limits from a template: {"memory_mb", "cpus", "disk_mb"}.
+    limits = models.JSONField(default=dict, blank=True)
     backend_state = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_active_at = models.DateTimeField(auto_now_add=True)

@@ -237,6 +237,7 @@ async def _provision(sandbox: Sandbox) -> None:
         image=sandbox.image or image_tag(),
         env=dict(sandbox.env),
         egress=sandbox.egress,
+        limits=dict(sandbox.limits),
     )
     sandbox.backend_state = await get_backend().create(spec)
     await sandbox.asave(update_fields=["backend_state"])

@@ -36,6 +36,8 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     egress: str = "all"  # "none": no network interface but loopback
+    # Lower than the server's settings only: {"memory_mb", "cpus", "disk_mb"}.
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,18 @@ def bridge_name(prefix: str) -> str:
     return "sbx" + hashlib.sha256(prefix.encode()).hexdigest()[:10]
 
 
+def resource_limits(spec: SandboxSpec) -> tuple[int, float]:
+    """Memory (bytes) and CPUs for a sandbox: a template may ask for less than the
+    server's limits, never more."""
+    memory = int(settings.SANDBOX_MEMORY_LIMIT)
+    cpus = float(settings.SANDBOX_CPU_LIMIT)
+    if spec.limits.get("memory_mb"):
+        memory = min(memory, int(spec.limits["memory_mb"] * 1024 * 1024))
+    if spec.limits.get("cpus"):
+        cpus = min(cpus, float(spec.limits["cpus"]))
+    return memory, cpus
+
+
 class DockerBackend(Backend):
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -112,6 +124,7 @@ class DockerBackend(Backend):
                 f"The sandbox image {spec.image} is missing: build it with "
                 "`python manage.py build_sandbox_image` (make run does this)."
             ) from None
+        memory, cpus = resource_limits(spec)
         kwargs: dict[str, Any] = {
             "image": image.id,
             "name": names["container"],
@@ -123,9 +136,9 @@ class DockerBackend(Backend):
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges:true"],
             "pids_limit": settings.SANDBOX_PIDS_LIMIT,
-            "mem_limit": settings.SANDBOX_MEMORY_LIMIT,
-            "memswap_limit": settings.SANDBOX_MEMORY_LIMIT,
-            "nano_cpus": int(settings.SANDBOX_CPU_LIMIT * 1e9),
+            "mem_limit": memory,
+            "memswap_limit": memory,
+            "nano_cpus": int(cpus * 1e9),
             "ipc_mode": "private",
             "restart_policy": {"Name": "unless-stopped"},
             "log_config": docker.types.LogConfig(
