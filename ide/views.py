@@ -6,15 +6,17 @@ API (static/ide/js/); these views only authenticate and render the shell.
 
 from __future__ import annotations
 
+from asgiref.sync import async_to_sync
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
+from sandboxes.classroom.access import can_view
 from sandboxes.models import ApiToken, Sandbox
 
 _NEW_TOKEN_SESSION_KEY = "ide_new_api_token"  # noqa: S105 - a session key name
@@ -67,5 +69,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 @ensure_csrf_cookie
 def workspace(request: HttpRequest, sandbox_id: str) -> HttpResponse:
-    sandbox = get_object_or_404(Sandbox, id=sandbox_id, owner=request.user)
-    return render(request, "ide.html", {"sandbox": sandbox})
+    """The IDE; read-only for someone who may only look (a teacher, a classmate)."""
+    sandbox = Sandbox.objects.filter(id=sandbox_id).select_related("owner").first()
+    if sandbox is None:
+        raise Http404("No such sandbox.")
+    readonly = sandbox.owner_id != request.user.pk
+    if readonly and not async_to_sync(can_view)(request.user, sandbox.id):
+        raise Http404("No such sandbox.")
+    return render(request, "ide.html", {"sandbox": sandbox, "readonly": readonly})

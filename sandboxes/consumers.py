@@ -52,7 +52,7 @@ class _SandboxConsumer(AsyncWebsocketConsumer):
         try:
             self.prepare()
             self.sandbox = await services.get_sandbox(
-                user, self.scope["url_route"]["kwargs"]["sandbox_id"]
+                user, self.scope["url_route"]["kwargs"]["sandbox_id"], access=self.access()
             )
         except SandboxError as exc:
             await self.close(code=close_code(exc))
@@ -61,6 +61,10 @@ class _SandboxConsumer(AsyncWebsocketConsumer):
 
     def prepare(self) -> None:
         """Validate the URL before the sandbox is looked up (raise BadRequest)."""
+
+    def access(self) -> services.Access:
+        """Only the owner by default; a read-only terminal attach lets viewers in."""
+        return "owner"
 
     def output(self) -> terminals.WebSocketOut:
         return terminals.WebSocketOut(
@@ -91,6 +95,9 @@ class TerminalConsumer(_SandboxConsumer):
         self.options = terminals.parse_options(
             self.scope["url_route"]["kwargs"]["name"], self.scope.get("query_string", b"")
         )
+
+    def access(self) -> services.Access:
+        return "read" if self.options.readonly else "owner"
 
     async def connect(self) -> None:
         if not await self.authorize() or self.sandbox is None:

@@ -35,6 +35,7 @@ from sandboxes.agent.client import (
 from sandboxes.backends import SandboxSpec, get_backend
 from sandboxes.errors import (
     BadRequest,
+    Forbidden,
     LimitReached,
     NotFound,
     SandboxError,
@@ -71,13 +72,32 @@ async def list_sandboxes(user: AbstractBaseUser) -> list[Sandbox]:
     return [s async for s in _sandboxes().filter(owner=user)]
 
 
-async def get_sandbox(user: AbstractBaseUser, sandbox_id: str, with_ports: bool = False) -> Sandbox:
-    """The caller's sandbox; someone else's is reported exactly like a missing one."""
+Access = Literal["owner", "read"]
+
+
+async def get_sandbox(
+    user: AbstractBaseUser, sandbox_id: str, with_ports: bool = False, access: Access = "owner"
+) -> Sandbox:
+    """The caller's sandbox; someone else's is reported exactly like a missing one.
+
+    With ``access="read"`` a sandbox the caller may look at (a teacher's student, a
+    view shared with their class) is returned too. A reader asking for more than
+    reading gets 403, so the page can say why instead of "not found".
+    """
+    queryset = _sandboxes() if with_ports else Sandbox.objects
     try:
-        queryset = _sandboxes() if with_ports else Sandbox.objects
         return await queryset.aget(pk=sandbox_id, owner=user)
     except Sandbox.DoesNotExist:
-        raise NotFound(f"No sandbox with id {sandbox_id!r}.", code="not_found") from None
+        pass
+    from sandboxes.classroom.access import can_view  # the core must not import it early
+
+    if await can_view(user, sandbox_id):
+        if access == "read":
+            return await queryset.aget(pk=sandbox_id)
+        raise Forbidden(
+            "You can look at this sandbox but only its owner can change it.", code="read_only"
+        )
+    raise NotFound(f"No sandbox with id {sandbox_id!r}.", code="not_found")
 
 
 # ----------------------------------------------------------------------- lifecycle

@@ -85,7 +85,9 @@ def _check_path(path: str) -> str:
 
 
 async def _sandbox(request: HttpRequest, sandbox_id: str) -> Sandbox:
-    return await services.get_sandbox(request.auth, sandbox_id)  # type: ignore[attr-defined]
+    """Reading (GET) is open to those who may look at the sandbox; writing to its owner."""
+    access: services.Access = "read" if request.method in ("GET", "HEAD") else "owner"
+    return await services.get_sandbox(request.auth, sandbox_id, access=access)  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------- listing

@@ -161,7 +161,7 @@ async def clone(request: HttpRequest, sandbox_id: str, payload: CloneIn) -> dict
 @router.get(_route("status"), response={200: StatusOut, **GIT_ERRORS})
 async def status(request: HttpRequest, sandbox_id: str, path: str | None = None) -> dict[str, Any]:
     """Branch, commit, ahead/behind its upstream and the changed files."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
     return await git.run(sandbox, "status", path)
 
 
@@ -174,7 +174,7 @@ async def log(
     file: str | None = None,
 ) -> dict[str, Any]:
     """The latest commits of HEAD (of one file with `file`, or a `path` to a file)."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
     return await git.run(sandbox, "log", path, {"limit": limit, "file": file})
 
 
@@ -187,7 +187,7 @@ async def diff(
     file: str | None = None,
 ) -> dict[str, Any]:
     """Unstaged changes as a unified diff (`staged=1`: what the next commit holds)."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
     return await git.run(sandbox, "diff", path, {"staged": staged, "file": file})
 
 
@@ -195,7 +195,7 @@ async def diff(
 async def branches(
     request: HttpRequest, sandbox_id: str, path: str | None = None
 ) -> dict[str, Any]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
     return await git.run(sandbox, "branches", path)
 
 

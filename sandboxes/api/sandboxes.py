@@ -66,7 +66,8 @@ async def list_sandboxes(request: HttpRequest) -> dict[str, object]:
 
 @router.get("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})
 async def get_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
-    return sandbox_out(await services.get_sandbox(request.auth, sandbox_id, with_ports=True))
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True, access="read")
+    return sandbox_out(sandbox)
 
 
 @router.patch("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})

@@ -30,7 +30,7 @@ class TerminalList(Schema):
 @router.get("/sandboxes/{sandbox_id}/terminals", response={200: TerminalList, **ERRORS})
 async def list_terminals(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
     """The sandbox's terminals, oldest first; `clients` is how many are attached."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
     return {"terminals": await terminals.list_terminals(sandbox)}
 
 
