@@ -13,7 +13,16 @@ from django.db import models
 
 from sandboxes.models import NAME_PATTERN, Sandbox, new_sandbox_id
 
-__all__ = ["NAME_PATTERN", "Archive", "Course", "Enrollment", "Invite", "Share", "Template"]
+__all__ = [
+    "NAME_PATTERN",
+    "Archive",
+    "Course",
+    "Enrollment",
+    "Invite",
+    "PoolEntry",
+    "Share",
+    "Template",
+]
 
 
 def new_invite_token() -> str:
@@ -154,3 +163,23 @@ class Archive(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+class PoolEntry(models.Model):
+    """A ready sandbox waiting for a student: owned by the pool user until claimed.
+
+    Claiming deletes the entry (exactly one claimer wins) and hands the sandbox over.
+    ``starter_head`` is the starter it was built with: entries of an older starter
+    are replaced, never handed out.
+    """
+
+    sandbox = models.OneToOneField(Sandbox, on_delete=models.CASCADE, related_name="pool_entry")
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="pool")
+    starter_head = models.CharField(max_length=40, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"pool {self.template_id}: {self.sandbox_id}"
