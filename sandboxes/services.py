@@ -111,6 +111,10 @@ class SandboxSettings:
     sleep_after: int | None = None
     keep_alive: bool = False
     egress: str = "all"
+    # From a template: lower resource limits ({"memory_mb", "cpus", "disk_mb"}) and
+    # an image other than the default.
+    limits: dict[str, Any] = field(default_factory=dict)
+    image: str = ""
 
 
 async def get_or_create_sandbox(
@@ -144,7 +148,8 @@ async def get_or_create_sandbox(
             sleep_after=sleep_after,
             keep_alive=options.keep_alive,
             egress=options.egress,
-            image=image_tag(),
+            image=options.image or image_tag(),
+            limits=dict(options.limits),
         )
         created = True
     except IntegrityError:

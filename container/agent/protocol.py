@@ -723,6 +723,43 @@ class CodeRunEnd(Message):
     duration_ms: float = 0.0
 
 
+# Classroom starter code (issue 10) ---------------------------------------------------
+
+
+@dataclass
+class StarterInstall(Message):
+    """Make ``path`` (default /workspace) a working copy of the starter commit ``head``
+    of ``branch``, fetched from the git bundle at ``bundle`` (which is then removed);
+    ``origin``, when set, becomes the ``origin`` remote. Answered by StarterResult."""
+
+    type: ClassVar[str] = "starter_install"
+    bundle: str = ""
+    branch: str = "main"
+    head: str = ""
+    origin: str = ""
+    path: str | None = None
+
+
+@dataclass
+class StarterUpdate(Message):
+    """Merge the starter commit ``head`` (from ``bundle``) into the working copy at
+    ``path`` like nbgitpuller: the student's work is committed first and never
+    overwritten; conflicting starter versions are written beside the student's."""
+
+    type: ClassVar[str] = "starter_update"
+    bundle: str = ""
+    branch: str = "main"
+    head: str = ""
+    origin: str = ""
+    path: str | None = None
+
+
+@dataclass
+class StarterResult(Message):
+    type: ClassVar[str] = "starter_result"
+    result: dict[str, Any] = field(default_factory=dict)
+
+
 # --------------------------------------------------------------------------- framing
 
 

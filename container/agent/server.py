@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from . import execs, files, gitops, kernels, processes, terminals, tunnel
+from . import execs, files, gitops, kernels, processes, starter, terminals, tunnel
 from .protocol import Channel, Error, Message, Ping, Pong, ProtocolError
 
 log = logging.getLogger("sandbox_agent")
@@ -31,6 +31,7 @@ HANDLERS: dict[type[Message], Handler] = {
     **terminals.HANDLERS,
     **tunnel.HANDLERS,
     **kernels.HANDLERS,
+    **starter.HANDLERS,
 }
 
 
