@@ -5,11 +5,14 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import classroom_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("sandboxes/<str:sandbox_id>/", views.workspace, name="workspace"),
+    path("courses/", classroom_views.courses, name="courses"),
+    path("courses/<str:course_id>/", classroom_views.course, name="course"),
+    path("join/<str:token>/", classroom_views.join, name="join"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(

@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
@@ -22,16 +23,29 @@ from sandboxes.models import ApiToken, Sandbox
 _NEW_TOKEN_SESSION_KEY = "ide_new_api_token"  # noqa: S105 - a session key name
 
 
+def _next_url(request: HttpRequest) -> str | None:
+    """Where to go after signing up (an invite link), if it is a page of this site."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return None
+
+
 def signup(request: HttpRequest) -> HttpResponse:
+    next_url = _next_url(request)
     if request.user.is_authenticated:
-        return redirect("dashboard")
+        return redirect(next_url or "dashboard")
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        if next_url:
+            return redirect(next_url)
         messages.success(request, f"Welcome, {user.get_username()}! Create your first sandbox.")
         return redirect("dashboard")
-    return render(request, "accounts/signup.html", {"form": form})
+    return render(request, "accounts/signup.html", {"form": form, "next": next_url or ""})
 
 
 @login_required

@@ -87,9 +87,12 @@ async def remove_orphans() -> int:
 
 async def run_forever() -> None:
     """The reaper loop; survives its own errors (and an engine that is down)."""
+    from sandboxes.classroom import pool  # an app on top of the core
+
     while True:
         try:
             await reap_once()
+            await pool.maintain()
         except Exception:
             log.exception("reaper pass failed")
         await asyncio.sleep(settings.SANDBOX_REAP_INTERVAL)

@@ -117,6 +117,26 @@ class SandboxSettings:
     image: str = ""
 
 
+async def check_sandbox_quota(user: AbstractBaseUser, name: str) -> None:
+    """Refuse a new sandbox past SANDBOX_MAX_PER_USER (an existing name is fine).
+
+    The warm pool's service user is inactive (it never logs in); the templates'
+    ``warm_pool`` sizes bound what it holds instead.
+    """
+    if not user.is_active:
+        return
+    count = await Sandbox.objects.filter(owner=user).acount()
+    if (
+        count >= settings.SANDBOX_MAX_PER_USER
+        and not await Sandbox.objects.filter(owner=user, name=name).aexists()
+    ):
+        raise LimitReached(
+            f"You have {count} sandboxes, the most allowed (SANDBOX_MAX_PER_USER); "
+            "delete one first.",
+            code="too_many_sandboxes",
+        )
+
+
 async def get_or_create_sandbox(
     user: AbstractBaseUser, options: SandboxSettings
 ) -> tuple[Sandbox, bool]:
@@ -129,16 +149,7 @@ async def get_or_create_sandbox(
     sleep_after = (
         settings.SANDBOX_DEFAULT_SLEEP_AFTER if options.sleep_after is None else options.sleep_after
     )
-    count = await Sandbox.objects.filter(owner=user).acount()
-    if (
-        count >= settings.SANDBOX_MAX_PER_USER
-        and not await Sandbox.objects.filter(owner=user, name=options.name).aexists()
-    ):
-        raise LimitReached(
-            f"You have {count} sandboxes, the most allowed (SANDBOX_MAX_PER_USER); "
-            "delete one first.",
-            code="too_many_sandboxes",
-        )
+    await check_sandbox_quota(user, options.name)
     try:
         sandbox = await Sandbox.objects.acreate(
             owner=user,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import code, commands, files, git, ports, processes, sandboxes, terminals
+from . import code, commands, courses, files, git, ports, processes, sandboxes, templates, terminals
 from .auth import ApiAuth
 from .errors import install_handlers
 from .openapi import SandboxAPI
@@ -20,5 +20,5 @@ api = SandboxAPI(
 install_handlers(api)
 api.add_router("", sandboxes.router)
 api.add_router("", commands.router)
-for area in (files, processes, git, terminals, ports, code):
+for area in (files, processes, git, terminals, ports, code, courses, templates):
     api.add_router("", area.router)

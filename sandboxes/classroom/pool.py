@@ -1,0 +1,154 @@
+"""A warm pool of ready sandboxes per template, for the start-of-class surge.
+
+Pool sandboxes are built from the template ahead of time (container running,
+starter installed, setup done), owned by an inactive "pool" user and kept awake.
+A student joining takes one by deleting its ``PoolEntry`` row (one claimer wins,
+across server processes) and becoming its owner; the pool is topped up in the
+background. Only templates that some course uses are pooled, each to its
+``warm_pool`` size; entries built from an older starter are replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from sandboxes import services
+from sandboxes.classroom.models import PoolEntry, Template
+from sandboxes.errors import SandboxError
+from sandboxes.models import Sandbox
+
+log = logging.getLogger(__name__)
+
+POOL_USERNAME = "sandbox-pool"
+# Sandboxes built at once while filling: the engine and two cores are the limit.
+BUILD_CONCURRENCY = 4
+
+_locks: dict[str, asyncio.Lock] = {}
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+async def pool_user() -> AbstractBaseUser:
+    user_model = get_user_model()
+    user, created = await user_model.objects.aget_or_create(
+        username=POOL_USERNAME, defaults={"is_active": False}
+    )
+    if created:
+        user.set_unusable_password()
+        await user.asave()
+    return user
+
+
+def is_pool_user(user: AbstractBaseUser) -> bool:
+    return user.get_username() == POOL_USERNAME
+
+
+async def claim(template: Template, user: AbstractBaseUser, name: str) -> Sandbox | None:
+    """Hand a ready sandbox of this template to ``user`` under ``name``, or None."""
+    owner = await pool_user()
+    claimed = None
+    entries = PoolEntry.objects.filter(template=template, starter_head=template.starter_head)
+    async for entry in entries.order_by("created_at")[:8]:
+        deleted, _ = await PoolEntry.objects.filter(pk=entry.pk).adelete()
+        if not deleted:  # another join took it
+            continue
+        moved = await Sandbox.objects.filter(pk=entry.sandbox_id, owner=owner).aupdate(
+            owner=user, name=name, keep_alive=False, last_active_at=timezone.now()
+        )
+        if moved:
+            claimed = await Sandbox.objects.aget(pk=entry.sandbox_id)
+            break
+    request_fill(template.id)
+    return claimed
+
+
+def request_fill(template_id: str) -> None:
+    """Top the template's pool up in the background (no-op outside an event loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    task = loop.create_task(_fill_logged(template_id))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def _fill_logged(template_id: str) -> None:
+    try:
+        template = await Template.objects.aget(pk=template_id)
+        await fill(template)
+    except Template.DoesNotExist:
+        return
+    except Exception:
+        log.exception("warm pool: filling template %s failed", template_id)
+
+
+async def fill(template: Template) -> int:
+    """Build sandboxes until the pool holds ``warm_pool`` current ones; returns how many
+    were built. Stale entries (older starter) are removed first."""
+    lock = _locks.setdefault(template.id, asyncio.Lock())
+    async with lock:
+        await template.arefresh_from_db()
+        wanted = template.warm_pool if await template.courses.aexists() else 0
+        async for entry in (
+            PoolEntry.objects.filter(template=template)
+            .exclude(starter_head=template.starter_head)
+            .select_related("sandbox")
+        ):
+            await _discard(entry)
+        if wanted == 0:
+            async for entry in PoolEntry.objects.filter(template=template).select_related(
+                "sandbox"
+            ):
+                await _discard(entry)
+            return 0
+        have = await PoolEntry.objects.filter(template=template).acount()
+        missing = max(0, wanted - have)
+        if not missing:
+            return 0
+        gate = asyncio.Semaphore(BUILD_CONCURRENCY)
+        results = await asyncio.gather(*(_build(template, gate) for _ in range(missing)))
+        return sum(results)
+
+
+async def _build(template: Template, gate: asyncio.Semaphore) -> int:
+    from sandboxes.classroom.templates import create_sandbox_from_template
+
+    async with gate:
+        owner = await pool_user()
+        name = f"pool-{template.id[:8]}-{secrets.token_hex(4)}"
+        head = template.starter_head
+        try:
+            sandbox = await create_sandbox_from_template(owner, template, name, keep_alive=True)
+        except SandboxError as exc:
+            log.warning("warm pool: building for template %s: %s", template.id, exc.message)
+            return 0
+        await PoolEntry.objects.acreate(sandbox=sandbox, template=template, starter_head=head)
+        return 1
+
+
+async def _discard(entry: PoolEntry) -> None:
+    deleted, _ = await PoolEntry.objects.filter(pk=entry.pk).adelete()
+    if deleted:
+        try:
+            await services.destroy_sandbox(entry.sandbox)
+        except SandboxError as exc:
+            log.warning("warm pool: removing %s: %s", entry.sandbox_id, exc.message)
+
+
+async def maintain() -> None:
+    """From each reaper pass: top up (or drain) every pooled template in the background,
+    so a slow build never holds up the reaper."""
+    templates = Template.objects.filter(warm_pool__gt=0) | Template.objects.filter(
+        pool__isnull=False
+    )
+    async for template_id in templates.distinct().values_list("pk", flat=True):
+        lock = _locks.get(template_id)
+        if lock is None or not lock.locked():
+            request_fill(template_id)

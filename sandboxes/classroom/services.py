@@ -1,0 +1,409 @@
+"""Courses: invites, joining, the teacher's roster, reset, starter updates, sharing.
+
+Every function checks who is asking: a course's teacher manages it; its students
+see the course and what classmates shared with it, nothing else. Someone with no
+part in a course gets the same 404 as for a course that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError
+from django.db.models import Q
+from django.utils import timezone
+
+from sandboxes import files, ports, services
+from sandboxes.classroom import pool, starter
+from sandboxes.classroom.models import (
+    Archive,
+    Course,
+    Enrollment,
+    Invite,
+    Share,
+    Template,
+)
+from sandboxes.errors import BadRequest, Conflict, Forbidden, NotFound, SandboxError
+from sandboxes.models import Sandbox
+
+log = logging.getLogger(__name__)
+
+Role = Literal["teacher", "member"]
+
+# Starter updates and resets run on this many student sandboxes at once.
+FAN_OUT = 8
+
+
+class Gone(SandboxError):
+    status = 410
+    code = "invite_expired"
+    default_message = "This invite link has expired or was revoked."
+
+
+# ----------------------------------------------------------------------- courses
+
+
+async def create_course(teacher: AbstractBaseUser, name: str, template_id: str) -> Course:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise BadRequest("A course needs a name of 1 to 100 characters.", code="invalid_name")
+    try:
+        template = await Template.objects.aget(pk=template_id, owner=teacher)
+    except Template.DoesNotExist:
+        raise NotFound(f"No template with id {template_id!r}.", code="not_found") from None
+    course = await Course.objects.acreate(teacher=teacher, name=name, template=template)
+    pool.request_fill(template.id)
+    return course
+
+
+async def list_courses(user: AbstractBaseUser) -> tuple[list[Course], list[Course]]:
+    """(courses the user teaches, courses the user is enrolled in)."""
+    taught = [c async for c in Course.objects.filter(teacher=user).select_related("template")]
+    enrolled = [
+        c
+        async for c in Course.objects.filter(enrollments__student=user)
+        .select_related("template", "teacher")
+        .distinct()
+    ]
+    return taught, enrolled
+
+
+async def get_course(user: AbstractBaseUser, course_id: str, role: Role = "member") -> Course:
+    """The course if the user teaches it (or, for ``member``, is enrolled in it).
+
+    A student asking for a teacher's action gets 403; a stranger gets 404.
+    """
+    try:
+        course = await Course.objects.select_related("template", "teacher").aget(pk=course_id)
+    except Course.DoesNotExist:
+        raise NotFound(f"No course with id {course_id!r}.", code="not_found") from None
+    if course.teacher_id == user.pk:
+        return course
+    enrolled = await Enrollment.objects.filter(course=course, student=user).aexists()
+    if not enrolled:
+        raise NotFound(f"No course with id {course_id!r}.", code="not_found")
+    if role == "teacher":
+        raise Forbidden("Only the course's teacher can do that.", code="teacher_only")
+    return course
+
+
+async def delete_course(course: Course) -> None:
+    """The students keep their sandboxes; the course, invites and shares go."""
+    await course.adelete()
+
+
+# ----------------------------------------------------------------------- invites
+
+
+async def create_invite(course: Course, days: float | None = None) -> Invite:
+    days = settings.CLASSROOM_INVITE_DAYS if days is None else days
+    if not 0 < days <= 365:
+        raise BadRequest("expires_in_days must be more than 0 and at most 365.", code="invalid")
+    return await Invite.objects.acreate(
+        course=course, expires_at=timezone.now() + timedelta(days=days)
+    )
+
+
+async def revoke_invite(course: Course, invite_id: int) -> Invite:
+    invite = await Invite.objects.filter(course=course, pk=invite_id).afirst()
+    if invite is None:
+        raise NotFound(f"No invite {invite_id} in this course.", code="not_found")
+    if invite.revoked_at is None:
+        invite.revoked_at = timezone.now()
+        await invite.asave(update_fields=["revoked_at"])
+    return invite
+
+
+def invite_state(invite: Invite) -> str:
+    if invite.revoked_at is not None:
+        return "revoked"
+    if invite.expires_at is not None and invite.expires_at <= timezone.now():
+        return "expired"
+    return "active"
+
+
+async def find_invite(token: str) -> Invite:
+    """A usable invite; unknown tokens are 404, expired or revoked ones 410."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{8,32}", token or ""):
+        raise NotFound("No such invite link.", code="not_found")
+    invite = (
+        await Invite.objects.select_related("course__template", "course__teacher")
+        .filter(token=token)
+        .afirst()
+    )
+    if invite is None:
+        raise NotFound("No such invite link.", code="not_found")
+    state = invite_state(invite)
+    if state != "active":
+        raise Gone(f"This invite link was {state}: ask your teacher for a new one.")
+    return invite
+
+
+# ----------------------------------------------------------------------- joining
+
+
+def _sandbox_name(course: Course) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", course.name.lower()).strip("-")[:24].strip("-")
+    return f"{slug or 'course'}-{course.id[:6]}"
+
+
+@dataclass
+class Joined:
+    enrollment: Enrollment
+    sandbox: Sandbox
+    created: bool  # a new enrollment (False: the student had joined before)
+    from_pool: bool = False
+
+
+async def join(user: AbstractBaseUser, token: str) -> Joined:
+    """Enrol the user (once) and give them their sandbox from the course's template.
+
+    Joining again returns the same sandbox. A ready one is taken from the template's
+    warm pool when there is one; otherwise it is built now.
+    """
+    invite = await find_invite(token)
+    course = invite.course
+    if course.teacher_id == user.pk:
+        raise BadRequest(
+            "You teach this course; invite links are for your students.", code="is_teacher"
+        )
+    try:
+        enrollment = await Enrollment.objects.acreate(course=course, student=user)
+        created = True
+        await Invite.objects.filter(pk=invite.pk).aupdate(uses=invite.uses + 1)
+    except IntegrityError:
+        enrollment = await Enrollment.objects.aget(course=course, student=user)
+        created = False
+    if enrollment.sandbox_id:
+        sandbox = await Sandbox.objects.aget(pk=enrollment.sandbox_id)
+        return Joined(enrollment, sandbox, created)
+    sandbox, from_pool = await _sandbox_for(user, course)
+    enrollment.sandbox = sandbox
+    enrollment.starter_head = course.template.starter_head
+    await enrollment.asave(update_fields=["sandbox", "starter_head"])
+    return Joined(enrollment, sandbox, created, from_pool)
+
+
+async def _sandbox_for(user: AbstractBaseUser, course: Course) -> tuple[Sandbox, bool]:
+    name = _sandbox_name(course)
+    existing = await Sandbox.objects.filter(owner=user, name=name).afirst()
+    if existing is not None:  # a half-finished earlier join
+        return existing, False
+    await services.check_sandbox_quota(user, name)
+    claimed = await pool.claim(course.template, user, name)
+    if claimed is not None:
+        return claimed, True
+    from sandboxes.classroom.templates import create_sandbox_from_template
+
+    return await create_sandbox_from_template(user, course.template, name), False
+
+
+# ----------------------------------------------------------------------- teacher's view
+
+
+async def roster(course: Course) -> list[dict[str, Any]]:
+    rows = []
+    async for e in Enrollment.objects.filter(course=course).select_related("student", "sandbox"):
+        box = e.sandbox
+        rows.append(
+            {
+                "student": {"id": e.student_id, "username": e.student.get_username()},
+                "joined_at": e.joined_at,
+                "sandbox": None
+                if box is None
+                else {
+                    "id": box.id,
+                    "name": box.name,
+                    "status": box.status,
+                    "sleep_tier": box.sleep_tier,
+                    "last_active_at": box.last_active_at,
+                },
+                "starter_head": e.starter_head,
+                "last_update": e.last_update,
+            }
+        )
+    return rows
+
+
+async def get_enrollment(course: Course, student_id: int) -> Enrollment:
+    enrollment = (
+        await Enrollment.objects.select_related("student", "sandbox")
+        .filter(course=course, student_id=student_id)
+        .afirst()
+    )
+    if enrollment is None:
+        raise NotFound(f"No student {student_id} in this course.", code="not_found")
+    return enrollment
+
+
+def _archive_dir(course: Course) -> Path:
+    path = Path(settings.CLASSROOM_DIR) / "archives" / course.id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def archive_workspace(enrollment: Enrollment) -> Archive:
+    """Stream the student's /workspace into a .tar.gz kept on the server."""
+    sandbox = enrollment.sandbox
+    if sandbox is None:
+        raise Conflict("This student has no sandbox.", code="no_sandbox")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = _archive_dir(enrollment.course) / f"{enrollment.student_id}-{stamp}.tar.gz"
+    download = await files.archive(sandbox, "/workspace")
+    size = 0
+    try:
+        with target.open("wb") as out:
+            async for chunk in download.chunks:
+                await asyncio.to_thread(out.write, chunk)
+                size += len(chunk)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        await download.close()
+    return await Archive.objects.acreate(enrollment=enrollment, path=str(target), size=size)
+
+
+async def reset_workspace(enrollment: Enrollment) -> Archive:
+    """Archive the workspace, empty it and install the template's starter afresh."""
+    archive = await archive_workspace(enrollment)
+    sandbox = enrollment.sandbox
+    assert sandbox is not None  # noqa: S101 - archive_workspace checked
+    result = await services.exec_collect(
+        sandbox,
+        services.ExecRequest(command="find /workspace -mindepth 1 -delete", cwd="/", timeout=120),
+    )
+    if result.exit_code != 0:
+        raise SandboxError(f"Could not empty the workspace: {result.stderr[-500:]}")
+    template = enrollment.course.template
+    await starter.install(sandbox, template)
+    enrollment.starter_head = template.starter_head
+    enrollment.last_update = {}
+    await enrollment.asave(update_fields=["starter_head", "last_update"])
+    return archive
+
+
+async def get_archive(course: Course, user: AbstractBaseUser, archive_id: int) -> Archive:
+    """An archive of a reset workspace, for the teacher or the student it belongs to."""
+    archive = (
+        await Archive.objects.select_related("enrollment")
+        .filter(pk=archive_id, enrollment__course=course)
+        .afirst()
+    )
+    if archive is None or (
+        course.teacher_id != user.pk and archive.enrollment.student_id != user.pk
+    ):
+        raise NotFound(f"No archive {archive_id}.", code="not_found")
+    return archive
+
+
+async def push_update(course: Course) -> dict[str, Any]:
+    """Fetch the starter again (if it comes from a repository) and merge it into every
+    student's workspace, nbgitpuller-style: students' edits are never overwritten."""
+    template = course.template
+    if template.repo_url:
+        await starter.import_repo(template)
+    enrollments = [
+        e
+        async for e in Enrollment.objects.filter(
+            course=course, sandbox__isnull=False
+        ).select_related("student", "sandbox")
+    ]
+    gate = asyncio.Semaphore(FAN_OUT)
+
+    async def one(enrollment: Enrollment) -> dict[str, Any]:
+        async with gate:
+            assert enrollment.sandbox is not None  # noqa: S101 - filtered above
+            try:
+                report = await starter.update(enrollment.sandbox, template)
+            except SandboxError as exc:
+                report = {"status": "failed", "error": exc.message}
+            report["at"] = timezone.now().isoformat()
+            enrollment.last_update = report
+            fields = ["last_update"]
+            if report.get("status") in ("updated", "up_to_date"):
+                enrollment.starter_head = template.starter_head
+                fields.append("starter_head")
+            await enrollment.asave(update_fields=fields)
+            return {"student": enrollment.student.get_username(), **report}
+
+    results = await asyncio.gather(*(one(e) for e in enrollments))
+    return {"starter_head": template.starter_head, "students": list(results)}
+
+
+# ----------------------------------------------------------------------- sharing
+
+
+async def list_shares(course: Course) -> list[Share]:
+    return [
+        s
+        async for s in Share.objects.filter(course=course, revoked_at__isnull=True).select_related(
+            "sandbox__owner"
+        )
+    ]
+
+
+async def share(
+    user: AbstractBaseUser, course: Course, sandbox_id: str, kind: str, port: int | None
+) -> Share:
+    """Show the class a read-only view of one's sandbox, or one of its preview URLs."""
+    sandbox = await services.get_sandbox(user, sandbox_id)  # only one's own
+    if kind not in Share.Kind.values:
+        raise BadRequest("kind must be 'view' or 'preview'.", code="invalid_kind")
+    if kind == Share.Kind.PREVIEW:
+        port = ports.validate_port(port)
+        if not await sandbox.exposed_ports.filter(port=port).aexists():
+            await ports.expose(sandbox, port)
+    else:
+        port = None
+    existing = await Share.objects.filter(
+        sandbox=sandbox, course=course, kind=kind, port=port, revoked_at__isnull=True
+    ).afirst()
+    if existing is not None:
+        return existing
+    return await Share.objects.acreate(sandbox=sandbox, course=course, kind=kind, port=port)
+
+
+async def revoke_share(user: AbstractBaseUser, course: Course, share_id: int) -> None:
+    """By the student who shared or the teacher; a preview's URL stops working too."""
+    item = (
+        await Share.objects.select_related("sandbox")
+        .filter(pk=share_id, course=course, revoked_at__isnull=True)
+        .filter(Q(sandbox__owner=user) | Q(course__teacher=user))
+        .afirst()
+    )
+    if item is None:
+        raise NotFound(f"No share {share_id} in this course.", code="not_found")
+    item.revoked_at = timezone.now()
+    await item.asave(update_fields=["revoked_at"])
+    if item.kind == Share.Kind.PREVIEW and item.port:
+        with contextlib.suppress(NotFound):
+            await ports.unexpose(item.sandbox, item.port)
+
+
+async def share_out(item: Share, origin: ports.Origin | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": item.pk,
+        "kind": item.kind,
+        "sandbox": item.sandbox_id,
+        "owner": item.sandbox.owner.get_username(),
+        "created_at": item.created_at,
+        "port": item.port,
+        "url": None,
+    }
+    if item.kind == Share.Kind.PREVIEW and item.port:
+        exposed = await item.sandbox.exposed_ports.filter(port=item.port).afirst()
+        out["url"] = ports.preview_url(exposed, origin) if exposed else None
+    else:
+        out["url"] = f"/sandboxes/{item.sandbox_id}/"
+    return out

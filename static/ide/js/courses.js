@@ -1,0 +1,247 @@
+// Courses: the list page and a course page (the teacher's roster or a student's view),
+// both clients of the public API.
+import { call, h } from "./api.js";
+
+function flash(slot, kind, text) {
+  slot.replaceChildren(h(`div.flash.flash-${kind}`, { role: kind === "error" ? "alert" : "status" }, text));
+}
+
+function ago(iso) {
+  if (!iso) return "never";
+  const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
+  if (s < 60) return "just now";
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+function confirmDialog(title, text, okLabel) {
+  const dialog = document.getElementById("confirm-dialog");
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-text").textContent = text;
+  document.getElementById("confirm-ok").textContent = okLabel;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+async function busy(button, label, work) {
+  const old = button.textContent;
+  button.disabled = true;
+  button.textContent = label;
+  try {
+    return await work();
+  } finally {
+    button.disabled = false;
+    button.textContent = old;
+  }
+}
+
+// ------------------------------------------------------------------ the list page
+
+async function listPage(root) {
+  const slot = document.getElementById("courses-message");
+  const select = document.getElementById("course-template");
+  const form = document.getElementById("course-form");
+
+  function courseCard(c) {
+    return h("article.sandbox-card", { "data-course": c.name },
+      h("div.card-top", h("a.sandbox-name", { href: `/courses/${c.id}/` }, c.name),
+        h("span.status-pill", { "data-status": "running" }, c.role)),
+      h("div.muted.small", `template ${c.template.name}${c.role === "student" ? ` · ${c.teacher}` : ""}`),
+      h("div.card-actions", h("a.btn.primary", { href: `/courses/${c.id}/` }, "Open")));
+  }
+
+  async function refresh() {
+    try {
+      const { teaching, enrolled } = await call("GET", "/courses");
+      document.getElementById("teaching").replaceChildren(...(teaching.length ? teaching.map(courseCard)
+        : [h("p.muted", {}, "You teach no course yet.")]));
+      document.getElementById("enrolled").replaceChildren(...(enrolled.length ? enrolled.map(courseCard)
+        : [h("p.muted", {}, "You have not joined a course: your teacher's invite link brings you here.")]));
+    } catch (err) {
+      flash(slot, "error", `Could not list your courses: ${err.message}`);
+    }
+  }
+
+  try {
+    const { templates } = await call("GET", "/templates");
+    select.replaceChildren(...templates.map((t) => h("option", { value: t.id }, t.name)));
+    if (!templates.length) {
+      select.replaceChildren(h("option", { value: "" }, "no templates yet"));
+      form.querySelector("button").disabled = true;
+    }
+  } catch (err) {
+    flash(slot, "error", `Could not list your templates: ${err.message}`);
+  }
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const button = document.getElementById("course-create");
+    try {
+      const c = await busy(button, "Creating…", () => call("POST", "/courses", {
+        json: { name: form.elements.name.value.trim(), template: select.value },
+      }));
+      window.location.assign(`/courses/${c.id}/`);
+    } catch (err) {
+      flash(slot, "error", `Could not create the course: ${err.message}`);
+    }
+  });
+  refresh();
+}
+
+// ------------------------------------------------------------------ a course page
+
+async function coursePage(root) {
+  const id = root.dataset.courseId;
+  const teacher = root.dataset.role === "teacher";
+  const slot = document.getElementById("course-message");
+
+  async function shares() {
+    const table = document.getElementById("shares");
+    try {
+      const { shares: items } = await call("GET", `/courses/${id}/shares`);
+      if (!items.length) {
+        table.replaceChildren(h("tbody", {}, h("tr", {}, h("td.muted", {}, "Nothing shared yet."))));
+        return;
+      }
+      table.replaceChildren(h("tbody", {}, ...items.map((s) => {
+        const link = s.url ? h("a", { href: s.url, target: s.kind === "preview" ? "_blank" : null, rel: "noopener" },
+          s.kind === "preview" ? `preview of port ${s.port}` : "read-only view") : h("span.muted", {}, "unavailable");
+        const mine = root.dataset.sandboxId === s.sandbox;
+        const revoke = teacher || mine ? h("button.btn.danger.small", { type: "button", "data-testid": "revoke-share" },
+          mine ? "Stop sharing" : "Revoke") : null;
+        revoke?.addEventListener("click", async () => {
+          try {
+            await busy(revoke, "…", () => call("DELETE", `/courses/${id}/shares/${s.id}`));
+            shares();
+          } catch (err) { flash(slot, "error", err.message); }
+        });
+        return h("tr", { "data-share": s.kind },
+          h("td", {}, h("strong", {}, s.owner)), h("td", {}, link), h("td.muted", {}, ago(s.created_at)),
+          h("td.right", {}, revoke));
+      })));
+    } catch (err) {
+      table.replaceChildren(h("tbody", {}, h("tr", {}, h("td", {}, `Could not list shares: ${err.message}`))));
+    }
+  }
+
+  if (teacher) {
+    const invitesTable = document.getElementById("invites");
+    async function invites() {
+      const { invites: items } = await call("GET", `/courses/${id}/invites`);
+      if (!items.length) {
+        invitesTable.replaceChildren(h("tbody", {}, h("tr", {}, h("td.muted", {}, "No invite links yet."))));
+        return;
+      }
+      invitesTable.replaceChildren(h("tbody", {}, ...items.map((i) => {
+        const url = new URL(i.path, window.location.origin).href;
+        const code = h("code", { "data-testid": "invite-url" }, url);
+        const copy = h("button.btn.small", { type: "button" }, "Copy");
+        copy.addEventListener("click", () => navigator.clipboard?.writeText(url));
+        const revoke = h("button.btn.danger.small", { type: "button", "data-testid": "revoke-invite" }, "Revoke");
+        revoke.addEventListener("click", async () => {
+          await call("DELETE", `/courses/${id}/invites/${i.id}`).catch((err) => flash(slot, "error", err.message));
+          invites();
+        });
+        return h("tr", { "data-state": i.state },
+          h("td", {}, i.state === "active" ? code : h("s.muted", {}, url)),
+          h("td", {}, h("span.status-pill", { "data-status": i.state === "active" ? "running" : "error" }, i.state)),
+          h("td.muted.small", {}, `${i.uses} joined · expires ${i.expires_at ? new Date(i.expires_at).toLocaleDateString() : "never"}`),
+          h("td.right", {}, i.state === "active" ? copy : null, i.state === "active" ? revoke : null));
+      })));
+    }
+    document.getElementById("invite-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const days = Number(e.target.elements.days.value) || undefined;
+      try {
+        await call("POST", `/courses/${id}/invites`, { json: days ? { expires_in_days: days } : {} });
+        invites();
+      } catch (err) { flash(slot, "error", `Could not create the link: ${err.message}`); }
+    });
+
+    const rosterTable = document.getElementById("roster");
+    async function roster() {
+      const { students } = await call("GET", `/courses/${id}/students`);
+      if (!students.length) {
+        rosterTable.replaceChildren(h("tbody", {}, h("tr", {}, h("td.muted", {}, "No students yet: share an invite link."))));
+        return;
+      }
+      rosterTable.replaceChildren(
+        h("thead", {}, h("tr", {}, h("th", {}, "Student"), h("th", {}, "Sandbox"), h("th", {}, "Last active"),
+          h("th", {}, "Starter"), h("th", {}))),
+        h("tbody", {}, ...students.map((st) => {
+          const box = st.sandbox;
+          const update = st.last_update || {};
+          const conflicts = (update.conflicts || []).length;
+          const view = box ? h("a.btn.small", { href: `/sandboxes/${box.id}/`, "data-testid": "view-student" }, "View") : null;
+          const reset = box ? h("button.btn.danger.small", { type: "button", "data-testid": "reset-student" }, "Reset") : null;
+          reset?.addEventListener("click", async () => {
+            const ok = await confirmDialog(`Reset ${st.student.username}'s workspace?`,
+              "Their files are saved as an archive you can download, then the workspace is restored to the template.", "Reset");
+            if (!ok) return;
+            try {
+              const archive = await busy(reset, "Resetting…", () =>
+                call("POST", `/courses/${id}/students/${st.student.id}/reset`));
+              slot.replaceChildren(h("div.flash.flash-success", { role: "status" },
+                `${st.student.username}'s workspace was reset. `,
+                h("a", { href: archive.path, "data-testid": "archive-link" }, "Download the old workspace")));
+              roster();
+            } catch (err) { flash(slot, "error", `Could not reset: ${err.message}`); }
+          });
+          return h("tr", { "data-student": st.student.username },
+            h("td", {}, h("strong", {}, st.student.username)),
+            h("td", {}, box ? h("span.status-pill", { "data-status": box.status }, box.status) : h("span.muted", {}, "none")),
+            h("td.muted", {}, box ? ago(box.last_active_at) : ""),
+            h("td.small", {}, update.status ? `${update.status}${conflicts ? ` · ${conflicts} conflict${conflicts > 1 ? "s" : ""} kept aside` : ""}` : (st.starter_head || "").slice(0, 7)),
+            h("td.right", {}, view, " ", reset));
+        })));
+    }
+    const push = document.getElementById("push-update");
+    push.addEventListener("click", async () => {
+      const report = document.getElementById("update-report");
+      try {
+        const result = await busy(push, "Updating…", () => call("POST", `/courses/${id}/update`));
+        report.replaceChildren(h("div.flash.flash-success", { role: "status" },
+          `Starter ${result.starter_head.slice(0, 7)} merged: `,
+          ...result.students.map((s) => h("span", { "data-testid": "update-result" },
+            `${s.student}: ${s.status}${(s.conflicts || []).length ? ` (${s.conflicts.map((c) => `${c.path} → ${c.kept_as}`).join(", ")})` : ""}; `))));
+        roster();
+      } catch (err) { flash(report, "error", `Could not push the update: ${err.message}`); }
+    });
+    const safe = (f) => f().catch((err) => flash(slot, "error", err.message));
+    safe(invites);
+    safe(roster);
+    setInterval(() => { if (!document.hidden) roster().catch(() => {}); }, 5000);
+  } else {
+    const form = document.getElementById("share-form");
+    form?.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const kind = e.submitter?.value || "view";
+      const body = { sandbox: root.dataset.sandboxId, kind };
+      if (kind === "preview") {
+        body.port = Number(form.elements.port.value);
+        if (!body.port) { flash(slot, "error", "Which port? Type the port your server listens on."); return; }
+      }
+      try {
+        await call("POST", `/courses/${id}/shares`, { json: body });
+        flash(slot, "success", kind === "view" ? "Your class can now look at your workspace (read-only)." : `Port ${body.port} is shared with your class.`);
+        shares();
+      } catch (err) { flash(slot, "error", `Could not share: ${err.message}`); }
+    });
+    const archives = document.getElementById("my-archives");
+    if (archives) {
+      call("GET", `/courses/${id}/students/${root.dataset.userId}/archives`).then(({ archives: items }) => {
+        if (items.length) archives.replaceChildren(h("p.muted.small", {}, "Your workspace was reset: ",
+          ...items.map((a) => h("a", { href: a.path }, `download the ${new Date(a.created_at).toLocaleString()} copy `))));
+      }).catch(() => {});
+    }
+  }
+  shares();
+}
+
+const list = document.getElementById("courses");
+const course = document.getElementById("course");
+if (list) listPage(list);
+if (course) coursePage(course);
