@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
 from sandboxes import services
+from sandboxes.classroom import templates
 from sandboxes.models import Sandbox
 from sandboxes.ports import exposed_out
 
@@ -46,6 +47,18 @@ async def create_sandbox(
 ) -> tuple[int, dict[str, object]]:
     """Get or create the caller's sandbox by name (201 new, 200 existing), running."""
     payload = payload or SandboxIn()
+    if payload.template:  # a template of the caller's (404 otherwise), starter installed
+        template = await templates.get_template(request.auth, payload.template)
+        sandbox, created = await templates.create_sandbox_from_template_ex(
+            request.auth,
+            template,
+            payload.name or _generated_name(),
+            env=payload.env or {},
+            sleep_after=payload.sleep_after,
+            keep_alive=bool(payload.keep_alive),
+            egress=payload.egress or "all",
+        )
+        return (201 if created else 200), sandbox_out(sandbox)
     options = services.SandboxSettings(
         name=payload.name or _generated_name(),
         template=payload.template or "",

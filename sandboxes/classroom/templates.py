@@ -25,7 +25,7 @@ from sandboxes.images import image_tag
 from sandboxes.models import NAME_PATTERN, Sandbox
 
 from . import starter
-from .models import Template
+from .models import Enrollment, Template
 
 MAX_WARM_POOL = 50
 MAX_OPEN_FILES = 20
@@ -323,3 +323,21 @@ async def create_sandbox_from_template(
     keep_alive. No permission check: callers decide who may use the template."""
     sandbox, _ = await create_sandbox_from_template_ex(user, template, name, **overrides)
     return sandbox
+
+
+async def update_sandbox_starter(sandbox: Sandbox) -> dict[str, Any]:
+    """Merge the newest starter of the sandbox's own template into its workspace
+    (see ``starter.update``); a course enrolment records how it went."""
+    if not sandbox.template:
+        raise BadRequest("This sandbox was not made from a template.", code="no_template")
+    try:
+        template = await Template.objects.aget(pk=sandbox.template)
+    except Template.DoesNotExist:
+        raise NotFound(
+            "The template this sandbox was made from no longer exists.", code="not_found"
+        ) from None
+    report = await starter.update(sandbox, template)
+    await Enrollment.objects.filter(sandbox=sandbox).aupdate(
+        starter_head=report.get("head", ""), last_update=report
+    )
+    return report
