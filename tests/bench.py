@@ -134,7 +134,7 @@ def bench_foundation(server: LiveServer, image: str) -> dict[str, Any]:
     return results
 
 
-SECTIONS = ("foundation", "lifecycle", "terminal", "preview", "code", "files", "scale")
+SECTIONS = ("foundation", "lifecycle", "terminal", "preview", "code", "files", "scale", "classroom")
 
 
 def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
@@ -164,6 +164,10 @@ def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
         from tests.bench_files import bench_files
 
         return bench_files(server, int(os.environ.get("BENCH_FILES_MB", "1024")))
+    if name == "classroom":
+        from tests.bench_classroom import bench_classroom
+
+        return bench_classroom(server)
     if name == "scale":
         from tests.bench_scale import bench_sandboxes, bench_terminals
 

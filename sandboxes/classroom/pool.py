@@ -30,7 +30,11 @@ POOL_USERNAME = "sandbox-pool"
 # Sandboxes built at once while filling: the engine and two cores are the limit.
 BUILD_CONCURRENCY = 4
 
+# Seconds without a claim before the pool is topped up again.
+REFILL_DELAY = 5.0
+
 _locks: dict[str, asyncio.Lock] = {}
+_refills: dict[str, asyncio.TimerHandle] = {}
 _tasks: set[asyncio.Task[Any]] = set()
 
 
@@ -64,8 +68,21 @@ async def claim(template: Template, user: AbstractBaseUser, name: str) -> Sandbo
         if moved:
             claimed = await Sandbox.objects.aget(pk=entry.sandbox_id)
             break
-    request_fill(template.id)
+    _refill_when_quiet(template.id)
     return claimed
+
+
+def _refill_when_quiet(template_id: str) -> None:
+    """Refill once joins pause for REFILL_DELAY seconds: building sandboxes while a
+    class is still joining would take the CPU from the students being served."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    pending = _refills.pop(template_id, None)
+    if pending is not None:
+        pending.cancel()
+    _refills[template_id] = loop.call_later(REFILL_DELAY, request_fill, template_id)
 
 
 def request_fill(template_id: str) -> None:

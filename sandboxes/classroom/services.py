@@ -237,7 +237,7 @@ async def roster(course: Course) -> list[dict[str, Any]]:
 
 async def get_enrollment(course: Course, student_id: int) -> Enrollment:
     enrollment = (
-        await Enrollment.objects.select_related("student", "sandbox")
+        await Enrollment.objects.select_related("student", "sandbox", "course__template")
         .filter(course=course, student_id=student_id)
         .afirst()
     )
@@ -246,8 +246,8 @@ async def get_enrollment(course: Course, student_id: int) -> Enrollment:
     return enrollment
 
 
-def _archive_dir(course: Course) -> Path:
-    path = Path(settings.CLASSROOM_DIR) / "archives" / course.id
+def _archive_dir(course_id: str) -> Path:
+    path = Path(settings.CLASSROOM_DIR) / "archives" / course_id
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -258,7 +258,7 @@ async def archive_workspace(enrollment: Enrollment) -> Archive:
     if sandbox is None:
         raise Conflict("This student has no sandbox.", code="no_sandbox")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = _archive_dir(enrollment.course) / f"{enrollment.student_id}-{stamp}.tar.gz"
+    target = _archive_dir(enrollment.course_id) / f"{enrollment.student_id}-{stamp}.tar.gz"
     download = await files.archive(sandbox, "/workspace")
     size = 0
     try:
