@@ -1,8 +1,11 @@
 // Editor tabs on CodeMirror 6: one editor per open file (keeps undo history),
 // dirty markers, Ctrl/Cmd-S saves through PUT /files/content. Binary and large
 // files never reach CodeMirror: they get a notice with a download button.
+// Read-only mode (someone else's workspace): editors never change, and follow the
+// file on disk as its owner saves it.
 import { createEditor, languageForPath } from "/static/ide/vendor/codemirror.js";
 import { ApiError, basename, h } from "./api.js";
+import { READONLY, refuse, stateKey } from "./readonly.js";
 import { currentTheme } from "./theme.js";
 import { download, humanSize, status, toast } from "./ui.js";
 
@@ -30,7 +33,7 @@ export class Editors {
       for (const t of this.tabs.values()) t.editor?.setDark(currentTheme() === "dark");
     });
     addEventListener("beforeunload", (e) => {
-      if (this.dirtyTabs().length) {
+      if (!READONLY && this.dirtyTabs().length) {
         e.preventDefault();
         e.returnValue = "You have unsaved changes.";
       }
@@ -58,7 +61,7 @@ export class Editors {
 
   persist() {
     try {
-      localStorage.setItem(`ide-tabs-${this.sb.id}`, JSON.stringify({
+      localStorage.setItem(stateKey("tabs", this.sb.id), JSON.stringify({
         open: this.order.filter((p) => this.tabs.get(p)?.kind === "text"), active: this.activePath(),
       }));
     } catch { /* ignore */ }
@@ -66,7 +69,7 @@ export class Editors {
 
   async restore() {
     let saved = null;
-    try { saved = JSON.parse(localStorage.getItem(`ide-tabs-${this.sb.id}`) || "null"); } catch { saved = null; }
+    try { saved = JSON.parse(localStorage.getItem(stateKey("tabs", this.sb.id)) || "null"); } catch { saved = null; }
     if (!saved || !Array.isArray(saved.open)) return;
     for (const path of saved.open.slice(0, 12)) {
       await this.open(path, { quiet: true, activate: path === saved.active });
@@ -162,9 +165,14 @@ export class Editors {
       doc: text,
       path,
       dark: currentTheme() === "dark",
-      onChange: (doc) => this.setDirty(tab, doc !== tab.savedText),
+      readOnly: READONLY,
+      onChange: (doc) => { if (!READONLY) this.setDirty(tab, doc !== tab.savedText); },
       onSave: () => this.save(tab.path),
     });
+    if (READONLY) {
+      tab.editor.view.contentDOM.setAttribute("aria-readonly", "true");
+      tab.editor.view.dom.classList.add("is-readonly");
+    }
     tab.editor.view.dom.setAttribute("data-path", path);
   }
 
@@ -178,6 +186,7 @@ export class Editors {
   }
 
   setDirty(tab, dirty) {
+    if (READONLY) dirty = false; // nothing to save: no marker, no warning
     if (tab.dirty === dirty) return;
     tab.dirty = dirty;
     tab.el.classList.toggle("is-dirty", dirty);
@@ -234,6 +243,7 @@ export class Editors {
   closeActive() { if (this.active) this.close(this.active.path); }
 
   async save(path = this.activePath()) {
+    if (READONLY) return refuse("Saving");
     const tab = path && this.tabs.get(path);
     if (!tab || tab.kind !== "text") return false;
     const text = tab.editor.getValue();
@@ -254,6 +264,7 @@ export class Editors {
   }
 
   async saveAll() {
+    if (READONLY) return refuse("Saving");
     for (const t of this.dirtyTabs()) await this.save(t.path);
   }
 
@@ -292,10 +303,28 @@ export class Editors {
     if (tab.dirty) { status(`${basename(path)} changed on disk; you have unsaved edits`); return; }
     try {
       const text = await (await this.sb.read(path)).text();
+      if (READONLY) { this.follow(tab, text); return; }
       if (text !== tab.editor.getValue() && !tab.dirty) {
         tab.savedText = text;
         tab.editor.setValue(text);
       }
     } catch { /* deleted meanwhile: the tree handles it */ }
+  }
+
+  // Read-only: show the owner's new text in place, replacing only what changed, so
+  // the viewer's scroll position and selection stay where they were.
+  follow(tab, text) {
+    const view = tab.editor.view;
+    const old = view.state.doc.toString();
+    if (text === old) return;
+    let start = 0;
+    const max = Math.min(old.length, text.length);
+    while (start < max && old.charCodeAt(start) === text.charCodeAt(start)) start++;
+    let endOld = old.length;
+    let endNew = text.length;
+    while (endOld > start && endNew > start && old.charCodeAt(endOld - 1) === text.charCodeAt(endNew - 1)) { endOld--; endNew--; }
+    tab.savedText = text;
+    view.dispatch({ changes: { from: start, to: endOld, insert: text.slice(start, endNew) } });
+    status(`${basename(tab.path)} updated`);
   }
 }

@@ -1,6 +1,7 @@
 // Git: a clone dialog (URL, branch, folder) with progress and clear errors, and a
 // status view of the changed files of a repository in the workspace.
 import { basename, h, joinPath } from "./api.js";
+import { READONLY, refuse, stateKey } from "./readonly.js";
 import { status, toast } from "./ui.js";
 
 function repoName(url) {
@@ -18,7 +19,7 @@ export class Git {
     this.form = document.getElementById("clone-form");
     this.pathInput = document.getElementById("git-path");
     this.view = document.getElementById("git-status");
-    try { this.pathInput.value = localStorage.getItem(`ide-git-${sandbox.id}`) || "/workspace"; } catch { /* ignore */ }
+    try { this.pathInput.value = localStorage.getItem(stateKey("git", sandbox.id)) || "/workspace"; } catch { /* ignore */ }
     document.getElementById("clone-btn").addEventListener("click", () => this.openDialog());
     document.getElementById("clone-cancel").addEventListener("click", () => this.dialog.close());
     document.getElementById("git-refresh").addEventListener("click", () => this.refresh());
@@ -36,6 +37,7 @@ export class Git {
   }
 
   openDialog() {
+    if (READONLY) return refuse("Cloning");
     document.getElementById("clone-error").hidden = true;
     document.getElementById("clone-progress").hidden = true;
     document.getElementById("clone-submit").disabled = false;
@@ -44,6 +46,7 @@ export class Git {
   }
 
   async clone() {
+    if (READONLY) return refuse("Cloning");
     const url = document.getElementById("clone-url").value.trim();
     const branch = document.getElementById("clone-branch").value.trim();
     const path = document.getElementById("clone-path").value.trim() || joinPath("/workspace", repoName(url));
@@ -84,7 +87,7 @@ export class Git {
 
   setPath(path) {
     this.pathInput.value = path;
-    try { localStorage.setItem(`ide-git-${this.sb.id}`, path); } catch { /* ignore */ }
+    try { localStorage.setItem(stateKey("git", this.sb.id), path); } catch { /* ignore */ }
   }
 
   async refresh(quiet = false) {
@@ -96,7 +99,7 @@ export class Git {
       s = await this.sb.gitStatus(path);
     } catch (err) {
       this.view.replaceChildren(h("p.pad.field-error", { role: "alert" }, err.message),
-        h("p.muted.pad.small", {}, "Type the folder of a repository above, or clone one."));
+        h("p.muted.pad.small", {}, READONLY ? "Type the folder of a repository above." : "Type the folder of a repository above, or clone one."));
       return;
     }
     const files = s.files || [];

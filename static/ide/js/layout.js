@@ -1,8 +1,10 @@
 // Resizable panes: drag handles between side bar / editor / preview and
 // editor / bottom panel. Sizes and hidden panes are remembered in localStorage
-// (applied before first paint by the inline script in ide.html).
+// (applied before first paint by the inline script in ide.html). Read-only views
+// of others' workspaces keep their own layout (the preview pane is off there).
+import { READONLY } from "./readonly.js";
 
-const KEY = "ide-layout";
+const KEY = READONLY ? "ide-layout-readonly" : "ide-layout";
 const root = document.documentElement;
 
 function load() {

@@ -5,6 +5,7 @@ import { Git } from "./git.js";
 import { initLayout, isNarrow, onLayoutChange, setHidden, toggle, togglePanelMax } from "./layout.js";
 import { Palette } from "./palette.js";
 import { Preview } from "./preview.js";
+import { OWNER, READONLY, refuse } from "./readonly.js";
 import { Interpreter, Runner } from "./run.js";
 import { Terminals } from "./terminals.js";
 import { toggleTheme } from "./theme.js";
@@ -60,9 +61,9 @@ function shortcut(e, where = "page") {
 const actions = {
   palette: () => palette.open("commands"),
   quickopen: () => palette.open("files"),
-  save: () => editors.save(),
-  newterm: () => terminals.create(),
-  run: () => runner.runActive(),
+  save: () => (READONLY ? refuse("Saving") : editors.save()),
+  newterm: () => (READONLY ? refuse("Opening terminals") : terminals.create()),
+  run: () => (READONLY ? refuse("Running files") : runner.runActive()),
   sidebar: () => toggle("sidebar"),
   closetab: () => editors.closeActive(),
   panelmax: () => togglePanelMax(),
@@ -84,38 +85,40 @@ const editors = new Editors(sb);
 const tree = new Tree(sb, editors);
 const preview = new Preview(sb);
 const terminals = new Terminals(sb, {
-  openPreview: (port, path) => preview.openPort(port, path),
+  openPreview: (port, path) => (READONLY ? refuse("Previewing a port") : preview.openPort(port, path)),
   isShortcut: (e) => !!shortcut(e, "terminal"),
 });
 const runner = new Runner(sb, { editors, showPanel });
 const interpreter = new Interpreter(sb);
 const git = new Git(sb, { tree, editors, showSide });
 
-const commands = () => [
+// `writes`: left out of a read-only view (someone else's workspace).
+const allCommands = () => [
   { title: "File: Quick Open…", hint: "Ctrl P", run: () => palette.open("files") },
-  { title: "File: Save", hint: "Ctrl S", run: () => editors.save() },
-  { title: "File: Save All", run: () => editors.saveAll() },
-  { title: "File: New File…", run: () => tree.newFile() },
-  { title: "File: New Folder…", run: () => tree.newFolder() },
-  { title: "File: Upload Files…", run: () => tree.pickUpload(tree.targetDir()) },
+  { title: "File: Save", hint: "Ctrl S", run: () => editors.save(), writes: true },
+  { title: "File: Save All", run: () => editors.saveAll(), writes: true },
+  { title: "File: New File…", run: () => tree.newFile(), writes: true },
+  { title: "File: New Folder…", run: () => tree.newFolder(), writes: true },
+  { title: "File: Upload Files…", run: () => tree.pickUpload(tree.targetDir()), writes: true },
   { title: "File: Download Workspace (.tar.gz)", run: () => download(sb.archiveUrl(ROOT), "workspace.tar.gz") },
   { title: "File: Close Editor", hint: "Alt W", run: () => editors.closeActive() },
   { title: "Explorer: Refresh", run: () => tree.refreshAll() },
   { title: "Explorer: Collapse All", run: () => tree.collapseAll() },
-  { title: "Run: Run Open File", hint: "F5", run: () => runner.runActive() },
-  { title: "Run: Stop", run: () => runner.stop() },
-  { title: "Terminal: New Terminal", hint: "Ctrl Shift `", run: () => terminals.create() },
-  { title: "Terminal: Focus Terminal", run: () => { showPanel("terminals"); terminals.focus(); } },
-  { title: "Interpreter: Open Python Interpreter", run: () => showPanel("interpreter") },
-  { title: "Git: Clone Repository…", run: () => git.openDialog() },
+  { title: "Run: Run Open File", hint: "F5", run: () => runner.runActive(), writes: true },
+  { title: "Run: Stop", run: () => runner.stop(), writes: true },
+  { title: "Terminal: New Terminal", hint: "Ctrl Shift `", run: () => terminals.create(), writes: true },
+  { title: READONLY ? "Terminal: Show Terminals" : "Terminal: Focus Terminal", run: () => { showPanel("terminals"); terminals.focus(); } },
+  { title: "Interpreter: Open Python Interpreter", run: () => showPanel("interpreter"), writes: true },
+  { title: "Git: Clone Repository…", run: () => git.openDialog(), writes: true },
   { title: "Git: Show Changes", run: () => showSide("git") },
-  { title: "Preview: Refresh Ports", run: () => preview.poll() },
-  { title: "Preview: Toggle Pane", run: () => toggle("preview") },
+  { title: "Preview: Refresh Ports", run: () => preview.poll(), writes: true },
+  { title: "Preview: Toggle Pane", run: () => toggle("preview"), writes: true },
   { title: "View: Toggle Side Bar", hint: "Ctrl B", run: () => toggle("sidebar") },
   { title: "View: Maximize / Restore Panel", hint: "Ctrl J", run: () => togglePanelMax() },
   { title: "View: Toggle Dark / Light Theme", run: () => toggleTheme() },
   { title: "Go to Dashboard", run: () => { location.href = "/"; } },
 ];
+const commands = () => allCommands().filter((c) => !(READONLY && c.writes));
 const palette = new Palette({
   commands,
   files: () => tree.allFiles(),
@@ -127,6 +130,16 @@ for (const b of document.querySelectorAll("[data-side]")) b.addEventListener("cl
 for (const b of document.querySelectorAll(".panel-tab")) b.addEventListener("click", () => showPanel(b.dataset.panel));
 document.addEventListener("panelshow", (e) => showPanel(e.detail.panel));
 document.getElementById("new-term").addEventListener("click", () => terminals.create());
+// Read-only: the banner's live dot follows the file watch stream.
+if (READONLY) {
+  const banner = document.getElementById("readonly-banner");
+  const text = document.getElementById("readonly-live-text");
+  document.addEventListener("watchstate", (e) => {
+    const { live, hidden } = e.detail;
+    banner.dataset.live = live ? "live" : hidden ? "paused" : "off";
+    text.textContent = live ? "updates live" : hidden ? "paused" : "reconnecting…";
+  });
+}
 document.getElementById("panel-max").addEventListener("click", () => togglePanelMax());
 document.getElementById("toggle-sidebar").addEventListener("click", () => toggle("sidebar"));
 document.getElementById("toggle-preview").addEventListener("click", () => toggle("preview"));
@@ -142,7 +155,7 @@ async function refreshStatus() {
     pill.textContent = s.status;
     pill.dataset.status = s.status;
   } catch (err) {
-    if (err.status === 404) { pill.textContent = "deleted"; pill.dataset.status = "error"; }
+    if (err.status === 404) { pill.textContent = READONLY ? "unavailable" : "deleted"; pill.dataset.status = "error"; }
   }
 }
 setInterval(() => { if (!document.hidden) refreshStatus(); }, 20000);
@@ -152,7 +165,7 @@ showPanel("terminals");
 // Opening the IDE wakes a sleeping sandbox: show its new status once files answer.
 tree.init().then(refreshStatus).catch((err) => toast(`Files: ${err.message}`, "error"));
 terminals.init().catch((err) => toast(`Terminals: ${err.message}`, "error"));
-preview.start();
+if (!READONLY) preview.start(); // a viewer cannot list or share the owner's ports
 refreshStatus();
-status("Ready");
+status(READONLY ? `Viewing ${OWNER}'s workspace (read-only)` : "Ready");
 window.ide = { sb, editors, tree, terminals, preview, runner, interpreter, git, palette };

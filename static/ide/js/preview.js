@@ -3,6 +3,7 @@
 // and unexpose (the share link stops working at once).
 import { h } from "./api.js";
 import { isHidden, setHidden } from "./layout.js";
+import { READONLY, refuse } from "./readonly.js";
 import { confirmDialog, copyText, status, toast } from "./ui.js";
 
 export class Preview {
@@ -71,6 +72,7 @@ export class Preview {
   }
 
   async openPort(port, path = "/") {
+    if (READONLY) return refuse("Previewing a port"); // sharing a port is the owner's call
     if (isHidden("preview")) setHidden("preview", false);
     let entry = this.exposed.find((e) => e.port === port);
     try {
@@ -128,6 +130,7 @@ export class Preview {
   }
 
   async unexpose() {
+    if (READONLY) return refuse("Unexposing");
     if (!this.current) return;
     const { port } = this.current;
     const ok = await confirmDialog({ title: `Stop sharing port ${port}?`, text: "The preview link stops working at once, for everyone.", ok: "Unexpose" });

@@ -4,6 +4,7 @@
 import { createEditor } from "/static/ide/vendor/codemirror.js";
 import { basename, dirname, h, raw, readSSE, wsUrl } from "./api.js";
 import { currentTheme } from "./theme.js";
+import { READONLY, refuse } from "./readonly.js";
 import { toast } from "./ui.js";
 
 const RUNNERS = {
@@ -54,6 +55,7 @@ export class Runner {
   }
 
   async runActive() {
+    if (READONLY) return refuse("Running files");
     const tab = this.editors.active;
     if (!tab || tab.kind !== "text") { toast("Open a file to run it.", "error"); return; }
     const runner = runnerFor(tab.path);
@@ -63,6 +65,7 @@ export class Runner {
   }
 
   run(command, cwd, label) {
+    if (READONLY) return refuse("Running files");
     this.stop();
     this.showPanel("output");
     this.log.replaceChildren();
@@ -178,6 +181,7 @@ export class Interpreter {
   }
 
   async run() {
+    if (READONLY) return refuse("Running code");
     this.ensureEditor();
     const code = this.editor.getValue();
     if (!code.trim() || this.busy) return;

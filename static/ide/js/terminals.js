@@ -1,8 +1,11 @@
 // Terminal tabs on xterm.js. Each tab is a named terminal in the sandbox
 // (/ws/sandboxes/{id}/terminals/{name}); reconnecting to a name re-attaches to the
 // same shell and the server replays its screen, so a page reload finds it again.
+// Read-only (someone else's workspace): the owner's existing terminals, attached
+// with ?readonly=1 at the owner's size; output streams live, nothing is typed.
 import { FitAddon, Terminal, WebLinksAddon } from "/static/ide/vendor/xterm.js";
 import { h, wsUrl } from "./api.js";
+import { OWNER, READONLY, refuse, stateKey } from "./readonly.js";
 import { currentTheme } from "./theme.js";
 import { confirmDialog, status, toast } from "./ui.js";
 
@@ -33,6 +36,9 @@ export function localPort(uri) {
   return null;
 }
 
+const TERM_FONT = 13.5;
+const MIN_WATCH_FONT = 11;
+
 export class Terminals {
   constructor(sandbox, { openPreview, isShortcut }) {
     this.sb = sandbox;
@@ -43,7 +49,7 @@ export class Terminals {
     this.tabs = document.getElementById("term-tabs");
     this.host = document.getElementById("terminals");
     this.encoder = new TextEncoder();
-    this.storeKey = `ide-terms-${sandbox.id}`;
+    this.storeKey = stateKey("terms", sandbox.id);
     document.addEventListener("themechange", () => {
       for (const t of this.terms.values()) t.term.options.theme = THEMES[currentTheme()];
     });
@@ -60,6 +66,7 @@ export class Terminals {
   }
 
   async init() {
+    if (READONLY) return this.initWatching();
     const saved = this.remembered() || {};
     let names = [];
     try {
@@ -73,31 +80,110 @@ export class Terminals {
     this.activate(this.terms.has(saved.active) ? saved.active : names[0]);
   }
 
+  // ------------------------------------------------------------- read-only
+  async initWatching() {
+    const saved = this.remembered() || {};
+    let listed;
+    try {
+      listed = await this.sb.terminals();
+    } catch (err) {
+      this.showEmpty("Terminals cannot be listed", err.message);
+      throw err;
+    }
+    this.sync(listed.terminals || []);
+    const names = [...this.terms.keys()];
+    if (names.length) this.activate(this.terms.has(saved.active) ? saved.active : names[0]);
+    // Terminals the owner opens (or closes) later show up by themselves.
+    this.watchTimer = setInterval(() => { if (!document.hidden) this.refreshWatching(); }, 4000);
+  }
+
+  async refreshWatching() {
+    try { this.sync((await this.sb.terminals()).terminals || []); } catch { /* next time */ }
+  }
+
+  sync(listed) {
+    const first = !this.terms.size;
+    for (const info of listed) {
+      let t = this.terms.get(info.name);
+      if (!t) {
+        t = this.add(info.name, false, info);
+        if (first || !this.active) this.activate(info.name);
+        continue;
+      }
+      if (info.cols && info.rows && (info.cols !== t.term.cols || info.rows !== t.term.rows)) {
+        t.term.resize(info.cols, info.rows);
+        if (t === this.active) requestAnimationFrame(() => this.fitWatched(t));
+      }
+      if (t.ended && !t.connected) { // started again under the same name
+        t.ended = false;
+        t.exited = false;
+        t.tab.classList.remove("ended");
+        t.retry = 0;
+        this.connect(t);
+      }
+    }
+    const live = new Set(listed.map((i) => i.name));
+    for (const t of this.terms.values()) {
+      if (!live.has(t.name) && t.everConnected && !t.connected) this.markEnded(t);
+    }
+    if (this.terms.size) this.hideEmpty();
+    else this.showEmpty("No terminals open", `${OWNER || "The owner"} has no terminal open; one shows up here when they start it.`);
+  }
+
+  markEnded(t) {
+    if (t.ended) return;
+    t.ended = true;
+    t.tab.classList.add("ended");
+    t.dot.classList.add("off");
+    t.tab.title = `Terminal ${t.name} (ended)`;
+  }
+
+  showEmpty(title, text) {
+    if (!this.empty) {
+      this.empty = h("div.term-empty", { id: "term-empty", role: "status" });
+      this.host.append(this.empty);
+    }
+    this.empty.replaceChildren(h("strong", {}, title), h("span", {}, text));
+    this.empty.hidden = false;
+  }
+
+  hideEmpty() { if (this.empty) this.empty.hidden = true; }
+
   nextName() {
     for (let i = 1; ; i++) if (!this.terms.has(`t${i}`)) return `t${i}`;
   }
 
   create() {
+    if (READONLY) return refuse("Opening terminals");
     const t = this.add(this.nextName(), true);
     this.activate(t.name);
     return t;
   }
 
-  add(name, focus) {
+  add(name, focus, size = null) {
     if (this.terms.has(name)) return this.terms.get(name);
     const pane = h("div.term-host", { "data-terminal": name, hidden: true });
     this.host.append(pane);
     const term = new Terminal({
       fontFamily: getComputedStyle(document.documentElement).getPropertyValue("--font-mono").trim() || "monospace",
-      fontSize: 13.5, lineHeight: 1.15, cursorBlink: true, scrollback: 5000, allowProposedApi: true,
+      fontSize: TERM_FONT, lineHeight: 1.15, cursorBlink: !READONLY, scrollback: 5000, allowProposedApi: true,
       theme: THEMES[currentTheme()],
+      disableStdin: READONLY,
+      ...(READONLY && size?.cols && size?.rows ? { cols: size.cols, rows: size.rows } : {}),
     });
     const fit = new FitAddon();
     term.loadAddon(fit);
     term.loadAddon(new WebLinksAddon((event, uri) => this.openLink(uri)));
     term.registerLinkProvider(this.bareLocalLinks(term));
-    term.attachCustomKeyEventHandler((e) => !this.isShortcut(e, "terminal"));
+    term.attachCustomKeyEventHandler((e) => {
+      if (READONLY && e.type === "keydown" && !e.ctrlKey && !e.metaKey && !e.altKey && (e.key.length === 1 || e.key === "Enter")) {
+        refuse("Typing in the terminal");
+      }
+      return !this.isShortcut(e, "terminal");
+    });
     term.open(pane);
+    // Clicking a watched terminal focuses it and the browser scrolls it: put it back.
+    if (READONLY) pane.addEventListener("focusin", () => requestAnimationFrame(() => this.followCursor(t)));
     const dot = h("span.term-dot.off");
     const close = h("span.close", { role: "button", title: "Close terminal", "aria-label": `Close terminal ${name}` }, "✕");
     const tab = h("button.tab.term-tab", { type: "button", role: "tab", "data-terminal": name, title: `Terminal ${name}` },
@@ -112,6 +198,7 @@ export class Terminals {
     term.onData((data) => this.send(t, this.encoder.encode(data)));
     term.onBinary((data) => this.send(t, Uint8Array.from(data, (c) => c.charCodeAt(0))));
     term.onResize(({ cols, rows }) => {
+      if (READONLY) return;
       if (t.ws && t.ws.readyState === WebSocket.OPEN) t.ws.send(JSON.stringify({ type: "resize", cols, rows }));
     });
     this.remember();
@@ -121,6 +208,7 @@ export class Terminals {
   }
 
   send(t, bytes) {
+    if (READONLY) return; // the server ignores a watcher's keys anyway
     if (t.exited) {
       // The shell ended: any key starts a fresh one under the same name.
       t.exited = false;
@@ -133,10 +221,10 @@ export class Terminals {
 
   connect(t) {
     if (t.closed) return;
-    try { t.fit.fit(); } catch { /* hidden */ }
+    if (!READONLY) try { t.fit.fit(); } catch { /* hidden */ }
     const cols = t.term.cols || 80;
     const rows = t.term.rows || 24;
-    const url = wsUrl(`/ws/sandboxes/${encodeURIComponent(this.sb.id)}/terminals/${encodeURIComponent(t.name)}?cols=${cols}&rows=${rows}`);
+    const url = wsUrl(`/ws/sandboxes/${encodeURIComponent(this.sb.id)}/terminals/${encodeURIComponent(t.name)}?cols=${cols}&rows=${rows}${READONLY ? "&readonly=1" : ""}`);
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     t.ws = ws;
@@ -149,13 +237,17 @@ export class Terminals {
       t.dot.classList.remove("off");
       // The server replays the screen: start from a clean terminal so nothing doubles.
       t.term.reset();
-      ws.send(JSON.stringify({ type: "resize", cols: t.term.cols, rows: t.term.rows }));
+      if (!READONLY) ws.send(JSON.stringify({ type: "resize", cols: t.term.cols, rows: t.term.rows }));
     };
     ws.onmessage = (e) => {
       if (typeof e.data === "string") {
         let msg = null;
         try { msg = JSON.parse(e.data); } catch { return; }
-        if (msg.type === "exit") {
+        if (msg.type === "exit" && READONLY) {
+          t.exited = true;
+          t.term.write(`\r\n\x1b[2m[the shell ended${msg.exit_code !== undefined && msg.exit_code !== null ? ` with code ${msg.exit_code}` : ""}]\x1b[0m\r\n`);
+          this.markEnded(t);
+        } else if (msg.type === "exit") {
           t.exited = true;
           t.term.write(`\r\n\x1b[2m[process exited${msg.exit_code !== undefined && msg.exit_code !== null ? ` with code ${msg.exit_code}` : ""}: press any key to start a new shell]\x1b[0m\r\n`);
         } else if (msg.type === "error") {
@@ -163,7 +255,8 @@ export class Terminals {
         }
         return;
       }
-      t.term.write(new Uint8Array(e.data));
+      if (READONLY && t === this.active) t.term.write(new Uint8Array(e.data), () => this.followCursor(t));
+      else t.term.write(new Uint8Array(e.data));
     };
     ws.onclose = (e) => {
       t.connected = false;
@@ -175,8 +268,13 @@ export class Terminals {
       } else if (opened) {
         t.term.write("\r\n\x1b[2m[disconnected: reconnecting…]\x1b[0m\r\n");
       }
+      if (READONLY && e.code === 4404) {
+        t.term.write(`\r\n\x1b[2m[this terminal is closed]\x1b[0m\r\n`);
+        this.markEnded(t);
+        return;
+      }
       if (e.code === 4404 || e.code === 4403) {
-        t.term.write(`\r\n\x1b[31m${e.reason || "This terminal cannot be opened."}\x1b[0m\r\n`);
+        t.term.write(`\r\n\x1b[31m${e.reason || (e.code === 4403 ? "You may only look at this terminal." : "This terminal cannot be opened.")}\x1b[0m\r\n`);
         return;
       }
       const delay = Math.min(500 * 2 ** t.retry, 8000);
@@ -195,18 +293,48 @@ export class Terminals {
     }
     this.active = t;
     this.remember();
-    requestAnimationFrame(() => { this.fitActive(); t.term.focus(); });
+    requestAnimationFrame(() => { this.fitActive(); if (!READONLY) t.term.focus(); });
   }
 
   fitActive() {
+    if (READONLY) { this.fitWatched(this.active); return; }
     const t = this.active;
     if (!t || t.pane.hidden || !t.pane.offsetWidth || !t.pane.offsetHeight) return;
     try { t.fit.fit(); } catch { /* not visible yet */ }
   }
 
+  // A watched terminal keeps the owner's columns and rows (the shell formats its
+  // output for them); a smaller font makes it fit the panel, down to a readable
+  // size, beyond which the panel scrolls and follows the cursor.
+  fitWatched(t, pass = 0) {
+    if (!t || t.pane.hidden || !t.pane.clientWidth || !t.pane.clientHeight) return;
+    const screen = t.pane.querySelector(".xterm-screen");
+    if (!screen || !screen.offsetWidth || !screen.offsetHeight) return;
+    const current = t.term.options.fontSize;
+    const scale = Math.min((t.pane.clientWidth - 14) / screen.offsetWidth, (t.pane.clientHeight - 6) / screen.offsetHeight);
+    const size = Math.max(MIN_WATCH_FONT, Math.min(TERM_FONT, Math.floor(current * scale * 2) / 2));
+    if (size !== current) {
+      t.term.options.fontSize = size;
+      if (pass < 3) requestAnimationFrame(() => this.fitWatched(t, pass + 1));
+    }
+    this.followCursor(t);
+  }
+
+  // Show as much as fits, ending with the cursor's line (where the owner works).
+  followCursor(t) {
+    const pane = t.pane;
+    if (pane.scrollHeight <= pane.clientHeight + 1) return;
+    const screen = pane.querySelector(".xterm-screen");
+    if (!screen) return;
+    const rowHeight = screen.offsetHeight / t.term.rows;
+    const bottom = (t.term.buffer.active.cursorY + 1) * rowHeight;
+    pane.scrollTop = Math.max(0, bottom - pane.clientHeight + 4);
+  }
+
   focus() { this.active?.term.focus(); }
 
   async close(name) {
+    if (READONLY) return refuse("Closing terminals");
     const t = this.terms.get(name);
     if (!t) return;
     const ok = await confirmDialog({ title: `Close terminal ${name}?`, text: "Its shell and any program running in it are ended.", ok: "Close terminal" });
@@ -229,6 +357,7 @@ export class Terminals {
 
   // Type a command into the active terminal (used by the palette).
   run(command) {
+    if (READONLY) return refuse("Running commands");
     const t = this.active || this.create();
     this.activate(t.name);
     this.send(t, this.encoder.encode(command + "\r"));

@@ -1,7 +1,9 @@
 // The file tree: lazy directories, create / rename / delete, move by drag and drop,
 // upload by dropping files in, download (file or folder as .tar.gz), and live
 // updates from the watch stream (GET /files/watch as Server-Sent Events).
+// Read-only (someone else's workspace): browse, open, download and live updates only.
 import { ApiError, basename, dirname, h, joinPath, raw, readSSE } from "./api.js";
+import { READONLY, refuse, stateKey } from "./readonly.js";
 import { confirmDialog, contextMenu, download, prompt, status, toast } from "./ui.js";
 
 export const ROOT = "/workspace";
@@ -56,10 +58,10 @@ export class Tree {
   }
 
   loadOpenState() {
-    try { return JSON.parse(localStorage.getItem(`ide-open-${this.sb.id}`) || "[]"); } catch { return []; }
+    try { return JSON.parse(localStorage.getItem(stateKey("open", this.sb.id)) || "[]"); } catch { return []; }
   }
   saveOpenState() {
-    try { localStorage.setItem(`ide-open-${this.sb.id}`, JSON.stringify([...this.openDirs].slice(0, 200))); } catch { /* ignore */ }
+    try { localStorage.setItem(stateKey("open", this.sb.id), JSON.stringify([...this.openDirs].slice(0, 200))); } catch { /* ignore */ }
   }
 
   async init() {
@@ -119,7 +121,7 @@ export class Tree {
     }
     if (!entries.length) {
       rows.push(h("div.tree-empty", { style: `padding-left:${22 + (node.depth + 1) * 14}px` },
-        node.path === ROOT ? "Empty workspace: create a file, or drop files here" : "empty"));
+        node.path === ROOT ? (READONLY ? "Empty workspace" : "Empty workspace: create a file, or drop files here") : "empty"));
     }
     node.children.replaceChildren(...rows);
     for (const path of keep) {
@@ -132,7 +134,7 @@ export class Tree {
     const isDir = entry.type === "directory";
     const name = basename(path);
     const row = h(`div.tree-row.${isDir ? "dir" : "file"}`, {
-      role: "treeitem", draggable: "true", "data-path": path, title: path,
+      role: "treeitem", draggable: READONLY ? "false" : "true", "data-path": path, title: path,
       style: `padding-left:${6 + depth * 14}px`, "aria-expanded": isDir ? "false" : null,
     },
     h("span.twisty", {}, isDir ? "▶" : ""),
@@ -144,6 +146,7 @@ export class Tree {
     row.addEventListener("click", () => this.activateNode(node));
     row.addEventListener("contextmenu", (e) => { e.preventDefault(); this.select(node); this.menu(node, e.clientX, e.clientY); });
     row.addEventListener("dragstart", (e) => {
+      if (READONLY) { e.preventDefault(); return; }
       e.dataTransfer.setData(DRAG_TYPE, path);
       e.dataTransfer.setData("text/plain", path);
       e.dataTransfer.effectAllowed = "move";
@@ -230,6 +233,7 @@ export class Tree {
 
   // --------------------------------------------------------------- actions
   async newFile(dir = this.targetDir()) {
+    if (READONLY) return refuse("Creating files");
     const name = await prompt({ title: "New file", label: `In ${dir}`, help: "A name, or a relative path like src/app.py", ok: "Create" });
     if (!name) return;
     const path = joinPath(dir, name);
@@ -241,6 +245,7 @@ export class Tree {
   }
 
   async newFolder(dir = this.targetDir()) {
+    if (READONLY) return refuse("Creating folders");
     const name = await prompt({ title: "New folder", label: `In ${dir}`, ok: "Create" });
     if (!name) return;
     const path = joinPath(dir, name);
@@ -251,6 +256,7 @@ export class Tree {
   }
 
   async rename(node) {
+    if (READONLY) return refuse("Renaming");
     const name = basename(node.path);
     const dot = name.lastIndexOf(".");
     const value = await prompt({ title: "Rename", label: node.path, value: name, ok: "Rename", select: [0, dot > 0 ? dot : name.length] });
@@ -260,6 +266,7 @@ export class Tree {
   }
 
   async move(source, destination) {
+    if (READONLY) return refuse("Moving files");
     if (source === destination) return;
     if (destination.startsWith(source + "/")) { toast("A folder cannot move into itself.", "error"); return; }
     try {
@@ -274,6 +281,7 @@ export class Tree {
   }
 
   async remove(node) {
+    if (READONLY) return refuse("Deleting");
     const isDir = node.type === "directory";
     const ok = await confirmDialog({ title: `Delete ${basename(node.path)}?`, text: isDir ? "The folder and everything in it is deleted for good." : "The file is deleted for good.", ok: "Delete" });
     if (!ok) return;
@@ -291,6 +299,7 @@ export class Tree {
   }
 
   async upload(dir, files) {
+    if (READONLY) return refuse("Uploading");
     files = [...files];
     if (!files.length) return;
     status(`Uploading ${files.length} file${files.length > 1 ? "s" : ""}…`);
@@ -320,6 +329,14 @@ export class Tree {
   menu(node, x, y) {
     const isDir = node.type === "directory";
     const dir = isDir ? node.path : dirname(node.path);
+    if (READONLY) {
+      contextMenu(x, y, [
+        ...(isDir ? [] : [{ label: "Open", run: () => this.editors.open(node.path, { size: node.size }) }]),
+        { label: isDir ? "Download as .tar.gz" : "Download", run: () => this.download(node) },
+        { label: "Copy path", run: () => navigator.clipboard?.writeText(node.path) },
+      ]);
+      return;
+    }
     contextMenu(x, y, [
       ...(isDir ? [] : [{ label: "Open", run: () => this.editors.open(node.path, { size: node.size }) }]),
       { label: "New file…", run: () => this.newFile(dir) },
@@ -335,6 +352,7 @@ export class Tree {
   }
 
   pickUpload(dir) {
+    if (READONLY) return refuse("Uploading");
     this.uploadTarget = dir;
     document.getElementById("upload-input").click();
   }
@@ -360,11 +378,13 @@ export class Tree {
     this.el.addEventListener("contextmenu", (e) => {
       if (e.target.closest(".tree-row")) return;
       e.preventDefault();
+      const downloadAll = { label: "Download workspace as .tar.gz", run: () => download(this.sb.archiveUrl(ROOT), "workspace.tar.gz") };
+      if (READONLY) { contextMenu(e.clientX, e.clientY, [downloadAll]); return; }
       contextMenu(e.clientX, e.clientY, [
         { label: "New file…", run: () => this.newFile(ROOT) },
         { label: "New folder…", run: () => this.newFolder(ROOT) },
         { label: "Upload files here…", run: () => this.pickUpload(ROOT) },
-        { label: "Download workspace as .tar.gz", run: () => download(this.sb.archiveUrl(ROOT), "workspace.tar.gz") },
+        downloadAll,
       ]);
     });
   }
@@ -397,6 +417,19 @@ export class Tree {
   bindDrops() {
     let highlighted = null;
     const clear = () => { highlighted?.classList.remove("drop-target"); highlighted = null; this.view.classList.remove("dragover"); };
+    if (READONLY) {
+      // Nothing lands here; a dropped file must not navigate the page away either.
+      this.view.addEventListener("dragover", (e) => {
+        if (![...e.dataTransfer.types].includes("Files")) return;
+        e.preventDefault();
+        e.dataTransfer.dropEffect = "none";
+      });
+      this.view.addEventListener("drop", (e) => {
+        e.preventDefault();
+        if (e.dataTransfer.files.length) refuse("Uploading");
+      });
+      return;
+    }
     this.view.addEventListener("dragover", (e) => {
       const types = [...e.dataTransfer.types];
       const internal = types.includes(DRAG_TYPE);
@@ -466,10 +499,10 @@ export class Tree {
           query: { path: ROOT, recursive: 1 }, headers: { Accept: "text/event-stream" }, signal: controller.signal,
         });
         delay = 1000;
-        this.watching = true;
+        this.setWatching(true);
         await readSSE(response, (name, data) => { if (name === "change") this.onChange(data); });
       } catch (err) {
-        this.watching = false;
+        this.setWatching(false);
         if (err instanceof ApiError && (err.status === 404 || err.status === 405)) {
           status("Live file updates are not available on this server: polling instead");
           this.poll();
@@ -478,12 +511,19 @@ export class Tree {
       } finally {
         document.removeEventListener("visibilitychange", onHide);
       }
-      this.watching = false;
+      this.setWatching(false);
       if (controller.signal.aborted) continue; // hidden: wait for the tab to come back
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 15000);
       await this.refreshAll().catch(() => {});
     }
+  }
+
+  // Others (the read-only banner) show whether changes arrive live.
+  setWatching(on) {
+    if (this.watching === on) return;
+    this.watching = on;
+    document.dispatchEvent(new CustomEvent("watchstate", { detail: { live: on, hidden: document.hidden } }));
   }
 
   poll() {
