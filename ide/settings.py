@@ -213,6 +213,9 @@ SANDBOX_BLOCK_PRIVATE_NETWORKS = env_bool("SANDBOX_BLOCK_PRIVATE_NETWORKS", True
 SANDBOX_MAX_PER_USER = env_int("SANDBOX_MAX_PER_USER", 20, minimum=1)
 SANDBOX_MAX_EXECS = env_int("SANDBOX_MAX_EXECS", 32, minimum=1)
 TERMINAL_MAX_PER_SANDBOX = env_int("TERMINAL_MAX_PER_SANDBOX", 16, minimum=1)
+# Disk a sandbox may fill (/workspace, its home and temporary directories), kept by
+# its agent; a template may ask for less (limits.disk_mb). "0": no quota.
+SANDBOX_DISK_QUOTA = env_bytes("SANDBOX_DISK_QUOTA", "5g")
 
 # ------------------------------------------------------------------ classroom (issue 10)
 # Ready sandboxes kept per template (a template may set its own number), so a class

@@ -10,6 +10,7 @@
      ├── Conflict                     409 conflict
      ├── PayloadTooLarge              413 payload_too_large
      ├── LimitReached                 429 limit_reached
+     ├── QuotaExceeded                507 disk_quota_exceeded
      ├── AgentError                   502 agent_error: the sandbox's agent failed
      └── EngineUnavailable            503 engine_unavailable
           └── SandboxUnavailable      503 sandbox_unavailable: it would not start
@@ -81,6 +82,12 @@ class LimitReached(SandboxError):
     default_message = "A limit was reached; try again later."
 
 
+class QuotaExceeded(SandboxError):
+    status = 507
+    code = "disk_quota_exceeded"
+    default_message = "The sandbox's disk quota is used up; delete files to write again."
+
+
 class AgentError(SandboxError):
     status = 502
     code = "agent_error"
@@ -109,6 +116,7 @@ _BY_CODE: dict[str, type[SandboxError]] = {
     "payload_too_large": PayloadTooLarge,
     "limit_reached": LimitReached,
     "timeout": Timeout,
+    "disk_quota_exceeded": QuotaExceeded,
 }
 
 

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from . import quota
 from .execs import WORKSPACE, resolve_path
 from .protocol import (
     ArchiveDir,
@@ -301,6 +302,22 @@ def _write_target(path: str) -> str:
     return path
 
 
+async def _check_quota(adding: int = 0) -> None:
+    """Refuse to add to a sandbox over its disk quota (see quota.py)."""
+    reason = await quota.watcher.refusal(adding)
+    if reason:
+        raise FileError(quota.CODE, reason)
+
+
+async def _drain(channel: Channel) -> None:
+    """Read what the client still sends after a failed write, so that it reads the
+    error instead of a connection reset."""
+    with contextlib.suppress(ConnectionError, OSError):
+        while (frame := await channel.receive()) is not None:
+            if frame[0] == Kind.DATA and not frame[1]:
+                return
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -312,6 +329,7 @@ async def handle_write(request: Message, channel: Channel) -> None:
         raise TypeError(request)
     try:
         path = _write_target(_path(request.path))
+        await _check_quota()
         directory, name = os.path.split(path)
         _make_parents(directory)
         fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix="-" + name[:80], dir=directory)
@@ -337,6 +355,7 @@ async def handle_write(request: Message, channel: Channel) -> None:
                 writing = None
             if not payload:
                 break
+            await _check_quota(size + len(payload))
             writing = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, payload))
             size += len(payload)
         try:
@@ -351,10 +370,15 @@ async def handle_write(request: Message, channel: Channel) -> None:
         fd = -1
         os.replace(temp, path)
         done = True
+        quota.watcher.changed()
+    except FileError as exc:
+        await _fail(channel, exc)
+        return await _drain(channel)
     except OSError as exc:
         if isinstance(exc, ConnectionError):
             raise
-        return await _fail(channel, _error_for(exc, request.path))
+        await _fail(channel, _error_for(exc, request.path))
+        return await _drain(channel)
     finally:
         if writing is not None:
             with contextlib.suppress(OSError):
@@ -378,6 +402,8 @@ async def handle_mkdir(request: Message, channel: Channel) -> None:
         existed = os.path.lexists(path)
         if existed and not os.path.isdir(path):
             raise FileError("already_exists", f"{path} exists and is not a directory.")
+        if not existed:
+            await _check_quota()
         _make_parents(path)
     except FileError as exc:
         return await _fail(channel, exc)
@@ -435,6 +461,7 @@ async def handle_delete(request: Message, channel: Channel) -> None:
                 os.rmdir(path)
         else:
             os.unlink(path)  # a symlink is removed, never followed
+        quota.watcher.changed()
     except FileError as exc:
         return await _fail(channel, exc)
     except OSError as exc:

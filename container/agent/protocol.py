@@ -723,6 +723,28 @@ class CodeRunEnd(Message):
     duration_ms: float = 0.0
 
 
+# Lifecycle and isolation (issue 8) ---------------------------------------------------
+
+
+@dataclass
+class DiskUsage(Message):
+    """What the sandbox's files occupy against its disk quota; ``fresh`` measures
+    now instead of answering from the last walk. Answered by DiskUsageInfo."""
+
+    type: ClassVar[str] = "disk_usage"
+    fresh: bool = False
+
+
+@dataclass
+class DiskUsageInfo(Message):
+    type: ClassVar[str] = "disk_usage_info"
+    used: int = 0  # bytes allocated (0 when no quota is kept)
+    quota: int = 0  # bytes; 0: none
+    exceeded: bool = False
+    by_root: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+
+
 # Classroom starter code (issue 10) ---------------------------------------------------
 
 

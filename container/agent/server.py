@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from . import execs, files, gitops, kernels, processes, starter, terminals, tunnel
+from . import execs, files, gitops, kernels, processes, quota, starter, terminals, tunnel
 from .protocol import Channel, Error, Message, Ping, Pong, ProtocolError
 
 log = logging.getLogger("sandbox_agent")
@@ -32,6 +32,7 @@ HANDLERS: dict[type[Message], Handler] = {
     **tunnel.HANDLERS,
     **kernels.HANDLERS,
     **starter.HANDLERS,
+    **quota.HANDLERS,
 }
 
 
@@ -91,6 +92,9 @@ async def serve(socket_path: str, tcp: str = "") -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("listening on %s", socket_path)
+    watcher = quota.start()
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     for server in servers:
         server.close()

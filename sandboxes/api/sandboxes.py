@@ -9,6 +9,7 @@ from ninja import Router
 
 from sandboxes import services
 from sandboxes.classroom import templates
+from sandboxes.disk import disk_usage
 from sandboxes.models import Sandbox
 from sandboxes.ports import exposed_out
 
@@ -80,7 +81,11 @@ async def list_sandboxes(request: HttpRequest) -> dict[str, object]:
 @router.get("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})
 async def get_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True, access="read")
-    return sandbox_out(sandbox)
+    out = sandbox_out(sandbox)
+    out["disk"] = disk = await disk_usage(sandbox)
+    if disk and disk["exceeded"] and not sandbox.status_detail:
+        out["status_detail"] = disk["message"]
+    return out
 
 
 @router.patch("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})

@@ -75,6 +75,13 @@ class PortOut(Schema):
     private: bool = False
 
 
+class DiskOut(Schema):
+    used_bytes: int
+    quota_bytes: int
+    exceeded: bool
+    message: str = ""
+
+
 class SandboxOut(Schema):
     id: str
     name: str
@@ -90,6 +97,8 @@ class SandboxOut(Schema):
     ports: list[PortOut] = []
     sleep_tier: str = ""
     egress: str = "all"
+    # GET /sandboxes/{id} of a running sandbox with a disk quota: what its files use.
+    disk: DiskOut | None = None
 
 
 class SandboxList(Schema):

@@ -58,6 +58,16 @@ def resource_limits(spec: SandboxSpec) -> tuple[int, float]:
     return memory, cpus
 
 
+def disk_quota(spec: SandboxSpec) -> int:
+    """Bytes the sandbox's files may occupy (0: unlimited); a template may ask for
+    less than SANDBOX_DISK_QUOTA, never more. The agent keeps it (container/agent/quota.py)."""
+    quota = int(settings.SANDBOX_DISK_QUOTA)
+    if spec.limits.get("disk_mb"):
+        wanted = int(spec.limits["disk_mb"] * 1024 * 1024)
+        quota = min(quota, wanted) if quota else wanted
+    return max(0, quota)
+
+
 class DockerBackend(Backend):
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -130,7 +140,8 @@ class DockerBackend(Backend):
             "name": names["container"],
             "hostname": "sandbox",
             "labels": labels,
-            "environment": spec.env,
+            # SANDBOX_AGENT_* is the agent's own: the programs it runs never see it.
+            "environment": {**spec.env, "SANDBOX_AGENT_DISK_QUOTA": str(disk_quota(spec))},
             "user": f"{SANDBOX_UID}:{SANDBOX_UID}",
             "working_dir": "/workspace",
             "cap_drop": ["ALL"],

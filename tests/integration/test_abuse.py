@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.server import LiveServer
+from tests.server import LiveServer, _remove_prefixed, make_server
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -192,3 +194,116 @@ def test_malformed_and_oversized_json_on_every_endpoint(
         assert oversized.status_code in (400, 413), (method, path, oversized.text)
         assert oversized.status_code != 500
     still_fine(api, victim)
+
+
+# --------------------------------------------------------------- disk quota
+
+QUOTA_MB = 64
+
+
+@pytest.fixture(scope="module")
+def small_disk(sandbox_image: str) -> Iterator[LiveServer]:
+    """A server whose sandboxes may fill 64 MiB."""
+    prefix = "sbxquota-" + secrets.token_hex(3)
+    server = make_server(prefix, {"SANDBOX_DISK_QUOTA": f"{QUOTA_MB}m"})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        _remove_prefixed(prefix)
+
+
+def test_disk_fill_is_stopped_at_the_quota_and_deleting_frees_it(
+    small_disk: LiveServer, api: httpx.Client, victim: str
+) -> None:
+    with small_disk.client("filler") as filler:
+        box = filler.post("/sandboxes", json={"name": "filler", "keep_alive": True}).json()
+        other = filler.post("/sandboxes", json={"name": "bystander", "keep_alive": True}).json()
+        sid = box["id"]
+        disk = filler.get(f"/sandboxes/{sid}").json()["disk"]
+        assert disk["quota_bytes"] == QUOTA_MB * 2**20 and not disk["exceeded"]
+
+        # 2 GiB into a 64 MiB quota: the writer is stopped, and says why on its stderr
+        out = run(filler, sid, "head -c 2G /dev/zero > /workspace/fill; echo exit=$?", 120)
+        assert "exit=137" in out["stdout"], out
+        assert "disk quota is used up" in out["stderr"], out
+        size = int(run(filler, sid, "stat -c %s /workspace/fill")["stdout"])
+        assert QUOTA_MB * 2**20 < size < 2 * 1024**3, size
+
+        # over the quota: the files API refuses to add anything, with a clear error
+        put = filler.put(
+            f"/sandboxes/{sid}/files/content", params={"path": "note.txt"}, content=b"hi"
+        )
+        assert put.status_code == 507, put.text
+        error = put.json()["error"]
+        assert error["code"] == "disk_quota_exceeded"
+        assert "Delete files" in error["message"] and "64.0 MiB" in error["message"]
+        upload = filler.post(
+            f"/sandboxes/{sid}/files/upload",
+            params={"path": "/workspace"},
+            files={"file": ("up.bin", b"x" * 1000)},
+        )
+        assert upload.status_code == 507, upload.text
+        mkdir = filler.post(f"/sandboxes/{sid}/files/mkdir", json={"path": "newdir"})
+        assert mkdir.status_code == 507, mkdir.text
+        # a program writing while over the quota is stopped too
+        late = run(filler, sid, "sleep 5 > /workspace/late")
+        assert late["exit_code"] != 0 and "disk quota" in late["stderr"], late
+        shown = filler.get(f"/sandboxes/{sid}").json()
+        assert shown["disk"]["exceeded"] and shown["disk"]["used_bytes"] > QUOTA_MB * 2**20
+        assert "disk quota" in shown["status_detail"]
+
+        # the server, the other sandboxes (this tenant's and another's) keep answering
+        still_fine(filler, other["id"])
+        still_fine(api, victim)
+
+        # deleting the file frees the quota: writing works again
+        deleted = filler.delete(f"/sandboxes/{sid}/files", params={"path": "fill"})
+        assert deleted.status_code == 204, deleted.text
+        put = filler.put(
+            f"/sandboxes/{sid}/files/content", params={"path": "note.txt"}, content=b"hi"
+        )
+        assert put.status_code in (200, 201), put.text
+        assert run(filler, sid, "head -c 10M /dev/zero > /workspace/ok && echo ok")["stdout"] == (
+            "ok\n"
+        )
+        disk = filler.get(f"/sandboxes/{sid}").json()["disk"]
+        assert not disk["exceeded"] and disk["used_bytes"] < QUOTA_MB * 2**20
+
+
+def test_an_upload_past_the_quota_is_refused_and_leaves_nothing(small_disk: LiveServer) -> None:
+    with small_disk.client("uploader") as client:
+        sid = client.post("/sandboxes", json={"name": "up", "keep_alive": True}).json()["id"]
+        big = client.put(
+            f"/sandboxes/{sid}/files/content",
+            params={"path": "big.bin"},
+            content=b"\0" * ((QUOTA_MB + 16) * 2**20),
+        )
+        assert big.status_code == 507, big.text
+        assert big.json()["error"]["code"] == "disk_quota_exceeded"
+        listing = client.get(f"/sandboxes/{sid}/files", params={"path": "/workspace"}).json()
+        assert [e["name"] for e in listing["entries"]] == []  # no partial file left behind
+        small = client.put(
+            f"/sandboxes/{sid}/files/content", params={"path": "small.bin"}, content=b"1" * 4096
+        )
+        assert small.status_code in (200, 201), small.text
+
+
+def test_hiding_data_in_an_unreadable_directory_still_counts(small_disk: LiveServer) -> None:
+    with small_disk.client("hider") as client:
+        sid = client.post("/sandboxes", json={"name": "hide", "keep_alive": True}).json()["id"]
+        run(
+            client,
+            sid,
+            "mkdir -p /workspace/h && for i in 1 2 3 4; do head -c 14M /dev/zero > "
+            "/workspace/h/$i; done; chmod 000 /workspace/h",
+        )
+        # 56 MiB behind the mode + 12 MiB more would pass the 64 MiB quota
+        put = client.put(
+            f"/sandboxes/{sid}/files/content", params={"path": "x"}, content=b"x" * 12 * 2**20
+        )
+        assert put.status_code == 507, put.text
+        assert "would pass" in put.json()["error"]["message"]
+        mode = run(client, sid, "stat -c %a /workspace/h")["stdout"].strip()
+        assert mode == "0"  # the walk put the mode back
