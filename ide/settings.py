@@ -229,3 +229,6 @@ CLASSROOM_INVITE_DAYS = env_int("CLASSROOM_INVITE_DAYS", 14, minimum=1)
 TEMPLATE_REPO_ALLOW_LOCAL = env_bool("TEMPLATE_REPO_ALLOW_LOCAL", False)
 # Starter repositories, uploaded files and reset archives live here.
 CLASSROOM_DIR = VAR_DIR / "classroom"
+# Images a template may name besides the default sandbox image (built from
+# container/, so they carry the agent), comma-separated.
+TEMPLATE_IMAGES = env_list("TEMPLATE_IMAGES", [])

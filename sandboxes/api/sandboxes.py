@@ -48,7 +48,8 @@ async def create_sandbox(
 ) -> tuple[int, dict[str, object]]:
     """Get or create the caller's sandbox by name (201 new, 200 existing), running."""
     payload = payload or SandboxIn()
-    if payload.template:  # a template of the caller's (404 otherwise), starter installed
+    if payload.template and payload.template != templates.DEFAULT_TEMPLATE:
+        # a template of the caller's (404 otherwise), its starter installed
         template = await templates.get_template(request.auth, payload.template)
         sandbox, created = await templates.create_sandbox_from_template_ex(
             request.auth,

@@ -235,3 +235,28 @@ async def update_starter(request: HttpRequest, sandbox_id: str) -> dict[str, Any
     nbgitpuller: the owner's work is never overwritten; conflicts are kept aside."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     return await templates.update_sandbox_starter(sandbox)
+
+
+class StarterHintsOut(Schema):
+    template: str | None = None
+    name: str = ""
+    open_files: list[str] = []
+    preview_port: int | None = None
+    starter_head: str = ""
+
+
+@router.get("/sandboxes/{sandbox_id}/starter", response={200: StarterHintsOut, **ERRORS})
+async def starter_hints(request: HttpRequest, sandbox_id: str) -> dict[str, Any]:
+    """What the IDE opens for a sandbox made from a template: its files to open and
+    the port to preview (readable by whoever may look at the sandbox)."""
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
+    template = await templates.template_of(sandbox)
+    if template is None:
+        return {}
+    return {
+        "template": template.id,
+        "name": template.name,
+        "open_files": template.open_files,
+        "preview_port": template.preview_port,
+        "starter_head": template.starter_head,
+    }

@@ -27,6 +27,8 @@ from sandboxes.models import NAME_PATTERN, Sandbox
 from . import starter
 from .models import Enrollment, Template
 
+# What the dashboard always sent for "no template": still means the plain image.
+DEFAULT_TEMPLATE = "default"
 MAX_WARM_POOL = 50
 MAX_OPEN_FILES = 20
 MAX_DESCRIPTION = 4000
@@ -325,10 +327,17 @@ async def create_sandbox_from_template(
     return sandbox
 
 
+async def template_of(sandbox: Sandbox) -> Template | None:
+    """The template a sandbox was made from, if it was and the template still exists."""
+    if not sandbox.template or sandbox.template == DEFAULT_TEMPLATE:
+        return None
+    return await Template.objects.filter(pk=sandbox.template).afirst()
+
+
 async def update_sandbox_starter(sandbox: Sandbox) -> dict[str, Any]:
     """Merge the newest starter of the sandbox's own template into its workspace
     (see ``starter.update``); a course enrolment records how it went."""
-    if not sandbox.template:
+    if not sandbox.template or sandbox.template == DEFAULT_TEMPLATE:
         raise BadRequest("This sandbox was not made from a template.", code="no_template")
     try:
         template = await Template.objects.aget(pk=sandbox.template)

@@ -5,6 +5,24 @@ const list = document.getElementById("sandbox-list");
 const slot = document.getElementById("dash-message");
 const form = document.getElementById("create-form");
 const createBtn = document.getElementById("create-btn");
+const templateSelect = document.getElementById("create-template");
+// The caller's templates (issue 10) by id, to offer them and to name them on cards.
+const templateNames = new Map();
+
+async function loadTemplates() {
+  try {
+    const { templates } = await call("GET", "/templates");
+    for (const t of templates) {
+      templateNames.set(t.id, t.name);
+      if (!templateSelect.querySelector(`option[value="${t.id}"]`)) {
+        const label = t.description ? `${t.name} — ${t.description.slice(0, 60)}` : t.name;
+        templateSelect.append(h("option", { value: t.id, "data-template": t.name }, label));
+      }
+    }
+  } catch (err) {
+    flash("error", `Could not list your templates: ${err.message}`);
+  }
+}
 
 function flash(kind, text) {
   slot.replaceChildren(h(`div.flash.flash-${kind}`, { role: kind === "error" ? "alert" : "status" }, text));
@@ -61,7 +79,7 @@ function card(s) {
     h("div.card-top",
       h("a.sandbox-name", { href: `/sandboxes/${s.id}/` }, s.name),
       h("span.status-pill", { "data-status": s.status }, s.status)),
-    h("div.muted.small", `${s.template || "default"} · active ${ago(s.last_active_at)} · ${s.id}`),
+    h("div.muted.small", `${templateNames.get(s.template) || s.template || "default"} · active ${ago(s.last_active_at)} · ${s.id}`),
     s.status_detail && s.status === "error" ? h("div.field-error", s.status_detail) : null,
     h("div.card-actions", open, sleep, del));
 }
@@ -104,5 +122,5 @@ form.addEventListener("submit", async (e) => {
   }
 });
 
-refresh();
+loadTemplates().then(refresh);
 setInterval(() => { if (!document.hidden) refresh(); }, 15000);

@@ -7,6 +7,7 @@ import { Palette } from "./palette.js";
 import { Preview } from "./preview.js";
 import { OWNER, READONLY, refuse } from "./readonly.js";
 import { Interpreter, Runner } from "./run.js";
+import { applyTemplate } from "./starter.js";
 import { Terminals } from "./terminals.js";
 import { toggleTheme } from "./theme.js";
 import { ROOT, Tree } from "./tree.js";
@@ -166,6 +167,7 @@ showPanel("terminals");
 tree.init().then(refreshStatus).catch((err) => toast(`Files: ${err.message}`, "error"));
 terminals.init().catch((err) => toast(`Terminals: ${err.message}`, "error"));
 if (!READONLY) preview.start(); // a viewer cannot list or share the owner's ports
+applyTemplate({ sb, editors, preview, readonly: READONLY }); // its files, its port
 refreshStatus();
 status(READONLY ? `Viewing ${OWNER}'s workspace (read-only)` : "Ready");
 window.ide = { sb, editors, tree, terminals, preview, runner, interpreter, git, palette };
