@@ -17,6 +17,8 @@ import contextlib
 import hashlib
 import os
 import shutil
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -75,6 +77,7 @@ class DockerBackend(Backend):
         self.prefix = settings.SANDBOX_NAME_PREFIX
         self.run_dir = Path(settings.SANDBOX_RUN_DIR)
         self._isolated: set[str] = set()
+        self._network_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -186,11 +189,27 @@ class DockerBackend(Backend):
     def _ensure_network(self, name: str) -> str:
         """The sandboxes' bridge: no traffic between sandboxes (ICC off), and none to
         the host or private and link-local ranges (see ``isolation``)."""
-        try:
-            network = self.client.networks.get(name)
-        except docker.errors.NotFound:
+        # Many sandboxes created at once (a class joining) must make the network
+        # once: serialised here, and another server process racing us is waited for.
+        with self._network_lock:
+            network = self._network(name)
+            # The interface the engine really uses (a network made elsewhere has its own).
+            options = network.attrs.get("Options") or {}
+            bridge = options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
+            if settings.SANDBOX_BLOCK_PRIVATE_NETWORKS and bridge not in self._isolated:
+                isolation.isolate_bridge(bridge)
+                self._isolated.add(bridge)
+        return name
+
+    def _network(self, name: str) -> Any:
+        deadline = time.monotonic() + 10
+        while True:
             try:
-                network = self.client.networks.create(
+                return self.client.networks.get(name)
+            except docker.errors.NotFound:
+                pass
+            try:
+                return self.client.networks.create(
                     name,
                     driver="bridge",
                     labels={f"{LABEL}.managed": "true", f"{LABEL}.prefix": self.prefix},
@@ -199,15 +218,12 @@ class DockerBackend(Backend):
                         "com.docker.network.bridge.name": bridge_name(self.prefix),
                     },
                 )
-            except docker.errors.APIError:  # created by a racing call
-                network = self.client.networks.get(name)
-        # The interface the engine really uses (a network made elsewhere has its own).
-        options = network.attrs.get("Options") or {}
-        bridge = options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
-        if settings.SANDBOX_BLOCK_PRIVATE_NETWORKS and bridge not in self._isolated:
-            isolation.isolate_bridge(bridge)
-            self._isolated.add(bridge)
-        return name
+            except docker.errors.APIError as exc:  # being created by another process
+                if time.monotonic() > deadline:
+                    raise SandboxUnavailable(
+                        f"Could not create the sandboxes' network {name}: {exc.explanation}"
+                    ) from None
+                time.sleep(0.2)
 
     def _make_agent_dir(self, sandbox_id: str) -> Path:
         """The directory only this sandbox's container and the server share."""

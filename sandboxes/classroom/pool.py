@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 from typing import Any
 
@@ -58,15 +59,19 @@ async def claim(template: Template, user: AbstractBaseUser, name: str) -> Sandbo
     owner = await pool_user()
     claimed = None
     entries = PoolEntry.objects.filter(template=template, starter_head=template.starter_head)
-    async for entry in entries.order_by("created_at")[:8]:
-        deleted, _ = await PoolEntry.objects.filter(pk=entry.pk).adelete()
+    candidates = [pair async for pair in entries.values_list("pk", "sandbox_id")]
+    # Many students join at once: each tries the entries in its own random order,
+    # so they rarely collide on the same row.
+    random.shuffle(candidates)
+    for entry_id, sandbox_id in candidates:
+        deleted, _ = await PoolEntry.objects.filter(pk=entry_id).adelete()
         if not deleted:  # another join took it
             continue
-        moved = await Sandbox.objects.filter(pk=entry.sandbox_id, owner=owner).aupdate(
+        moved = await Sandbox.objects.filter(pk=sandbox_id, owner=owner).aupdate(
             owner=user, name=name, keep_alive=False, last_active_at=timezone.now()
         )
         if moved:
-            claimed = await Sandbox.objects.aget(pk=entry.sandbox_id)
+            claimed = await Sandbox.objects.aget(pk=sandbox_id)
             break
     _refill_when_quiet(template.id)
     return claimed
