@@ -471,28 +471,50 @@ def delete_repo(template: Template) -> None:
     import shutil
 
     shutil.rmtree(repo_path(template), ignore_errors=True)
+    for bundle in bundles_dir().glob(f"{template.id}-*.bundle"):
+        with contextlib.suppress(OSError):
+            bundle.unlink()
 
 
 # ------------------------------------------------------------------ into sandboxes
 
 
-def _bundle(path: Path) -> tuple[str, str, str]:
-    """A bundle of the starter branch: (file, branch, head)."""
+def bundles_dir() -> Path:
+    return Path(settings.CLASSROOM_DIR) / "bundles"
+
+
+def _bundle(path: Path, template_id: str) -> tuple[Any, str, str]:
+    """The starter branch as a git bundle, opened: (file, branch, head).
+
+    One bundle per starter commit is made and reused (a class of 30 joining at once
+    shares it); older ones of the template are removed when a newer one is made
+    (open handles keep reading a removed file).
+    """
     repo = _open(path)
     branch = _branch_of(repo)
     head = _head_of(repo)
     if head is None:
         raise BadRequest("This template has no starter code yet.", code="no_starter")
-    scratch = Path(settings.CLASSROOM_DIR) / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="starter-", suffix=".bundle", dir=scratch)
+    folder = bundles_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{template_id}-{head}.bundle"
+    with contextlib.suppress(FileNotFoundError):
+        return open(target, "rb"), branch, head  # noqa: SIM115 - the caller closes it
+    fd, name = tempfile.mkstemp(prefix=f".{template_id}-", suffix=".bundle", dir=folder)
     os.close(fd)
     try:
         repo.git.bundle("create", name, f"refs/heads/{branch}", env=_env())
-    except Exception:
-        os.unlink(name)
+        handle = open(name, "rb")  # noqa: SIM115 - the caller closes it
+        os.replace(name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
         raise
-    return name, branch, head
+    for old in folder.glob(f"{template_id}-*.bundle"):
+        if old != target:
+            with contextlib.suppress(OSError):
+                old.unlink()
+    return handle, branch, head
 
 
 def _origin(template: Template) -> str:
@@ -515,14 +537,21 @@ def _origin(template: Template) -> str:
 async def _send_bundle(sandbox: Sandbox, template: Template, request_cls: type) -> dict[str, Any]:
     if not template.starter_head:
         raise BadRequest("This template has no starter code yet.", code="no_starter")
-    name, branch, head = await asyncio.to_thread(_bundle, repo_path(template))
+    # One starter operation per sandbox at a time (git's index lock would refuse a
+    # second one anyway, less clearly).
+    async with _lock(f"sandbox:{sandbox.id}"):
+        return await _send_bundle_now(sandbox, template, request_cls)
+
+
+async def _send_bundle_now(
+    sandbox: Sandbox, template: Template, request_cls: type
+) -> dict[str, Any]:
+    handle, branch, head = await asyncio.to_thread(_bundle, repo_path(template), template.id)
+    target = f"/tmp/.starter-{secrets.token_hex(6)}.bundle"  # noqa: S108 - in the sandbox
     try:
-        target = f"/tmp/.starter-{secrets.token_hex(6)}.bundle"  # noqa: S108 - in the sandbox
-        with open(name, "rb") as handle:
-            await files.write(sandbox, target, handle.read)
+        await files.write(sandbox, target, handle.read)
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
+        handle.close()
     request = request_cls(bundle=target, branch=branch, head=head, origin=_origin(template))
     reply = await services.call_agent(sandbox, request)
     if not isinstance(reply, StarterResult):

@@ -12,6 +12,7 @@ import pytest
 from container.agent import starter as agent
 from container.agent.protocol import StarterInstall, StarterUpdate
 from sandboxes.classroom import starter
+from sandboxes.classroom.models import Template
 from sandboxes.errors import BadRequest
 
 
@@ -179,3 +180,17 @@ def test_update_of_a_workspace_without_git(tmp_path: Path) -> None:
     assert [c["kept_as"] for c in report["conflicts"]] == ["a.starter.py"]
     assert (ws / "a.py").read_text() == "student\n"
     assert (ws / "b.py").read_text() == "b\n"
+
+
+def test_the_sandboxes_origin_never_carries_credentials(settings: object) -> None:
+    settings.TEMPLATE_REPO_ALLOW_LOCAL = False  # type: ignore[attr-defined]
+
+    def origin(url: str) -> str:
+        return starter._origin(Template(repo_url=url))
+
+    assert origin("https://bob:tok3n@git.example.com/a/b.git") == "https://git.example.com/a/b.git"
+    assert origin("ssh://git:pw@example.com/r.git") == "ssh://git@example.com/r.git"
+    assert origin("git@github.com:a/b.git") == "git@github.com:a/b.git"
+    assert origin("file:///tmp/x") == ""  # a path on the server means nothing in a sandbox
+    settings.TEMPLATE_REPO_ALLOW_LOCAL = True  # type: ignore[attr-defined]
+    assert origin("file:///tmp/x") == "file:///tmp/x"
