@@ -232,3 +232,5 @@ CLASSROOM_DIR = VAR_DIR / "classroom"
 # Images a template may name besides the default sandbox image (built from
 # container/, so they carry the agent), comma-separated.
 TEMPLATE_IMAGES = env_list("TEMPLATE_IMAGES", [])
+# A starter repository (its git objects) larger than this is refused; 0: no limit.
+TEMPLATE_REPO_MAX_SIZE = env_bytes("TEMPLATE_REPO_MAX_SIZE", "512m")

@@ -149,6 +149,35 @@ def _set_base(git: Git, commit: str, branch: str, origin: str) -> None:
         git.run("update-ref", f"refs/remotes/origin/{branch}", commit)
 
 
+# What a student's "save my work" commit leaves out unless their .gitignore says
+# otherwise (.git/info/exclude: not part of the workspace's files).
+DEFAULT_EXCLUDES = (
+    "node_modules/",
+    "__pycache__/",
+    ".venv/",
+    "venv/",
+    ".ipynb_checkpoints/",
+    ".cache/",
+)
+
+
+def _exclude_defaults(git: Git) -> None:
+    gitdir = git.text("rev-parse", "--absolute-git-dir")
+    path = os.path.join(gitdir, "info", "exclude")
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        current = ""
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                current = handle.read()
+        missing = [p for p in DEFAULT_EXCLUDES if p not in current.splitlines()]
+        if missing:
+            with open(path, "a", encoding="utf-8") as handle:
+                if current and not current.endswith("\n"):
+                    handle.write("\n")
+                handle.write("# added by the starter updates\n" + "\n".join(missing) + "\n")
+
+
 def _files(git: Git, ref: str) -> list[str]:
     return git.names("ls-tree", "-r", "-z", "--name-only", ref)
 
@@ -174,6 +203,7 @@ def install(request: StarterInstall) -> dict[str, Any]:
             )
         git = Git(root)
         git.run("init", "-q", "-b", request.branch)
+        _exclude_defaults(git)
         incoming = _fetch(git, bundle, request.branch, request.head)
         _checkout_fresh(git, incoming, request.branch, request.origin)
         return {
@@ -254,6 +284,7 @@ def update(request: StarterUpdate) -> dict[str, Any]:
                 "cherry-pick: finish or abort it first, then update again.",
             )
         _identity(git)
+        _exclude_defaults(git)
         incoming = _fetch(git, bundle, request.branch, request.head)
         head = git.sha("HEAD")
         report: dict[str, Any] = {

@@ -313,6 +313,7 @@ def _fetch(path: Path, source: Source, branch: str | None) -> tuple[str, str]:
     repo = _open(path, create=True)
     branch = check_branch(branch) if branch else _remote_head(path, source)
     ref = f"refs/heads/{branch}"
+    before = {head.path: head.commit.hexsha for head in repo.heads if head.is_valid()}
     try:
         _git(
             path,
@@ -332,6 +333,15 @@ def _fetch(path: Path, source: Source, branch: str | None) -> tuple[str, str]:
         raise BadRequest(
             f"git could not fetch {source.display}: {reason}", code="git_error"
         ) from None
+    limit = int(settings.TEMPLATE_REPO_MAX_SIZE)
+    size = _repo_size(path)
+    if limit and size > limit:
+        _roll_back(repo, ref, before.get(ref))
+        raise BadRequest(
+            f"{source.display} is too large for a starter: {size // (1024 * 1024)} MiB of git "
+            f"objects, at most {limit // (1024 * 1024)} MiB (TEMPLATE_REPO_MAX_SIZE).",
+            code="repo_too_large",
+        )
     repo.git.symbolic_ref("HEAD", ref, env=_env())
     for head in list(repo.heads):
         if head.name != branch:
@@ -339,6 +349,28 @@ def _fetch(path: Path, source: Source, branch: str | None) -> tuple[str, str]:
     sha = _head_of(repo)
     assert sha is not None  # noqa: S101
     return sha, branch
+
+
+def _repo_size(path: Path) -> int:
+    total = 0
+    for folder, _, names in os.walk(path / "objects"):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def _roll_back(repo: Any, ref: str, old: str | None) -> None:
+    """Undo a fetch: the branch as it was, and the fetched objects gone."""
+    env = _env()
+    if old:
+        repo.git.update_ref(ref, old, env=env)
+    else:
+        with contextlib.suppress(Exception):
+            repo.git.update_ref("-d", ref, env=env)
+    with contextlib.suppress(Exception):
+        repo.git.reflog("expire", "--expire=now", "--all", env=env)
+        repo.git.gc("-q", "--prune=now", env=env)
 
 
 async def import_repo(template: Template) -> str:

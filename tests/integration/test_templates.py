@@ -209,7 +209,7 @@ def test_sandbox_from_repo_template(teacher: httpx.Client, repo: Path) -> None:
                 "repo_url": f"file://{repo}",
                 "setup_command": "echo ran-as-$(id -un) > .setup-done && pwd >> .setup-done",
                 "env": {"LESSON": "one", "PYTHONDONTWRITEBYTECODE": "1"},
-                "limits": {"memory_mb": 256, "cpus": 0.5},
+                "limits": {"memory_mb": 256, "cpus": 0.5, "disk_mb": 300},
                 "open_files": ["hello.py"],
                 "preview_port": 8000,
             },
@@ -236,6 +236,8 @@ def test_sandbox_from_repo_template(teacher: httpx.Client, repo: Path) -> None:
     cpu = f"cut -d' ' -f1 {cg}/cpu.max 2>/dev/null || cat {cg}/cpu/cpu.cfs_quota_us"
     assert sh(teacher, sandbox, memory) == f"{256 * 1024 * 1024}\n"
     assert sh(teacher, sandbox, cpu) == "50000\n"
+    disk = ok(teacher.get(f"/sandboxes/{sid}"))["disk"]
+    assert disk["quota_bytes"] == 300 * 1024 * 1024, disk
     # A git working copy of the starter, owned by the sandbox user, clean.
     assert sh(teacher, sandbox, "git rev-parse HEAD") == head + "\n"
     assert sh(teacher, sandbox, "git branch --show-current") == "main\n"

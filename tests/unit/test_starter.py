@@ -4,6 +4,7 @@ nbgitpuller-style merge run on local directories."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -125,6 +126,8 @@ def test_install_then_merge_keeps_student_work(tmp_path: Path) -> None:
         agent.install(StarterInstall(bundle=path, head=head, path=str(ws)))
 
     (ws / "a.py").write_text("one\nSTUDENT\nthree\n")
+    (ws / "node_modules").mkdir()
+    (ws / "node_modules" / "big.js").write_text("x\n")
     (ws / "gone.txt").unlink()
     (ws / "mine.txt").write_text("mine\n")
     (src / "a.py").write_text("one\nTEACHER\nthree\n")
@@ -145,6 +148,8 @@ def test_install_then_merge_keeps_student_work(tmp_path: Path) -> None:
     assert (ws / "mine.txt").read_text() == "mine\n"
     assert (ws / "gone.txt").read_text() == "changed\n"
     assert run(ws, "status", "--porcelain") == ""
+    assert run(ws, "ls-files", "node_modules") == ""  # not saved into the student's commit
+    assert (ws / "node_modules" / "big.js").exists()
 
     # The starter deletes a file the student changed: the student's stays.
     (ws / "exec.sh").write_text("#!/bin/sh\necho mine\n")
@@ -194,3 +199,36 @@ def test_the_sandboxes_origin_never_carries_credentials(settings: object) -> Non
     assert origin("file:///tmp/x") == ""  # a path on the server means nothing in a sandbox
     settings.TEMPLATE_REPO_ALLOW_LOCAL = True  # type: ignore[attr-defined]
     assert origin("file:///tmp/x") == "file:///tmp/x"
+
+
+def test_server_fetches_a_repository_and_refuses_one_too_large(
+    settings: object, tmp_path: Path
+) -> None:
+    settings.CLASSROOM_DIR = tmp_path / "classroom"  # type: ignore[attr-defined]
+    settings.TEMPLATE_REPO_ALLOW_LOCAL = True  # type: ignore[attr-defined]
+    settings.TEMPLATE_REPO_MAX_SIZE = 0  # type: ignore[attr-defined]
+    src = tmp_path / "src"
+    src.mkdir()
+    run(src, "init", "-q", "-b", "trunk")
+    (src / "a.txt").write_text("a\n")
+    run(src, "add", "-A")
+    run(src, "commit", "-qm", "one")
+    first = run(src, "rev-parse", "HEAD")
+    target = tmp_path / "classroom" / "starters" / "t.git"
+    source = starter.check_url(f"file://{src}")
+    assert starter._fetch(target, source, None) == (first, "trunk")  # the remote's HEAD
+
+    (src / "big.bin").write_bytes(os.urandom(200_000))
+    run(src, "add", "-A")
+    run(src, "commit", "-qm", "big")
+    settings.TEMPLATE_REPO_MAX_SIZE = 100_000  # type: ignore[attr-defined]
+    with pytest.raises(BadRequest) as caught:
+        starter._fetch(target, source, None)
+    assert caught.value.code == "repo_too_large"
+    # The starter is what it was, and the big objects are gone again.
+    assert run(target, "rev-parse", "refs/heads/trunk") == first
+    assert starter._repo_size(target) < 100_000
+
+    with pytest.raises(BadRequest) as caught:
+        starter._fetch(target, source, "no-such-branch")
+    assert "no-such-branch" in caught.value.message
