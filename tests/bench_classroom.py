@@ -67,7 +67,7 @@ def _course(api: httpx.Client, name: str, warm_pool: int) -> tuple[str, str]:
 async def _surge(server: LiveServer, invite: str, tokens: dict[str, str]) -> dict[str, Any]:
     ws_base = server.url.replace("http://", "ws://", 1)
 
-    async def student(token: str) -> tuple[float, bool]:
+    async def student(token: str) -> tuple[float, float, bool]:
         started = time.perf_counter()
         async with httpx.AsyncClient(
             base_url=server.url + "/api/v1",
@@ -77,6 +77,7 @@ async def _surge(server: LiveServer, invite: str, tokens: dict[str, str]) -> dic
             joined = await client.post(f"/invites/{invite}/join")
             joined.raise_for_status()
             body = joined.json()
+        join_ms = (time.perf_counter() - started) * 1000
         url = f"{ws_base}/ws/sandboxes/{body['sandbox']}/terminals/main?token={token}"
         async with websockets.connect(url, open_timeout=300, max_size=None) as ws:
             seen = b""
@@ -84,17 +85,24 @@ async def _surge(server: LiveServer, invite: str, tokens: dict[str, str]) -> dic
                 message = await asyncio.wait_for(ws.recv(), 120)
                 if isinstance(message, bytes):
                     seen += message
-        return (time.perf_counter() - started) * 1000, bool(body["from_pool"])
+        return (time.perf_counter() - started) * 1000, join_ms, bool(body["from_pool"])
 
     results = await asyncio.gather(*(student(t) for t in tokens.values()))
-    times = sorted(ms for ms, _ in results)
+    times = sorted(ms for ms, _, _ in results)
+    joins = sorted(ms for _, ms, _ in results)
     return {
         "students": len(times),
-        "from_pool": sum(1 for _, pooled in results if pooled),
+        "from_pool": sum(1 for _, _, pooled in results if pooled),
         "p50_ms": round(statistics.median(times), 1),
-        "p95_ms": round(times[max(0, int(round(0.95 * len(times))) - 1)], 1),
+        "p95_ms": round(_p95(times), 1),
         "max_ms": round(times[-1], 1),
+        "join_request_p50_ms": round(statistics.median(joins), 1),
+        "join_request_p95_ms": round(_p95(joins), 1),
     }
+
+
+def _p95(values: list[float]) -> float:
+    return values[max(0, int(round(0.95 * len(values))) - 1)]
 
 
 def bench_classroom(server: LiveServer, students: int = 30) -> dict[str, Any]:

@@ -34,12 +34,16 @@ BUILD_CONCURRENCY = 4
 # Seconds without a claim before the pool is topped up again.
 REFILL_DELAY = 5.0
 
+_pool_user: dict[str, AbstractBaseUser] = {}
 _locks: dict[str, asyncio.Lock] = {}
 _refills: dict[str, asyncio.TimerHandle] = {}
 _tasks: set[asyncio.Task[Any]] = set()
 
 
 async def pool_user() -> AbstractBaseUser:
+    cached = _pool_user.get("user")
+    if cached is not None:
+        return cached
     user_model = get_user_model()
     user, created = await user_model.objects.aget_or_create(
         username=POOL_USERNAME, defaults={"is_active": False}
@@ -47,6 +51,7 @@ async def pool_user() -> AbstractBaseUser:
     if created:
         user.set_unusable_password()
         await user.asave()
+    _pool_user["user"] = user
     return user
 
 
@@ -125,10 +130,7 @@ async def fill(template: Template) -> int:
         ):
             await _discard(entry)
         if wanted == 0:
-            async for entry in PoolEntry.objects.filter(template=template).select_related(
-                "sandbox"
-            ):
-                await _discard(entry)
+            await _drain(template)
             return 0
         have = await PoolEntry.objects.filter(template=template).acount()
         missing = max(0, wanted - have)
@@ -153,6 +155,17 @@ async def _build(template: Template, gate: asyncio.Semaphore) -> int:
             return 0
         await PoolEntry.objects.acreate(sandbox=sandbox, template=template, starter_head=head)
         return 1
+
+
+async def drain(template: Template) -> None:
+    """Remove the template's pooled sandboxes (before the template goes)."""
+    async with _locks.setdefault(template.id, asyncio.Lock()):
+        await _drain(template)
+
+
+async def _drain(template: Template) -> None:
+    async for entry in PoolEntry.objects.filter(template=template).select_related("sandbox"):
+        await _discard(entry)
 
 
 async def _discard(entry: PoolEntry) -> None:

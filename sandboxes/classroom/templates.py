@@ -209,7 +209,7 @@ async def get_template(user: AbstractBaseUser, template_id: str) -> Template:
         template = await Template.objects.aget(pk=template_id)
     except (Template.DoesNotExist, ValueError):
         template = None
-    if template is None or (template.owner_id != user.pk and not user.is_staff):
+    if template is None or (template.owner_id != user.pk and not getattr(user, "is_staff", False)):
         raise NotFound(f"No template with id {template_id!r}.", code="not_found")
     return template
 
@@ -266,6 +266,9 @@ async def delete_template(template: Template) -> None:
         raise Conflict(
             "A course uses this template: delete the course first.", code="template_in_use"
         )
+    from sandboxes.classroom import pool
+
+    await pool.drain(template)
     try:
         await template.adelete()
     except ProtectedError:
