@@ -85,6 +85,18 @@ def test_create_from_template_and_open_its_files(browser: Browser, server) -> No
         page.locator("#editor-tabs .tab", has_text="serve.py").locator(".close").click()
         page.reload()
         expect(page.locator("#editor-tabs .tab .name")).to_have_text(["app.py"])
+
+        # The teacher changes the starter; the dashboard pulls it in, keeping edits.
+        with server.client(user) as api:
+            api.put(f"/sandboxes/{sid}/files/content", params={"path": "app.py"}, content=b"mine\n")
+            files = [("app.py", ("a", b"print('v2')\n")), ("notes.md", ("n", b"# Notes\n"))]
+            assert api.put(f"/templates/{tid}/files", files=files).status_code == 200
+        page.goto("/")
+        page.locator('[data-sandbox="web-lesson"]').get_by_test_id("update-starter").click()
+        expect(page.locator("#dash-message")).to_contain_text(
+            "your version kept for app.py (the starter's is in app.starter.py)"
+        )
+        shot(page, "template-dashboard-update")
         assert not log.errors, log.errors
     finally:
         context.close()

@@ -75,13 +75,26 @@ function card(s) {
       "Its container and every file in its workspace are destroyed. This cannot be undone.", "Delete");
     if (ok) act(s, del, () => call("DELETE", `/sandboxes/${s.id}`), "Deleting…");
   });
+  // Made from a template: pull its newest starter in (nbgitpuller-style merge).
+  let pull = null;
+  if (s.template && s.template !== "default") {
+    pull = h("button.btn.ghost", { type: "button", "data-testid": "update-starter",
+      title: "Merge the template's newest starter files; your edits are kept" }, "Update starter");
+    pull.addEventListener("click", () => act(s, pull, async () => {
+      const r = await call("POST", `/sandboxes/${s.id}/starter/update`);
+      if (r.status === "up_to_date") { flash("success", `${s.name}: the starter is up to date.`); return; }
+      const kept = r.conflicts.map((c) => (c.kept_as ? `${c.path} (the starter's is in ${c.kept_as})` : c.path));
+      flash(kept.length ? "warning" : "success", `${s.name}: ${r.updated.length} file(s) updated` +
+        (kept.length ? `; your version kept for ${kept.join(", ")}.` : "."));
+    }, "Updating…"));
+  }
   return h("article.sandbox-card", { "data-sandbox": s.name, "data-id": s.id },
     h("div.card-top",
       h("a.sandbox-name", { href: `/sandboxes/${s.id}/` }, s.name),
       h("span.status-pill", { "data-status": s.status }, s.status)),
     h("div.muted.small", `${templateNames.get(s.template) || s.template || "default"} · active ${ago(s.last_active_at)} · ${s.id}`),
     s.status_detail && s.status === "error" ? h("div.field-error", s.status_detail) : null,
-    h("div.card-actions", open, sleep, del));
+    h("div.card-actions", open, sleep, pull, del));
 }
 
 async function refresh() {
