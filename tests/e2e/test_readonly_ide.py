@@ -163,6 +163,19 @@ def refusals(page: Page) -> list[str]:
     return failed
 
 
+def open_view(page: Page, log: ConsoleLog, sandbox_id: str) -> None:
+    """Open the read-only IDE and wait until it follows the workspace live."""
+    page.goto(f"/sandboxes/{sandbox_id}/")
+    try:
+        expect(page.locator("#readonly-banner")).to_contain_text("updates live", timeout=60_000)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"the read-only IDE did not start; page errors: {log.errors}; "
+            f"requests not answered: {log.unanswered()}; failed: {log.failed}; "
+            f"console: {log.console}"
+        ) from exc
+
+
 def terminal_rows(page: Page, name: str):  # type: ignore[no-untyped-def]
     return page.locator(f'.term-host[data-terminal="{name}"] .xterm-rows')
 
@@ -174,11 +187,10 @@ def test_teacher_watches_a_students_workspace_read_only(
     page = context.new_page()
     log = ConsoleLog(page)
     failed = refusals(page)
-    page.goto(f"/sandboxes/{classroom.sandbox_id}/")
+    open_view(page, log, classroom.sandbox_id)
 
     banner = page.locator("#readonly-banner")
     expect(banner).to_contain_text(f"Viewing {classroom.student}'s workspace — read-only")
-    expect(banner).to_contain_text("updates live")
     expect(page).to_have_title(re.compile("read-only"))
 
     # A's terminal, attached read-only, with what A already ran on its screen.
@@ -283,7 +295,7 @@ def test_viewer_without_terminals_is_told_so(
     context = log_in(browser, server, classroom.teacher)
     page = context.new_page()
     log = ConsoleLog(page)
-    page.goto(f"/sandboxes/{classroom.sandbox_id}/")
+    open_view(page, log, classroom.sandbox_id)
     expect(page.locator('.term-tab[data-terminal="lesson"] .term-dot:not(.off)')).to_be_visible(
         timeout=60_000
     )
@@ -318,6 +330,32 @@ def test_viewer_without_terminals_is_told_so(
     expect(page.locator("#readonly-banner")).to_be_visible()
     expect(page.get_by_role("button", name="New file")).to_be_hidden()
     shot(page, "ide-readonly-tablet-light")
+    assert not log.errors, log.errors
+    context.close()
+
+
+def test_watching_does_not_keep_the_sandbox_awake(
+    classroom: Classroom, browser: Browser, server
+) -> None:  # type: ignore[no-untyped-def]
+    context = log_in(browser, server, classroom.teacher)
+    page = context.new_page()
+    log = ConsoleLog(page)
+    open_view(page, log, classroom.sandbox_id)
+    banner = page.locator("#readonly-banner")
+    sid = classroom.sandbox_id
+    slept = classroom.api.post(f"/sandboxes/{sid}/sleep", json={"tier": "stop"})
+    assert slept.status_code == 200, slept.text
+    expect(banner).to_contain_text(f"paused: {classroom.student}'s sandbox is asleep")
+    expect(page.locator("#sandbox-status")).to_have_text("sleeping")
+    # The open view (file watch, terminals, status) lets it sleep on.
+    page.wait_for_timeout(12_000)
+    assert classroom.api.get(f"/sandboxes/{sid}").json()["status"] == "sleeping"
+    # The student comes back: the view follows again by itself.
+    woke = classroom.api.post(f"/sandboxes/{sid}/wake")
+    assert woke.status_code == 200, woke.text
+    expect(banner).to_contain_text("updates live", timeout=40_000)
+    classroom.put("/workspace/after-sleep.txt", b"awake\n")
+    expect(page.locator('.tree-row[data-path="/workspace/after-sleep.txt"]')).to_be_visible()
     assert not log.errors, log.errors
     context.close()
 

@@ -5,7 +5,7 @@ import { Git } from "./git.js";
 import { initLayout, isNarrow, onLayoutChange, setHidden, toggle, togglePanelMax } from "./layout.js";
 import { Palette } from "./palette.js";
 import { Preview } from "./preview.js";
-import { OWNER, READONLY, refuse } from "./readonly.js";
+import { OWNER, READONLY, refuse, setSandboxStatus } from "./readonly.js";
 import { Interpreter, Runner } from "./run.js";
 import { applyTemplate } from "./starter.js";
 import { Terminals } from "./terminals.js";
@@ -135,10 +135,18 @@ document.getElementById("new-term").addEventListener("click", () => terminals.cr
 if (READONLY) {
   const banner = document.getElementById("readonly-banner");
   const text = document.getElementById("readonly-live-text");
-  document.addEventListener("watchstate", (e) => {
-    const { live, hidden } = e.detail;
-    banner.dataset.live = live ? "live" : hidden ? "paused" : "off";
-    text.textContent = live ? "updates live" : hidden ? "paused" : "reconnecting…";
+  const statusPill = document.getElementById("sandbox-status");
+  let live = false;
+  const show = () => {
+    const asleep = statusPill.dataset.status === "sleeping";
+    banner.dataset.live = asleep ? "paused" : live ? "live" : document.hidden ? "paused" : "off";
+    text.textContent = asleep ? `paused: ${OWNER}'s sandbox is asleep` : live ? "updates live" : document.hidden ? "paused" : "reconnecting…";
+  };
+  document.addEventListener("watchstate", (e) => { live = e.detail.live; show(); });
+  document.addEventListener("sandboxstatus", (e) => {
+    statusPill.textContent = e.detail.status;
+    statusPill.dataset.status = e.detail.status;
+    show();
   });
 }
 document.getElementById("panel-max").addEventListener("click", () => togglePanelMax());
@@ -155,6 +163,7 @@ async function refreshStatus() {
     const s = await sb.get();
     pill.textContent = s.status;
     pill.dataset.status = s.status;
+    setSandboxStatus(s.status);
   } catch (err) {
     if (err.status === 404) { pill.textContent = READONLY ? "unavailable" : "deleted"; pill.dataset.status = "error"; }
   }

@@ -38,6 +38,37 @@ export function isReadOnlyError(err) {
   return !!err && (err.code === "read_only" || err.status === 403);
 }
 
+// ------------------------------------------------------------------ sleep
+// Opening a view wakes a sleeping sandbox (any file read does); merely keeping the
+// view open must not keep the owner's sandbox from sleeping. So a viewer that lost
+// its streams reconnects only once the sandbox is running again (its status is a
+// database read that wakes nothing), and says it is paused meanwhile.
+let sandboxStatus = "running";
+let waiting = null;
+
+export function setSandboxStatus(status) {
+  if (status === sandboxStatus) return;
+  sandboxStatus = status;
+  document.dispatchEvent(new CustomEvent("sandboxstatus", { detail: { status } }));
+}
+
+export function isAsleep() { return READONLY && sandboxStatus === "sleeping"; }
+
+// Resolves at once for an owner; for a viewer, when the sandbox is not asleep.
+export function awake(sb) {
+  if (!READONLY) return Promise.resolve();
+  if (!waiting) {
+    waiting = (async () => {
+      for (;;) {
+        try { setSandboxStatus((await sb.get()).status); } catch { /* keep the last known */ }
+        if (sandboxStatus !== "sleeping") break;
+        await new Promise((r) => setTimeout(r, 5000));
+      }
+    })().finally(() => { waiting = null; });
+  }
+  return waiting;
+}
+
 if (READONLY) {
   addEventListener("unhandledrejection", (e) => {
     if (isReadOnlyError(e.reason)) {

@@ -5,7 +5,7 @@
 // with ?readonly=1 at the owner's size; output streams live, nothing is typed.
 import { FitAddon, Terminal, WebLinksAddon } from "/static/ide/vendor/xterm.js";
 import { h, wsUrl } from "./api.js";
-import { OWNER, READONLY, refuse, stateKey } from "./readonly.js";
+import { awake, isAsleep, OWNER, READONLY, refuse, stateKey } from "./readonly.js";
 import { currentTheme } from "./theme.js";
 import { confirmDialog, status, toast } from "./ui.js";
 
@@ -94,7 +94,8 @@ export class Terminals {
     const names = [...this.terms.keys()];
     if (names.length) this.activate(this.terms.has(saved.active) ? saved.active : names[0]);
     // Terminals the owner opens (or closes) later show up by themselves.
-    this.watchTimer = setInterval(() => { if (!document.hidden) this.refreshWatching(); }, 4000);
+    // (Not while the sandbox sleeps: listing would wake it.)
+    this.watchTimer = setInterval(() => { if (!document.hidden && !isAsleep()) this.refreshWatching(); }, 4000);
   }
 
   async refreshWatching() {
@@ -277,9 +278,13 @@ export class Terminals {
         t.term.write(`\r\n\x1b[31m${e.reason || (e.code === 4403 ? "You may only look at this terminal." : "This terminal cannot be opened.")}\x1b[0m\r\n`);
         return;
       }
-      const delay = Math.min(500 * 2 ** t.retry, 8000);
+      // A viewer gives a sandbox going to sleep time to say so, and waits for it to wake.
+      const delay = Math.max(Math.min(500 * 2 ** t.retry, 8000), READONLY ? 2000 : 0);
       t.retry += 1;
-      setTimeout(() => { if (!t.closed && t.ws === ws) this.connect(t); }, delay);
+      setTimeout(async () => {
+        await awake(this.sb);
+        if (!t.closed && t.ws === ws) this.connect(t);
+      }, delay);
     };
   }
 

@@ -3,7 +3,7 @@
 // updates from the watch stream (GET /files/watch as Server-Sent Events).
 // Read-only (someone else's workspace): browse, open, download and live updates only.
 import { ApiError, basename, dirname, h, joinPath, raw, readSSE } from "./api.js";
-import { READONLY, refuse, stateKey } from "./readonly.js";
+import { awake, READONLY, refuse, stateKey } from "./readonly.js";
 import { confirmDialog, contextMenu, download, prompt, status, toast } from "./ui.js";
 
 export const ROOT = "/workspace";
@@ -515,6 +515,7 @@ export class Tree {
       if (controller.signal.aborted) continue; // hidden: wait for the tab to come back
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 15000);
+      await awake(this.sb); // a viewer does not wake a sandbox that went to sleep
       await this.refreshAll().catch(() => {});
     }
   }
