@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sandboxes', '0003_sleep_tier_egress'),
+        ("sandboxes", "0003_sleep_tier_egress"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='sandbox',
-            options={'ordering': ['-created_at'], 'verbose_name_plural': 'sandboxes'},
+            name="sandbox",
+            options={"ordering": ["-created_at"], "verbose_name_plural": "sandboxes"},
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sandboxes', '0004_sandbox_plural'),
+        ("sandboxes", "0004_sandbox_plural"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='sandbox',
-            name='limits',
+            model_name="sandbox",
+            name="limits",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]
