@@ -284,6 +284,10 @@ def test_teacher_watches_a_students_workspace_read_only(
     path = shot(page, "ide-readonly-dark")
     shutil.copy(path, "/tmp/ide-readonly-dark.png")
     assert failed == [], failed
+    # Should a write slip through anyway, the server's refusal reads plainly.
+    page.evaluate("() => { window.ide.sb.mkdir('/workspace/sneaky'); }")
+    expect(page.locator(".toast.error")).to_contain_text("only its owner can change it")
+    assert failed == [f"403 POST {server.url}/api/v1/sandboxes/{classroom.sandbox_id}/files/mkdir"]
     assert not log.errors, log.errors
     assert context.external_requests == [], context.external_requests  # type: ignore[attr-defined]
     context.close()

@@ -484,6 +484,7 @@ export class Tree {
       const on = () => { if (!document.hidden) { document.removeEventListener("visibilitychange", on); resolve(); } };
       document.addEventListener("visibilitychange", on);
     });
+    await awake(this.sb);
     await this.refreshAll().catch(() => {});
   }
 
