@@ -308,6 +308,7 @@ def test_viewer_without_terminals_is_told_so(
     assert gone.status_code == 204, gone.text
     expect(terminal_rows(page, "lesson")).to_contain_text("the shell ended")
     expect(page.locator('.term-tab[data-terminal="lesson"]')).to_have_class(re.compile("ended"))
+    shot(page, "ide-readonly-terminal-ended-dark")
     page.reload()
     expect(page.locator("#term-empty")).to_contain_text("No terminals open")
     expect(page.locator(".term-tab")).to_have_count(0)
