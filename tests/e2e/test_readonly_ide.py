@@ -365,6 +365,36 @@ def test_watching_does_not_keep_the_sandbox_awake(
     context.close()
 
 
+def test_the_view_says_when_it_is_taken_away(
+    classroom: Classroom, browser: Browser, server
+) -> None:  # type: ignore[no-untyped-def]
+    context = log_in(browser, server, classroom.teacher)
+    page = context.new_page()
+    log = ConsoleLog(page)
+    open_view(page, log, classroom.sandbox_id)
+    enrollment = f"Enrollment.objects.filter(sandbox_id={classroom.sandbox_id!r})"
+    server.manage(
+        "shell",
+        "-c",
+        f"from sandboxes.classroom.models import Enrollment\n{enrollment}.update(sandbox=None)",
+    )
+    try:
+        banner = page.locator("#readonly-banner")
+        expect(banner).to_contain_text("no longer shared with you", timeout=40_000)
+        expect(page.locator(".toast.error")).to_contain_text("no longer shared with you")
+        expect(page.locator("#sandbox-status")).to_have_text("unavailable")
+        assert not log.errors, log.errors
+    finally:
+        server.manage(
+            "shell",
+            "-c",
+            "from sandboxes.classroom.models import Enrollment\n"
+            f"Enrollment.objects.filter(student__username={classroom.student!r})"
+            f".update(sandbox_id={classroom.sandbox_id!r})",
+        )
+        context.close()
+
+
 def test_a_stranger_gets_a_404_page(classroom: Classroom, browser: Browser, server) -> None:  # type: ignore[no-untyped-def]
     context = log_in(browser, server, classroom.stranger)
     page = context.new_page()

@@ -5,7 +5,7 @@ import { Git } from "./git.js";
 import { initLayout, isNarrow, onLayoutChange, setHidden, toggle, togglePanelMax } from "./layout.js";
 import { Palette } from "./palette.js";
 import { Preview } from "./preview.js";
-import { OWNER, READONLY, refuse, setSandboxStatus } from "./readonly.js";
+import { accessEnded, endAccess, OWNER, READONLY, refuse, setSandboxStatus } from "./readonly.js";
 import { Interpreter, Runner } from "./run.js";
 import { applyTemplate } from "./starter.js";
 import { Terminals } from "./terminals.js";
@@ -138,11 +138,19 @@ if (READONLY) {
   const statusPill = document.getElementById("sandbox-status");
   let live = false;
   const show = () => {
+    if (accessEnded) return;
     const asleep = statusPill.dataset.status === "sleeping";
     banner.dataset.live = asleep ? "paused" : live ? "live" : document.hidden ? "paused" : "off";
     text.textContent = asleep ? `paused: ${OWNER}'s sandbox is asleep` : live ? "updates live" : document.hidden ? "paused" : "reconnecting…";
   };
   document.addEventListener("watchstate", (e) => { live = e.detail.live; show(); });
+  document.addEventListener("accessended", () => {
+    banner.dataset.live = "off";
+    text.textContent = "no longer shared with you";
+    statusPill.textContent = "unavailable";
+    statusPill.dataset.status = "error";
+    toast(`${OWNER}'s workspace is no longer shared with you: what is on screen is as it was.`, "error", 15000);
+  });
   document.addEventListener("sandboxstatus", (e) => {
     statusPill.textContent = e.detail.status;
     statusPill.dataset.status = e.detail.status;
@@ -165,7 +173,8 @@ async function refreshStatus() {
     pill.dataset.status = s.status;
     setSandboxStatus(s.status);
   } catch (err) {
-    if (err.status === 404) { pill.textContent = READONLY ? "unavailable" : "deleted"; pill.dataset.status = "error"; }
+    if (err.status === 404 && READONLY) endAccess();
+    else if (err.status === 404) { pill.textContent = "deleted"; pill.dataset.status = "error"; }
   }
 }
 setInterval(() => { if (!document.hidden) refreshStatus(); }, 20000);

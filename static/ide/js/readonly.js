@@ -54,6 +54,15 @@ export function setSandboxStatus(status) {
 
 export function isAsleep() { return READONLY && sandboxStatus === "sleeping"; }
 
+// The view was taken away (the share revoked, the student left the course): the
+// API answers 404 like for any sandbox one may not see. Say so once; stop following.
+export let accessEnded = false;
+export function endAccess() {
+  if (!READONLY || accessEnded) return;
+  accessEnded = true;
+  document.dispatchEvent(new CustomEvent("accessended"));
+}
+
 // Resolves at once for an owner; for a viewer, when the sandbox is not asleep.
 export function awake(sb) {
   if (!READONLY) return Promise.resolve();

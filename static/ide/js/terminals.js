@@ -5,7 +5,7 @@
 // with ?readonly=1 at the owner's size; output streams live, nothing is typed.
 import { FitAddon, Terminal, WebLinksAddon } from "/static/ide/vendor/xterm.js";
 import { h, wsUrl } from "./api.js";
-import { awake, isAsleep, OWNER, READONLY, refuse, stateKey } from "./readonly.js";
+import { accessEnded, awake, isAsleep, OWNER, READONLY, refuse, stateKey } from "./readonly.js";
 import { currentTheme } from "./theme.js";
 import { confirmDialog, status, toast } from "./ui.js";
 
@@ -95,7 +95,10 @@ export class Terminals {
     if (names.length) this.activate(this.terms.has(saved.active) ? saved.active : names[0]);
     // Terminals the owner opens (or closes) later show up by themselves.
     // (Not while the sandbox sleeps: listing would wake it.)
-    this.watchTimer = setInterval(() => { if (!document.hidden && !isAsleep()) this.refreshWatching(); }, 4000);
+    this.watchTimer = setInterval(() => {
+      if (accessEnded) clearInterval(this.watchTimer);
+      else if (!document.hidden && !isAsleep()) this.refreshWatching();
+    }, 4000);
   }
 
   async refreshWatching() {
@@ -283,7 +286,7 @@ export class Terminals {
       t.retry += 1;
       setTimeout(async () => {
         await awake(this.sb);
-        if (!t.closed && t.ws === ws) this.connect(t);
+        if (!t.closed && t.ws === ws && !accessEnded) this.connect(t);
       }, delay);
     };
   }

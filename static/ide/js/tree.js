@@ -3,7 +3,7 @@
 // updates from the watch stream (GET /files/watch as Server-Sent Events).
 // Read-only (someone else's workspace): browse, open, download and live updates only.
 import { ApiError, basename, dirname, h, joinPath, raw, readSSE } from "./api.js";
-import { awake, READONLY, refuse, stateKey } from "./readonly.js";
+import { awake, endAccess, READONLY, refuse, stateKey } from "./readonly.js";
 import { confirmDialog, contextMenu, download, prompt, status, toast } from "./ui.js";
 
 export const ROOT = "/workspace";
@@ -504,6 +504,10 @@ export class Tree {
         await readSSE(response, (name, data) => { if (name === "change") this.onChange(data); });
       } catch (err) {
         this.setWatching(false);
+        if (READONLY && err instanceof ApiError && err.status === 404) {
+          endAccess();
+          return;
+        }
         if (err instanceof ApiError && (err.status === 404 || err.status === 405)) {
           status("Live file updates are not available on this server: polling instead");
           this.poll();
