@@ -383,6 +383,10 @@ def test_the_view_says_when_it_is_taken_away(
         expect(banner).to_contain_text("no longer shared with you", timeout=40_000)
         expect(page.locator(".toast.error")).to_contain_text("no longer shared with you")
         expect(page.locator("#sandbox-status")).to_have_text("unavailable")
+        # ...and stops following: what changes now is not shown.
+        classroom.put("/workspace/after-revoke.txt", b"private again\n")
+        page.wait_for_timeout(3000)
+        expect(page.locator('.tree-row[data-path="/workspace/after-revoke.txt"]')).to_have_count(0)
         assert not log.errors, log.errors
     finally:
         server.manage(

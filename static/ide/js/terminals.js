@@ -50,6 +50,14 @@ export class Terminals {
     this.host = document.getElementById("terminals");
     this.encoder = new TextEncoder();
     this.storeKey = stateKey("terms", sandbox.id);
+    // A view taken away stops following: the screens stay as they were.
+    document.addEventListener("accessended", () => {
+      for (const t of this.terms.values()) {
+        t.closed = true;
+        t.ws?.close();
+        t.dot.classList.add("off");
+      }
+    });
     document.addEventListener("themechange", () => {
       for (const t of this.terms.values()) t.term.options.theme = THEMES[currentTheme()];
     });

@@ -3,7 +3,7 @@
 // updates from the watch stream (GET /files/watch as Server-Sent Events).
 // Read-only (someone else's workspace): browse, open, download and live updates only.
 import { ApiError, basename, dirname, h, joinPath, raw, readSSE } from "./api.js";
-import { awake, endAccess, READONLY, refuse, stateKey } from "./readonly.js";
+import { accessEnded, awake, endAccess, READONLY, refuse, stateKey } from "./readonly.js";
 import { confirmDialog, contextMenu, download, prompt, status, toast } from "./ui.js";
 
 export const ROOT = "/workspace";
@@ -492,9 +492,12 @@ export class Tree {
     let delay = 1000;
     for (;;) {
       await this.visible();
+      if (accessEnded) return;
       const controller = new AbortController();
       const onHide = () => { if (document.hidden) controller.abort(); };
       document.addEventListener("visibilitychange", onHide);
+      const onEnded = () => controller.abort(); // a view taken away stops following
+      document.addEventListener("accessended", onEnded);
       try {
         const response = await raw("GET", this.sb.base + "/files/watch", {
           query: { path: ROOT, recursive: 1 }, headers: { Accept: "text/event-stream" }, signal: controller.signal,
@@ -515,7 +518,9 @@ export class Tree {
         }
       } finally {
         document.removeEventListener("visibilitychange", onHide);
+        document.removeEventListener("accessended", onEnded);
       }
+      if (accessEnded) { this.setWatching(false); return; }
       this.setWatching(false);
       if (controller.signal.aborted) continue; // hidden: wait for the tab to come back
       await new Promise((r) => setTimeout(r, delay));
