@@ -194,8 +194,16 @@ export class Terminals {
       return !this.isShortcut(e, "terminal");
     });
     term.open(pane);
-    // Clicking a watched terminal focuses it and the browser scrolls it: put it back.
-    if (READONLY) pane.addEventListener("focusin", () => requestAnimationFrame(() => this.followCursor(t)));
+    // A watched terminal taller than the panel scrolls only when the viewer scrolls
+    // it (wheel, scroll bar); the browser scrolling it to the focused cursor, or
+    // anything else, is put back to follow the cursor.
+    if (READONLY) {
+      let userScroll = 0;
+      pane.addEventListener("wheel", () => { userScroll = Date.now(); }, { passive: true });
+      pane.addEventListener("pointerdown", (e) => { if (e.target === pane) userScroll = Date.now(); });
+      pane.addEventListener("scroll", () => { if (Date.now() - userScroll > 1000) this.followCursor(t); });
+      pane.addEventListener("focusin", () => requestAnimationFrame(() => this.followCursor(t)));
+    }
     const dot = h("span.term-dot.off");
     const close = h("span.close", { role: "button", title: "Close terminal", "aria-label": `Close terminal ${name}` }, "✕");
     const tab = h("button.tab.term-tab", { type: "button", role: "tab", "data-terminal": name, title: `Terminal ${name}` },
