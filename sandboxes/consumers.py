@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from sandboxes import services, terminals
 from sandboxes.agent.client import ExecEvent
-from sandboxes.errors import BadRequest, SandboxError
+from sandboxes.classroom.access import until_revoked
+from sandboxes.errors import BadRequest, Forbidden, SandboxError
 from sandboxes.models import Sandbox
 from sandboxes.wsauth import scope_user
 
@@ -42,6 +43,7 @@ def close_code(exc: SandboxError) -> int:
 class _SandboxConsumer(AsyncWebsocketConsumer):
     sandbox: Sandbox | None = None
     relay: asyncio.Task[None] | None = None
+    watchdog: asyncio.Task[None] | None = None
 
     async def authorize(self) -> bool:
         """Refuse the upgrade unless the caller is known and owns the sandbox."""
@@ -80,6 +82,8 @@ class _SandboxConsumer(AsyncWebsocketConsumer):
             await self.close(code=close_code(exc), reason=reason)
 
     async def disconnect(self, code: int) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         if self.relay is not None:
             self.relay.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -105,6 +109,17 @@ class TerminalConsumer(_SandboxConsumer):
         await self.accept()
         self.session = terminals.TerminalSession(self.sandbox, self.options)
         self.relay = asyncio.create_task(self.run())
+        user = scope_user(self.scope)
+        if user is not None and self.sandbox.owner_id != user.pk:
+            self.watchdog = asyncio.create_task(self.close_when_revoked(user))
+
+    async def close_when_revoked(self, user: Any) -> None:
+        """A teacher or classmate watching: the view may be taken away meanwhile."""
+        assert self.sandbox is not None  # noqa: S101 - set in connect
+        await until_revoked(user, self.sandbox.id)
+        await self.fail(Forbidden("This view was revoked.", code="view_revoked"))
+        if self.relay is not None:
+            self.relay.cancel()
 
     async def run(self) -> None:
         assert self.session is not None  # noqa: S101 - set in connect

@@ -23,6 +23,7 @@ from ninja import Router, Schema
 from pydantic import StringConstraints
 
 from sandboxes import files, services
+from sandboxes.classroom.access import RECHECK_SECONDS, while_allowed
 from sandboxes.errors import BadRequest, PayloadTooLarge
 from sandboxes.models import Sandbox
 
@@ -396,8 +397,14 @@ async def watch_files(
     names, may be empty) says otherwise."""
     sandbox = await _sandbox(request, sandbox_id)
     names = None if exclude is None else [n.strip() for n in exclude.split(",") if n.strip()]
-    started = await files.watch(sandbox, _check_path(path), recursive, names)
-    return sse.response(_watch_events(started))
+    viewer = sandbox.owner_id != request.auth.pk  # type: ignore[attr-defined]
+    # A viewer's keep-alives come as often as the view is rechecked.
+    keepalive = RECHECK_SECONDS if viewer else 15.0
+    started = await files.watch(sandbox, _check_path(path), recursive, names, keepalive)
+    stream = _watch_events(started)
+    if viewer:
+        stream = while_allowed(stream, request.auth, sandbox.id)  # type: ignore[attr-defined]
+    return sse.response(stream)
 
 
 async def _watch_events(started: files.Watch) -> AsyncIterator[bytes]:

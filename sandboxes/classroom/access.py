@@ -8,6 +8,10 @@ students. Nobody but the owner ever writes.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 
@@ -26,3 +30,38 @@ async def can_view(user: AbstractBaseUser, sandbox_id: str) -> bool:
         .filter(Q(course__teacher=user) | Q(course__enrollments__student=user))
         .aexists()
     )
+
+
+# A viewer's open streams (terminal output, file watch) notice a revoked view within
+# this many seconds and end.
+RECHECK_SECONDS = 5.0
+
+
+async def until_revoked(
+    user: AbstractBaseUser, sandbox_id: str, interval: float = RECHECK_SECONDS
+) -> None:
+    """Return once ``user`` may no longer look at the sandbox (run it as a task)."""
+    while True:
+        await asyncio.sleep(interval)
+        if not await can_view(user, sandbox_id):
+            return
+
+
+async def while_allowed(
+    events: AsyncIterator[bytes],
+    user: AbstractBaseUser,
+    sandbox_id: str,
+    interval: float = RECHECK_SECONDS,
+) -> AsyncIterator[bytes]:
+    """Pass a viewer's stream through, ending it once the view is revoked (checked
+    between chunks, which the stream's keep-alives make at least periodic)."""
+    checked = time.monotonic()
+    try:
+        async for chunk in events:
+            if time.monotonic() - checked >= interval:
+                checked = time.monotonic()
+                if not await can_view(user, sandbox_id):
+                    return
+            yield chunk
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.integration.test_terminals import Screen, ws_url
@@ -373,9 +373,30 @@ def test_sharing_a_view_and_a_preview_then_revoking(
     host = httpx.URL(url).host
     page = _get_preview(school, host, "/hello.py")
     assert page.status_code == 200 and page.content == STARTER["hello.py"]
-    # The teacher revokes both: the view closes and the preview URL dies at once.
-    for item in shares:
-        assert klass.teacher.delete(f"/courses/{course}/shares/{item['id']}").status_code == 204
+    # A classmate watching the terminal and the files live...
+    owner_url = ws_url(school, f"/ws/sandboxes/{sid}/terminals/shown?token=")
+    watch_url = ws_url(school, f"/ws/sandboxes/{sid}/terminals/shown?readonly=1&token=")
+    with (
+        connect(owner_url + school.token("stu-a"), open_timeout=60) as owner_ws,
+        connect(watch_url + school.token("stu-b"), open_timeout=60) as watcher,
+        b.stream("GET", f"/sandboxes/{sid}/files/watch", params={"path": "/workspace"}) as sse,
+    ):
+        Screen(owner_ws).until(b"$ ")
+        Screen(watcher).until(b"$ ")
+        assert sse.status_code == 200
+        # ...until the teacher revokes both: the view closes, the streams open on it
+        # end within seconds, and the preview URL dies at once.
+        for item in shares:
+            response = klass.teacher.delete(f"/courses/{course}/shares/{item['id']}")
+            assert response.status_code == 204
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                watcher.recv(timeout=20)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+        for _ in sse.iter_raw():  # returns once the server ends the stream
+            pass
+        assert time.monotonic() - started < 20
     assert read(b, sid, "/workspace/hello.py").status_code == 404
     assert _get_preview(school, host, "/hello.py").status_code == 404
     assert b.get(f"/courses/{course}/shares").json()["shares"] == []
