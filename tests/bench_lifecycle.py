@@ -37,26 +37,42 @@ def _mem_mib(containers: list[str]) -> list[float]:
     return sizes
 
 
-def bench_lifecycle(server: LiveServer, max_sandboxes: int = 60) -> dict[str, Any]:
+def bench_wake(server: LiveServer, stop_runs: int = 7) -> dict[str, Any]:
+    """Wake time from each tier (the exec that wakes it), beside a warm exec and,
+    for the stop tier, a bare ``docker start`` of the same stopped container."""
     results: dict[str, Any] = {}
     with server.client("lifecycle-bench") as api:
         sid = api.post("/sandboxes", json={"name": "wake", "keep_alive": True}).json()["id"]
         url = f"/sandboxes/{sid}/exec"
+        container = f"{server.prefix}-{sid}"
 
         def exec_true() -> None:
             api.post(url, json={"command": ["true"]}).raise_for_status()
 
+        def docker(*args: str) -> None:
+            subprocess.run(["docker", *args], check=True, capture_output=True)
+
         for _ in range(5):
             exec_true()
         results["warm_exec_p50_ms"] = statistics.median(_ms(exec_true) for _ in range(30))
-        for tier, runs in (("pause", 15), ("stop", 7)):
-            times = []
+        for tier, runs in (("pause", 15), ("stop", stop_runs)):
+            times, baseline = [], []
             for _ in range(runs):
                 api.post(f"/sandboxes/{sid}/sleep", json={"tier": tier}).raise_for_status()
                 times.append(_ms(exec_true))  # the call that wakes it
+                if tier == "stop":  # interleaved, so both see the same machine load
+                    api.post(f"/sandboxes/{sid}/sleep", json={"tier": tier}).raise_for_status()
+                    baseline.append(_ms(lambda: docker("start", container)))
+                    exec_true()
             results[f"wake_from_{tier}_p50_ms"] = statistics.median(times)
+        results["docker_start_p50_ms"] = statistics.median(baseline)
         api.delete(f"/sandboxes/{sid}")
+    return results
 
+
+def bench_lifecycle(server: LiveServer, max_sandboxes: int = 60) -> dict[str, Any]:
+    results = bench_wake(server)
+    with server.client("lifecycle-bench") as api:
         # Running sandboxes, idle: memory each, and exec latency as they accumulate.
         ids: list[str] = []
         ramp = []

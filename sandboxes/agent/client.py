@@ -7,6 +7,7 @@ One connection per operation; the stream's own flow control is the backpressure
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -88,16 +89,25 @@ class AgentClient:
         return reply
 
     async def wait_ready(self, timeout: float) -> Pong:
-        """Ping until the agent answers (it is starting with its container)."""
+        """Ping until the agent answers (it is starting with its container).
+
+        A unix socket appears only once the agent accepts connections (it is renamed
+        into place), so its path is watched every few milliseconds (a ``stat``) and
+        dialled once it is there: a wake is not rounded up to a backoff step.
+        """
         deadline = time.monotonic() + timeout
+        path = self.address.unix_path
         delay = 0.002
         while True:
-            try:
-                return await self.ping()
-            except AgentUnreachable:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(delay)
+            if path is None or os.path.exists(path):
+                try:
+                    return await self.ping()
+                except AgentUnreachable:
+                    pass
+            if time.monotonic() > deadline:
+                raise AgentUnreachable()
+            await asyncio.sleep(delay)
+            if path is None:
                 delay = min(delay * 1.5, 0.05)
 
 

@@ -242,8 +242,7 @@ class DockerBackend(Backend):
         await self._run(self._start, state)
 
     def _start(self, state: BackendState) -> None:
-        container = self._container(state)
-        container.reload()
+        container = self._container(state)  # just inspected: no reload() needed
         if container.attrs["State"].get("Paused"):
             container.unpause()
         elif container.status != "running":
