@@ -15,8 +15,9 @@ Cheap by design: a full walk (``lstat`` of every entry, on a thread) runs only
 after something could have changed (a process ran, a file was written through the
 API), at most every ``FULL_SCAN_GAP`` seconds or 20 times its own duration. In
 between, each tick follows only the files that processes hold open for writing
-(``/proc/*/fd``) and adds their growth. An idle sandbox costs a listing of /proc
-and one read of /proc/loadavg per tick.
+(``/proc/*/fd``) and adds their growth. A tick with no process but the agent's
+costs one ``pread`` of /proc/loadavg; and as only a request makes the agent start a
+process, an idle sandbox's watcher sleeps until the next request.
 """
 
 from __future__ import annotations
@@ -175,13 +176,19 @@ def writers(pids: list[int]) -> dict[tuple[int, int], Writer]:
     return found
 
 
-def _last_pid() -> str:
-    """The pid namespace's last allocated pid: changes whenever a process started."""
+_loadavg = -1
+
+
+def _last_pid() -> bytes:
+    """The pid namespace's last allocated pid: changes whenever a process started.
+    (One pread of a file kept open: the idle tick's only system call.)"""
+    global _loadavg
     try:
-        with open("/proc/loadavg") as f:
-            return f.read().rsplit(None, 1)[-1]
-    except OSError:
-        return ""
+        if _loadavg < 0:
+            _loadavg = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+        return os.pread(_loadavg, 128, 0).rsplit(None, 1)[-1]
+    except (OSError, IndexError):
+        return b""
 
 
 _CPU_FILES = (
@@ -190,24 +197,40 @@ _CPU_FILES = (
 )
 
 
+_cpu_file: tuple[int, int] | None = None  # (fd, scale) of the first file that opened
+
+
 def container_cpu_ns() -> int | None:
     """CPU time the whole container used so far, if the cgroup shows it."""
-    for path, scale in _CPU_FILES:
-        try:
-            with open(path) as f:
-                text = f.read()
-        except OSError:
-            continue
+    global _cpu_file
+    if _cpu_file is None:
+        for path, scale in _CPU_FILES:
+            try:
+                _cpu_file = (os.open(path, os.O_RDONLY | os.O_CLOEXEC), scale)
+                break
+            except OSError:
+                continue
+        else:
+            _cpu_file = (-1, 0)
+    fd, scale = _cpu_file
+    if fd < 0:
+        return None
+    try:
+        text = os.pread(fd, 4096, 0)
         if scale == 1:
             return int(text)
         for line in text.splitlines():
-            if line.startswith("usage_usec "):
+            if line.startswith(b"usage_usec "):
                 return int(line.split()[1]) * scale
+    except (OSError, ValueError):
+        pass
     return None
 
 
 # Others' CPU time since the last walk beyond which files may have changed.
 ACTIVE_CPU_NS = 1_000_000
+# After a request the watcher looks for the processes it may start this long.
+AWAKE_AFTER_REQUEST = 3.0
 
 
 class DiskWatcher:
@@ -226,10 +249,13 @@ class DiskWatcher:
         self.dirty = True  # something may have changed since the last walk
         self.exceeded = False
         self.killed = 0
-        self._last_pid = ""
+        self._last_pid = b""
+        self.pids: list[int] = []  # processes other than the agent's, as last listed
         self._cpu: tuple[int, int] | None = None  # (container, agent) CPU ns
         self._others_cpu = 0
         self._scan_lock = asyncio.Lock()
+        self._kicked = asyncio.Event()
+        self._awake_until = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -287,12 +313,16 @@ class DiskWatcher:
             self.dirty = True
         self.open_growth = growth
 
-    def _activity(self, pids: list[int]) -> bool:
-        """Could anything but the agent have changed files since the last tick?"""
+    def _activity(self) -> bool:
+        """Could anything but the agent have changed files since the last look?
+        Updates ``self.pids``; /proc is listed only when a process may be running."""
         last_pid, self._last_pid = self._last_pid, _last_pid()
-        if last_pid != self._last_pid:
-            return True  # a process started
-        if not pids:
+        started = last_pid != self._last_pid
+        if started or self.pids:
+            self.pids = user_pids()
+        if started:
+            return True
+        if not self.pids:
             return False
         container = container_cpu_ns()
         if container is None:
@@ -309,10 +339,9 @@ class DiskWatcher:
 
     async def tick(self) -> float:
         """One look; returns how long to wait before the next."""
-        pids = user_pids()
-        if self._activity(pids):
+        if self._activity():
             self.dirty = True
-        current = writers(pids) if pids else {}
+        current = writers(self.pids) if self.pids else {}
         self._follow(current)
         over = self.used > self.quota
         if (over and not self.exceeded) or ((self.dirty or over) and self._scan_due()):
@@ -343,12 +372,13 @@ class DiskWatcher:
         the bytes received so far before each chunk (cheap unless near the quota)."""
         if not self.enabled:
             return None
-        if not adding and self._activity(user_pids()):
+        if not adding and self._activity():
             self.dirty = True
         near = self.used + adding > self.quota
         age = time.monotonic() - self.measured_at
         stale = age > 5 * self.scan_seconds if not adding else age > max(0.2, 5 * self.scan_seconds)
-        if (near or (self.dirty and not adding)) and stale:
+        unconfirmed = self.used > self.quota and not self.exceeded  # only a walk decides
+        if unconfirmed or ((near or (self.dirty and not adding)) and stale):
             await self.scan()  # files may have changed since: look again
             self._follow(writers(user_pids()))
         if self.used > self.quota:
@@ -360,6 +390,11 @@ class DiskWatcher:
             )
         return None
 
+    def kick(self) -> None:
+        """The agent got a request: processes may start (and write) now."""
+        self._awake_until = time.monotonic() + AWAKE_AFTER_REQUEST
+        self._kicked.set()
+
     async def run(self) -> None:
         while True:
             try:
@@ -367,7 +402,14 @@ class DiskWatcher:
             except Exception:  # never let the watcher die: log and carry on
                 log.exception("disk watcher")
                 delay = TICK
-            await asyncio.sleep(delay)
+            busy = self.pids or self.dirty or self.exceeded
+            if busy or time.monotonic() < self._awake_until:
+                await asyncio.sleep(delay)
+            else:
+                # Only the agent runs, and only a request makes it start a process:
+                # an idle sandbox costs no wake-ups at all until the next one.
+                self._kicked.clear()
+                await self._kicked.wait()
 
 
 def _tell(pid: int, line: bytes, told: set[str]) -> None:

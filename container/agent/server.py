@@ -37,6 +37,7 @@ HANDLERS: dict[type[Message], Handler] = {
 
 
 async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    quota.watcher.kick()  # a request may start processes that write
     channel = Channel(reader, writer)
     try:
         request = await channel.receive_message()
