@@ -66,9 +66,14 @@ async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
 def _use_pidfd_watcher() -> None:
     """Python 3.11 watches each child from a thread; a pidfd in the loop is cheaper.
 
-    (3.12 and later choose the pidfd watcher by themselves.)
+    (3.12 and later choose the pidfd watcher by themselves.) Not where the kernel
+    lacks pidfd_open: gVisor (``SANDBOX_RUNTIME=runsc``) answers ENOSYS.
     """
     if sys.version_info < (3, 12) and hasattr(asyncio, "PidfdChildWatcher"):
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError:
+            return
         watcher = asyncio.PidfdChildWatcher()
         watcher.attach_loop(asyncio.get_running_loop())
         asyncio.set_child_watcher(watcher)

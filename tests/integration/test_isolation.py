@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -10,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.server import LiveServer
+from tests.server import LiveServer, _remove_prefixed, make_server
 
 
 def run(api: httpx.Client, sandbox_id: str, command: str, timeout: float = 30) -> dict:
@@ -134,3 +136,57 @@ def test_dns_still_resolves(api: httpx.Client, pair: tuple[str, str]) -> None:
     a, _ = pair
     out = run(api, a, "getent hosts pypi.org || getent hosts deb.debian.org")
     assert out["exit_code"] == 0 and out["stdout"].strip(), out
+
+
+# --------------------------------------------------------------- gVisor
+
+RUNSC_ENTRY = (
+    '"runtimes": {"runsc": {"path": "/usr/bin/runsc", '
+    '"runtimeArgs": ["--network=host", "--host-uds=all"]}}'
+)
+
+
+@pytest.fixture(scope="module")
+def gvisor(sandbox_image: str) -> Iterator[LiveServer]:
+    """A server whose sandboxes run under gVisor (SANDBOX_RUNTIME=runsc)."""
+    runtimes = subprocess.run(
+        ["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True
+    ).stdout
+    if "runsc" not in runtimes:
+        pytest.fail(
+            "gVisor is not registered with Docker: `apt-get install runsc`, add "
+            f"{RUNSC_ENTRY} to /etc/docker/daemon.json and reload dockerd (SIGHUP).",
+            pytrace=False,
+        )
+    prefix = "sbxgvisor-" + secrets.token_hex(3)
+    server = make_server(prefix, {"SANDBOX_RUNTIME": "runsc"})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        _remove_prefixed(prefix)
+
+
+def test_gvisor_runtime_runs_sandboxes_on_its_own_kernel(
+    gvisor: LiveServer, host_listener: int
+) -> None:
+    with gvisor.client("gvisor") as api:
+        sid = api.post("/sandboxes", json={"name": "g", "keep_alive": True}).json()["id"]
+        runtime = subprocess.run(
+            ["docker", "inspect", "-f", "{{.HostConfig.Runtime}}", f"{gvisor.prefix}-{sid}"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        assert runtime == "runsc"
+        kernel = run(api, sid, "dmesg | head -1; id -u")
+        assert "Starting gVisor" in kernel["stdout"]  # the Sentry, not the host's kernel
+        assert kernel["stdout"].endswith("1000\n")
+        # everything works as under runc: files, exec, the firewall, both sleep tiers
+        put = api.put(f"/sandboxes/{sid}/files/content", params={"path": "a.txt"}, content=b"kept")
+        assert put.status_code == 201, put.text
+        gateway = run(api, sid, "ip route | awk '/default/ {print $3}'")["stdout"].strip()
+        assert gateway and not reach(api, sid, gateway, host_listener)
+        for tier in ("pause", "stop"):
+            api.post(f"/sandboxes/{sid}/sleep", json={"tier": tier}).raise_for_status()
+            assert run(api, sid, "cat /workspace/a.txt")["stdout"] == "kept"
