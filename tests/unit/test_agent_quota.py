@@ -41,3 +41,19 @@ def test_agent_arguments() -> None:
         parse(["--nope", "x"])
     with pytest.raises(SystemExit):
         parse(["--socket"])
+
+
+def test_a_template_may_lower_the_disk_quota_never_raise_it(settings) -> None:  # type: ignore[no-untyped-def]
+    from sandboxes.backends.base import SandboxSpec
+    from sandboxes.backends.docker import disk_quota
+
+    def spec(**limits: float) -> SandboxSpec:
+        return SandboxSpec(sandbox_id="x", owner_id=1, image="i", limits=limits)
+
+    settings.SANDBOX_DISK_QUOTA = 5 * 1024**3
+    assert disk_quota(spec()) == 5 * 1024**3
+    assert disk_quota(spec(disk_mb=100)) == 100 * 1024**2
+    assert disk_quota(spec(disk_mb=10**6)) == 5 * 1024**3
+    settings.SANDBOX_DISK_QUOTA = 0  # none on the server: a template's own still holds
+    assert disk_quota(spec()) == 0
+    assert disk_quota(spec(disk_mb=100)) == 100 * 1024**2
