@@ -21,7 +21,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from . import execs, sessions
+from . import execs, quota, sessions
 from .protocol import (
     CHUNK,
     Channel,
@@ -84,6 +84,8 @@ class LogStream:
         self.disk_ok = self.fd is not None
 
     def append(self, data: bytes) -> None:
+        if quota.watcher.exceeded:
+            self.disk_ok = False  # over the disk quota: as if the disk were full
         if self.fd is not None and self.disk_ok:
             try:
                 os.write(self.fd, data)

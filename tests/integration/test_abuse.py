@@ -307,3 +307,24 @@ def test_hiding_data_in_an_unreadable_directory_still_counts(small_disk: LiveSer
         assert "would pass" in put.json()["error"]["message"]
         mode = run(client, sid, "stat -c %a /workspace/h")["stdout"].strip()
         assert mode == "0"  # the walk put the mode back
+
+
+def test_over_the_quota_process_output_stays_in_memory(small_disk: LiveServer) -> None:
+    """A background process's output is kept on disk too; not past the quota."""
+    with small_disk.client("logger") as client:
+        sid = client.post("/sandboxes", json={"name": "logs", "keep_alive": True}).json()["id"]
+        out = run(client, sid, "head -c 2G /dev/zero > /workspace/fill; echo exit=$?", 120)
+        assert "exit=137" in out["stdout"], out
+        started = client.post(
+            f"/sandboxes/{sid}/processes", json={"command": "head -c 30M /dev/zero | tr '\\0' x"}
+        )
+        assert started.status_code == 201, started.text
+        pid = started.json()["pid"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/sandboxes/{sid}/processes/{pid}").json()["status"] != "exited":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        size = run(client, sid, f"stat -c %s /tmp/.sandbox-processes/{pid}.stdout")["stdout"]
+        assert int(size) < 2**20, size  # not 30 MB on a full quota
+        logs = client.get(f"/sandboxes/{sid}/processes/{pid}/logs")
+        assert logs.status_code == 200 and "xxxx" in logs.text  # the tail, from memory

@@ -165,13 +165,15 @@ def test_agent_restarts_if_it_dies(fast: LiveServer) -> None:
     with fast.client("agentdeath") as api:
         sid = api.post("/sandboxes", json={"name": "a", "keep_alive": True}).json()["id"]
         api.post(f"/sandboxes/{sid}/exec", json={"command": "setsid -f sleep 1000"})
-        api.post(
-            f"/sandboxes/{sid}/exec",
-            json={"command": "kill -KILL $(pgrep -f '^python3 -m sandbox_agent')"},
-        )
+        agent = "pgrep -f '^python3 (-S )?-m sandbox_agent'"
+        before = api.post(f"/sandboxes/{sid}/exec", json={"command": agent}).json()["stdout"]
+        assert before.strip().isdigit(), before
+        api.post(f"/sandboxes/{sid}/exec", json={"command": f"kill -KILL $({agent})"})
         out = api.post(f"/sandboxes/{sid}/exec", json={"command": "pgrep -c -x sleep"}, timeout=60)
         assert out.status_code == 200, out.text
         assert out.json()["stdout"].strip() == "1"  # user processes survived the agent
+        after = api.post(f"/sandboxes/{sid}/exec", json={"command": agent}).json()["stdout"]
+        assert after.strip().isdigit() and after != before  # a new agent answered
 
 
 def test_sandboxes_per_user_limit(fast: LiveServer) -> None:

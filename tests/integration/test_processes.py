@@ -57,7 +57,8 @@ def rss_kib(pid: int) -> int:
 
 def agent_rss_kib(api: httpx.Client, sandbox: dict) -> int:
     """The agent's resident memory, read inside the sandbox."""
-    out = run(api, sandbox, "grep VmRSS /proc/$(pgrep -nf '^python3 -m sandbox_agent')/status")
+    agent = "$(pgrep -nf '^python3 (-S )?-m sandbox_agent')"
+    out = run(api, sandbox, f"grep VmRSS /proc/{agent}/status")
     return int(out["stdout"].split()[1])
 
 
