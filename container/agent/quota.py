@@ -231,6 +231,9 @@ def container_cpu_ns() -> int | None:
 ACTIVE_CPU_NS = 1_000_000
 # After a request the watcher looks for the processes it may start this long.
 AWAKE_AFTER_REQUEST = 3.0
+# A parent whose child was killed for writing over the quota is killed itself if it
+# starts another writer within this many seconds.
+STRIKE_MEMORY = 30.0
 
 
 class DiskWatcher:
@@ -255,6 +258,7 @@ class DiskWatcher:
         self._others_cpu = 0
         self._scan_lock = asyncio.Lock()
         self._kicked = asyncio.Event()
+        self._struck: dict[int, float] = {}  # parents of killed writers: when
         self._awake_until = 0.0
 
     @property
@@ -354,17 +358,36 @@ class DiskWatcher:
         return BUSY_TICK if current else TICK
 
     def _stop_writers(self, current: dict[tuple[int, int], Writer]) -> None:
+        """Kill each writer's process group (a shell loop that would start the next
+        writer goes with it); a parent that keeps starting writers outside its own
+        group (an interactive shell's loop) is killed at its second writer."""
         line = f"\nsandbox: process stopped. {self.message()}\n".encode()
         told: set[str] = set()
+        ours = {0, 1, os.getpid(), os.getppid()}
+        our_group = os.getpgid(0)
+        now = time.monotonic()
+        for key in [pid for pid, when in self._struck.items() if now - when > STRIKE_MEMORY]:
+            del self._struck[key]
         for writer in current.values():
             for pid in writer.pids:
                 _tell(pid, line, told)
+                parent, group = _parent(pid), _group(pid)
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    if group not in (0, our_group) and group not in ours:
+                        os.killpg(group, signal.SIGKILL)
+                    else:
+                        os.kill(pid, signal.SIGKILL)
                 except OSError:
                     continue
                 self.killed += 1
                 log.warning("killed pid %d writing %s (disk quota)", pid, writer.path)
+                if parent in ours:
+                    continue
+                if parent in self._struck:
+                    with contextlib.suppress(OSError):
+                        os.kill(parent, signal.SIGKILL)
+                        log.warning("killed pid %d: it kept starting writers", parent)
+                self._struck[parent] = now
 
     async def refusal(self, adding: int = 0) -> str | None:
         """Why a write through the API must be refused, if so: asked with ``adding=0``
@@ -410,6 +433,21 @@ class DiskWatcher:
                 # an idle sandbox costs no wake-ups at all until the next one.
                 self._kicked.clear()
                 await self._kicked.wait()
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _group(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return 0
 
 
 def _tell(pid: int, line: bytes, told: set[str]) -> None:

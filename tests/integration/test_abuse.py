@@ -225,8 +225,10 @@ def test_disk_fill_is_stopped_at_the_quota_and_deleting_frees_it(
         assert disk["quota_bytes"] == QUOTA_MB * 2**20 and not disk["exceeded"]
 
         # 2 GiB into a 64 MiB quota: the writer is stopped, and says why on its stderr
-        out = run(filler, sid, "head -c 2G /dev/zero > /workspace/fill; echo exit=$?", 120)
-        assert "exit=137" in out["stdout"], out
+        # (the command's whole process group goes: the echo never runs)
+        out = run(filler, sid, "head -c 2G /dev/zero > /workspace/fill; echo went on", 120)
+        assert out["exit_code"] == 137, out
+        assert "went on" not in out["stdout"]
         assert "disk quota is used up" in out["stderr"], out
         size = int(run(filler, sid, "stat -c %s /workspace/fill")["stdout"])
         assert QUOTA_MB * 2**20 < size < 2 * 1024**3, size
@@ -313,8 +315,8 @@ def test_over_the_quota_process_output_stays_in_memory(small_disk: LiveServer) -
     """A background process's output is kept on disk too; not past the quota."""
     with small_disk.client("logger") as client:
         sid = client.post("/sandboxes", json={"name": "logs", "keep_alive": True}).json()["id"]
-        out = run(client, sid, "head -c 2G /dev/zero > /workspace/fill; echo exit=$?", 120)
-        assert "exit=137" in out["stdout"], out
+        out = run(client, sid, "head -c 2G /dev/zero > /workspace/fill", 120)
+        assert out["exit_code"] == 137, out
         started = client.post(
             f"/sandboxes/{sid}/processes", json={"command": "head -c 30M /dev/zero | tr '\\0' x"}
         )
@@ -328,3 +330,25 @@ def test_over_the_quota_process_output_stays_in_memory(small_disk: LiveServer) -
         assert int(size) < 2**20, size  # not 30 MB on a full quota
         logs = client.get(f"/sandboxes/{sid}/processes/{pid}/logs")
         assert logs.status_code == 200 and "xxxx" in logs.text  # the tail, from memory
+
+
+def test_a_loop_of_writers_is_stopped_whole(small_disk: LiveServer) -> None:
+    """Killing only each writer would let a loop append forever, a bit each time."""
+    with small_disk.client("looper") as client:
+        sid = client.post("/sandboxes", json={"name": "loop", "keep_alive": True}).json()["id"]
+        out = run(
+            client,
+            sid,
+            "for i in $(seq 50); do head -c 200M /dev/zero >> /workspace/loop; done",
+            120,
+        )
+        assert out["exit_code"] == 137, out
+        size = int(run(client, sid, "stat -c %s /workspace/loop")["stdout"])
+        assert size < 1024**3, size  # not 10 GB: the loop died with its first victim
+        # a loop whose writers each leave its group (as an interactive shell's jobs
+        # do) is killed when it starts a second writer over the quota
+        script = "setsid head -c 200M /dev/zero >> /workspace/loop2"
+        out = run(client, sid, f"for i in $(seq 50); do {script}; done; echo ended", 120)
+        assert out["exit_code"] == 137 and "ended" not in out["stdout"], out
+        size = int(run(client, sid, "stat -c %s /workspace/loop2")["stdout"])
+        assert size < 1024**3, size
