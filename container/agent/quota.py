@@ -29,6 +29,7 @@ import os
 import signal
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .execs import WORKSPACE
@@ -103,22 +104,22 @@ def walk(roots: tuple[str, ...] = ROOTS) -> dict[str, int]:
     return usage
 
 
-def _entries(directory: str, reopened: list[tuple[str, int]]) -> list[os.DirEntry[str]]:
+def _entries(directory: str, reopened: list[tuple[str, int]]) -> Iterator[os.DirEntry[str]]:
+    """A directory's entries, streamed (a million files must not become a list)."""
     try:
-        with os.scandir(directory) as it:
-            return list(it)
+        it = os.scandir(directory)
     except PermissionError:
-        pass
+        try:  # the sandbox user owns it: open it up (``walk`` closes it again)
+            mode = stat.S_IMODE(os.lstat(directory).st_mode)
+            os.chmod(directory, mode | stat.S_IRUSR | stat.S_IXUSR)
+            reopened.append((directory, mode))
+            it = os.scandir(directory)
+        except OSError:
+            return
     except OSError:
-        return []
-    try:  # the sandbox user owns it: open it up (``walk`` closes it again)
-        mode = stat.S_IMODE(os.lstat(directory).st_mode)
-        os.chmod(directory, mode | stat.S_IRUSR | stat.S_IXUSR)
-        reopened.append((directory, mode))
-        with os.scandir(directory) as it:
-            return list(it)
-    except OSError:
-        return []
+        return
+    with it, contextlib.suppress(OSError):
+        yield from it
 
 
 @dataclass
