@@ -26,8 +26,7 @@ def sign_up(page: Page, username: str) -> None:
 
 @pytest.fixture(scope="module")
 def teacher(browser: Browser, server) -> Iterator[tuple[BrowserContext, str]]:  # type: ignore[no-untyped-def]
-    """A teacher with an account made in the browser and a template (with starter
-    files) made through the API."""
+    """A teacher with an account made in the browser."""
     context = new_context(browser, server.url)
     page = context.new_page()
     username = "teach" + secrets.token_hex(3)
@@ -35,16 +34,6 @@ def teacher(browser: Browser, server) -> Iterator[tuple[BrowserContext, str]]:  
     sign_up(page, username)
     expect(page.get_by_text(f"Welcome, {username}!")).to_be_visible()
     page.close()
-    api = server.client(username)
-    template = api.post("/templates", json={"name": "lesson-1", "open_files": ["hello.py"]}).json()
-    starter = api.put(
-        f"/templates/{template['id']}/files",
-        files=[
-            ("hello.py", ("hello.py", b'print("hello from lesson 1")\n')),
-            ("README.md", ("README.md", b"# Lesson 1\n")),
-        ],
-    )
-    assert starter.status_code == 200, starter.text
     yield context, username
     assert context.external_requests == [], context.external_requests  # type: ignore[attr-defined]
     context.close()
@@ -55,8 +44,26 @@ def test_teacher_and_student_flows(browser: Browser, server, teacher) -> None:  
     page = context.new_page()
     log = ConsoleLog(page)
 
-    # The teacher creates a course on the template and an invite link.
+    # The teacher makes a template from uploaded files, a course on it and an invite.
     page.goto("/courses/")
+    expect(page.get_by_text("No templates yet.")).to_be_visible()
+    page.get_by_text("New template").click()
+    page.fill("#template-form input[name=name]", "lesson-1")
+    page.set_input_files(
+        "#template-form input[name=files]",
+        files=[
+            {
+                "name": "hello.py",
+                "mimeType": "text/plain",
+                "buffer": b'print("hello from lesson 1")\n',
+            },
+            {"name": "README.md", "mimeType": "text/plain", "buffer": b"# Lesson 1\n"},
+        ],
+    )
+    page.fill("#template-form input[name=open_files]", "hello.py")
+    page.get_by_role("button", name="Create template").click()
+    expect(page.locator('[data-template="lesson-1"]')).to_contain_text("starter")
+    shot(page, "classroom-courses")
     expect(page.locator("#course-template option")).to_have_text(["lesson-1"])
     page.fill("#course-form input[name=name]", "Python 101")
     page.get_by_role("button", name="Create course").click()

@@ -66,16 +66,51 @@ async function listPage(root) {
     }
   }
 
-  try {
-    const { templates } = await call("GET", "/templates");
-    select.replaceChildren(...templates.map((t) => h("option", { value: t.id }, t.name)));
-    if (!templates.length) {
-      select.replaceChildren(h("option", { value: "" }, "no templates yet"));
-      form.querySelector("button").disabled = true;
+  async function loadTemplates() {
+    try {
+      const { templates } = await call("GET", "/templates");
+      select.replaceChildren(...templates.map((t) => h("option", { value: t.id }, t.name)));
+      form.querySelector("button").disabled = !templates.length;
+      if (!templates.length) select.replaceChildren(h("option", { value: "" }, "no templates yet"));
+      document.getElementById("template-list").replaceChildren(templates.length
+        ? h("ul", {}, ...templates.map((t) => h("li", { "data-template": t.name }, h("strong", {}, t.name),
+          ` · ${t.repo_url || "uploaded files"} · ${t.starter_head ? `starter ${t.starter_head.slice(0, 7)}` : "no starter yet"}`
+          + (t.open_files.length ? ` · opens ${t.open_files.join(", ")}` : ""))))
+        : "No templates yet.");
+    } catch (err) {
+      flash(slot, "error", `Could not list your templates: ${err.message}`);
     }
-  } catch (err) {
-    flash(slot, "error", `Could not list your templates: ${err.message}`);
   }
+  const templateForm = document.getElementById("template-form");
+  templateForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = templateForm.elements;
+    const body = { name: f.name.value.trim() };
+    for (const key of ["repo_url", "repo_branch", "setup_command"]) {
+      if (f[key].value.trim()) body[key] = f[key].value.trim();
+    }
+    const open = f.open_files.value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (open.length) body.open_files = open;
+    if (f.preview_port.value) body.preview_port = Number(f.preview_port.value);
+    const button = document.getElementById("template-create");
+    try {
+      await busy(button, "Creating…", async () => {
+        const t = await call("POST", "/templates", { json: body });
+        if (f.files.files.length) {
+          const data = new FormData();
+          for (const file of f.files.files) data.append(file.name, file, file.name);
+          await call("PUT", `/templates/${t.id}/files`, { body: data });
+        }
+      });
+      flash(slot, "success", `Template “${body.name}” is ready: start a course on it.`);
+      templateForm.reset();
+      document.getElementById("template-new").open = false;
+      await loadTemplates();
+    } catch (err) {
+      flash(slot, "error", `Could not create the template: ${err.message}`);
+    }
+  });
+  await loadTemplates();
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const button = document.getElementById("course-create");
