@@ -4,8 +4,9 @@ Pool sandboxes are built from the template ahead of time (container running,
 starter installed, setup done), owned by an inactive "pool" user and kept awake.
 A student joining takes one by deleting its ``PoolEntry`` row (one claimer wins,
 across server processes) and becoming its owner; the pool is topped up in the
-background. Only templates that some course uses are pooled, each to its
-``warm_pool`` size; entries built from an older starter are replaced.
+background. Only templates of a course open for joining (an invite link still
+usable) are pooled, each to its ``warm_pool`` size; entries built from an older
+starter or image are replaced, never handed out.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q
 from django.utils import timezone
 
 from sandboxes import services
-from sandboxes.classroom.models import PoolEntry, Template
+from sandboxes.classroom.models import Invite, PoolEntry, Template
 from sandboxes.errors import SandboxError
+from sandboxes.images import image_tag
 from sandboxes.models import Sandbox
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,9 @@ async def claim(template: Template, user: AbstractBaseUser, name: str) -> Sandbo
     """Hand a ready sandbox of this template to ``user`` under ``name``, or None."""
     owner = await pool_user()
     claimed = None
-    entries = PoolEntry.objects.filter(template=template, starter_head=template.starter_head)
+    entries = PoolEntry.objects.filter(
+        template=template, starter_head=template.starter_head, sandbox__image=_image(template)
+    )
     candidates = [pair async for pair in entries.values_list("pk", "sandbox_id")]
     # Many students join at once: each tries the entries in its own random order,
     # so they rarely collide on the same row.
@@ -116,16 +121,32 @@ async def _fill_logged(template_id: str) -> None:
         log.exception("warm pool: filling template %s failed", template_id)
 
 
+def _image(template: Template) -> str:
+    """The image a sandbox of this template gets now (a rebuilt image makes older
+    pooled sandboxes stale, like a new starter does)."""
+    return template.image or image_tag()
+
+
+async def _open_for_joining(template: Template) -> bool:
+    """Whether a course on the template has an invite link students can still use."""
+    now = timezone.now()
+    return (
+        await Invite.objects.filter(course__template=template, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .aexists()
+    )
+
+
 async def fill(template: Template) -> int:
     """Build sandboxes until the pool holds ``warm_pool`` current ones; returns how many
     were built. Stale entries (older starter) are removed first."""
     lock = _locks.setdefault(template.id, asyncio.Lock())
     async with lock:
         await template.arefresh_from_db()
-        wanted = template.warm_pool if await template.courses.aexists() else 0
+        wanted = template.warm_pool if await _open_for_joining(template) else 0
         async for entry in (
             PoolEntry.objects.filter(template=template)
-            .exclude(starter_head=template.starter_head)
+            .exclude(starter_head=template.starter_head, sandbox__image=_image(template))
             .select_related("sandbox")
         ):
             await _discard(entry)
