@@ -55,8 +55,10 @@ class Gone(SandboxError):
 
 async def create_course(teacher: AbstractBaseUser, name: str, template_id: str) -> Course:
     name = name.strip()
-    if not name or len(name) > 100:
-        raise BadRequest("A course needs a name of 1 to 100 characters.", code="invalid_name")
+    if not name or len(name) > 100 or not name.isprintable():
+        raise BadRequest(
+            "A course needs a name of 1 to 100 printable characters.", code="invalid_name"
+        )
     try:
         template = await Template.objects.aget(pk=template_id, owner=teacher)
     except Template.DoesNotExist:
@@ -236,6 +238,8 @@ async def roster(course: Course) -> list[dict[str, Any]]:
 
 
 async def get_enrollment(course: Course, student_id: int) -> Enrollment:
+    if not 0 < student_id < 2**63:  # beyond any database id
+        raise NotFound(f"No student {student_id} in this course.", code="not_found")
     enrollment = (
         await Enrollment.objects.select_related("student", "sandbox", "course__template")
         .filter(course=course, student_id=student_id)

@@ -429,6 +429,11 @@ def test_bad_input_gets_clear_errors(school: LiveServer, klass: Class) -> None:
         t.post(f"/courses/{course}/shares", json={"sandbox": "x", "kind": "screen"}),
         t.delete(f"/courses/{course}/shares/999999"),
         t.get("/courses/nope"),
+        t.post("/courses", json={"name": "a\u0000b", "template": klass.template["id"]}),
+        t.post(f"/courses/{course}/students/{10**25}/reset"),
+        t.get(f"/courses/{course}/students/{10**25}/archives"),
+        t.get(f"/courses/{course}/archives/{10**25}"),
+        t.post("/invites/" + "a" * 5000 + "/join"),
     ]
     for response in cases:
         assert 400 <= response.status_code < 500, response.text
