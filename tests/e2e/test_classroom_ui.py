@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -39,7 +40,7 @@ def teacher(browser: Browser, server) -> Iterator[tuple[BrowserContext, str]]:  
     context.close()
 
 
-def test_teacher_and_student_flows(browser: Browser, server, teacher) -> None:  # type: ignore[no-untyped-def]
+def test_teacher_and_student_flows(browser: Browser, server, teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     context, _ = teacher
     page = context.new_page()
     log = ConsoleLog(page)
@@ -60,6 +61,10 @@ def test_teacher_and_student_flows(browser: Browser, server, teacher) -> None:  
             {"name": "README.md", "mimeType": "text/plain", "buffer": b"# Lesson 1\n"},
         ],
     )
+    folder = tmp_path / "starter"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "notes.txt").write_text("from a folder\n")
+    page.set_input_files("#template-form input[name=folder]", folder)
     page.fill("#template-form input[name=open_files]", "hello.py")
     page.get_by_role("button", name="Create template").click()
     expect(page.locator('[data-template="lesson-1"]')).to_contain_text("starter")
@@ -98,6 +103,7 @@ def test_teacher_and_student_flows(browser: Browser, server, teacher) -> None:  
     student.keyboard.type("echo typed-by-$((6*7))")
     student.keyboard.press("Enter")
     expect(student.locator(".term-host .xterm-rows").first).to_contain_text("typed-by-42")
+    expect(student.locator('.tree-row[data-path="/workspace/data"]')).to_be_visible()
     shot(student, "classroom-student-ide")
     sandbox_id = student.url.rstrip("/").rsplit("/", 1)[-1]
 

@@ -96,11 +96,15 @@ async function listPage(root) {
     try {
       await busy(button, "Creating…", async () => {
         const t = await call("POST", "/templates", { json: body });
-        if (f.files.files.length) {
-          const data = new FormData();
-          for (const file of f.files.files) data.append(file.name, file, file.name);
-          await call("PUT", `/templates/${t.id}/files`, { body: data });
+        // Each part's field name is its path in the starter; a folder's own name is
+        // dropped so its contents land at the top of the workspace.
+        const data = new FormData();
+        for (const file of f.files.files) data.append(file.name, file, file.name);
+        for (const file of f.folder.files) {
+          const path = (file.webkitRelativePath || file.name).split("/").slice(1).join("/") || file.name;
+          data.append(path, file, file.name);
         }
+        if ([...data.keys()].length) await call("PUT", `/templates/${t.id}/files`, { body: data });
       });
       flash(slot, "success", `Template “${body.name}” is ready: start a course on it.`);
       templateForm.reset();
