@@ -17,12 +17,16 @@ Other hosts pass through unchanged, except ``/preview/{id}/{port}/…`` on the I
 own host: the path-based fallback for deployments without wildcard DNS, owner-only
 (see README, "API extensions").
 
-Private ports additionally need the owner's login. The preview host cannot see the
-IDE's session (a different origin, on purpose), so it sends the browser once through
-``/preview-auth/`` on the IDE origin, which checks the session and sends it back to
-``/__sandbox_preview_auth?ticket=…`` with a signed, one-minute ticket bound to the
-preview host; this layer then sets a host-only ``sandbox_preview`` cookie (signed,
-HttpOnly, SameSite=Lax) and never sees the IDE's session cookie.
+Private ports additionally need the login of the owner or of someone who may look
+at the sandbox (``classroom.access.can_view``: a course's teacher, a class it is
+shared with). The preview host cannot see the IDE's session (a different origin, on
+purpose), so it sends the browser once through ``/preview-auth/`` on the IDE origin,
+which checks the session and sends it back to ``/__sandbox_preview_auth?ticket=…``
+with a signed, one-minute ticket bound to the preview host and the user; this layer
+then sets a host-only ``sandbox_preview`` cookie (signed, HttpOnly, SameSite=Lax,
+naming the user) and never sees the IDE's session cookie. A viewer's cookie is
+checked against ``can_view`` again every few seconds, so a revoked view stops
+opening the preview even with a cookie already issued.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import hmac
 import html
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -228,7 +233,8 @@ async def _serve_preview(scope: Scope, receive: Receive, send: Send, host: str, 
         if scope["type"] == "http" and scope["path"] == AUTH_PATH:
             await _accept_ticket(scope, send, name)
             return
-        if not _has_preview_cookie(scope, name):
+        user_id = _preview_cookie_user(scope, name)
+        if user_id is None or not await _may_open_cached(user_id, exposed.sandbox):
             if scope["type"] == "http":
                 await _redirect(send, _login_url(scope, host))
             else:
@@ -811,15 +817,58 @@ def _login_url(scope: Scope, host: str) -> str:
     return ide_origin(scheme, port) + "/preview-auth/?" + urlencode({"next": here})
 
 
-def _has_preview_cookie(scope: Scope, name: str) -> bool:
+def _user_id(data: object) -> int | None:
+    value = data.get("u") if isinstance(data, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _preview_cookie_user(scope: Scope, name: str) -> int | None:
+    """The user a valid ``sandbox_preview`` cookie for this host names, if any."""
     value = _cookies(scope).get(COOKIE_NAME)
     if not value:
-        return False
+        return None
     try:
         data = signing.loads(value, salt=COOKIE_SALT, max_age=settings.PREVIEW_COOKIE_MAX_AGE)
     except signing.BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("h") != name:
+        return None
+    return _user_id(data)
+
+
+async def may_open(user_id: int, sandbox: Sandbox) -> bool:
+    """Whether a user may open the sandbox's private previews: its owner, or someone
+    who may look at it (a course's teacher, a class it is shared with)."""
+    if user_id == sandbox.owner_id:
+        return True
+    from django.contrib.auth import get_user_model
+
+    from sandboxes.classroom.access import can_view  # the core must not import it early
+
+    user = await get_user_model().objects.filter(pk=user_id, is_active=True).afirst()
+    return user is not None and await can_view(user, sandbox.id)
+
+
+# A viewer's "yes" from ``may_open`` is reused for this many seconds (a page load's
+# requests then cost one query); a revoked view stops opening previews within it.
+VIEWER_RECHECK_SECONDS = 5.0
+_viewers: dict[tuple[int, str], float] = {}
+
+
+async def _may_open_cached(user_id: int, sandbox: Sandbox) -> bool:
+    if user_id == sandbox.owner_id:
+        return True
+    key = (user_id, sandbox.id)
+    now = time.monotonic()
+    if _viewers.get(key, 0.0) > now:
+        return True
+    if not await may_open(user_id, sandbox):
+        _viewers.pop(key, None)
         return False
-    return isinstance(data, dict) and data.get("h") == name
+    if len(_viewers) >= 10_000:
+        _viewers.clear()
+    _viewers[key] = now + VIEWER_RECHECK_SECONDS
+    return True
 
 
 async def _accept_ticket(scope: Scope, send: Send, name: str) -> None:
@@ -828,7 +877,7 @@ async def _accept_ticket(scope: Scope, send: Send, name: str) -> None:
         data = signing.loads(query.get("ticket", [""])[0], salt=TICKET_SALT, max_age=TICKET_MAX_AGE)
     except signing.BadSignature:
         data = None
-    if not isinstance(data, dict) or data.get("h") != name:
+    if not isinstance(data, dict) or data.get("h") != name or _user_id(data) is None:
         await _page(
             send,
             403,
@@ -845,7 +894,7 @@ async def _accept_ticket(scope: Scope, send: Send, name: str) -> None:
     ):
         next_path = "/"
     cookie = SimpleCookie()
-    cookie[COOKIE_NAME] = signing.dumps({"h": name}, salt=COOKIE_SALT)
+    cookie[COOKIE_NAME] = signing.dumps({"h": name, "u": _user_id(data)}, salt=COOKIE_SALT)
     morsel = cookie[COOKIE_NAME]
     morsel["path"] = "/"
     morsel["max-age"] = settings.PREVIEW_COOKIE_MAX_AGE
@@ -857,8 +906,9 @@ async def _accept_ticket(scope: Scope, send: Send, name: str) -> None:
 
 
 async def preview_auth_view(request: HttpRequest) -> HttpResponse:
-    """``/preview-auth/?next=<preview URL>`` on the IDE origin: the owner's session
-    buys a one-minute ticket for that preview host, and the browser goes back."""
+    """``/preview-auth/?next=<preview URL>`` on the IDE origin: the session of the
+    owner (or of someone who may look at the sandbox, checked now) buys a one-minute
+    ticket for that preview host, and the browser goes back."""
     user = await request.auser()
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
@@ -869,19 +919,20 @@ async def preview_auth_view(request: HttpRequest) -> HttpResponse:
     if (
         target is None
         or exposed is None
-        or exposed.sandbox.owner_id != user.pk
         or not hmac.compare_digest(exposed.token.encode(), target.token.encode())
+        or not await may_open(user.pk, exposed.sandbox)
     ):
         return HttpResponse(
             _PAGE.format(
                 title="No preview here",
-                message="This preview does not exist or is not yours.",
+                message="This preview does not exist or is not shared with you.",
             ),
             status=404,
         )
     path = parts.path or "/"
     ticket = signing.dumps(
-        {"h": name, "n": path + ("?" + parts.query if parts.query else "")}, salt=TICKET_SALT
+        {"h": name, "n": path + ("?" + parts.query if parts.query else ""), "u": user.pk},
+        salt=TICKET_SALT,
     )
     return HttpResponseRedirect(
         f"{parts.scheme}://{parts.netloc}{AUTH_PATH}?{urlencode({'ticket': ticket})}"

@@ -49,7 +49,9 @@ async def expose_port(
 
 @router.get("/sandboxes/{sandbox_id}/ports", response={200: PortsOut, **ERRORS})
 async def list_ports(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    """Also for those who may look at the sandbox (a course's teacher, a class it is
+    shared with): they see its previews; exposing and unexposing stay the owner's."""
+    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
     origin = _origin(request)
     exposed = [ports.port_out(p, origin) for p in await ports.exposed_ports(sandbox)]
     return {"exposed": exposed, "listening": await ports.listening_ports(sandbox)}
