@@ -70,7 +70,9 @@ async def create_course(teacher: AbstractBaseUser, name: str, template_id: str) 
 
 async def list_courses(user: AbstractBaseUser) -> tuple[list[Course], list[Course]]:
     """(courses the user teaches, courses the user is enrolled in)."""
-    taught = [c async for c in Course.objects.filter(teacher=user).select_related("template")]
+    taught = [
+        c async for c in Course.objects.filter(teacher=user).select_related("template", "teacher")
+    ]
     enrolled = [
         c
         async for c in Course.objects.filter(enrollments__student=user)

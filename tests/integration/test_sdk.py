@@ -544,3 +544,245 @@ def test_example_agent_tool(conn: dict[str, str], tmp_path: Path) -> None:
     assert "(17, 440)" in out  # the text of a result
     assert "[error] IndexError" in out  # the model sees its mistake
     assert (tmp_path / "charts" / "call2-0.png").read_bytes().startswith(PNG_MAGIC)
+
+
+# -- classroom: templates, courses, invites, the teacher's view ----------------------------------
+
+STARTER_MAIN = b"def add(a, b):\n    return 0  # TODO\n"
+STARTER_TESTS = (
+    b"import unittest\nfrom main import add\n\n\n"
+    b"class AddTest(unittest.TestCase):\n"
+    b"    def test_small(self):\n        self.assertEqual(add(2, 3), 5)\n\n"
+    b"    def test_zero(self):\n        self.assertEqual(add(0, 0), 0)\n"
+)
+
+
+def tar_members(path: Path) -> dict[str, bytes]:
+    import tarfile
+
+    with tarfile.open(path, "r:gz") as tar:
+        return {
+            m.name.removeprefix("./"): tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile()
+        }
+
+
+def test_classroom_teacher_and_students(server: LiveServer, tmp_path: Path) -> None:
+    from sandbox_ide import (
+        Course,
+        GoneError,
+        PermissionDeniedError,
+        Template,
+    )
+
+    teacher = {"url": server.url, "token": server.token("sdk-teacher")}
+    alice = {"url": server.url, "token": server.token("sdk-stu-a")}
+    bob = {"url": server.url, "token": server.token("sdk-stu-b")}
+
+    # A template from files given as bytes, then more from a local folder.
+    template = Template.create(
+        "sdk-py101",
+        files={"main.py": STARTER_MAIN, "test_main.py": STARTER_TESTS},
+        open_files=["main.py"],
+        warm_pool=0,
+        **teacher,
+    )
+    first_head = template.info.starter_head
+    assert len(first_head) == 40 and template.info.open_files == ["main.py"]
+    (tmp_path / "starter" / "docs").mkdir(parents=True)
+    (tmp_path / "starter" / "docs" / "notes.md").write_text("# Notes\n")
+    info = template.upload(tmp_path / "starter", message="notes")
+    assert info.starter_head not in ("", first_head)
+    assert "sdk-py101" in {t.name for t in Template.list(**teacher)}
+    with pytest.raises(NotFoundError):  # someone else's template is invisible
+        Template.get(template.id, **alice)
+
+    # The course and an invite link.
+    course = Course.create("SDK 101", template, **teacher)
+    assert course.info.role == "teacher" and course.info.template_id == template.id
+    [listed] = Course.list(**teacher)  # (a teacher's list was a server error once)
+    assert (listed.id, listed.role, listed.teacher) == (course.id, "teacher", "sdk-teacher")
+    invite = course.invite(days=2)
+    assert invite.active and invite.url == f"{server.url}/join/{invite.token}/"
+    assert invite.expires_at is not None
+    details = Course.invite_details(invite.url, **alice)
+    assert (details.course, details.course_name, details.teacher) == (
+        course.id,
+        "SDK 101",
+        "sdk-teacher",
+    )
+
+    # Students join with the token (or the link): their own sandbox with the starter.
+    mine = Course.join(invite.token, **alice)
+    assert mine.joined is not None and mine.joined.created and mine.joined.course == course.id
+    assert mine.status == "running" and mine.info.template == template.id
+    assert mine.files.read("main.py") == STARTER_MAIN
+    assert mine.files.read_text("docs/notes.md") == "# Notes\n"
+    with Course.join(invite.url, **alice) as again:  # the same sandbox, not a second one
+        assert again.id == mine.id and again.joined is not None and not again.joined.created
+    bobs = Course.join(invite.token, **bob)
+    mine.files.write("main.py", "def add(a, b):\n    return a + b\n")
+    assert Course.get(course.id, **alice).info.role == "student"
+
+    # The roster; students may not see it.
+    roster = {s.username: s for s in course.roster()}
+    assert set(roster) == {"sdk-stu-a", "sdk-stu-b"}
+    assert roster["sdk-stu-a"].sandbox_id == mine.id and roster["sdk-stu-a"].status == "running"
+    with Course.get(course.id, **alice) as as_student, pytest.raises(PermissionDeniedError) as no:
+        as_student.roster()
+    assert no.value.status == 403 and no.value.code == "teacher_only"
+
+    # The teacher reads a student's files through the ordinary Sandbox; writes are refused.
+    with Sandbox.connect(mine.id, **teacher) as theirs:
+        assert theirs.files.read_text("main.py") == "def add(a, b):\n    return a + b\n"
+        assert "main.py" in {e.name for e in theirs.files.list(".")}
+        with pytest.raises(PermissionDeniedError) as read_only:
+            theirs.files.write("main.py", "hacked")
+        assert read_only.value.status == 403 and read_only.value.code == "read_only"
+        with pytest.raises(PermissionDeniedError) as no_exec:
+            theirs.exec("true")
+        assert no_exec.value.code == "read_only"
+    assert mine.files.read_text("main.py").endswith("a + b\n")  # unchanged
+    with course.student_sandbox("sdk-stu-b") as theirs:
+        assert theirs.id == bobs.id and theirs.files.read("main.py") == STARTER_MAIN
+
+    # A starter update: a new file everywhere; alice's edited main.py is kept, the
+    # starter's version lands beside it.
+    template.upload({"main.py": STARTER_MAIN + b"# hint: use +\n", "hints.txt": b"use +\n"})
+    update = course.push_update()
+    assert update.starter_head == template.info.starter_head
+    reports = {r.student: r for r in update.students}
+    assert set(reports) == {"sdk-stu-a", "sdk-stu-b"} and all(r.ok for r in reports.values())
+    assert [c.path for c in reports["sdk-stu-a"].conflicts] == ["main.py"]
+    kept_as = reports["sdk-stu-a"].conflicts[0].kept_as
+    assert kept_as and mine.files.read_text(kept_as).endswith("# hint: use +\n")
+    assert mine.files.read_text("main.py").endswith("a + b\n")
+    assert mine.files.read_text("hints.txt") == "use +\n"
+    assert bobs.files.read("main.py").endswith(b"# hint: use +\n")  # no edits: updated
+    assert mine.update_starter().status == "up_to_date"
+    with pytest.raises(InvalidRequestError) as no_template:
+        Sandbox.get_or_create("sdk-plain", **alice).update_starter()
+    assert no_template.value.code == "no_template"
+
+    # Reset: the workspace is archived (the teacher downloads it), then the starter is back.
+    archive = course.reset("sdk-stu-a")
+    assert archive.size > 0
+    assert [a.id for a in course.archives("sdk-stu-a")] == [archive.id]
+    saved = course.download_archive(archive, tmp_path)
+    assert saved.parent == tmp_path and saved.name.endswith(".tar.gz")
+    members = tar_members(saved)
+    assert members["workspace/main.py"] == b"def add(a, b):\n    return a + b\n"
+    extracted = course.download_archive(archive, tmp_path / "unpacked", extract=True)
+    assert (extracted / "workspace" / "hints.txt").read_text() == "use +\n"
+    assert mine.files.read("main.py").endswith(b"# hint: use +\n")  # the starter again
+    assert not mine.files.exists(kept_as)
+
+    # Sharing with the class.
+    with Course.get(course.id, **alice) as as_student:
+        shared = as_student.share(mine, "view")
+        assert shared.owner == "sdk-stu-a" and shared.sandbox == mine.id
+    assert [s.id for s in course.shares()] == [shared.id]
+    course.unshare(shared)
+    assert course.shares() == []
+
+    # A revoked invite: joining is 410, raised as GoneError (a NotFoundError).
+    assert course.revoke_invite(invite).state == "revoked"
+    with pytest.raises(GoneError) as gone:
+        Course.join(invite.token, url=server.url, token=server.token("sdk-stu-late"))
+    assert gone.value.status == 410 and gone.value.code == "invite_expired"
+    assert isinstance(gone.value, NotFoundError)
+    with pytest.raises(NotFoundError):
+        Course.join("no-such-token", **bob)
+
+    # The example grader: the teacher's tests against each student's main.py.
+    bobs.files.write("main.py", "def add(a, b):\n    return a - b\n")
+    tests = tmp_path / "test_main.py"
+    tests.write_bytes(STARTER_TESTS)
+    code, out, err = run_example(
+        teacher, "classroom_grader.py", "--course", "SDK 101", "--tests", str(tests), cwd=tmp_path
+    )
+    lines = out.splitlines()
+    assert lines and lines[0].split() == ["STUDENT", "SANDBOX", "TESTS", "RESULT"], out + err
+    rows = {line.split()[0]: line.split() for line in lines}
+    assert rows["sdk-stu-a"][1:4] == [mine.id, "1/2", "FAILED"]  # reset: the TODO starter
+    assert rows["sdk-stu-b"][1:4] == [bobs.id, "1/2", "FAILED"]
+    assert code == 1
+    mine.files.write("main.py", "def add(a, b):\n    return a + b\n")
+    bobs.files.write("main.py", "def add(a, b):\n    return b + a\n")
+    code, out, err = run_example(
+        teacher, "classroom_grader.py", "--course", course.id, "--tests", str(tests), cwd=tmp_path
+    )
+    assert code == 0, out + err
+    assert [line.split()[2:] for line in out.splitlines()[1:]] == [["2/2", "passed"]] * 2
+    # Students' sandboxes were only read: the grading ran in the teacher's own.
+    assert not mine.files.exists("grading")
+    with Sandbox.from_name("grader", **teacher) as grader:
+        assert grader.files.read("grading/sdk-stu-b/main.py").endswith(b"b + a\n")
+
+    # Cleaning up: a template in use cannot go; the course first.
+    with pytest.raises(ConflictError) as in_use:
+        Template.get(template.id, **teacher).delete()
+    assert in_use.value.code == "template_in_use"
+    course.delete()
+    template.delete()
+    with pytest.raises(NotFoundError):
+        Template.get(template.id, **teacher)
+    for box in (mine, bobs):
+        box.close()
+
+
+def test_async_classroom(server: LiveServer, tmp_path: Path) -> None:
+    from sandbox_ide import (
+        AsyncCourse,
+        AsyncTemplate,
+        Course,
+        GoneError,
+        PermissionDeniedError,
+        Template,
+    )
+
+    for sync_cls, async_cls in ((Course, AsyncCourse), (Template, AsyncTemplate)):
+        public = {n for n in dir(sync_cls) if not n.startswith("_")}
+        assert public == {n for n in dir(async_cls) if not n.startswith("_")}
+    teacher = {"url": server.url, "token": server.token("sdk-async-teacher")}
+    student = {"url": server.url, "token": server.token("sdk-async-stu")}
+    starter = tmp_path / "starter"
+    (starter / "pkg").mkdir(parents=True)
+    (starter / "main.py").write_bytes(STARTER_MAIN)
+    (starter / "pkg" / "util.py").write_text("X = 1\n")
+    (starter / ".git").mkdir()
+    (starter / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+
+    async def scenario() -> None:
+        async with await AsyncTemplate.create(
+            "async-101", files=starter, warm_pool=0, **teacher
+        ) as t:
+            async with await AsyncCourse.create("Async 101", t, **teacher) as course:
+                invite = await course.invite()
+                assert [i.token for i in await course.invites()] == [invite.token]
+                async with await AsyncCourse.join(invite.url, **student) as mine:
+                    assert mine.joined is not None and mine.joined.created
+                    assert await mine.files.read("pkg/util.py") == b"X = 1\n"
+                    tracked = await mine.exec("git ls-files")  # the local .git was left out
+                    assert tracked.stdout.split() == ["main.py", "pkg/util.py"]
+                    await mine.files.write("main.py", "# mine\n")
+                    [row] = await course.roster()
+                    assert row.username == "sdk-async-stu" and row.sandbox_id == mine.id
+                    async with await AsyncSandbox.connect(row.sandbox_id, **teacher) as theirs:
+                        assert await theirs.files.read_text("main.py") == "# mine\n"
+                        with pytest.raises(PermissionDeniedError) as denied:
+                            await theirs.files.write("main.py", "not yours")
+                        assert denied.value.code == "read_only"
+                    archive = await course.reset(row)
+                    saved = await course.download_archive(archive, tmp_path / "a.tar.gz")
+                    assert tar_members(saved)["workspace/main.py"] == b"# mine\n"
+                    assert await mine.files.read("main.py") == STARTER_MAIN
+                    assert (await mine.update_starter()).status == "up_to_date"
+                await course.revoke_invite(invite.id)
+                with pytest.raises(GoneError):
+                    await AsyncCourse.join(invite.token, **student)
+                await course.delete()
+            await t.delete()
+
+    asyncio.run(scenario())

@@ -4,28 +4,34 @@
     sb = Sandbox.get_or_create("demo")        # SANDBOX_IDE_URL, SANDBOX_IDE_TOKEN
     print(sb.exec("python3 -c 'print(6*7)'").stdout)
 
-``AsyncSandbox`` has the same surface with ``await``.
+``AsyncSandbox`` has the same surface with ``await``. ``Template`` and ``Course``
+(``AsyncTemplate``, ``AsyncCourse``) script a class: starter code, invites, the
+roster, resets and starter updates.
 """
 
 from __future__ import annotations
 
 from ._async_client import (
+    AsyncCourse,
     AsyncFiles,
     AsyncGit,
     AsyncPorts,
     AsyncProcesses,
     AsyncSandbox,
     AsyncSessions,
+    AsyncTemplate,
     AsyncTerminal,
     AsyncTerminals,
 )
 from ._sync_client import (
+    Course,
     Files,
     Git,
     Ports,
     Processes,
     Sandbox,
     Sessions,
+    Template,
     Terminal,
     Terminals,
 )
@@ -37,6 +43,7 @@ from .errors import (
     ConflictError,
     ConnectionFailed,
     EngineUnavailableError,
+    GoneError,
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
@@ -46,9 +53,12 @@ from .errors import (
     SandboxUnavailableError,
 )
 from .models import (
+    Archive,
     CloneResult,
     CodeContext,
     CommandResult,
+    CourseInfo,
+    CourseUpdate,
     Execution,
     ExecutionError,
     ExposedPort,
@@ -59,12 +69,20 @@ from .models import (
     GitFileStatus,
     GitHead,
     GitStatus,
+    Invite,
+    InviteDetails,
+    JoinResult,
     PortList,
     ProcessInfo,
     ProcessLogs,
     Result,
     SandboxInfo,
     SessionInfo,
+    Share,
+    StarterConflict,
+    StarterUpdate,
+    Student,
+    TemplateInfo,
     TerminalInfo,
     WriteResult,
 )
@@ -73,12 +91,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgentError",
+    "Archive",
+    "AsyncCourse",
     "AsyncFiles",
     "AsyncGit",
     "AsyncPorts",
     "AsyncProcesses",
     "AsyncSandbox",
     "AsyncSessions",
+    "AsyncTemplate",
     "AsyncTerminal",
     "AsyncTerminals",
     "AuthenticationError",
@@ -89,6 +110,9 @@ __all__ = [
     "CommandTimeout",
     "ConflictError",
     "ConnectionFailed",
+    "Course",
+    "CourseInfo",
+    "CourseUpdate",
     "EngineUnavailableError",
     "Execution",
     "ExecutionError",
@@ -102,7 +126,11 @@ __all__ = [
     "GitFileStatus",
     "GitHead",
     "GitStatus",
+    "GoneError",
     "InvalidRequestError",
+    "Invite",
+    "InviteDetails",
+    "JoinResult",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -117,8 +145,14 @@ __all__ = [
     "SandboxIDEError",
     "SandboxInfo",
     "SandboxUnavailableError",
-    "Sessions",
     "SessionInfo",
+    "Sessions",
+    "Share",
+    "StarterConflict",
+    "StarterUpdate",
+    "Student",
+    "Template",
+    "TemplateInfo",
     "Terminal",
     "TerminalInfo",
     "Terminals",

@@ -32,9 +32,12 @@ from .errors import (
     from_response,
 )
 from .models import (
+    Archive,
     CloneResult,
     CodeContext,
     CommandResult,
+    CourseInfo,
+    CourseUpdate,
     Execution,
     ExposedPort,
     FileEntry,
@@ -43,12 +46,19 @@ from .models import (
     GitCommit,
     GitHead,
     GitStatus,
+    Invite,
+    InviteDetails,
+    JoinResult,
     PortList,
     ProcessInfo,
     ProcessLogs,
     Result,
     SandboxInfo,
     SessionInfo,
+    Share,
+    StarterUpdate,
+    Student,
+    TemplateInfo,
     TerminalInfo,
     WriteResult,
     error_from_json,
@@ -157,6 +167,9 @@ class AsyncSandbox:
     ``processes``, ``ports`` and ``terminals`` group the rest of the API.
     """
 
+    joined: JoinResult | None = None
+    """Set on the sandbox ``AsyncCourse.join`` returns: how the join went."""
+
     def __init__(self, info: SandboxInfo, http: AsyncHTTP) -> None:
         self.info = info
         self._http = http
@@ -189,7 +202,7 @@ class AsyncSandbox:
     async def get_or_create(
         cls,
         name: str | None = None,
-        template: str | None = None,
+        template: AsyncTemplate | TemplateInfo | str | None = None,
         env: dict[str, str] | None = None,
         sleep_after: int | None = None,
         keep_alive: bool | None = None,
@@ -197,10 +210,18 @@ class AsyncSandbox:
         url: str | None = None,
         token: str | None = None,
     ) -> AsyncSandbox:
-        """The caller's sandbox called ``name``, made (and started) if it is new."""
+        """The caller's sandbox called ``name``, made (and started) if it is new.
+
+        With a ``template`` (an id or a template object) a new sandbox gets its image,
+        env, limits and starter code, and its setup command is run.
+        """
         http = AsyncHTTP(url, token)
         body = _drop_none(
-            name=name, template=template, env=env, sleep_after=sleep_after, keep_alive=keep_alive
+            name=name,
+            template=_template_id(template) if template is not None else None,
+            env=env,
+            sleep_after=sleep_after,
+            keep_alive=keep_alive,
         )
         try:
             data = await http.json("POST", "/sandboxes", json=body, timeout=NO_READ_TIMEOUT)
@@ -287,6 +308,19 @@ class AsyncSandbox:
             await self._http.request("DELETE", self._path, timeout=NO_READ_TIMEOUT)
         finally:
             await self.close()
+
+    async def update_starter(self) -> StarterUpdate:
+        """Merge the newest starter code of the sandbox's template into ``/workspace``.
+
+        Your work is committed first and never overwritten: a file both you and the
+        starter changed keeps your version, with the starter's beside it
+        (``report.conflicts``). InvalidRequestError (``no_template``) for a sandbox
+        not made from a template.
+        """
+        data = await self._http.json(
+            "POST", self._path + "/starter/update", timeout=NO_READ_TIMEOUT
+        )
+        return StarterUpdate.from_json(data)
 
     async def close(self) -> None:
         """Close the HTTP connections (the sandbox keeps running)."""
@@ -1059,6 +1093,530 @@ class AsyncTerminal:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+# -- classroom: templates and courses ------------------------------------------------------
+
+
+def _template_id(template: AsyncTemplate | TemplateInfo | str) -> str:
+    if isinstance(template, AsyncTemplate):
+        return template.id
+    if isinstance(template, TemplateInfo):
+        return template.id
+    return str(template)
+
+
+def _starter_parts(files: Any) -> _list[tuple[str, bytes]]:
+    """``(path in the starter, content)`` for a ``{path: content}`` mapping (bytes,
+    text, or a local file's path), a local folder (its contents at the root, ``.git``
+    left out) or local files (each by its name)."""
+    parts: _list[tuple[str, bytes]] = []
+    if isinstance(files, dict):
+        for path, content in files.items():
+            if isinstance(content, str):
+                parts.append((str(path), content.encode()))
+            elif isinstance(content, bytes | bytearray | memoryview):
+                parts.append((str(path), bytes(content)))
+            elif isinstance(content, os.PathLike):
+                parts.append((str(path), Path(content).read_bytes()))
+            else:
+                raise TypeError(f"The content of {path!r} must be bytes, text or a local path.")
+        return parts
+    sources = [files] if isinstance(files, str | os.PathLike) else _list(files)
+    for item in sources:
+        source = Path(item)
+        if not source.exists():
+            raise FileNotFoundError(f"No such local file or folder: {source}")
+        if source.is_file():
+            parts.append((source.name, source.read_bytes()))
+            continue
+        for root, dirs, names in os.walk(source):
+            dirs[:] = sorted(d for d in dirs if d != ".git")
+            for name in sorted(names):
+                local = Path(root) / name
+                if local.is_file():
+                    parts.append((local.relative_to(source).as_posix(), local.read_bytes()))
+    return parts
+
+
+class AsyncTemplate:
+    """A template: image, starter code, setup command, env, limits and IDE hints that
+    sandboxes (and a course's students' sandboxes) are made from.
+
+    ``AsyncTemplate.create("py101", files="starter/")`` makes one;
+    ``AsyncSandbox.get_or_create(name, template=t)`` or a course uses it.
+    """
+
+    def __init__(self, info: TemplateInfo, http: AsyncHTTP) -> None:
+        self.info = info
+        self._http = http
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} id={self.id}>"
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def _path(self) -> str:
+        return f"/templates/{quote(self.info.id, safe='')}"
+
+    @classmethod
+    async def create(
+        cls,
+        name: str,
+        files: Any = None,
+        *,
+        description: str | None = None,
+        image: str | None = None,
+        repo_url: str | None = None,
+        repo_branch: str | None = None,
+        setup_command: str | None = None,
+        env: dict[str, str] | None = None,
+        limits: dict[str, Any] | None = None,
+        open_files: Sequence[str] | None = None,
+        preview_port: int | None = None,
+        warm_pool: int | None = None,
+        message: str | None = None,
+        url: str | None = None,
+        token: str | None = None,
+    ) -> AsyncTemplate:
+        """Make a template. Starter code comes from ``repo_url`` (fetched now; 400
+        ``git_error`` with git's reason) and/or ``files``: ``{path: bytes | text |
+        local path}``, a local folder, or a list of local files (see ``upload``).
+
+        ``warm_pool``: how many ready sandboxes to keep for its courses' joins.
+        """
+        http = AsyncHTTP(url, token)
+        body = _drop_none(
+            name=name,
+            description=description,
+            image=image,
+            repo_url=repo_url,
+            repo_branch=repo_branch,
+            setup_command=setup_command,
+            env=env,
+            limits=limits,
+            open_files=_list(open_files) if open_files is not None else None,
+            preview_port=preview_port,
+            warm_pool=warm_pool,
+        )
+        try:
+            parts = _starter_parts(files) if files is not None else []
+            data = await http.json("POST", "/templates", json=body, timeout=NO_READ_TIMEOUT)
+            template = cls(TemplateInfo.from_json(data), http)
+        except BaseException:
+            await http.aclose()
+            raise
+        if parts:
+            try:
+                await template._put_files(parts, message)
+            except BaseException:
+                with contextlib.suppress(SandboxIDEError):
+                    await template.delete()
+                raise
+        return template
+
+    @classmethod
+    async def get(
+        cls, template_id: str, *, url: str | None = None, token: str | None = None
+    ) -> AsyncTemplate:
+        """A template by id (yours; NotFoundError for anyone else's)."""
+        http = AsyncHTTP(url, token)
+        try:
+            data = await http.json("GET", f"/templates/{quote(template_id, safe='')}")
+        except BaseException:
+            await http.aclose()
+            raise
+        return cls(TemplateInfo.from_json(data), http)
+
+    @classmethod
+    async def from_name(
+        cls, name: str, *, url: str | None = None, token: str | None = None
+    ) -> AsyncTemplate:
+        """One of your templates by name (or id)."""
+        http = AsyncHTTP(url, token)
+        try:
+            data = await http.json("GET", "/templates")
+            for item in data["templates"]:
+                if name in (item["name"], item["id"]):
+                    return cls(TemplateInfo.from_json(item), http)
+            raise NotFoundError(
+                f"You have no template named {name!r}: create it with "
+                f"Template.create({name!r}, files=...) or `sandbox-ide template create {name}`.",
+                status=404,
+            )
+        except BaseException:
+            await http.aclose()
+            raise
+
+    @classmethod
+    async def list(cls, *, url: str | None = None, token: str | None = None) -> _list[TemplateInfo]:
+        """Your templates."""
+        http = AsyncHTTP(url, token)
+        try:
+            data = await http.json("GET", "/templates")
+        finally:
+            await http.aclose()
+        return [TemplateInfo.from_json(item) for item in data["templates"]]
+
+    async def refresh(self) -> TemplateInfo:
+        """Reload ``info`` from the server."""
+        self.info = TemplateInfo.from_json(await self._http.json("GET", self._path))
+        return self.info
+
+    async def update(self, **changes: Any) -> TemplateInfo:
+        """Change fields (``name``, ``description``, ``image``, ``repo_url``,
+        ``repo_branch``, ``setup_command``, ``env``, ``limits``, ``open_files``,
+        ``preview_port``, ``warm_pool``); a new ``repo_url`` is fetched at once."""
+        data = await self._http.json("PATCH", self._path, json=changes, timeout=NO_READ_TIMEOUT)
+        self.info = TemplateInfo.from_json(data)
+        return self.info
+
+    async def upload(self, files: Any, *, message: str | None = None) -> TemplateInfo:
+        """Commit files on top of the starter code: ``{path: bytes | text | local
+        path}`` (a path like ``src/app.py`` keeps its folders), a local folder (its
+        contents land at the starter's root) or a list of local files (by name).
+        Existing courses get it with ``course.push_update()``."""
+        parts = _starter_parts(files)
+        if not parts:
+            raise InvalidRequestError("Give at least one file to upload.", code="invalid_upload")
+        return await self._put_files(parts, message)
+
+    async def _put_files(
+        self, parts: _list[tuple[str, bytes]], message: str | None
+    ) -> TemplateInfo:
+        # Each part's field name is its path in the starter.
+        data = await self._http.json(
+            "PUT",
+            self._path + "/files",
+            files=[
+                (path, (PurePosixPath(path).name or "file", content, "application/octet-stream"))
+                for path, content in parts
+            ],
+            data=_drop_none(message=message),
+            timeout=NO_READ_TIMEOUT,
+        )
+        self.info = TemplateInfo.from_json(data)
+        return self.info
+
+    async def refresh_repo(self) -> TemplateInfo:
+        """Fetch the template's repository again (its branch's newest commit)."""
+        data = await self._http.json("POST", self._path + "/refresh", timeout=NO_READ_TIMEOUT)
+        self.info = TemplateInfo.from_json(data)
+        return self.info
+
+    async def delete(self) -> None:
+        """Delete the template (ConflictError ``template_in_use`` while a course
+        uses it), then close the client."""
+        try:
+            await self._http.request("DELETE", self._path)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncTemplate:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _invite_token(invite: str) -> str:
+    """The token of an invite: the token itself or the link (``.../join/TOKEN/``)."""
+    match = re.search(r"/join/([^/?#]+)", invite)
+    return match.group(1) if match else invite.strip()
+
+
+class AsyncCourse:
+    """A course on a template. Its teacher makes invite links, sees the roster,
+    resets a student's workspace (archived first) and pushes starter updates;
+    students join with an invite's token and get their own sandbox.
+
+    A teacher reads (never writes) a student's sandbox with
+    ``AsyncSandbox.connect(student.sandbox_id)`` or ``course.student_sandbox(s)``;
+    writes raise PermissionDeniedError with code ``read_only``.
+    """
+
+    def __init__(self, info: CourseInfo, http: AsyncHTTP) -> None:
+        self.info = info
+        self._http = http
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} id={self.id} role={self.info.role}>"
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def _path(self) -> str:
+        return f"/courses/{quote(self.info.id, safe='')}"
+
+    # -- finding and making courses -------------------------------------------------------
+
+    @classmethod
+    async def create(
+        cls,
+        name: str,
+        template: AsyncTemplate | TemplateInfo | str,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+    ) -> AsyncCourse:
+        """Start a course on one of your templates; you are its teacher."""
+        http = AsyncHTTP(url, token)
+        try:
+            data = await http.json(
+                "POST", "/courses", json={"name": name, "template": _template_id(template)}
+            )
+        except BaseException:
+            await http.aclose()
+            raise
+        return cls(CourseInfo.from_json(data), http)
+
+    @classmethod
+    async def get(
+        cls, course_id: str, *, url: str | None = None, token: str | None = None
+    ) -> AsyncCourse:
+        """A course you teach or joined, by id."""
+        http = AsyncHTTP(url, token)
+        try:
+            data = await http.json("GET", f"/courses/{quote(course_id, safe='')}")
+        except BaseException:
+            await http.aclose()
+            raise
+        return cls(CourseInfo.from_json(data), http)
+
+    @classmethod
+    async def from_name(
+        cls, name: str, *, url: str | None = None, token: str | None = None
+    ) -> AsyncCourse:
+        """A course you teach or joined, by name (or id); taught ones come first."""
+        http = AsyncHTTP(url, token)
+        try:
+            data = await http.json("GET", "/courses")
+            for item in [*data["teaching"], *data["enrolled"]]:
+                if name in (item["name"], item["id"]):
+                    return cls(CourseInfo.from_json(item), http)
+            raise NotFoundError(
+                f"You teach or attend no course named {name!r}: `sandbox-ide course list` "
+                "shows yours.",
+                status=404,
+            )
+        except BaseException:
+            await http.aclose()
+            raise
+
+    @classmethod
+    async def list(cls, *, url: str | None = None, token: str | None = None) -> _list[CourseInfo]:
+        """Courses you teach (``role == "teacher"``) and courses you joined."""
+        http = AsyncHTTP(url, token)
+        try:
+            data = await http.json("GET", "/courses")
+        finally:
+            await http.aclose()
+        return [CourseInfo.from_json(item) for item in [*data["teaching"], *data["enrolled"]]]
+
+    @classmethod
+    async def invite_details(
+        cls, invite: str, *, url: str | None = None, token: str | None = None
+    ) -> InviteDetails:
+        """What an invite (its token or link) leads to; GoneError if it expired or
+        was revoked."""
+        http = AsyncHTTP(url, token)
+        try:
+            data = await http.json("GET", f"/invites/{quote(_invite_token(invite), safe='')}")
+        finally:
+            await http.aclose()
+        return InviteDetails.from_json(data)
+
+    @classmethod
+    async def join(
+        cls, invite: str, *, url: str | None = None, token: str | None = None
+    ) -> AsyncSandbox:
+        """Join a course with an invite's token (or its link): your own sandbox from
+        the course's template, ready, with the starter code. Joining again returns
+        the same sandbox. GoneError if the invite expired or was revoked.
+        ``sandbox.joined`` says how it went."""
+        http = AsyncHTTP(url, token)
+        try:
+            data = await http.json(
+                "POST",
+                f"/invites/{quote(_invite_token(invite), safe='')}/join",
+                timeout=NO_READ_TIMEOUT,
+            )
+            joined = JoinResult.from_json(data)
+            info = await http.json("GET", f"/sandboxes/{quote(joined.sandbox, safe='')}")
+        except BaseException:
+            await http.aclose()
+            raise
+        sandbox = AsyncSandbox(SandboxInfo.from_json(info), http)
+        sandbox.joined = joined
+        return sandbox
+
+    # -- the course -----------------------------------------------------------------------
+
+    async def refresh(self) -> CourseInfo:
+        self.info = CourseInfo.from_json(await self._http.json("GET", self._path))
+        return self.info
+
+    async def delete(self) -> None:
+        """Delete the course (students keep their sandboxes), then close the client."""
+        try:
+            await self._http.request("DELETE", self._path)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncCourse:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- invites ----------------------------------------------------------------------------
+
+    async def invite(self, days: float | None = None) -> Invite:
+        """A new invite link, valid for ``days`` (the server's default: 14)."""
+        data = await self._http.json(
+            "POST", self._path + "/invites", json=_drop_none(expires_in_days=days)
+        )
+        return Invite.from_json(data, self._http.url)
+
+    async def invites(self) -> _list[Invite]:
+        data = await self._http.json("GET", self._path + "/invites")
+        return [Invite.from_json(i, self._http.url) for i in data["invites"]]
+
+    async def revoke_invite(self, invite: Invite | int) -> Invite:
+        """Revoke an invite at once (students who joined stay)."""
+        invite_id = invite.id if isinstance(invite, Invite) else int(invite)
+        data = await self._http.json("DELETE", f"{self._path}/invites/{invite_id}")
+        return Invite.from_json(data, self._http.url)
+
+    # -- the teacher's view -------------------------------------------------------------------
+
+    async def roster(self) -> _list[Student]:
+        """Each student with their sandbox's status, last activity and starter version."""
+        data = await self._http.json("GET", self._path + "/students")
+        return [Student.from_json(s) for s in data["students"]]
+
+    async def _student_id(self, student: Student | int | str) -> int:
+        if isinstance(student, Student):
+            return student.id
+        if isinstance(student, int):
+            return student
+        for row in await self.roster():
+            if row.username == student:
+                return row.id
+        raise NotFoundError(f"No student {student!r} in course {self.name!r}.", status=404)
+
+    async def student_sandbox(self, student: Student | int | str) -> AsyncSandbox:
+        """A student's sandbox, to read (the teacher may look, never change)."""
+        if isinstance(student, Student) and student.sandbox_id:
+            sandbox_id = student.sandbox_id
+        else:
+            student_id = await self._student_id(student)
+            rows = [s for s in await self.roster() if s.id == student_id]
+            if not rows or not rows[0].sandbox_id:
+                raise NotFoundError(f"Student {student!r} has no sandbox yet.", status=404)
+            sandbox_id = rows[0].sandbox_id
+        return await AsyncSandbox.connect(sandbox_id, url=self._http.url, token=self._http.token)
+
+    async def reset(self, student: Student | int | str) -> Archive:
+        """Archive the student's ``/workspace`` (kept on the server; see
+        ``download_archive``), empty it and install the starter code afresh."""
+        student_id = await self._student_id(student)
+        data = await self._http.json(
+            "POST", f"{self._path}/students/{student_id}/reset", timeout=NO_READ_TIMEOUT
+        )
+        return Archive.from_json(data)
+
+    async def archives(self, student: Student | int | str) -> _list[Archive]:
+        """The archives of a student's reset workspaces, oldest first."""
+        student_id = await self._student_id(student)
+        data = await self._http.json("GET", f"{self._path}/students/{student_id}/archives")
+        return [Archive.from_json(a) for a in data["archives"]]
+
+    async def download_archive(
+        self,
+        archive: Archive | int,
+        local: str | os.PathLike[str],
+        *,
+        extract: bool = False,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Save an archive (a ``.tar.gz``) to ``local``, or into it when it is a
+        folder; with ``extract=True`` unpack it into the folder ``local`` instead
+        (the files are under ``workspace/`` in it)."""
+        archive_id = archive.id if isinstance(archive, Archive) else int(archive)
+        target = Path(local)
+        async with self._http.stream("GET", f"{self._path}/archives/{archive_id}") as response:
+            if extract:
+                with tempfile.TemporaryDirectory() as tmp:
+                    saved = Path(tmp) / "archive.tar.gz"
+                    await _save(response, saved, progress)
+                    target.mkdir(parents=True, exist_ok=True)
+                    _extract(saved, target)
+                return target
+            if target.is_dir():
+                match = re.search(
+                    r'filename="?([^";]+)"?', response.headers.get("content-disposition", "")
+                )
+                name = PurePosixPath(match.group(1)).name if match else ""
+                target = target / (name or f"archive-{archive_id}.tar.gz")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            await _save(response, target, progress)
+        return target
+
+    async def push_update(self) -> CourseUpdate:
+        """Fetch the starter again (from its repository, if any) and merge it into
+        every student's workspace; their edits are never overwritten (conflicts are
+        kept beside, see each report's ``conflicts``)."""
+        data = await self._http.json("POST", self._path + "/update", timeout=NO_READ_TIMEOUT)
+        return CourseUpdate.from_json(data)
+
+    # -- sharing ---------------------------------------------------------------------------------
+
+    async def shares(self) -> _list[Share]:
+        """What students share with the class."""
+        data = await self._http.json("GET", self._path + "/shares")
+        return [Share.from_json(s) for s in data["shares"]]
+
+    async def share(
+        self,
+        sandbox: AsyncSandbox | str,
+        kind: str = "view",
+        *,
+        port: int | None = None,
+    ) -> Share:
+        """Share one of your sandboxes with the class: a read-only ``view``, or a
+        ``preview`` of ``port`` (exposed if it is not yet)."""
+        sandbox_id = sandbox.id if isinstance(sandbox, AsyncSandbox) else sandbox
+        data = await self._http.json(
+            "POST",
+            self._path + "/shares",
+            json=_drop_none(sandbox=sandbox_id, kind=kind, port=port),
+        )
+        return Share.from_json(data)
+
+    async def unshare(self, share: Share | int) -> None:
+        """Stop sharing (the student who shared, or the teacher); a preview URL dies."""
+        share_id = share.id if isinstance(share, Share) else int(share)
+        await self._http.request("DELETE", f"{self._path}/shares/{share_id}")
 
 
 # -- helpers ------------------------------------------------------------------------------

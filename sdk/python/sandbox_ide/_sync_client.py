@@ -31,9 +31,12 @@ from .errors import (
     from_response,
 )
 from .models import (
+    Archive,
     CloneResult,
     CodeContext,
     CommandResult,
+    CourseInfo,
+    CourseUpdate,
     Execution,
     ExposedPort,
     FileEntry,
@@ -42,12 +45,19 @@ from .models import (
     GitCommit,
     GitHead,
     GitStatus,
+    Invite,
+    InviteDetails,
+    JoinResult,
     PortList,
     ProcessInfo,
     ProcessLogs,
     Result,
     SandboxInfo,
     SessionInfo,
+    Share,
+    StarterUpdate,
+    Student,
+    TemplateInfo,
     TerminalInfo,
     WriteResult,
     error_from_json,
@@ -156,6 +166,9 @@ class Sandbox:
     ``processes``, ``ports`` and ``terminals`` group the rest of the API.
     """
 
+    joined: JoinResult | None = None
+    """Set on the sandbox ``Course.join`` returns: how the join went."""
+
     def __init__(self, info: SandboxInfo, http: HTTP) -> None:
         self.info = info
         self._http = http
@@ -188,7 +201,7 @@ class Sandbox:
     def get_or_create(
         cls,
         name: str | None = None,
-        template: str | None = None,
+        template: Template | TemplateInfo | str | None = None,
         env: dict[str, str] | None = None,
         sleep_after: int | None = None,
         keep_alive: bool | None = None,
@@ -196,10 +209,18 @@ class Sandbox:
         url: str | None = None,
         token: str | None = None,
     ) -> Sandbox:
-        """The caller's sandbox called ``name``, made (and started) if it is new."""
+        """The caller's sandbox called ``name``, made (and started) if it is new.
+
+        With a ``template`` (an id or a template object) a new sandbox gets its image,
+        env, limits and starter code, and its setup command is run.
+        """
         http = HTTP(url, token)
         body = _drop_none(
-            name=name, template=template, env=env, sleep_after=sleep_after, keep_alive=keep_alive
+            name=name,
+            template=_template_id(template) if template is not None else None,
+            env=env,
+            sleep_after=sleep_after,
+            keep_alive=keep_alive,
         )
         try:
             data = http.json("POST", "/sandboxes", json=body, timeout=NO_READ_TIMEOUT)
@@ -284,6 +305,17 @@ class Sandbox:
             self._http.request("DELETE", self._path, timeout=NO_READ_TIMEOUT)
         finally:
             self.close()
+
+    def update_starter(self) -> StarterUpdate:
+        """Merge the newest starter code of the sandbox's template into ``/workspace``.
+
+        Your work is committed first and never overwritten: a file both you and the
+        starter changed keeps your version, with the starter's beside it
+        (``report.conflicts``). InvalidRequestError (``no_template``) for a sandbox
+        not made from a template.
+        """
+        data = self._http.json("POST", self._path + "/starter/update", timeout=NO_READ_TIMEOUT)
+        return StarterUpdate.from_json(data)
 
     def close(self) -> None:
         """Close the HTTP connections (the sandbox keeps running)."""
@@ -1052,6 +1084,518 @@ class Terminal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- classroom: templates and courses ------------------------------------------------------
+
+
+def _template_id(template: Template | TemplateInfo | str) -> str:
+    if isinstance(template, Template):
+        return template.id
+    if isinstance(template, TemplateInfo):
+        return template.id
+    return str(template)
+
+
+def _starter_parts(files: Any) -> _list[tuple[str, bytes]]:
+    """``(path in the starter, content)`` for a ``{path: content}`` mapping (bytes,
+    text, or a local file's path), a local folder (its contents at the root, ``.git``
+    left out) or local files (each by its name)."""
+    parts: _list[tuple[str, bytes]] = []
+    if isinstance(files, dict):
+        for path, content in files.items():
+            if isinstance(content, str):
+                parts.append((str(path), content.encode()))
+            elif isinstance(content, bytes | bytearray | memoryview):
+                parts.append((str(path), bytes(content)))
+            elif isinstance(content, os.PathLike):
+                parts.append((str(path), Path(content).read_bytes()))
+            else:
+                raise TypeError(f"The content of {path!r} must be bytes, text or a local path.")
+        return parts
+    sources = [files] if isinstance(files, str | os.PathLike) else _list(files)
+    for item in sources:
+        source = Path(item)
+        if not source.exists():
+            raise FileNotFoundError(f"No such local file or folder: {source}")
+        if source.is_file():
+            parts.append((source.name, source.read_bytes()))
+            continue
+        for root, dirs, names in os.walk(source):
+            dirs[:] = sorted(d for d in dirs if d != ".git")
+            for name in sorted(names):
+                local = Path(root) / name
+                if local.is_file():
+                    parts.append((local.relative_to(source).as_posix(), local.read_bytes()))
+    return parts
+
+
+class Template:
+    """A template: image, starter code, setup command, env, limits and IDE hints that
+    sandboxes (and a course's students' sandboxes) are made from.
+
+    ``Template.create("py101", files="starter/")`` makes one;
+    ``Sandbox.get_or_create(name, template=t)`` or a course uses it.
+    """
+
+    def __init__(self, info: TemplateInfo, http: HTTP) -> None:
+        self.info = info
+        self._http = http
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} id={self.id}>"
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def _path(self) -> str:
+        return f"/templates/{quote(self.info.id, safe='')}"
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        files: Any = None,
+        *,
+        description: str | None = None,
+        image: str | None = None,
+        repo_url: str | None = None,
+        repo_branch: str | None = None,
+        setup_command: str | None = None,
+        env: dict[str, str] | None = None,
+        limits: dict[str, Any] | None = None,
+        open_files: Sequence[str] | None = None,
+        preview_port: int | None = None,
+        warm_pool: int | None = None,
+        message: str | None = None,
+        url: str | None = None,
+        token: str | None = None,
+    ) -> Template:
+        """Make a template. Starter code comes from ``repo_url`` (fetched now; 400
+        ``git_error`` with git's reason) and/or ``files``: ``{path: bytes | text |
+        local path}``, a local folder, or a list of local files (see ``upload``).
+
+        ``warm_pool``: how many ready sandboxes to keep for its courses' joins.
+        """
+        http = HTTP(url, token)
+        body = _drop_none(
+            name=name,
+            description=description,
+            image=image,
+            repo_url=repo_url,
+            repo_branch=repo_branch,
+            setup_command=setup_command,
+            env=env,
+            limits=limits,
+            open_files=_list(open_files) if open_files is not None else None,
+            preview_port=preview_port,
+            warm_pool=warm_pool,
+        )
+        try:
+            parts = _starter_parts(files) if files is not None else []
+            data = http.json("POST", "/templates", json=body, timeout=NO_READ_TIMEOUT)
+            template = cls(TemplateInfo.from_json(data), http)
+        except BaseException:
+            http.close()
+            raise
+        if parts:
+            try:
+                template._put_files(parts, message)
+            except BaseException:
+                with contextlib.suppress(SandboxIDEError):
+                    template.delete()
+                raise
+        return template
+
+    @classmethod
+    def get(cls, template_id: str, *, url: str | None = None, token: str | None = None) -> Template:
+        """A template by id (yours; NotFoundError for anyone else's)."""
+        http = HTTP(url, token)
+        try:
+            data = http.json("GET", f"/templates/{quote(template_id, safe='')}")
+        except BaseException:
+            http.close()
+            raise
+        return cls(TemplateInfo.from_json(data), http)
+
+    @classmethod
+    def from_name(cls, name: str, *, url: str | None = None, token: str | None = None) -> Template:
+        """One of your templates by name (or id)."""
+        http = HTTP(url, token)
+        try:
+            data = http.json("GET", "/templates")
+            for item in data["templates"]:
+                if name in (item["name"], item["id"]):
+                    return cls(TemplateInfo.from_json(item), http)
+            raise NotFoundError(
+                f"You have no template named {name!r}: create it with "
+                f"Template.create({name!r}, files=...) or `sandbox-ide template create {name}`.",
+                status=404,
+            )
+        except BaseException:
+            http.close()
+            raise
+
+    @classmethod
+    def list(cls, *, url: str | None = None, token: str | None = None) -> _list[TemplateInfo]:
+        """Your templates."""
+        http = HTTP(url, token)
+        try:
+            data = http.json("GET", "/templates")
+        finally:
+            http.close()
+        return [TemplateInfo.from_json(item) for item in data["templates"]]
+
+    def refresh(self) -> TemplateInfo:
+        """Reload ``info`` from the server."""
+        self.info = TemplateInfo.from_json(self._http.json("GET", self._path))
+        return self.info
+
+    def update(self, **changes: Any) -> TemplateInfo:
+        """Change fields (``name``, ``description``, ``image``, ``repo_url``,
+        ``repo_branch``, ``setup_command``, ``env``, ``limits``, ``open_files``,
+        ``preview_port``, ``warm_pool``); a new ``repo_url`` is fetched at once."""
+        data = self._http.json("PATCH", self._path, json=changes, timeout=NO_READ_TIMEOUT)
+        self.info = TemplateInfo.from_json(data)
+        return self.info
+
+    def upload(self, files: Any, *, message: str | None = None) -> TemplateInfo:
+        """Commit files on top of the starter code: ``{path: bytes | text | local
+        path}`` (a path like ``src/app.py`` keeps its folders), a local folder (its
+        contents land at the starter's root) or a list of local files (by name).
+        Existing courses get it with ``course.push_update()``."""
+        parts = _starter_parts(files)
+        if not parts:
+            raise InvalidRequestError("Give at least one file to upload.", code="invalid_upload")
+        return self._put_files(parts, message)
+
+    def _put_files(self, parts: _list[tuple[str, bytes]], message: str | None) -> TemplateInfo:
+        # Each part's field name is its path in the starter.
+        data = self._http.json(
+            "PUT",
+            self._path + "/files",
+            files=[
+                (path, (PurePosixPath(path).name or "file", content, "application/octet-stream"))
+                for path, content in parts
+            ],
+            data=_drop_none(message=message),
+            timeout=NO_READ_TIMEOUT,
+        )
+        self.info = TemplateInfo.from_json(data)
+        return self.info
+
+    def refresh_repo(self) -> TemplateInfo:
+        """Fetch the template's repository again (its branch's newest commit)."""
+        data = self._http.json("POST", self._path + "/refresh", timeout=NO_READ_TIMEOUT)
+        self.info = TemplateInfo.from_json(data)
+        return self.info
+
+    def delete(self) -> None:
+        """Delete the template (ConflictError ``template_in_use`` while a course
+        uses it), then close the client."""
+        try:
+            self._http.request("DELETE", self._path)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Template:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _invite_token(invite: str) -> str:
+    """The token of an invite: the token itself or the link (``.../join/TOKEN/``)."""
+    match = re.search(r"/join/([^/?#]+)", invite)
+    return match.group(1) if match else invite.strip()
+
+
+class Course:
+    """A course on a template. Its teacher makes invite links, sees the roster,
+    resets a student's workspace (archived first) and pushes starter updates;
+    students join with an invite's token and get their own sandbox.
+
+    A teacher reads (never writes) a student's sandbox with
+    ``Sandbox.connect(student.sandbox_id)`` or ``course.student_sandbox(s)``;
+    writes raise PermissionDeniedError with code ``read_only``.
+    """
+
+    def __init__(self, info: CourseInfo, http: HTTP) -> None:
+        self.info = info
+        self._http = http
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} id={self.id} role={self.info.role}>"
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def _path(self) -> str:
+        return f"/courses/{quote(self.info.id, safe='')}"
+
+    # -- finding and making courses -------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        template: Template | TemplateInfo | str,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+    ) -> Course:
+        """Start a course on one of your templates; you are its teacher."""
+        http = HTTP(url, token)
+        try:
+            data = http.json(
+                "POST", "/courses", json={"name": name, "template": _template_id(template)}
+            )
+        except BaseException:
+            http.close()
+            raise
+        return cls(CourseInfo.from_json(data), http)
+
+    @classmethod
+    def get(cls, course_id: str, *, url: str | None = None, token: str | None = None) -> Course:
+        """A course you teach or joined, by id."""
+        http = HTTP(url, token)
+        try:
+            data = http.json("GET", f"/courses/{quote(course_id, safe='')}")
+        except BaseException:
+            http.close()
+            raise
+        return cls(CourseInfo.from_json(data), http)
+
+    @classmethod
+    def from_name(cls, name: str, *, url: str | None = None, token: str | None = None) -> Course:
+        """A course you teach or joined, by name (or id); taught ones come first."""
+        http = HTTP(url, token)
+        try:
+            data = http.json("GET", "/courses")
+            for item in [*data["teaching"], *data["enrolled"]]:
+                if name in (item["name"], item["id"]):
+                    return cls(CourseInfo.from_json(item), http)
+            raise NotFoundError(
+                f"You teach or attend no course named {name!r}: `sandbox-ide course list` "
+                "shows yours.",
+                status=404,
+            )
+        except BaseException:
+            http.close()
+            raise
+
+    @classmethod
+    def list(cls, *, url: str | None = None, token: str | None = None) -> _list[CourseInfo]:
+        """Courses you teach (``role == "teacher"``) and courses you joined."""
+        http = HTTP(url, token)
+        try:
+            data = http.json("GET", "/courses")
+        finally:
+            http.close()
+        return [CourseInfo.from_json(item) for item in [*data["teaching"], *data["enrolled"]]]
+
+    @classmethod
+    def invite_details(
+        cls, invite: str, *, url: str | None = None, token: str | None = None
+    ) -> InviteDetails:
+        """What an invite (its token or link) leads to; GoneError if it expired or
+        was revoked."""
+        http = HTTP(url, token)
+        try:
+            data = http.json("GET", f"/invites/{quote(_invite_token(invite), safe='')}")
+        finally:
+            http.close()
+        return InviteDetails.from_json(data)
+
+    @classmethod
+    def join(cls, invite: str, *, url: str | None = None, token: str | None = None) -> Sandbox:
+        """Join a course with an invite's token (or its link): your own sandbox from
+        the course's template, ready, with the starter code. Joining again returns
+        the same sandbox. GoneError if the invite expired or was revoked.
+        ``sandbox.joined`` says how it went."""
+        http = HTTP(url, token)
+        try:
+            data = http.json(
+                "POST",
+                f"/invites/{quote(_invite_token(invite), safe='')}/join",
+                timeout=NO_READ_TIMEOUT,
+            )
+            joined = JoinResult.from_json(data)
+            info = http.json("GET", f"/sandboxes/{quote(joined.sandbox, safe='')}")
+        except BaseException:
+            http.close()
+            raise
+        sandbox = Sandbox(SandboxInfo.from_json(info), http)
+        sandbox.joined = joined
+        return sandbox
+
+    # -- the course -----------------------------------------------------------------------
+
+    def refresh(self) -> CourseInfo:
+        self.info = CourseInfo.from_json(self._http.json("GET", self._path))
+        return self.info
+
+    def delete(self) -> None:
+        """Delete the course (students keep their sandboxes), then close the client."""
+        try:
+            self._http.request("DELETE", self._path)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Course:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- invites ----------------------------------------------------------------------------
+
+    def invite(self, days: float | None = None) -> Invite:
+        """A new invite link, valid for ``days`` (the server's default: 14)."""
+        data = self._http.json(
+            "POST", self._path + "/invites", json=_drop_none(expires_in_days=days)
+        )
+        return Invite.from_json(data, self._http.url)
+
+    def invites(self) -> _list[Invite]:
+        data = self._http.json("GET", self._path + "/invites")
+        return [Invite.from_json(i, self._http.url) for i in data["invites"]]
+
+    def revoke_invite(self, invite: Invite | int) -> Invite:
+        """Revoke an invite at once (students who joined stay)."""
+        invite_id = invite.id if isinstance(invite, Invite) else int(invite)
+        data = self._http.json("DELETE", f"{self._path}/invites/{invite_id}")
+        return Invite.from_json(data, self._http.url)
+
+    # -- the teacher's view -------------------------------------------------------------------
+
+    def roster(self) -> _list[Student]:
+        """Each student with their sandbox's status, last activity and starter version."""
+        data = self._http.json("GET", self._path + "/students")
+        return [Student.from_json(s) for s in data["students"]]
+
+    def _student_id(self, student: Student | int | str) -> int:
+        if isinstance(student, Student):
+            return student.id
+        if isinstance(student, int):
+            return student
+        for row in self.roster():
+            if row.username == student:
+                return row.id
+        raise NotFoundError(f"No student {student!r} in course {self.name!r}.", status=404)
+
+    def student_sandbox(self, student: Student | int | str) -> Sandbox:
+        """A student's sandbox, to read (the teacher may look, never change)."""
+        if isinstance(student, Student) and student.sandbox_id:
+            sandbox_id = student.sandbox_id
+        else:
+            student_id = self._student_id(student)
+            rows = [s for s in self.roster() if s.id == student_id]
+            if not rows or not rows[0].sandbox_id:
+                raise NotFoundError(f"Student {student!r} has no sandbox yet.", status=404)
+            sandbox_id = rows[0].sandbox_id
+        return Sandbox.connect(sandbox_id, url=self._http.url, token=self._http.token)
+
+    def reset(self, student: Student | int | str) -> Archive:
+        """Archive the student's ``/workspace`` (kept on the server; see
+        ``download_archive``), empty it and install the starter code afresh."""
+        student_id = self._student_id(student)
+        data = self._http.json(
+            "POST", f"{self._path}/students/{student_id}/reset", timeout=NO_READ_TIMEOUT
+        )
+        return Archive.from_json(data)
+
+    def archives(self, student: Student | int | str) -> _list[Archive]:
+        """The archives of a student's reset workspaces, oldest first."""
+        student_id = self._student_id(student)
+        data = self._http.json("GET", f"{self._path}/students/{student_id}/archives")
+        return [Archive.from_json(a) for a in data["archives"]]
+
+    def download_archive(
+        self,
+        archive: Archive | int,
+        local: str | os.PathLike[str],
+        *,
+        extract: bool = False,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Save an archive (a ``.tar.gz``) to ``local``, or into it when it is a
+        folder; with ``extract=True`` unpack it into the folder ``local`` instead
+        (the files are under ``workspace/`` in it)."""
+        archive_id = archive.id if isinstance(archive, Archive) else int(archive)
+        target = Path(local)
+        with self._http.stream("GET", f"{self._path}/archives/{archive_id}") as response:
+            if extract:
+                with tempfile.TemporaryDirectory() as tmp:
+                    saved = Path(tmp) / "archive.tar.gz"
+                    _save(response, saved, progress)
+                    target.mkdir(parents=True, exist_ok=True)
+                    _extract(saved, target)
+                return target
+            if target.is_dir():
+                match = re.search(
+                    r'filename="?([^";]+)"?', response.headers.get("content-disposition", "")
+                )
+                name = PurePosixPath(match.group(1)).name if match else ""
+                target = target / (name or f"archive-{archive_id}.tar.gz")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _save(response, target, progress)
+        return target
+
+    def push_update(self) -> CourseUpdate:
+        """Fetch the starter again (from its repository, if any) and merge it into
+        every student's workspace; their edits are never overwritten (conflicts are
+        kept beside, see each report's ``conflicts``)."""
+        data = self._http.json("POST", self._path + "/update", timeout=NO_READ_TIMEOUT)
+        return CourseUpdate.from_json(data)
+
+    # -- sharing ---------------------------------------------------------------------------------
+
+    def shares(self) -> _list[Share]:
+        """What students share with the class."""
+        data = self._http.json("GET", self._path + "/shares")
+        return [Share.from_json(s) for s in data["shares"]]
+
+    def share(
+        self,
+        sandbox: Sandbox | str,
+        kind: str = "view",
+        *,
+        port: int | None = None,
+    ) -> Share:
+        """Share one of your sandboxes with the class: a read-only ``view``, or a
+        ``preview`` of ``port`` (exposed if it is not yet)."""
+        sandbox_id = sandbox.id if isinstance(sandbox, Sandbox) else sandbox
+        data = self._http.json(
+            "POST",
+            self._path + "/shares",
+            json=_drop_none(sandbox=sandbox_id, kind=kind, port=port),
+        )
+        return Share.from_json(data)
+
+    def unshare(self, share: Share | int) -> None:
+        """Stop sharing (the student who shared, or the teacher); a preview URL dies."""
+        share_id = share.id if isinstance(share, Share) else int(share)
+        self._http.request("DELETE", f"{self._path}/shares/{share_id}")
 
 
 # -- helpers ------------------------------------------------------------------------------

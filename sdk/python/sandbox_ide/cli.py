@@ -4,6 +4,9 @@
     sandbox-ide exec NAME -- CMD...    sandbox-ide shell NAME
     sandbox-ide cp SRC DEST            (NAME:/path on one side)
     sandbox-ide expose NAME PORT       sandbox-ide rm NAME
+    sandbox-ide update-starter NAME
+    sandbox-ide template create|list|upload|refresh|rm ...
+    sandbox-ide course create|list|invite|join|roster|update|reset|rm ...
 
 Configured by SANDBOX_IDE_URL and SANDBOX_IDE_TOKEN (or --url / --token).
 """
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._sync_client import Sandbox
+from ._sync_client import Course, Sandbox, Template
 from .errors import InvalidRequestError, NotFoundError, SandboxIDEError
 
 
@@ -108,7 +111,102 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rm", help="destroy sandboxes (container and workspace)")
     p.add_argument("names", nargs="+", metavar="name")
     p.set_defaults(handler=cmd_rm)
+
+    p = sub.add_parser("update-starter", help="merge the template's newest starter code")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_update_starter)
+
+    _template_parser(sub)
+    _course_parser(sub)
     return parser
+
+
+def _template_parser(sub: Any) -> None:
+    group = sub.add_parser("template", help="templates: starter code and setup for sandboxes")
+    tsub = group.add_subparsers(metavar="ACTION")
+    group.set_defaults(handler=lambda args: _usage(group))
+
+    p = tsub.add_parser("create", help="make a template (starter from files and/or a repo)")
+    p.add_argument("name")
+    p.add_argument(
+        "--files",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="starter files: a folder (its contents) or files (by name)",
+    )
+    p.add_argument("--repo", dest="repo_url", metavar="URL", help="starter repository")
+    p.add_argument("--branch", dest="repo_branch")
+    p.add_argument("--setup", dest="setup_command", metavar="CMD", help="run in new sandboxes")
+    p.add_argument("--image")
+    p.add_argument("--description")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--open", dest="open_files", action="append", metavar="FILE")
+    p.add_argument("--preview-port", type=int, metavar="PORT")
+    p.add_argument("--warm-pool", type=int, metavar="N", help="ready sandboxes kept for joins")
+    p.add_argument("-m", "--message", help="commit message for the files")
+    p.set_defaults(handler=cmd_template_create)
+
+    p = tsub.add_parser("list", aliases=["ls"], help="list your templates")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_template_list)
+
+    p = tsub.add_parser("upload", help="commit files on top of a template's starter")
+    p.add_argument("template", help="name or id")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a folder (its contents) or files")
+    p.add_argument("-m", "--message", help="commit message")
+    p.set_defaults(handler=cmd_template_upload)
+
+    p = tsub.add_parser("refresh", help="fetch the template's repository again")
+    p.add_argument("template", help="name or id")
+    p.set_defaults(handler=cmd_template_refresh)
+
+    p = tsub.add_parser("rm", help="delete templates")
+    p.add_argument("templates", nargs="+", metavar="template")
+    p.set_defaults(handler=cmd_template_rm)
+
+
+def _course_parser(sub: Any) -> None:
+    group = sub.add_parser("course", help="courses: invites, roster, resets, starter updates")
+    csub = group.add_subparsers(metavar="ACTION")
+    group.set_defaults(handler=lambda args: _usage(group))
+
+    p = csub.add_parser("create", help="start a course on one of your templates")
+    p.add_argument("name")
+    p.add_argument("--template", required=True, help="template name or id")
+    p.set_defaults(handler=cmd_course_create)
+
+    p = csub.add_parser("list", aliases=["ls"], help="courses you teach or joined")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_course_list)
+
+    p = csub.add_parser("invite", help="make an invite link (prints its URL)")
+    p.add_argument("course", help="name or id")
+    p.add_argument("--days", type=float, help="valid for this many days (default: 14)")
+    p.set_defaults(handler=cmd_course_invite)
+
+    p = csub.add_parser("join", help="join a course with an invite link or token")
+    p.add_argument("invite", help="the invite's URL or token")
+    p.set_defaults(handler=cmd_course_join)
+
+    p = csub.add_parser("roster", help="the students and their sandboxes")
+    p.add_argument("course", help="name or id")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_course_roster)
+
+    p = csub.add_parser("update", help="merge the newest starter into every student's work")
+    p.add_argument("course", help="name or id")
+    p.set_defaults(handler=cmd_course_update)
+
+    p = csub.add_parser("reset", help="archive a student's workspace and restore the starter")
+    p.add_argument("course", help="name or id")
+    p.add_argument("student", help="username")
+    p.add_argument("-o", "--output", metavar="PATH", help="also download the archive here")
+    p.set_defaults(handler=cmd_course_reset)
+
+    p = csub.add_parser("rm", help="delete a course (students keep their sandboxes)")
+    p.add_argument("course", help="name or id")
+    p.set_defaults(handler=cmd_course_rm)
 
 
 def _env(pairs: list[str]) -> dict[str, str] | None:
@@ -385,6 +483,230 @@ def cmd_rm(args: argparse.Namespace) -> int:
         sb.destroy()
         print(name)
     return status
+
+
+def cmd_update_starter(args: argparse.Namespace) -> int:
+    with _open(args, args.name) as sb:
+        report = sb.update_starter()
+    print(f"{args.name}\t{report.status}\t{report.head[:10]}")
+    for path in report.updated:
+        print(f"updated\t{path}")
+    for path in report.restored:
+        print(f"restored\t{path}")
+    for conflict in report.conflicts:
+        print(f"conflict\t{conflict.path}\tstarter's version: {conflict.kept_as or '-'}")
+    return 0
+
+
+# -- templates and courses ------------------------------------------------------------------
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def _template(args: argparse.Namespace, ref: str) -> Template:
+    return Template.from_name(ref, url=args.url, token=args.token)
+
+
+def _course(args: argparse.Namespace, ref: str) -> Course:
+    return Course.from_name(ref, url=args.url, token=args.token)
+
+
+def cmd_template_create(args: argparse.Namespace) -> int:
+    with Template.create(
+        args.name,
+        files=args.files or None,
+        description=args.description,
+        image=args.image,
+        repo_url=args.repo_url,
+        repo_branch=args.repo_branch,
+        setup_command=args.setup_command,
+        env=_env(args.env),
+        open_files=args.open_files,
+        preview_port=args.preview_port,
+        warm_pool=args.warm_pool,
+        message=args.message,
+        url=args.url,
+        token=args.token,
+    ) as template:
+        print(f"{template.name}\t{template.id}\t{template.info.starter_head[:10]}")
+    return 0
+
+
+def cmd_template_list(args: argparse.Namespace) -> int:
+    templates = Template.list(url=args.url, token=args.token)
+    if args.json:
+        rows = [
+            {
+                "id": t.id,
+                "name": t.name,
+                "repo_url": t.repo_url,
+                "starter_head": t.starter_head,
+                "updated_at": str(t.updated_at),
+            }
+            for t in templates
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("NAME", "ID", "STARTER", "SOURCE", "UPDATED")]
+    for t in templates:
+        source = t.repo_url or "files"
+        table.append((t.name, t.id, t.starter_head[:10], source, _when(t.updated_at)))
+    _table(table)
+    return 0
+
+
+def cmd_template_upload(args: argparse.Namespace) -> int:
+    with _template(args, args.template) as template:
+        info = template.upload(args.paths, message=args.message)
+    print(f"{info.name}\t{info.id}\t{info.starter_head[:10]}")
+    return 0
+
+
+def cmd_template_refresh(args: argparse.Namespace) -> int:
+    with _template(args, args.template) as template:
+        info = template.refresh_repo()
+    print(f"{info.name}\t{info.id}\t{info.starter_head[:10]}")
+    return 0
+
+
+def cmd_template_rm(args: argparse.Namespace) -> int:
+    status = 0
+    for ref in args.templates:
+        try:
+            _template(args, ref).delete()
+        except SandboxIDEError as exc:
+            print(f"sandbox-ide: {ref}: {exc.message}", file=sys.stderr)
+            status = 1
+            continue
+        print(ref)
+    return status
+
+
+def cmd_course_create(args: argparse.Namespace) -> int:
+    with _template(args, args.template) as template:
+        course = Course.create(args.name, template, url=args.url, token=args.token)
+    with course:
+        print(f"{course.name}\t{course.id}\t{template.name}")
+    return 0
+
+
+def cmd_course_list(args: argparse.Namespace) -> int:
+    courses = Course.list(url=args.url, token=args.token)
+    if args.json:
+        rows = [
+            {
+                "id": c.id,
+                "name": c.name,
+                "role": c.role,
+                "teacher": c.teacher,
+                "template": c.template_id,
+            }
+            for c in courses
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("NAME", "ID", "ROLE", "TEACHER", "TEMPLATE")]
+    table += [(c.name, c.id, c.role, c.teacher, c.template_name) for c in courses]
+    _table(table)
+    return 0
+
+
+def cmd_course_invite(args: argparse.Namespace) -> int:
+    with _course(args, args.course) as course:
+        invite = course.invite(days=args.days)
+    print(invite.url)
+    return 0
+
+
+def cmd_course_join(args: argparse.Namespace) -> int:
+    with Course.join(args.invite, url=args.url, token=args.token) as sb:
+        state = "joined" if sb.joined is not None and sb.joined.created else "exists"
+        print(f"{sb.name}\t{sb.id}\t{sb.status}\t{state}")
+    return 0
+
+
+def cmd_course_roster(args: argparse.Namespace) -> int:
+    with _course(args, args.course) as course:
+        students = course.roster()
+    if args.json:
+        rows = [
+            {
+                "id": s.id,
+                "username": s.username,
+                "sandbox": s.sandbox_id,
+                "status": s.status,
+                "last_active_at": str(s.last_active_at),
+                "starter_head": s.starter_head,
+                "last_update": s.last_update.status if s.last_update else None,
+            }
+            for s in students
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("STUDENT", "ID", "SANDBOX", "STATUS", "LAST ACTIVE", "STARTER", "LAST UPDATE")]
+    for s in students:
+        update = ""
+        if s.last_update is not None:
+            update = s.last_update.status
+            if s.last_update.conflicts:
+                update += f" ({len(s.last_update.conflicts)} conflicts)"
+        table.append(
+            (
+                s.username,
+                str(s.id),
+                s.sandbox_id or "-",
+                s.status or "-",
+                _when(s.last_active_at),
+                s.starter_head[:10],
+                update,
+            )
+        )
+    _table(table)
+    return 0
+
+
+def cmd_course_update(args: argparse.Namespace) -> int:
+    with _course(args, args.course) as course:
+        report = course.push_update()
+    table = [("STUDENT", "RESULT", "UPDATED", "CONFLICTS")]
+    failed = False
+    for r in report.students:
+        failed = failed or not r.ok
+        conflicts = ", ".join(c.path for c in r.conflicts) or "-"
+        result = r.status if r.ok else f"{r.status}: {r.error}"
+        table.append((r.student, result, str(len(r.updated)), conflicts))
+    print(f"starter {report.starter_head[:10]}")
+    _table(table)
+    return 1 if failed else 0
+
+
+def cmd_course_reset(args: argparse.Namespace) -> int:
+    with _course(args, args.course) as course:
+        archive = course.reset(args.student)
+        saved = course.download_archive(archive, args.output) if args.output else None
+    print(f"{args.student}\tarchive {archive.id}\t{archive.size} bytes")
+    if saved is not None:
+        print(saved)
+    return 0
+
+
+def cmd_course_rm(args: argparse.Namespace) -> int:
+    _course(args, args.course).delete()
+    print(args.course)
+    return 0
 
 
 if __name__ == "__main__":

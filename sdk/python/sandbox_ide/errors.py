@@ -8,6 +8,7 @@
      ├── AuthenticationError           401: missing or bad token
      ├── PermissionDeniedError         403
      ├── NotFoundError                 404: no such sandbox, file, process ...
+     │    └── GoneError                410: e.g. an expired or revoked invite link
      ├── ConflictError                 409: e.g. a non-empty directory
      ├── RateLimitError                429: a limit was reached
      ├── AgentError                    502: the sandbox's agent failed
@@ -68,6 +69,12 @@ class NotFoundError(SandboxIDEError):
     default_code = "not_found"
 
 
+class GoneError(NotFoundError):
+    """410: it existed but is no longer usable (an expired or revoked invite link)."""
+
+    default_code = "gone"
+
+
 class ConflictError(SandboxIDEError):
     default_code = "conflict"
 
@@ -116,6 +123,7 @@ BY_STATUS: dict[int, type[SandboxIDEError]] = {
     405: InvalidRequestError,
     408: CommandTimeout,
     409: ConflictError,
+    410: GoneError,
     413: PayloadTooLargeError,
     415: InvalidRequestError,
     429: RateLimitError,

@@ -443,3 +443,304 @@ class TerminalInfo:
             rows=int(data.get("rows") or 24),
             created_at=_time(data.get("created_at")),
         )
+
+
+# -- classroom: templates, courses, invites, roster, archives, shares -----------------------
+
+
+@dataclass
+class TemplateInfo:
+    """A template: the recipe a sandbox (or a course's sandboxes) is made from."""
+
+    id: str
+    name: str
+    description: str = ""
+    image: str = ""
+    repo_url: str = ""
+    repo_branch: str = ""
+    setup_command: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
+    open_files: list[str] = field(default_factory=list)
+    preview_port: int | None = None
+    warm_pool: int = 0
+    starter_head: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TemplateInfo:
+        port = data.get("preview_port")
+        return cls(
+            id=data["id"],
+            name=data.get("name", ""),
+            description=data.get("description") or "",
+            image=data.get("image") or "",
+            repo_url=data.get("repo_url") or "",
+            repo_branch=data.get("repo_branch") or "",
+            setup_command=data.get("setup_command") or "",
+            env=dict(data.get("env") or {}),
+            limits=dict(data.get("limits") or {}),
+            open_files=list(data.get("open_files") or []),
+            preview_port=int(port) if port is not None else None,
+            warm_pool=int(data.get("warm_pool") or 0),
+            starter_head=data.get("starter_head") or "",
+            created_at=_time(data.get("created_at")),
+            updated_at=_time(data.get("updated_at")),
+        )
+
+
+@dataclass
+class StarterConflict:
+    """A file both the student and the new starter changed: the student's version
+    stays at ``path``; the starter's is beside it at ``kept_as``."""
+
+    path: str
+    kept_as: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class StarterUpdate:
+    """How merging the newest starter into a workspace went.
+
+    ``status``: ``updated``, ``up_to_date`` or (in a course update) ``failed`` with
+    ``error``; ``student`` is set in a course update's report.
+    """
+
+    status: str
+    head: str = ""
+    commit: str | None = None
+    updated: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    conflicts: list[StarterConflict] = field(default_factory=list)
+    saved_work: bool = False
+    error: str = ""
+    student: str = ""
+    at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("updated", "up_to_date")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StarterUpdate:
+        return cls(
+            status=data.get("status", ""),
+            head=data.get("head") or "",
+            commit=data.get("commit"),
+            updated=list(data.get("updated") or []),
+            restored=list(data.get("restored") or []),
+            conflicts=[
+                StarterConflict(
+                    path=c.get("path", ""), kept_as=c.get("kept_as"), reason=c.get("reason") or ""
+                )
+                for c in data.get("conflicts") or []
+            ],
+            saved_work=bool(data.get("saved_work")),
+            error=data.get("error") or "",
+            student=data.get("student") or "",
+            at=_time(data.get("at")),
+        )
+
+
+@dataclass
+class CourseUpdate:
+    """The answer to ``course.push_update()``: each student's merge report."""
+
+    starter_head: str
+    students: list[StarterUpdate] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CourseUpdate:
+        return cls(
+            starter_head=data.get("starter_head") or "",
+            students=[StarterUpdate.from_json(s) for s in data.get("students") or []],
+        )
+
+
+@dataclass
+class CourseInfo:
+    """A course as the server describes it; ``role`` is yours in it (teacher or student)."""
+
+    id: str
+    name: str
+    role: str = ""
+    teacher: str = ""
+    template_id: str = ""
+    template_name: str = ""
+    open_files: list[str] = field(default_factory=list)
+    preview_port: int | None = None
+    created_at: datetime | None = None
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.role == "teacher"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CourseInfo:
+        template = data.get("template") or {}
+        port = template.get("preview_port")
+        return cls(
+            id=data["id"],
+            name=data.get("name", ""),
+            role=data.get("role", ""),
+            teacher=data.get("teacher", ""),
+            template_id=template.get("id", ""),
+            template_name=template.get("name", ""),
+            open_files=list(template.get("open_files") or []),
+            preview_port=int(port) if port is not None else None,
+            created_at=_time(data.get("created_at")),
+        )
+
+
+@dataclass
+class Invite:
+    """An invite link. ``url`` is the page a student opens; ``token`` is what
+    ``Course.join(token)`` takes. ``state``: active, expired or revoked."""
+
+    id: int
+    token: str
+    url: str = ""
+    state: str = ""
+    expires_at: datetime | None = None
+    uses: int = 0
+    created_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], base_url: str = "") -> Invite:
+        path = data.get("path") or f"/join/{data['token']}/"
+        return cls(
+            id=int(data["id"]),
+            token=data["token"],
+            url=base_url.rstrip("/") + path,
+            state=data.get("state", ""),
+            expires_at=_time(data.get("expires_at")),
+            uses=int(data.get("uses") or 0),
+            created_at=_time(data.get("created_at")),
+        )
+
+
+@dataclass
+class InviteDetails:
+    """What an invite link leads to (``Course.invite_details(token)``)."""
+
+    course: str
+    course_name: str
+    teacher: str
+    expires_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InviteDetails:
+        return cls(
+            course=data["course"],
+            course_name=data.get("course_name", ""),
+            teacher=data.get("teacher", ""),
+            expires_at=_time(data.get("expires_at")),
+        )
+
+
+@dataclass
+class JoinResult:
+    """How ``Course.join`` went: ``created`` is False when you had joined before."""
+
+    course: str
+    sandbox: str
+    created: bool = False
+    from_pool: bool = False
+    ide_path: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JoinResult:
+        return cls(
+            course=data["course"],
+            sandbox=data["sandbox"],
+            created=bool(data.get("created")),
+            from_pool=bool(data.get("from_pool")),
+            ide_path=data.get("ide_path", ""),
+        )
+
+
+@dataclass
+class Student:
+    """One row of a course's roster: the student and their sandbox (``sandbox_id``
+    is empty until they have one). ``last_update`` is their last starter update."""
+
+    id: int
+    username: str
+    joined_at: datetime | None = None
+    sandbox_id: str = ""
+    sandbox_name: str = ""
+    status: str = ""
+    sleep_tier: str = ""
+    last_active_at: datetime | None = None
+    starter_head: str = ""
+    last_update: StarterUpdate | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Student:
+        student = data.get("student") or {}
+        box = data.get("sandbox") or {}
+        update = data.get("last_update")
+        return cls(
+            id=int(student["id"]),
+            username=student.get("username", ""),
+            joined_at=_time(data.get("joined_at")),
+            sandbox_id=box.get("id", ""),
+            sandbox_name=box.get("name", ""),
+            status=box.get("status", ""),
+            sleep_tier=box.get("sleep_tier") or "",
+            last_active_at=_time(box.get("last_active_at")),
+            starter_head=data.get("starter_head") or "",
+            last_update=StarterUpdate.from_json(update) if update else None,
+        )
+
+
+@dataclass
+class Archive:
+    """A student's workspace as it was before a reset (a .tar.gz on the server)."""
+
+    id: int
+    size: int = 0
+    created_at: datetime | None = None
+    path: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Archive:
+        return cls(
+            id=int(data["id"]),
+            size=int(data.get("size") or 0),
+            created_at=_time(data.get("created_at")),
+            path=data.get("path", ""),
+        )
+
+
+@dataclass
+class Share:
+    """Something a student shows the class: a read-only ``view`` of a sandbox, or a
+    ``preview`` URL of one of its ports."""
+
+    id: int
+    kind: str
+    sandbox: str
+    owner: str = ""
+    port: int | None = None
+    url: str | None = None
+    created_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Share:
+        port = data.get("port")
+        return cls(
+            id=int(data["id"]),
+            kind=data.get("kind", ""),
+            sandbox=data.get("sandbox", ""),
+            owner=data.get("owner", ""),
+            port=int(port) if port is not None else None,
+            url=data.get("url"),
+            created_at=_time(data.get("created_at")),
+        )
