@@ -4,7 +4,8 @@ The student (A) works through the API and a terminal WebSocket, as their own IDE
 would; the teacher (B) watches in the browser: files, an editor that follows A's
 saves, A's terminal live, and nothing that could change A's work. A stranger (C)
 gets a 404 page. The classroom rows are made directly in the database (the
-classroom API is not what is tested here). Screenshot: test-artifacts/."""
+classroom API is not what is tested here). B also sees the web server A runs, in
+the preview pane, once A shares its port. Screenshot: test-artifacts/."""
 
 from __future__ import annotations
 
@@ -233,8 +234,7 @@ def test_teacher_watches_a_students_workspace_read_only(
         page.get_by_role("button", name="New terminal"),
         page.get_by_role("button", name="Run"),
         page.get_by_role("button", name="Clone"),
-        page.locator("#toggle-preview"),
-        page.locator("#preview"),
+        page.locator("#preview"),  # nothing to preview yet (the viewer may open it)
         page.locator('.term-tab[data-terminal="lesson"] .close'),
     ]:
         expect(control).to_be_hidden()
@@ -408,4 +408,77 @@ def test_a_stranger_gets_a_404_page(classroom: Classroom, browser: Browser, serv
     expect(page.locator("#readonly-banner")).to_have_count(0)
     api = page.request.get(f"/api/v1/sandboxes/{classroom.sandbox_id}/files?path=/workspace")
     assert api.status == 404
+    context.close()
+
+
+def test_viewer_sees_the_students_running_server(
+    classroom: Classroom, browser: Browser, server
+) -> None:  # type: ignore[no-untyped-def]
+    sid = classroom.sandbox_id
+    classroom.put("/workspace/site/index.html", b"<!doctype html><h1>Ada's app on 8130</h1>")
+    for port in (8130, 8131):  # 8130 is shared below, 8131 only listens
+        ran = classroom.api.post(
+            f"/sandboxes/{sid}/exec",
+            json={
+                "command": f"setsid -f python3 -m http.server {port} --directory "
+                "/workspace/site >/dev/null 2>&1; sleep 0.5"
+            },
+        )
+        assert ran.status_code == 200, ran.text
+    exposed = classroom.api.post(f"/sandboxes/{sid}/ports", json={"port": 8130})
+    assert exposed.status_code == 201, exposed.text
+    url = exposed.json()["url"]
+
+    context = log_in(browser, server, classroom.teacher)
+    page = context.new_page()
+    log = ConsoleLog(page)
+    failed = refusals(page)
+    open_view(page, log, sid)
+    # The pane opens by itself: the shared port to click, the unshared one named.
+    pane = page.locator("#preview")
+    expect(pane).to_be_visible(timeout=20_000)
+    strip = page.locator("#port-strip")
+    expect(strip).to_contain_text("Port 8131 is open but not shared — only its owner can expose it")
+    expect(strip.locator(".port-chip")).to_have_count(1)
+    chip = strip.locator('.port-chip[data-port="8130"]')
+    chip.click()
+    frame = page.frame_locator("#preview-frame")
+    expect(frame.locator("h1")).to_have_text("Ada's app on 8130", timeout=30_000)
+    expect(page.locator("#preview-address")).to_have_value(url)
+    expect(chip).to_have_class(re.compile("active"))
+    # Looking only: no unexpose, no copying the share link; the pane can be toggled.
+    expect(page.locator("#preview-close")).to_be_hidden()
+    expect(page.locator("#preview-copy")).to_be_hidden()
+    expect(page.locator("#toggle-preview")).to_be_visible()
+    page.evaluate("() => document.querySelectorAll('.toast').forEach((t) => t.remove())")
+    path = shot(page, "ide-readonly-preview-dark")
+    shutil.copy(path, "/tmp/ide-readonly-preview-dark.png")
+
+    # In a new tab, too.
+    with context.expect_page() as opened:
+        page.locator("#preview-open").click()
+    tab = opened.value
+    expect(tab.locator("h1")).to_have_text("Ada's app on 8130", timeout=30_000)
+    tab.close()
+
+    # Asking for the unshared port (a port number in the address bar) only says why.
+    address = page.locator("#preview-address")
+    address.fill("8131")
+    address.press("Enter")
+    expect(page.locator(".toast", has_text="Port 8131")).to_contain_text(
+        "open but not shared — only its owner can expose it"
+    )
+    ports = classroom.api.get(f"/sandboxes/{sid}/ports").json()
+    assert [p["port"] for p in ports["exposed"]] == [8130]
+    assert failed == [], failed  # the page never tried to expose anything
+
+    # The student stops sharing: the viewer's pane lets go of it.
+    gone = classroom.api.delete(f"/sandboxes/{sid}/ports/8130")
+    assert gone.status_code == 204, gone.text
+    expect(page.locator("#preview-empty")).to_be_visible(timeout=20_000)
+    expect(page.locator("#preview-frame")).to_be_hidden()
+    expect(strip.locator(".port-chip")).to_have_count(0)
+    expect(strip).to_contain_text("Ports 8130 and 8131 are open but not shared")
+    assert not log.errors, log.errors
+    assert context.external_requests == [], context.external_requests  # type: ignore[attr-defined]
     context.close()

@@ -1,7 +1,8 @@
 // Resizable panes: drag handles between side bar / editor / preview and
 // editor / bottom panel. Sizes and hidden panes are remembered in localStorage
 // (applied before first paint by the inline script in ide.html). Read-only views
-// of others' workspaces keep their own layout (the preview pane is off there).
+// of others' workspaces keep their own layout (the preview pane starts closed there
+// and opens once the owner's ports are known).
 import { READONLY } from "./readonly.js";
 
 const KEY = READONLY ? "ide-layout-readonly" : "ide-layout";

@@ -86,7 +86,7 @@ const editors = new Editors(sb);
 const tree = new Tree(sb, editors);
 const preview = new Preview(sb);
 const terminals = new Terminals(sb, {
-  openPreview: (port, path) => (READONLY ? refuse("Previewing a port") : preview.openPort(port, path)),
+  openPreview: (port, path) => preview.openPort(port, path), // a viewer: shared ports only
   isShortcut: (e) => !!shortcut(e, "terminal"),
 });
 const runner = new Runner(sb, { editors, showPanel });
@@ -112,8 +112,8 @@ const allCommands = () => [
   { title: "Interpreter: Open Python Interpreter", run: () => showPanel("interpreter"), writes: true },
   { title: "Git: Clone Repository…", run: () => git.openDialog(), writes: true },
   { title: "Git: Show Changes", run: () => showSide("git") },
-  { title: "Preview: Refresh Ports", run: () => preview.poll(), writes: true },
-  { title: "Preview: Toggle Pane", run: () => toggle("preview"), writes: true },
+  { title: "Preview: Refresh Ports", run: () => preview.poll() },
+  { title: "Preview: Toggle Pane", run: () => toggle("preview") },
   { title: "View: Toggle Side Bar", hint: "Ctrl B", run: () => toggle("sidebar") },
   { title: "View: Maximize / Restore Panel", hint: "Ctrl J", run: () => togglePanelMax() },
   { title: "View: Toggle Dark / Light Theme", run: () => toggleTheme() },
@@ -184,7 +184,7 @@ showPanel("terminals");
 // Opening the IDE wakes a sleeping sandbox: show its new status once files answer.
 tree.init().then(refreshStatus).catch((err) => toast(`Files: ${err.message}`, "error"));
 terminals.init().catch((err) => toast(`Terminals: ${err.message}`, "error"));
-if (!READONLY) preview.start(); // a viewer cannot list or share the owner's ports
+preview.start(); // a viewer sees the owner's shared ports (never shares one)
 applyTemplate({ sb, editors, preview, readonly: READONLY }); // its files, its port
 refreshStatus();
 status(READONLY ? `Viewing ${OWNER}'s workspace (read-only)` : "Ready");

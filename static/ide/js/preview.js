@@ -1,9 +1,11 @@
 // Preview pane: ports that programs listen on, offered for preview; an embedded
 // page with its own address bar, reload, open in a new tab, copy the share link,
 // and unexpose (the share link stops working at once).
+// Read-only (someone else's workspace): the owner's exposed ports only, to open here
+// or in a new tab; ports that listen unshared are named, never exposed from here.
 import { h } from "./api.js";
 import { isHidden, setHidden } from "./layout.js";
-import { READONLY, refuse } from "./readonly.js";
+import { accessEnded, endAccess, isAsleep, READONLY } from "./readonly.js";
 import { confirmDialog, copyText, status, toast } from "./ui.js";
 
 export class Preview {
@@ -29,7 +31,10 @@ export class Preview {
 
   start() {
     this.poll();
-    this.timer = setInterval(() => { if (!document.hidden && this.available) this.poll(); }, 3000);
+    this.timer = setInterval(() => {
+      if (accessEnded) clearInterval(this.timer);
+      else if (!document.hidden && this.available && !isAsleep()) this.poll(); // listing wakes it
+    }, 3000);
   }
 
   async poll() {
@@ -41,8 +46,17 @@ export class Preview {
         .filter((p) => p < 32768);
       this.available = true;
       this.error = null;
+      // A viewer's pane opens by itself the first time there is something to see.
+      if (READONLY && !this.autoOpened && (this.exposed.length || this.listening.length)) {
+        this.autoOpened = true;
+        if (isHidden("preview")) setHidden("preview", false);
+      }
+      if (READONLY && this.current) this.followShared();
     } catch (err) {
-      if (err.status === 404 && err.code !== "sandbox_not_found") {
+      if (READONLY && err.status === 404) {
+        endAccess(); // the view was taken away
+        this.error = "No longer shared with you.";
+      } else if (err.status === 404 && err.code !== "sandbox_not_found") {
         this.available = false;
         this.error = "Previews are not available on this server yet.";
         // check again now and then: the feature may be deployed later
@@ -53,6 +67,7 @@ export class Preview {
   }
 
   renderStrip() {
+    if (READONLY) { this.renderViewerStrip(); return; }
     const ports = new Set([...this.listening, ...this.exposed.map((e) => e.port)]);
     const chips = [...ports].sort((a, b) => a - b).map((port) => {
       const shared = this.exposed.some((e) => e.port === port);
@@ -71,8 +86,31 @@ export class Preview {
     this.strip.replaceChildren(...chips);
   }
 
+  // Read-only: a chip per exposed port; those listening unshared are only named.
+  renderViewerStrip() {
+    const shared = [...this.exposed].sort((a, b) => a.port - b.port).map(({ port, private: own }) => {
+      const live = this.listening.includes(port);
+      const chip = h(`button.port-chip.shared${this.current?.port === port ? ".active" : ""}`, {
+        type: "button", "data-port": port,
+        title: `${live ? "Listening" : "Not listening now"} · shared${own ? " privately" : ""}: click to preview`,
+        style: live ? null : "opacity:.6",
+      }, h("span.dot"), String(port));
+      chip.addEventListener("click", () => this.openPort(port));
+      return chip;
+    });
+    const unshared = this.listening.filter((p) => !this.exposed.some((e) => e.port === p)).sort((a, b) => a - b);
+    const items = [];
+    if (this.error) items.push(h("span.muted", { role: "status" }, this.error));
+    else if (shared.length) items.push(h("span.muted", {}, "Shared:"), ...shared);
+    else if (!unshared.length) items.push(h("span.muted", {}, "Nothing shared yet: ports the owner exposes show up here."));
+    if (!this.error && unshared.length) {
+      items.push(h("span.port-note.muted", { role: "note" }, unsharedText(unshared)));
+    }
+    this.strip.replaceChildren(...items);
+  }
+
   async openPort(port, path = "/") {
-    if (READONLY) return refuse("Previewing a port"); // sharing a port is the owner's call
+    if (READONLY) return this.openShared(port, path);
     if (isHidden("preview")) setHidden("preview", false);
     let entry = this.exposed.find((e) => e.port === port);
     try {
@@ -90,6 +128,34 @@ export class Preview {
     this.current = { port, url: entry.url };
     this.show(base + (path.startsWith("/") ? path : `/${path}`));
     this.renderStrip();
+  }
+
+  // Read-only: open what the owner shared; sharing a port is the owner's call.
+  openShared(port, path = "/") {
+    const entry = this.exposed.find((e) => e.port === port);
+    if (!entry) {
+      const open = this.listening.includes(port);
+      toast(open ? `${unsharedText([port])}.` : `Port ${port} is not shared — only its owner can expose it.`, "info");
+      return false;
+    }
+    if (isHidden("preview")) setHidden("preview", false);
+    this.current = { port, url: entry.url };
+    this.show(entry.url.replace(/\/$/, "") + (path.startsWith("/") ? path : `/${path}`));
+    this.renderStrip();
+    return true;
+  }
+
+  // Read-only: the owner unexposed the open port (or exposed it again: a new URL).
+  followShared() {
+    const entry = this.exposed.find((e) => e.port === this.current.port);
+    if (entry && entry.url !== this.current.url) this.openShared(entry.port);
+    if (entry) return;
+    status(`Port ${this.current.port} is no longer shared`);
+    this.current = null;
+    this.frame.src = "about:blank";
+    this.frame.hidden = true;
+    this.empty.hidden = false;
+    this.address.value = "";
   }
 
   show(url) {
@@ -130,8 +196,7 @@ export class Preview {
   }
 
   async unexpose() {
-    if (READONLY) return refuse("Unexposing");
-    if (!this.current) return;
+    if (READONLY || !this.current) return; // the button is not there for a viewer
     const { port } = this.current;
     const ok = await confirmDialog({ title: `Stop sharing port ${port}?`, text: "The preview link stops working at once, for everyone.", ok: "Unexpose" });
     if (!ok) return;
@@ -149,4 +214,9 @@ export class Preview {
       toast(`Could not unexpose port ${port}: ${err.message}`, "error");
     }
   }
+}
+
+function unsharedText(ports) {
+  if (ports.length === 1) return `Port ${ports[0]} is open but not shared — only its owner can expose it`;
+  return `Ports ${ports.slice(0, -1).join(", ")} and ${ports.at(-1)} are open but not shared — only their owner can expose them`;
 }
