@@ -183,3 +183,92 @@ def test_errors_without_configuration(cli_env: dict[str, str]) -> None:
     assert bad.returncode == 1 and "token" in bad.stderr.lower()
     usage = run(cli_env, "exec", "clibox")
     assert usage.returncode == 1 and "exec NAME -- CMD" in usage.stderr
+
+
+def test_classroom_commands(server: LiveServer, cli_env: dict[str, str], tmp_path: Path) -> None:
+    teacher = {**cli_env, "SANDBOX_IDE_TOKEN": server.token("cli-teacher")}
+    student = {**cli_env, "SANDBOX_IDE_TOKEN": server.token("cli-student")}
+    starter = tmp_path / "starter"
+    starter.mkdir()
+    (starter / "main.py").write_text("print('starter')\n")
+
+    made = run(
+        teacher,
+        "template",
+        "create",
+        "cli101",
+        "--files",
+        str(starter),
+        "--open",
+        "main.py",
+        "--warm-pool",
+        "0",
+    )
+    assert made.returncode == 0, made.stderr
+    name, template_id, head = made.stdout.strip().split("\t")
+    assert name == "cli101" and len(template_id) == 12 and len(head) == 10
+    extra = tmp_path / "extra.txt"
+    extra.write_text("more\n")
+    uploaded = run(teacher, "template", "upload", "cli101", str(extra), "-m", "extra")
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert uploaded.stdout.split("\t")[2].strip() != head
+    header, *rows = run(teacher, "template", "list").stdout.splitlines()
+    assert header.split() == ["NAME", "ID", "STARTER", "SOURCE", "UPDATED"]
+    assert [row.split()[:2] for row in rows] == [["cli101", template_id]]
+
+    course = run(teacher, "course", "create", "CLI 101", "--template", "cli101")
+    assert course.returncode == 0, course.stderr
+    course_name, course_id, _ = course.stdout.strip().split("\t")
+    assert course_name == "CLI 101"
+    invite = run(teacher, "course", "invite", "CLI 101", "--days", "3")
+    assert invite.returncode == 0, invite.stderr
+    url = invite.stdout.strip()
+    assert url.startswith(f"{server.url}/join/")
+
+    joined = run(student, "course", "join", url)
+    assert joined.returncode == 0, joined.stderr
+    box_name, box_id, status, state = joined.stdout.strip().split("\t")
+    assert (status, state) == ("running", "joined")
+    again = run(student, "course", "join", url.rstrip("/").rsplit("/", 1)[1])  # the bare token
+    assert again.stdout.strip().split("\t")[1:] == [box_id, "running", "exists"]
+    listed = run(student, "course", "list").stdout.splitlines()
+    assert listed[1].split()[-3:] == ["student", "cli-teacher", "cli101"]
+    out = run(student, "exec", box_name, "--", "cat main.py extra.txt")
+    assert out.stdout == "print('starter')\nmore\n"
+    run(student, "exec", box_name, "--", "echo mine > main.py").check_returncode()
+
+    header, *rows = run(teacher, "course", "roster", course_id).stdout.splitlines()
+    assert header.split()[:4] == ["STUDENT", "ID", "SANDBOX", "STATUS"]
+    assert [row.split()[0::2][:2] for row in rows] == [["cli-student", box_id]]
+    assert rows[0].split()[3] == "running"
+    refused = run(student, "course", "roster", course_id)
+    assert refused.returncode == 1 and "teacher" in refused.stderr
+
+    (starter / "hint.txt").write_text("hint\n")
+    assert run(teacher, "template", "upload", "cli101", str(starter)).returncode == 0
+    update = run(teacher, "course", "update", "CLI 101")
+    assert update.returncode == 0, update.stderr
+    assert update.stdout.splitlines()[2].split()[:3] == ["cli-student", "updated", "1"]
+    assert run(student, "exec", box_name, "--", "cat hint.txt main.py").stdout == "hint\nmine\n"
+    mine = run(student, "update-starter", box_name)
+    assert mine.returncode == 0 and mine.stdout.split("\t")[1] == "up_to_date"
+
+    reset = run(teacher, "course", "reset", "CLI 101", "cli-student", "-o", str(tmp_path))
+    assert reset.returncode == 0, reset.stderr
+    saved = Path(reset.stdout.splitlines()[1])
+    assert saved.parent == tmp_path and saved.name.endswith(".tar.gz")
+    import tarfile
+
+    with tarfile.open(saved, "r:gz") as tar:
+        member = tar.extractfile("workspace/main.py")
+        assert member is not None and member.read() == b"mine\n"
+    out = run(student, "exec", box_name, "--", "cat main.py")
+    assert out.stdout == "print('starter')\n"
+
+    in_use = run(teacher, "template", "rm", "cli101")
+    assert in_use.returncode == 1 and "cli101" in in_use.stderr
+    assert run(teacher, "course", "rm", "CLI 101").returncode == 0
+    assert run(teacher, "template", "rm", "cli101").returncode == 0
+    assert run(teacher, "template", "list").stdout.splitlines()[1:] == []
+    gone = run(student, "course", "join", url)
+    assert gone.returncode == 1 and "sandbox-ide:" in gone.stderr
