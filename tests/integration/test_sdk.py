@@ -751,6 +751,7 @@ def test_async_classroom(server: LiveServer, tmp_path: Path) -> None:
     (starter / "pkg").mkdir(parents=True)
     (starter / "main.py").write_bytes(STARTER_MAIN)
     (starter / "pkg" / "util.py").write_text("X = 1\n")
+    (starter / "pkg" / "naïve name.py").write_text("Y = 2\n")
     (starter / ".git").mkdir()
     (starter / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
 
@@ -764,8 +765,13 @@ def test_async_classroom(server: LiveServer, tmp_path: Path) -> None:
                 async with await AsyncCourse.join(invite.url, **student) as mine:
                     assert mine.joined is not None and mine.joined.created
                     assert await mine.files.read("pkg/util.py") == b"X = 1\n"
-                    tracked = await mine.exec("git ls-files")  # the local .git was left out
-                    assert tracked.stdout.split() == ["main.py", "pkg/util.py"]
+                    # The local .git was left out; a path's folders and letters are kept.
+                    tracked = await mine.exec("git -c core.quotePath=false ls-files")
+                    assert tracked.stdout.splitlines() == [
+                        "main.py",
+                        "pkg/naïve name.py",
+                        "pkg/util.py",
+                    ]
                     await mine.files.write("main.py", "# mine\n")
                     [row] = await course.roster()
                     assert row.username == "sdk-async-stu" and row.sandbox_id == mine.id

@@ -1529,10 +1529,12 @@ class AsyncCourse:
         if isinstance(student, Student) and student.sandbox_id:
             sandbox_id = student.sandbox_id
         else:
-            student_id = await self._student_id(student)
-            rows = [s for s in await self.roster() if s.id == student_id]
-            if not rows or not rows[0].sandbox_id:
-                raise NotFoundError(f"Student {student!r} has no sandbox yet.", status=404)
+            wanted = student.id if isinstance(student, Student) else student
+            rows = [s for s in await self.roster() if wanted in (s.id, s.username)]
+            if not rows:
+                raise NotFoundError(f"No student {wanted!r} in course {self.name!r}.", status=404)
+            if not rows[0].sandbox_id:
+                raise NotFoundError(f"Student {wanted!r} has no sandbox yet.", status=404)
             sandbox_id = rows[0].sandbox_id
         return await AsyncSandbox.connect(sandbox_id, url=self._http.url, token=self._http.token)
 
