@@ -597,6 +597,12 @@ def test_classroom_teacher_and_students(server: LiveServer, tmp_path: Path) -> N
     assert "sdk-py101" in {t.name for t in Template.list(**teacher)}
     with pytest.raises(NotFoundError):  # someone else's template is invisible
         Template.get(template.id, **alice)
+    assert template.update(description="Week 1").description == "Week 1"
+    assert Template.from_name("sdk-py101", **teacher).info.description == "Week 1"
+    with Sandbox.get_or_create("sdk-own", template=template, **teacher) as own:
+        assert own.info.template == template.id
+        assert own.files.read_text("docs/notes.md") == "# Notes\n"
+        own.destroy()
 
     # The course and an invite link.
     course = Course.create("SDK 101", template, **teacher)
