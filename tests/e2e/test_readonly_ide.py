@@ -139,8 +139,8 @@ Enrollment.objects.create(
         api.close()
 
 
-def log_in(browser: Browser, server, username: str) -> BrowserContext:  # type: ignore[no-untyped-def]
-    context = new_context(browser, server.url)
+def log_in(browser: Browser, server, username: str, base_url: str = "") -> BrowserContext:  # type: ignore[no-untyped-def]
+    context = new_context(browser, base_url or server.url)
     page = context.new_page()
     page.goto("/accounts/login/")
     page.fill("input[name=username]", username)
@@ -481,4 +481,41 @@ def test_viewer_sees_the_students_running_server(
     expect(strip).to_contain_text("Ports 8130 and 8131 are open but not shared")
     assert not log.errors, log.errors
     assert context.external_requests == [], context.external_requests  # type: ignore[attr-defined]
+    context.close()
+
+
+def test_viewer_opens_a_private_preview_in_a_new_tab(
+    classroom: Classroom, browser: Browser, server
+) -> None:  # type: ignore[no-untyped-def]
+    sid = classroom.sandbox_id
+    classroom.put("/workspace/private/index.html", b"<!doctype html><h1>Only for my class</h1>")
+    ran = classroom.api.post(
+        f"/sandboxes/{sid}/exec",
+        json={
+            "command": "setsid -f python3 -m http.server 8140 --directory "
+            "/workspace/private >/dev/null 2>&1; sleep 0.5"
+        },
+    )
+    assert ran.status_code == 200, ran.text
+    made = classroom.api.post(f"/sandboxes/{sid}/ports", json={"port": 8140, "private": True})
+    assert made.status_code == 201, made.text
+    # Logged in on the IDE's origin (http://localhost:port), where the private
+    # preview sends the browser to check the login.
+    context = log_in(browser, server, classroom.teacher, base_url=f"http://localhost:{server.port}")
+    page = context.new_page()
+    log = ConsoleLog(page)
+    open_view(page, log, sid)
+    page.locator('#port-strip .port-chip[data-port="8140"]').click(timeout=20_000)
+    # Its cookie cannot be set inside a pane of another site: the pane says so.
+    empty = page.locator("#preview-empty")
+    expect(empty).to_contain_text("Port 8140 is shared privately")
+    expect(page.locator("#preview-address")).to_have_value(made.json()["url"])
+    shot(page, "ide-readonly-private-preview-dark")
+    with context.expect_page() as opened:
+        empty.get_by_role("button", name="Open in a new tab").click()
+    tab = opened.value
+    expect(tab.locator("h1")).to_have_text("Only for my class", timeout=30_000)
+    assert tab.url.startswith(made.json()["url"]), tab.url
+    tab.close()
+    assert not log.errors, log.errors
     context.close()

@@ -140,9 +140,29 @@ export class Preview {
     }
     if (isHidden("preview")) setHidden("preview", false);
     this.current = { port, url: entry.url };
-    this.show(entry.url.replace(/\/$/, "") + (path.startsWith("/") ? path : `/${path}`));
+    const url = entry.url.replace(/\/$/, "") + (path.startsWith("/") ? path : `/${path}`);
+    if (entry.private) this.showPrivate(port, url);
+    else this.show(url);
     this.renderStrip();
     return true;
+  }
+
+  // A private preview checks the viewer's login on the IDE's origin and then sets its
+  // own cookie, which a browser refuses inside a pane of another site (the preview
+  // domain usually is one): it opens in a tab of its own instead.
+  showPrivate(port, url) {
+    this.emptyDefault ??= [...this.empty.childNodes];
+    const open = h("button.btn.primary", { type: "button", id: "preview-private-open" }, "Open in a new tab");
+    open.addEventListener("click", () => this.openTab());
+    this.empty.replaceChildren(
+      h("p", {}, h("strong", {}, `Port ${port} is shared privately`)),
+      h("p.muted", {}, "It opens in a new tab, where your login is checked."),
+      h("p", {}, open),
+    );
+    this.address.value = url;
+    this.frame.src = "about:blank";
+    this.frame.hidden = true;
+    this.empty.hidden = false;
   }
 
   // Read-only: the owner unexposed the open port (or exposed it again: a new URL).
@@ -151,6 +171,7 @@ export class Preview {
     if (entry && entry.url !== this.current.url) this.openShared(entry.port);
     if (entry) return;
     status(`Port ${this.current.port} is no longer shared`);
+    if (this.emptyDefault) this.empty.replaceChildren(...this.emptyDefault);
     this.current = null;
     this.frame.src = "about:blank";
     this.frame.hidden = true;
@@ -159,6 +180,7 @@ export class Preview {
   }
 
   show(url) {
+    if (this.emptyDefault) this.empty.replaceChildren(...this.emptyDefault);
     this.address.value = url;
     this.frame.hidden = false;
     this.empty.hidden = true;
