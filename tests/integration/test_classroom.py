@@ -118,6 +118,10 @@ def test_joining_gives_a_sandbox_with_the_starter(
     courses = a.get("/courses").json()
     assert [c["id"] for c in courses["enrolled"]] == [klass.course["id"]]
     assert courses["enrolled"][0]["role"] == "student"
+    teaching = klass.teacher.get("/courses").json()["teaching"]
+    assert [(c["id"], c["role"], c["teacher"]) for c in teaching] == [
+        (klass.course["id"], "teacher", "teacher-t")
+    ]
     # The teacher's roster shows both with status and last activity.
     roster = klass.teacher.get(f"/courses/{klass.course['id']}/students").json()["students"]
     by_name = {row["student"]["username"]: row for row in roster}
