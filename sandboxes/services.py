@@ -12,14 +12,14 @@ import codecs
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from weakref import WeakValueDictionary
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError
 from django.db.models import Prefetch
 from django.utils import timezone
@@ -68,7 +68,7 @@ def _sandboxes() -> Any:
     return Sandbox.objects.prefetch_related(Prefetch("exposed_ports", to_attr="exposed_list"))
 
 
-async def list_sandboxes(user: AbstractBaseUser) -> list[Sandbox]:
+async def list_sandboxes(user: User) -> list[Sandbox]:
     return [s async for s in _sandboxes().filter(owner=user)]
 
 
@@ -76,7 +76,7 @@ Access = Literal["owner", "read"]
 
 
 async def get_sandbox(
-    user: AbstractBaseUser, sandbox_id: str, with_ports: bool = False, access: Access = "owner"
+    user: User, sandbox_id: str, with_ports: bool = False, access: Access = "owner"
 ) -> Sandbox:
     """The caller's sandbox; someone else's is reported exactly like a missing one.
 
@@ -117,7 +117,7 @@ class SandboxSettings:
     image: str = ""
 
 
-async def check_sandbox_quota(user: AbstractBaseUser, name: str) -> None:
+async def check_sandbox_quota(user: User, name: str) -> None:
     """Refuse a new sandbox past SANDBOX_MAX_PER_USER (an existing name is fine).
 
     The warm pool's service user is inactive (it never logs in); the templates'
@@ -137,9 +137,7 @@ async def check_sandbox_quota(user: AbstractBaseUser, name: str) -> None:
         )
 
 
-async def get_or_create_sandbox(
-    user: AbstractBaseUser, options: SandboxSettings
-) -> tuple[Sandbox, bool]:
+async def get_or_create_sandbox(user: User, options: SandboxSettings) -> tuple[Sandbox, bool]:
     """Like Cloudflare's getSandbox: the caller's sandbox of that name, made if new.
 
     The (owner, name) unique constraint decides races: of concurrent creators one
@@ -364,7 +362,7 @@ _running_execs: dict[str, int] = {}
 NUDGE_AFTER = 2.0
 
 
-async def exec_stream(sandbox: Sandbox, request: ExecRequest) -> AsyncIterator[ExecEvent]:
+async def exec_stream(sandbox: Sandbox, request: ExecRequest) -> AsyncGenerator[ExecEvent, None]:
     """Run a command and yield its output as it is produced, then its exit.
 
     A running command counts as activity: the sandbox does not fall asleep under it.

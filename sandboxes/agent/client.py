@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -111,7 +111,7 @@ class AgentClient:
                 delay = min(delay * 1.5, 0.05)
 
 
-async def exec_events(channel: Channel) -> AsyncIterator[ExecEvent]:
+async def exec_events(channel: Channel) -> AsyncGenerator[ExecEvent, None]:
     """The events of a command whose ``Exec`` request was sent on ``channel``:
     started, stdout/stderr chunks, then exit.
 

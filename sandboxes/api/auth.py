@@ -105,3 +105,12 @@ class ApiAuth:
                     code="csrf_failed",
                 )
         return user
+
+
+class AuthedRequest(HttpRequest):
+    """What a view of this API receives: ``ApiAuth`` has set ``auth`` to the user.
+
+    Only a type (for annotations); django-ninja passes the real request.
+    """
+
+    auth: Any

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, Literal
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints, field_validator
 
 from sandboxes import code, services
 
 from . import sse
+from .auth import AuthedRequest
 from .sandboxes import ERRORS
 from .schemas import EnvMap, ErrorOut, StrictIn, check_env
 
@@ -76,7 +77,7 @@ class RunOut(Schema):
 
 @router.post("/sandboxes/{sandbox_id}/code/contexts", response={201: ContextOut, **CODE_ERRORS})
 async def create_context(
-    request: HttpRequest, sandbox_id: str, payload: ContextIn
+    request: AuthedRequest, sandbox_id: str, payload: ContextIn
 ) -> tuple[int, dict[str, Any]]:
     """Start a persistent interpreter: a Jupyter kernel (python) or a Node.js REPL."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
@@ -85,7 +86,7 @@ async def create_context(
 
 
 @router.get("/sandboxes/{sandbox_id}/code/contexts", response={200: ContextList, **CODE_ERRORS})
-async def list_contexts(request: HttpRequest, sandbox_id: str) -> dict[str, Any]:
+async def list_contexts(request: AuthedRequest, sandbox_id: str) -> dict[str, Any]:
     """The sandbox's contexts, the default ones included once they were used."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     return {"contexts": await code.list_contexts(sandbox)}
@@ -94,7 +95,7 @@ async def list_contexts(request: HttpRequest, sandbox_id: str) -> dict[str, Any]
 @router.delete(
     "/sandboxes/{sandbox_id}/code/contexts/{context_id}", response={204: None, **CODE_ERRORS}
 )
-async def delete_context(request: HttpRequest, sandbox_id: str, context_id: str) -> HttpResponse:
+async def delete_context(request: AuthedRequest, sandbox_id: str, context_id: str) -> HttpResponse:
     """Stop the context's interpreter and forget it (its state is lost)."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     await code.delete_context(sandbox, context_id)
@@ -115,7 +116,7 @@ async def delete_context(request: HttpRequest, sandbox_id: str, context_id: str)
     },
 )
 async def run_code(
-    request: HttpRequest, sandbox_id: str, payload: RunIn
+    request: AuthedRequest, sandbox_id: str, payload: RunIn
 ) -> dict[str, Any] | StreamingHttpResponse:
     """Run code in a context (or the language's default one); state persists."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)

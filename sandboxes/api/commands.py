@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from ninja import Router
 
 from sandboxes import services
 
 from . import sse
+from .auth import AuthedRequest
 from .sandboxes import ERRORS
 from .schemas import ExecIn, ExecOut
 
@@ -30,7 +31,7 @@ router = Router(tags=["commands"])
     },
 )
 async def exec_command(
-    request: HttpRequest, sandbox_id: str, payload: ExecIn
+    request: AuthedRequest, sandbox_id: str, payload: ExecIn
 ) -> dict[str, object] | StreamingHttpResponse:
     """Run a command: a string under `bash -lc`, a list as argv."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from django.http import FileResponse, HttpRequest
+from django.http import FileResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
@@ -20,6 +20,7 @@ from sandboxes.classroom.models import Course, Invite, Share
 from sandboxes.errors import NotFound
 from sandboxes.ports import Origin
 
+from .auth import AuthedRequest
 from .schemas import ErrorOut, StrictIn
 
 router = Router(tags=["classroom"])
@@ -126,7 +127,7 @@ class ShareList(Schema):
     shares: list[ShareOut]
 
 
-def _origin(request: HttpRequest) -> Origin:
+def _origin(request: AuthedRequest) -> Origin:
     try:
         port: int | None = int(request.get_port())
     except (TypeError, ValueError):
@@ -167,7 +168,7 @@ def invite_out(invite: Invite) -> dict[str, Any]:
 
 
 @router.get("/courses", response={200: CourseList, **ERRORS})
-async def list_courses(request: HttpRequest) -> dict[str, Any]:
+async def list_courses(request: AuthedRequest) -> dict[str, Any]:
     """Courses you teach and courses you joined."""
     taught, enrolled = await classroom.list_courses(request.auth)
     return {
@@ -177,7 +178,7 @@ async def list_courses(request: HttpRequest) -> dict[str, Any]:
 
 
 @router.post("/courses", response={201: CourseOut, **ERRORS})
-async def create_course(request: HttpRequest, payload: CourseIn) -> tuple[int, dict[str, Any]]:
+async def create_course(request: AuthedRequest, payload: CourseIn) -> tuple[int, dict[str, Any]]:
     """Start a course on one of your templates; you are its teacher."""
     course = await classroom.create_course(request.auth, payload.name, payload.template)
     course = await Course.objects.select_related("template", "teacher").aget(pk=course.pk)
@@ -185,12 +186,12 @@ async def create_course(request: HttpRequest, payload: CourseIn) -> tuple[int, d
 
 
 @router.get("/courses/{course_id}", response={200: CourseOut, **ERRORS})
-async def get_course(request: HttpRequest, course_id: str) -> dict[str, Any]:
+async def get_course(request: AuthedRequest, course_id: str) -> dict[str, Any]:
     return course_out(await classroom.get_course(request.auth, course_id), request.auth)
 
 
 @router.delete("/courses/{course_id}", response={204: None, **ERRORS})
-async def delete_course(request: HttpRequest, course_id: str) -> tuple[int, None]:
+async def delete_course(request: AuthedRequest, course_id: str) -> tuple[int, None]:
     """Delete the course (students keep their sandboxes)."""
     course = await classroom.get_course(request.auth, course_id, "teacher")
     await classroom.delete_course(course)
@@ -201,14 +202,14 @@ async def delete_course(request: HttpRequest, course_id: str) -> tuple[int, None
 
 
 @router.get("/courses/{course_id}/invites", response={200: InviteList, **ERRORS})
-async def list_invites(request: HttpRequest, course_id: str) -> dict[str, Any]:
+async def list_invites(request: AuthedRequest, course_id: str) -> dict[str, Any]:
     course = await classroom.get_course(request.auth, course_id, "teacher")
     return {"invites": [invite_out(i) async for i in course.invites.all()]}
 
 
 @router.post("/courses/{course_id}/invites", response={201: InviteOut, **ERRORS})
 async def create_invite(
-    request: HttpRequest, course_id: str, payload: InviteIn | None = None
+    request: AuthedRequest, course_id: str, payload: InviteIn | None = None
 ) -> tuple[int, dict[str, Any]]:
     """A new invite link; it expires after `expires_in_days` (a setting by default)."""
     course = await classroom.get_course(request.auth, course_id, "teacher")
@@ -217,14 +218,14 @@ async def create_invite(
 
 
 @router.delete("/courses/{course_id}/invites/{invite_id}", response={200: InviteOut, **ERRORS})
-async def revoke_invite(request: HttpRequest, course_id: str, invite_id: int) -> dict[str, Any]:
+async def revoke_invite(request: AuthedRequest, course_id: str, invite_id: int) -> dict[str, Any]:
     """Revoke an invite link at once (students who joined stay)."""
     course = await classroom.get_course(request.auth, course_id, "teacher")
     return invite_out(await classroom.revoke_invite(course, invite_id))
 
 
 @router.get("/invites/{token}", response={200: InviteInfo, **ERRORS})
-async def invite_info(request: HttpRequest, token: str) -> dict[str, Any]:
+async def invite_info(request: AuthedRequest, token: str) -> dict[str, Any]:
     """What an invite link leads to (404 unknown, 410 expired or revoked)."""
     invite = await classroom.find_invite(token)
     return {
@@ -236,7 +237,7 @@ async def invite_info(request: HttpRequest, token: str) -> dict[str, Any]:
 
 
 @router.post("/invites/{token}/join", response={200: JoinOut, 201: JoinOut, **ERRORS})
-async def join(request: HttpRequest, token: str) -> tuple[int, dict[str, Any]]:
+async def join(request: AuthedRequest, token: str) -> tuple[int, dict[str, Any]]:
     """Join the course: your own sandbox from its template, ready (201 first time)."""
     joined = await classroom.join(request.auth, token)
     return (201 if joined.created else 200), {
@@ -252,7 +253,7 @@ async def join(request: HttpRequest, token: str) -> tuple[int, dict[str, Any]]:
 
 
 @router.get("/courses/{course_id}/students", response={200: RosterOut, **ERRORS})
-async def roster(request: HttpRequest, course_id: str) -> dict[str, Any]:
+async def roster(request: AuthedRequest, course_id: str) -> dict[str, Any]:
     """Each student with their sandbox's status and last activity."""
     course = await classroom.get_course(request.auth, course_id, "teacher")
     return {"students": await classroom.roster(course)}
@@ -261,7 +262,7 @@ async def roster(request: HttpRequest, course_id: str) -> dict[str, Any]:
 @router.post(
     "/courses/{course_id}/students/{student_id}/reset", response={200: ArchiveOut, **ERRORS}
 )
-async def reset_student(request: HttpRequest, course_id: str, student_id: int) -> dict[str, Any]:
+async def reset_student(request: AuthedRequest, course_id: str, student_id: int) -> dict[str, Any]:
     """Archive the student's workspace (downloadable), then restore the template's."""
     course = await classroom.get_course(request.auth, course_id, "teacher")
     enrollment = await classroom.get_enrollment(course, student_id)
@@ -281,7 +282,7 @@ def _archive_out(course: Course, archive: Any) -> dict[str, Any]:
 @router.get(
     "/courses/{course_id}/students/{student_id}/archives", response={200: ArchiveList, **ERRORS}
 )
-async def list_archives(request: HttpRequest, course_id: str, student_id: int) -> dict[str, Any]:
+async def list_archives(request: AuthedRequest, course_id: str, student_id: int) -> dict[str, Any]:
     """Archives of a student's reset workspaces (the teacher, or that student)."""
     course = await classroom.get_course(request.auth, course_id)
     if course.teacher_id != request.auth.pk and request.auth.pk != student_id:
@@ -291,7 +292,7 @@ async def list_archives(request: HttpRequest, course_id: str, student_id: int) -
 
 
 @router.get("/courses/{course_id}/archives/{archive_id}", response={200: None, **ERRORS})
-async def download_archive(request: HttpRequest, course_id: str, archive_id: int) -> FileResponse:
+async def download_archive(request: AuthedRequest, course_id: str, archive_id: int) -> FileResponse:
     course = await classroom.get_course(request.auth, course_id)
     archive = await classroom.get_archive(course, request.auth, archive_id)
     path = Path(archive.path)
@@ -304,7 +305,7 @@ async def download_archive(request: HttpRequest, course_id: str, archive_id: int
 
 
 @router.post("/courses/{course_id}/update", response={200: UpdateOut, **ERRORS})
-async def push_update(request: HttpRequest, course_id: str) -> dict[str, Any]:
+async def push_update(request: AuthedRequest, course_id: str) -> dict[str, Any]:
     """Merge the latest starter into every student's workspace (edits never lost)."""
     course = await classroom.get_course(request.auth, course_id, "teacher")
     return await classroom.push_update(course)
@@ -314,7 +315,7 @@ async def push_update(request: HttpRequest, course_id: str) -> dict[str, Any]:
 
 
 @router.get("/courses/{course_id}/shares", response={200: ShareList, **ERRORS})
-async def list_shares(request: HttpRequest, course_id: str) -> dict[str, Any]:
+async def list_shares(request: AuthedRequest, course_id: str) -> dict[str, Any]:
     """What students share with the class: read-only views and preview URLs."""
     course = await classroom.get_course(request.auth, course_id)
     origin = _origin(request)
@@ -327,7 +328,7 @@ async def list_shares(request: HttpRequest, course_id: str) -> dict[str, Any]:
 
 @router.post("/courses/{course_id}/shares", response={201: ShareOut, **ERRORS})
 async def create_share(
-    request: HttpRequest, course_id: str, payload: ShareIn
+    request: AuthedRequest, course_id: str, payload: ShareIn
 ) -> tuple[int, dict[str, Any]]:
     """Share one of your sandboxes with the class (a preview exposes the port)."""
     course = await classroom.get_course(request.auth, course_id)
@@ -337,7 +338,7 @@ async def create_share(
 
 
 @router.delete("/courses/{course_id}/shares/{share_id}", response={204: None, **ERRORS})
-async def revoke_share(request: HttpRequest, course_id: str, share_id: int) -> tuple[int, None]:
+async def revoke_share(request: AuthedRequest, course_id: str, share_id: int) -> tuple[int, None]:
     """Stop sharing (the student who shared, or the teacher); a preview URL dies too."""
     course = await classroom.get_course(request.auth, course_id)
     await classroom.revoke_share(request.auth, course, share_id)

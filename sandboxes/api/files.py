@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.http import content_disposition_header
 from ninja import Router, Schema
@@ -28,6 +28,7 @@ from sandboxes.errors import BadRequest, PayloadTooLarge
 from sandboxes.models import Sandbox
 
 from . import sse
+from .auth import AuthedRequest
 from .errors import error_response
 from .schemas import StrictIn
 
@@ -85,10 +86,10 @@ def _check_path(path: str) -> str:
     return path
 
 
-async def _sandbox(request: HttpRequest, sandbox_id: str) -> Sandbox:
+async def _sandbox(request: AuthedRequest, sandbox_id: str) -> Sandbox:
     """Reading (GET) is open to those who may look at the sandbox; writing to its owner."""
     access: services.Access = "read" if request.method in ("GET", "HEAD") else "owner"
-    return await services.get_sandbox(request.auth, sandbox_id, access=access)  # type: ignore[attr-defined]
+    return await services.get_sandbox(request.auth, sandbox_id, access=access)
 
 
 # --------------------------------------------------------------------- listing
@@ -96,7 +97,7 @@ async def _sandbox(request: HttpRequest, sandbox_id: str) -> Sandbox:
 
 @router.get("/sandboxes/{sandbox_id}/files", response={200: ListingOut})
 async def list_files(
-    request: HttpRequest, sandbox_id: str, path: str = "/workspace", recursive: bool = False
+    request: AuthedRequest, sandbox_id: str, path: str = "/workspace", recursive: bool = False
 ) -> dict[str, Any]:
     """List a directory; `recursive=1` walks it (symlinks are listed, not followed)."""
     sandbox = await _sandbox(request, sandbox_id)
@@ -109,7 +110,7 @@ async def list_files(
 
 @router.delete("/sandboxes/{sandbox_id}/files", response={204: None})
 async def delete_file(
-    request: HttpRequest, sandbox_id: str, path: str, recursive: bool = False
+    request: AuthedRequest, sandbox_id: str, path: str, recursive: bool = False
 ) -> tuple[int, None]:
     """Delete a file, a symlink or an empty directory; `recursive=1` for a tree."""
     sandbox = await _sandbox(request, sandbox_id)
@@ -195,7 +196,7 @@ async def _stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     },
 )
 async def read_file(
-    request: HttpRequest, sandbox_id: str, path: str, download: bool = False
+    request: AuthedRequest, sandbox_id: str, path: str, download: bool = False
 ) -> HttpResponse | StreamingHttpResponse:
     """A file's raw bytes (`Content-Type` guessed); a single `Range` is honoured."""
     sandbox = await _sandbox(request, sandbox_id)
@@ -232,11 +233,11 @@ async def read_file(
     return response
 
 
-def _body_reader(request: HttpRequest) -> files.Reader:
+def _body_reader(request: AuthedRequest) -> files.Reader:
     return request.read  # type: ignore[return-value]
 
 
-def _check_size(request: HttpRequest) -> int:
+def _check_size(request: AuthedRequest) -> int:
     limit = int(settings.FILES_MAX_UPLOAD)
     declared = request.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -258,7 +259,7 @@ def _check_size(request: HttpRequest) -> int:
     },
 )
 async def write_file(
-    request: HttpRequest, sandbox_id: str, path: str
+    request: AuthedRequest, sandbox_id: str, path: str
 ) -> tuple[int, dict[str, Any]]:
     """Write the raw request body to a file (atomically); parents are created.
     201 when the file is new, 200 when it was replaced."""
@@ -274,7 +275,7 @@ async def write_file(
 
 @router.post("/sandboxes/{sandbox_id}/files/mkdir", response={200: PathOut, 201: PathOut})
 async def make_dir(
-    request: HttpRequest, sandbox_id: str, payload: PathIn
+    request: AuthedRequest, sandbox_id: str, payload: PathIn
 ) -> tuple[int, dict[str, Any]]:
     """Make a directory and its parents (201; 200 when it already existed)."""
     sandbox = await _sandbox(request, sandbox_id)
@@ -283,7 +284,7 @@ async def make_dir(
 
 
 @router.post("/sandboxes/{sandbox_id}/files/move", response={200: PathOut})
-async def move_file(request: HttpRequest, sandbox_id: str, payload: MoveIn) -> dict[str, Any]:
+async def move_file(request: AuthedRequest, sandbox_id: str, payload: MoveIn) -> dict[str, Any]:
     """Rename or move; an existing destination is a 409 unless `overwrite` (files)."""
     sandbox = await _sandbox(request, sandbox_id)
     done = await files.move(
@@ -315,7 +316,7 @@ async def move_file(request: HttpRequest, sandbox_id: str, payload: MoveIn) -> d
     },
 )
 async def upload_files(
-    request: HttpRequest, sandbox_id: str, path: str = "/workspace"
+    request: AuthedRequest, sandbox_id: str, path: str = "/workspace"
 ) -> tuple[int, dict[str, Any]]:
     """Multipart upload of one or more files into directory `path` (created if needed)."""
     limit = _check_size(request)
@@ -357,7 +358,7 @@ async def upload_files(
     },
 )
 async def archive_dir(
-    request: HttpRequest, sandbox_id: str, path: str = "/workspace"
+    request: AuthedRequest, sandbox_id: str, path: str = "/workspace"
 ) -> StreamingHttpResponse:
     """The directory as a streamed `.tar.gz` download."""
     sandbox = await _sandbox(request, sandbox_id)
@@ -386,7 +387,7 @@ async def archive_dir(
     },
 )
 async def watch_files(
-    request: HttpRequest,
+    request: AuthedRequest,
     sandbox_id: str,
     path: str = "/workspace",
     recursive: bool = False,
@@ -397,13 +398,13 @@ async def watch_files(
     names, may be empty) says otherwise."""
     sandbox = await _sandbox(request, sandbox_id)
     names = None if exclude is None else [n.strip() for n in exclude.split(",") if n.strip()]
-    viewer = sandbox.owner_id != request.auth.pk  # type: ignore[attr-defined]
+    viewer = sandbox.owner_id != request.auth.pk
     # A viewer's keep-alives come as often as the view is rechecked.
     keepalive = RECHECK_SECONDS if viewer else 15.0
     started = await files.watch(sandbox, _check_path(path), recursive, names, keepalive)
     stream = _watch_events(started)
     if viewer:
-        stream = while_allowed(stream, request.auth, sandbox.id)  # type: ignore[attr-defined]
+        stream = while_allowed(stream, request.auth, sandbox.id)
     return sse.response(stream)
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from django.http import HttpRequest
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
 from sandboxes import git, services
 
+from .auth import AuthedRequest
 from .sandboxes import ERRORS
 from .schemas import ErrorOut, StrictIn
 
@@ -149,7 +149,7 @@ def _route(path: str) -> str:
 
 
 @router.post(_route("clone"), response={200: CloneOut, **GIT_ERRORS})
-async def clone(request: HttpRequest, sandbox_id: str, payload: CloneIn) -> dict[str, Any]:
+async def clone(request: AuthedRequest, sandbox_id: str, payload: CloneIn) -> dict[str, Any]:
     """Clone into `path` (default: /workspace/<name of the repository>), which must be
     missing or empty (409 `already_exists`). A bad URL is 400 `git_error` and refused
     credentials 400 `git_auth_failed`, each with git's own reason."""
@@ -159,7 +159,9 @@ async def clone(request: HttpRequest, sandbox_id: str, payload: CloneIn) -> dict
 
 
 @router.get(_route("status"), response={200: StatusOut, **GIT_ERRORS})
-async def status(request: HttpRequest, sandbox_id: str, path: str | None = None) -> dict[str, Any]:
+async def status(
+    request: AuthedRequest, sandbox_id: str, path: str | None = None
+) -> dict[str, Any]:
     """Branch, commit, ahead/behind its upstream and the changed files."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
     return await git.run(sandbox, "status", path)
@@ -167,7 +169,7 @@ async def status(request: HttpRequest, sandbox_id: str, path: str | None = None)
 
 @router.get(_route("log"), response={200: LogOut, **GIT_ERRORS})
 async def log(
-    request: HttpRequest,
+    request: AuthedRequest,
     sandbox_id: str,
     path: str | None = None,
     limit: Annotated[int, Field(ge=1, le=1000)] = 20,
@@ -180,7 +182,7 @@ async def log(
 
 @router.get(_route("diff"), response={200: DiffOut, **GIT_ERRORS})
 async def diff(
-    request: HttpRequest,
+    request: AuthedRequest,
     sandbox_id: str,
     path: str | None = None,
     staged: bool = False,
@@ -193,14 +195,14 @@ async def diff(
 
 @router.get(_route("branches"), response={200: BranchesOut, **GIT_ERRORS})
 async def branches(
-    request: HttpRequest, sandbox_id: str, path: str | None = None
+    request: AuthedRequest, sandbox_id: str, path: str | None = None
 ) -> dict[str, Any]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
     return await git.run(sandbox, "branches", path)
 
 
 @router.post(_route("checkout"), response={200: HeadOut, **GIT_ERRORS})
-async def checkout(request: HttpRequest, sandbox_id: str, payload: CheckoutIn) -> dict[str, Any]:
+async def checkout(request: AuthedRequest, sandbox_id: str, payload: CheckoutIn) -> dict[str, Any]:
     """Switch to a branch (or ref); `create` makes it first (from `start_point`)."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     args = {"branch": payload.branch, "create": payload.create, "start_point": payload.start_point}
@@ -208,14 +210,14 @@ async def checkout(request: HttpRequest, sandbox_id: str, payload: CheckoutIn) -
 
 
 @router.post(_route("add"), response={200: StatusOut, **GIT_ERRORS})
-async def add(request: HttpRequest, sandbox_id: str, payload: AddIn) -> dict[str, Any]:
+async def add(request: AuthedRequest, sandbox_id: str, payload: AddIn) -> dict[str, Any]:
     """Stage `paths` (every change when empty); answers the new status."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     return await git.run(sandbox, "add", payload.path, {"paths": payload.paths})
 
 
 @router.post(_route("commit"), response={200: HeadOut, **GIT_ERRORS})
-async def commit(request: HttpRequest, sandbox_id: str, payload: CommitIn) -> dict[str, Any]:
+async def commit(request: AuthedRequest, sandbox_id: str, payload: CommitIn) -> dict[str, Any]:
     """Commit what is staged (`all`: every tracked change). Without an author and no
     git identity configured the author is "Sandbox User <sandbox@localhost>"."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
@@ -224,14 +226,14 @@ async def commit(request: HttpRequest, sandbox_id: str, payload: CommitIn) -> di
 
 
 @router.post(_route("pull"), response={200: HeadOut, **GIT_ERRORS})
-async def pull(request: HttpRequest, sandbox_id: str, payload: PullIn) -> dict[str, Any]:
+async def pull(request: AuthedRequest, sandbox_id: str, payload: PullIn) -> dict[str, Any]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     args = {"remote": payload.remote, "branch": payload.branch}
     return await git.run(sandbox, "pull", payload.path, args, payload.credentials())
 
 
 @router.post(_route("push"), response={200: HeadOut, **GIT_ERRORS})
-async def push(request: HttpRequest, sandbox_id: str, payload: PushIn) -> dict[str, Any]:
+async def push(request: AuthedRequest, sandbox_id: str, payload: PushIn) -> dict[str, Any]:
     """Push the current branch (its first push publishes it to `origin`); a rejected
     push is 409 `push_rejected`."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)

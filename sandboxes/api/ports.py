@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
 from sandboxes import ports, services
 
+from .auth import AuthedRequest
 from .schemas import ErrorOut, PortOut, StrictIn
 
 router = Router(tags=["ports"])
@@ -27,7 +28,7 @@ class PortsOut(Schema):
     listening: list[int]
 
 
-def _origin(request: HttpRequest) -> ports.Origin:
+def _origin(request: AuthedRequest) -> ports.Origin:
     """Preview URLs use the scheme and port the caller reached this server on."""
     try:
         port: int | None = int(request.get_port())
@@ -38,7 +39,7 @@ def _origin(request: HttpRequest) -> ports.Origin:
 
 @router.post("/sandboxes/{sandbox_id}/ports", response={201: PortOut, **ERRORS})
 async def expose_port(
-    request: HttpRequest, sandbox_id: str, payload: ExposeIn
+    request: AuthedRequest, sandbox_id: str, payload: ExposeIn
 ) -> tuple[int, dict[str, object]]:
     """Expose a port with a new token; exposing it again replaces the token."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
@@ -48,7 +49,7 @@ async def expose_port(
 
 
 @router.get("/sandboxes/{sandbox_id}/ports", response={200: PortsOut, **ERRORS})
-async def list_ports(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
+async def list_ports(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
     """Also for those who may look at the sandbox (a course's teacher, a class it is
     shared with): they see its previews; exposing and unexposing stay the owner's."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
@@ -58,7 +59,7 @@ async def list_ports(request: HttpRequest, sandbox_id: str) -> dict[str, object]
 
 
 @router.delete("/sandboxes/{sandbox_id}/ports/{port}", response={204: None, **ERRORS})
-async def unexpose_port(request: HttpRequest, sandbox_id: str, port: int) -> HttpResponse:
+async def unexpose_port(request: AuthedRequest, sandbox_id: str, port: int) -> HttpResponse:
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     await ports.unexpose(sandbox, port)
     return HttpResponse(status=204)

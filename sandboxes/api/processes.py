@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints, field_validator
 
@@ -15,6 +15,7 @@ from sandboxes import processes, services
 from sandboxes.errors import BadRequest
 
 from . import sse
+from .auth import AuthedRequest
 from .sandboxes import ERRORS
 from .schemas import Command, EnvMap, ErrorOut, StrictIn, check_env
 
@@ -97,7 +98,7 @@ class SessionListOut(Schema):
 
 @router.post("/sandboxes/{sandbox_id}/processes", response={201: ProcessOut, **ERRORS})
 async def start_process(
-    request: HttpRequest, sandbox_id: str, payload: ProcessIn
+    request: AuthedRequest, sandbox_id: str, payload: ProcessIn
 ) -> tuple[int, dict[str, Any]]:
     """Start a background process: a string under `bash -lc`, a list as argv."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
@@ -108,13 +109,13 @@ async def start_process(
 
 
 @router.get("/sandboxes/{sandbox_id}/processes", response={200: ProcessListOut, **ERRORS})
-async def list_processes(request: HttpRequest, sandbox_id: str) -> dict[str, Any]:
+async def list_processes(request: AuthedRequest, sandbox_id: str) -> dict[str, Any]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     return {"processes": await processes.list_processes(sandbox)}
 
 
 @router.get("/sandboxes/{sandbox_id}/processes/{pid}", response={200: ProcessOut, **ERRORS})
-async def get_process(request: HttpRequest, sandbox_id: str, pid: int) -> dict[str, Any]:
+async def get_process(request: AuthedRequest, sandbox_id: str, pid: int) -> dict[str, Any]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     return await processes.get_process(sandbox, pid)
 
@@ -134,7 +135,7 @@ async def get_process(request: HttpRequest, sandbox_id: str, pid: int) -> dict[s
     },
 )
 async def process_logs(
-    request: HttpRequest, sandbox_id: str, pid: int, follow: bool = False
+    request: AuthedRequest, sandbox_id: str, pid: int, follow: bool = False
 ) -> dict[str, Any] | StreamingHttpResponse:
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     if follow or sse.wants_stream(request.headers.get("Accept", "")):
@@ -177,7 +178,7 @@ async def _log_events(
 
 @router.delete("/sandboxes/{sandbox_id}/processes/{pid}", response={204: None, **ERRORS})
 async def signal_process(
-    request: HttpRequest, sandbox_id: str, pid: int, signal: str = "TERM"
+    request: AuthedRequest, sandbox_id: str, pid: int, signal: str = "TERM"
 ) -> tuple[int, None]:
     """Send a signal (TERM by default; KILL, INT, HUP, ...) to the process's group."""
     if not signal.isalnum() or signal_number(signal) is None:
@@ -195,7 +196,7 @@ async def signal_process(
     response={200: PortOut, **WAIT_ERRORS},
 )
 async def wait_for_port(
-    request: HttpRequest, sandbox_id: str, pid: int, payload: WaitPortIn
+    request: AuthedRequest, sandbox_id: str, pid: int, payload: WaitPortIn
 ) -> dict[str, Any]:
     """Wait until something in the sandbox listens on `port` (408 `timeout`, 409
     `process_exited` if the process ends first)."""
@@ -208,7 +209,7 @@ async def wait_for_port(
     response={200: MatchOut, **WAIT_ERRORS},
 )
 async def wait_for_log(
-    request: HttpRequest, sandbox_id: str, pid: int, payload: WaitLogIn
+    request: AuthedRequest, sandbox_id: str, pid: int, payload: WaitLogIn
 ) -> dict[str, Any]:
     """Wait for a line of output (so far or to come) matching the regex `pattern`."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
@@ -222,7 +223,7 @@ async def wait_for_log(
     "/sandboxes/{sandbox_id}/sessions", response={201: SessionOut, **ERRORS, 409: ErrorOut}
 )
 async def create_session(
-    request: HttpRequest, sandbox_id: str, payload: SessionIn | None = None
+    request: AuthedRequest, sandbox_id: str, payload: SessionIn | None = None
 ) -> tuple[int, dict[str, Any]]:
     """A shell session: execs that name it share its cwd and environment (`cd` and
     `export` carry over)."""
@@ -233,20 +234,20 @@ async def create_session(
 
 
 @router.get("/sandboxes/{sandbox_id}/sessions", response={200: SessionListOut, **ERRORS})
-async def list_sessions(request: HttpRequest, sandbox_id: str) -> dict[str, Any]:
+async def list_sessions(request: AuthedRequest, sandbox_id: str) -> dict[str, Any]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     return {"sessions": await processes.list_sessions(sandbox)}
 
 
 @router.get("/sandboxes/{sandbox_id}/sessions/{session_id}", response={200: SessionOut, **ERRORS})
-async def get_session(request: HttpRequest, sandbox_id: str, session_id: str) -> dict[str, Any]:
+async def get_session(request: AuthedRequest, sandbox_id: str, session_id: str) -> dict[str, Any]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     return await processes.get_session(sandbox, session_id)
 
 
 @router.delete("/sandboxes/{sandbox_id}/sessions/{session_id}", response={204: None, **ERRORS})
 async def delete_session(
-    request: HttpRequest, sandbox_id: str, session_id: str
+    request: AuthedRequest, sandbox_id: str, session_id: str
 ) -> tuple[int, None]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     await processes.delete_session(sandbox, session_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from ninja import Router
 
 from sandboxes import services
@@ -13,6 +13,7 @@ from sandboxes.disk import disk_usage
 from sandboxes.models import Sandbox
 from sandboxes.ports import exposed_out
 
+from .auth import AuthedRequest
 from .schemas import ErrorOut, SandboxIn, SandboxList, SandboxOut, SandboxPatch, SleepIn
 
 router = Router(tags=["sandboxes"])
@@ -44,7 +45,7 @@ def _generated_name() -> str:
 
 @router.post("/sandboxes", response={200: SandboxOut, 201: SandboxOut, **ERRORS})
 async def create_sandbox(
-    request: HttpRequest, payload: SandboxIn | None = None
+    request: AuthedRequest, payload: SandboxIn | None = None
 ) -> tuple[int, dict[str, object]]:
     """Get or create the caller's sandbox by name (201 new, 200 existing), running."""
     payload = payload or SandboxIn()
@@ -74,13 +75,13 @@ async def create_sandbox(
 
 
 @router.get("/sandboxes", response={200: SandboxList, **ERRORS})
-async def list_sandboxes(request: HttpRequest) -> dict[str, object]:
+async def list_sandboxes(request: AuthedRequest) -> dict[str, object]:
     sandboxes = await services.list_sandboxes(request.auth)
     return {"sandboxes": [sandbox_out(s) for s in sandboxes]}
 
 
 @router.get("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})
-async def get_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
+async def get_sandbox(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True, access="read")
     out = sandbox_out(sandbox)
     out["disk"] = disk = await disk_usage(sandbox)
@@ -91,7 +92,7 @@ async def get_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object
 
 @router.patch("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})
 async def patch_sandbox(
-    request: HttpRequest, sandbox_id: str, payload: SandboxPatch
+    request: AuthedRequest, sandbox_id: str, payload: SandboxPatch
 ) -> dict[str, object]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True)
     changes = payload.model_dump(exclude_unset=True)
@@ -99,7 +100,7 @@ async def patch_sandbox(
 
 
 @router.delete("/sandboxes/{sandbox_id}", response={204: None, **ERRORS})
-async def delete_sandbox(request: HttpRequest, sandbox_id: str) -> HttpResponse:
+async def delete_sandbox(request: AuthedRequest, sandbox_id: str) -> HttpResponse:
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     await services.destroy_sandbox(sandbox)
     return HttpResponse(status=204)
@@ -107,7 +108,7 @@ async def delete_sandbox(request: HttpRequest, sandbox_id: str) -> HttpResponse:
 
 @router.post("/sandboxes/{sandbox_id}/sleep", response={200: SandboxOut, **ERRORS})
 async def sleep_sandbox(
-    request: HttpRequest, sandbox_id: str, payload: SleepIn | None = None
+    request: AuthedRequest, sandbox_id: str, payload: SleepIn | None = None
 ) -> dict[str, object]:
     """Sleep now: ``pause`` (default; memory kept, wakes in milliseconds) or ``stop``."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True)
@@ -116,7 +117,7 @@ async def sleep_sandbox(
 
 
 @router.post("/sandboxes/{sandbox_id}/wake", response={200: SandboxOut, **ERRORS})
-async def wake_sandbox(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
+async def wake_sandbox(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True)
     await services.ensure_running(sandbox)
     return sandbox_out(sandbox)

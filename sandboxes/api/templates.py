@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from ninja import Router, Schema
 from pydantic import StringConstraints, field_validator
@@ -22,6 +22,7 @@ from sandboxes.classroom import starter, templates
 from sandboxes.classroom.models import Template
 from sandboxes.errors import BadRequest, PayloadTooLarge
 
+from .auth import AuthedRequest
 from .schemas import EnvMap, ErrorOut, StrictIn, check_env
 
 router = Router(tags=["templates"])
@@ -132,25 +133,27 @@ def template_out(template: Template) -> dict[str, Any]:
 
 
 @router.get("/templates", response={200: TemplateList, **ERRORS})
-async def list_templates(request: HttpRequest) -> dict[str, Any]:
+async def list_templates(request: AuthedRequest) -> dict[str, Any]:
     return {"templates": [template_out(t) for t in await templates.list_templates(request.auth)]}
 
 
 @router.post("/templates", response={201: TemplateOut, **ERRORS})
-async def create_template(request: HttpRequest, payload: TemplateIn) -> tuple[int, dict[str, Any]]:
+async def create_template(
+    request: AuthedRequest, payload: TemplateIn
+) -> tuple[int, dict[str, Any]]:
     """Create a template; a ``repo_url`` is fetched at once (400 with git's reason)."""
     template = await templates.create_template(request.auth, payload.model_dump(exclude_unset=True))
     return 201, template_out(template)
 
 
 @router.get("/templates/{template_id}", response={200: TemplateOut, **ERRORS})
-async def get_template(request: HttpRequest, template_id: str) -> dict[str, Any]:
+async def get_template(request: AuthedRequest, template_id: str) -> dict[str, Any]:
     return template_out(await templates.get_template(request.auth, template_id))
 
 
 @router.patch("/templates/{template_id}", response={200: TemplateOut, **ERRORS})
 async def patch_template(
-    request: HttpRequest, template_id: str, payload: TemplatePatch
+    request: AuthedRequest, template_id: str, payload: TemplatePatch
 ) -> dict[str, Any]:
     template = await templates.get_template(request.auth, template_id)
     changes = payload.model_dump(exclude_unset=True)
@@ -158,7 +161,7 @@ async def patch_template(
 
 
 @router.delete("/templates/{template_id}", response={204: None, **ERRORS})
-async def delete_template(request: HttpRequest, template_id: str) -> HttpResponse:
+async def delete_template(request: AuthedRequest, template_id: str) -> HttpResponse:
     """Delete a template (409 while a course uses it)."""
     template = await templates.get_template(request.auth, template_id)
     await templates.delete_template(template)
@@ -166,7 +169,7 @@ async def delete_template(request: HttpRequest, template_id: str) -> HttpRespons
 
 
 @router.post("/templates/{template_id}/refresh", response={200: TemplateOut, **ERRORS})
-async def refresh_template(request: HttpRequest, template_id: str) -> dict[str, Any]:
+async def refresh_template(request: AuthedRequest, template_id: str) -> dict[str, Any]:
     """Fetch the template's repository again (its branch's newest commit)."""
     template = await templates.get_template(request.auth, template_id)
     await starter.import_repo(template)
@@ -198,7 +201,7 @@ async def refresh_template(request: HttpRequest, template_id: str) -> dict[str, 
         }
     },
 )
-async def put_template_files(request: HttpRequest, template_id: str) -> dict[str, Any]:
+async def put_template_files(request: AuthedRequest, template_id: str) -> dict[str, Any]:
     """Commit uploaded files on top of the template's starter (a new one if none)."""
     declared = request.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > starter.MAX_UPLOAD_BYTES + 1024 * 1024:
@@ -230,7 +233,7 @@ async def put_template_files(request: HttpRequest, template_id: str) -> dict[str
 
 
 @router.post("/sandboxes/{sandbox_id}/starter/update", response={200: StarterUpdateOut, **ERRORS})
-async def update_starter(request: HttpRequest, sandbox_id: str) -> dict[str, Any]:
+async def update_starter(request: AuthedRequest, sandbox_id: str) -> dict[str, Any]:
     """Merge the newest starter of the sandbox's template into its workspace like
     nbgitpuller: the owner's work is never overwritten; conflicts are kept aside."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
@@ -246,7 +249,7 @@ class StarterHintsOut(Schema):
 
 
 @router.get("/sandboxes/{sandbox_id}/starter", response={200: StarterHintsOut, **ERRORS})
-async def starter_hints(request: HttpRequest, sandbox_id: str) -> dict[str, Any]:
+async def starter_hints(request: AuthedRequest, sandbox_id: str) -> dict[str, Any]:
     """What the IDE opens for a sandbox made from a template: its files to open and
     the port to preview (readable by whoever may look at the sandbox)."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")

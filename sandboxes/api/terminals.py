@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from ninja import Router, Schema
 
 from sandboxes import services, terminals
 
+from .auth import AuthedRequest
 from .sandboxes import ERRORS
 
 router = Router(tags=["terminals"])
@@ -28,14 +29,14 @@ class TerminalList(Schema):
 
 
 @router.get("/sandboxes/{sandbox_id}/terminals", response={200: TerminalList, **ERRORS})
-async def list_terminals(request: HttpRequest, sandbox_id: str) -> dict[str, object]:
+async def list_terminals(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
     """The sandbox's terminals, oldest first; `clients` is how many are attached."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
     return {"terminals": await terminals.list_terminals(sandbox)}
 
 
 @router.delete("/sandboxes/{sandbox_id}/terminals/{name}", response={204: None, **ERRORS})
-async def delete_terminal(request: HttpRequest, sandbox_id: str, name: str) -> HttpResponse:
+async def delete_terminal(request: AuthedRequest, sandbox_id: str, name: str) -> HttpResponse:
     """End a terminal: its shell gets HUP (then CONT, INT, TERM, KILL until it goes);
     attached clients receive the `exit` event."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)

@@ -12,13 +12,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Q
 
 from sandboxes.classroom.models import Enrollment, Share
 
 
-async def can_view(user: AbstractBaseUser, sandbox_id: str) -> bool:
+async def can_view(user: User, sandbox_id: str) -> bool:
     if not user.is_authenticated:
         return False
     if await Enrollment.objects.filter(sandbox_id=sandbox_id, course__teacher=user).aexists():
@@ -38,7 +38,7 @@ RECHECK_SECONDS = 5.0
 
 
 async def until_revoked(
-    user: AbstractBaseUser, sandbox_id: str, interval: float = RECHECK_SECONDS
+    user: User, sandbox_id: str, interval: float = RECHECK_SECONDS
 ) -> None:
     """Return once ``user`` may no longer look at the sandbox (run it as a task)."""
     while True:
@@ -49,7 +49,7 @@ async def until_revoked(
 
 async def while_allowed(
     events: AsyncIterator[bytes],
-    user: AbstractBaseUser,
+    user: User,
     sandbox_id: str,
     interval: float = RECHECK_SECONDS,
 ) -> AsyncIterator[bytes]:

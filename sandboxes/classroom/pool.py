@@ -18,7 +18,7 @@ import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Q
 from django.utils import timezone
 
@@ -37,13 +37,13 @@ BUILD_CONCURRENCY = 4
 # Seconds without a claim before the pool is topped up again.
 REFILL_DELAY = 5.0
 
-_pool_user: dict[str, AbstractBaseUser] = {}
+_pool_user: dict[str, User] = {}
 _locks: dict[str, asyncio.Lock] = {}
 _refills: dict[str, asyncio.TimerHandle] = {}
 _tasks: set[asyncio.Task[Any]] = set()
 
 
-async def pool_user() -> AbstractBaseUser:
+async def pool_user() -> User:
     cached = _pool_user.get("user")
     if cached is not None:
         return cached
@@ -58,11 +58,11 @@ async def pool_user() -> AbstractBaseUser:
     return user
 
 
-def is_pool_user(user: AbstractBaseUser) -> bool:
+def is_pool_user(user: User) -> bool:
     return user.get_username() == POOL_USERNAME
 
 
-async def claim(template: Template, user: AbstractBaseUser, name: str) -> Sandbox | None:
+async def claim(template: Template, user: User, name: str) -> Sandbox | None:
     """Hand a ready sandbox of this template to ``user`` under ``name``, or None."""
     owner = await pool_user()
     claimed = None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError
 from django.db.models import Q
 from django.utils import timezone
@@ -53,7 +53,7 @@ class Gone(SandboxError):
 # ----------------------------------------------------------------------- courses
 
 
-async def create_course(teacher: AbstractBaseUser, name: str, template_id: str) -> Course:
+async def create_course(teacher: User, name: str, template_id: str) -> Course:
     name = name.strip()
     if not name or len(name) > 100 or not name.isprintable():
         raise BadRequest(
@@ -68,7 +68,7 @@ async def create_course(teacher: AbstractBaseUser, name: str, template_id: str) 
     return course
 
 
-async def list_courses(user: AbstractBaseUser) -> tuple[list[Course], list[Course]]:
+async def list_courses(user: User) -> tuple[list[Course], list[Course]]:
     """(courses the user teaches, courses the user is enrolled in)."""
     taught = [
         c async for c in Course.objects.filter(teacher=user).select_related("template", "teacher")
@@ -82,7 +82,7 @@ async def list_courses(user: AbstractBaseUser) -> tuple[list[Course], list[Cours
     return taught, enrolled
 
 
-async def get_course(user: AbstractBaseUser, course_id: str, role: Role = "member") -> Course:
+async def get_course(user: User, course_id: str, role: Role = "member") -> Course:
     """The course if the user teaches it (or, for ``member``, is enrolled in it).
 
     A student asking for a teacher's action gets 403; a stranger gets 404.
@@ -169,7 +169,7 @@ class Joined:
     from_pool: bool = False
 
 
-async def join(user: AbstractBaseUser, token: str) -> Joined:
+async def join(user: User, token: str) -> Joined:
     """Enrol the user (once) and give them their sandbox from the course's template.
 
     Joining again returns the same sandbox. A ready one is taken from the template's
@@ -198,7 +198,7 @@ async def join(user: AbstractBaseUser, token: str) -> Joined:
     return Joined(enrollment, sandbox, created, from_pool)
 
 
-async def _sandbox_for(user: AbstractBaseUser, course: Course) -> tuple[Sandbox, bool]:
+async def _sandbox_for(user: User, course: Course) -> tuple[Sandbox, bool]:
     name = _sandbox_name(course)
     existing = await Sandbox.objects.filter(owner=user, name=name).afirst()
     if existing is not None:  # a half-finished earlier join
@@ -299,7 +299,7 @@ async def reset_workspace(enrollment: Enrollment) -> Archive:
     return archive
 
 
-async def get_archive(course: Course, user: AbstractBaseUser, archive_id: int) -> Archive:
+async def get_archive(course: Course, user: User, archive_id: int) -> Archive:
     """An archive of a reset workspace, for the teacher or the student it belongs to."""
     archive = (
         await Archive.objects.select_related("enrollment")
@@ -360,7 +360,7 @@ async def list_shares(course: Course) -> list[Share]:
 
 
 async def share(
-    user: AbstractBaseUser, course: Course, sandbox_id: str, kind: str, port: int | None
+    user: User, course: Course, sandbox_id: str, kind: str, port: int | None
 ) -> Share:
     """Show the class a read-only view of one's sandbox, or one of its preview URLs."""
     sandbox = await services.get_sandbox(user, sandbox_id)  # only one's own
@@ -380,7 +380,7 @@ async def share(
     return await Share.objects.acreate(sandbox=sandbox, course=course, kind=kind, port=port)
 
 
-async def revoke_share(user: AbstractBaseUser, course: Course, share_id: int) -> None:
+async def revoke_share(user: User, course: Course, share_id: int) -> None:
     """By the student who shared or the teacher; a preview's URL stops working too."""
     item = (
         await Share.objects.select_related("sandbox")

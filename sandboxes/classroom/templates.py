@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError
 from django.db.models import ProtectedError
 
@@ -199,11 +199,11 @@ def _validate(data: dict[str, Any], template: Template | None) -> dict[str, Any]
 # ------------------------------------------------------------------ queries
 
 
-async def list_templates(user: AbstractBaseUser) -> list[Template]:
+async def list_templates(user: User) -> list[Template]:
     return [t async for t in Template.objects.filter(owner=user)]
 
 
-async def get_template(user: AbstractBaseUser, template_id: str) -> Template:
+async def get_template(user: User, template_id: str) -> Template:
     """A template the user may use (theirs; staff: any); others' look like missing ones."""
     try:
         template = await Template.objects.aget(pk=template_id)
@@ -217,7 +217,7 @@ async def get_template(user: AbstractBaseUser, template_id: str) -> Template:
 # ------------------------------------------------------------------ changes
 
 
-async def create_template(user: AbstractBaseUser, data: dict[str, Any]) -> Template:
+async def create_template(user: User, data: dict[str, Any]) -> Template:
     """A new template; with a ``repo_url`` its repository is fetched at once (a bad
     URL, branch or credentials: 400 with git's reason, and no template is made)."""
     values = _validate(data, None)
@@ -282,7 +282,7 @@ async def delete_template(template: Template) -> None:
 
 
 async def create_sandbox_from_template_ex(
-    user: AbstractBaseUser,
+    user: User,
     template: Template,
     name: str,
     *,
@@ -320,7 +320,7 @@ async def create_sandbox_from_template_ex(
 
 
 async def create_sandbox_from_template(
-    user: AbstractBaseUser, template: Template, name: str, **overrides: Any
+    user: User, template: Template, name: str, **overrides: Any
 ) -> Sandbox:
     """A running sandbox for ``user`` named ``name`` made from ``template``: its
     image, env (``overrides["env"]`` on top), limits, and the starter installed in
