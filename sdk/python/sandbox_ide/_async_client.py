@@ -131,6 +131,15 @@ class AsyncHTTP:
         response = await self.request(method, path, **kwargs)
         return response.json() if response.content else None
 
+    async def owned_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``json()`` for a constructor: if the call fails no object will own this
+        client, so it is closed here."""
+        try:
+            return await self.json(method, path, **kwargs)
+        except BaseException:
+            await self.aclose()
+            raise
+
     @contextlib.asynccontextmanager
     async def stream(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
         kwargs.setdefault("timeout", NO_READ_TIMEOUT)
@@ -223,11 +232,7 @@ class AsyncSandbox:
             sleep_after=sleep_after,
             keep_alive=keep_alive,
         )
-        try:
-            data = await http.json("POST", "/sandboxes", json=body, timeout=NO_READ_TIMEOUT)
-        except BaseException:
-            await http.aclose()
-            raise
+        data = await http.owned_json("POST", "/sandboxes", json=body, timeout=NO_READ_TIMEOUT)
         return cls(SandboxInfo.from_json(data), http)
 
     @classmethod
@@ -236,11 +241,7 @@ class AsyncSandbox:
     ) -> AsyncSandbox:
         """An existing sandbox by id."""
         http = AsyncHTTP(url, token)
-        try:
-            data = await http.json("GET", f"/sandboxes/{quote(sandbox_id, safe='')}")
-        except BaseException:
-            await http.aclose()
-            raise
+        data = await http.owned_json("GET", f"/sandboxes/{quote(sandbox_id, safe='')}")
         return cls(SandboxInfo.from_json(data), http)
 
     @classmethod
@@ -1228,11 +1229,7 @@ class AsyncTemplate:
     ) -> AsyncTemplate:
         """A template by id (yours; NotFoundError for anyone else's)."""
         http = AsyncHTTP(url, token)
-        try:
-            data = await http.json("GET", f"/templates/{quote(template_id, safe='')}")
-        except BaseException:
-            await http.aclose()
-            raise
+        data = await http.owned_json("GET", f"/templates/{quote(template_id, safe='')}")
         return cls(TemplateInfo.from_json(data), http)
 
     @classmethod
@@ -1377,13 +1374,9 @@ class AsyncCourse:
     ) -> AsyncCourse:
         """Start a course on one of your templates; you are its teacher."""
         http = AsyncHTTP(url, token)
-        try:
-            data = await http.json(
-                "POST", "/courses", json={"name": name, "template": _template_id(template)}
-            )
-        except BaseException:
-            await http.aclose()
-            raise
+        data = await http.owned_json(
+            "POST", "/courses", json={"name": name, "template": _template_id(template)}
+        )
         return cls(CourseInfo.from_json(data), http)
 
     @classmethod
@@ -1392,11 +1385,7 @@ class AsyncCourse:
     ) -> AsyncCourse:
         """A course you teach or joined, by id."""
         http = AsyncHTTP(url, token)
-        try:
-            data = await http.json("GET", f"/courses/{quote(course_id, safe='')}")
-        except BaseException:
-            await http.aclose()
-            raise
+        data = await http.owned_json("GET", f"/courses/{quote(course_id, safe='')}")
         return cls(CourseInfo.from_json(data), http)
 
     @classmethod

@@ -130,6 +130,15 @@ class HTTP:
         response = self.request(method, path, **kwargs)
         return response.json() if response.content else None
 
+    def owned_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``json()`` for a constructor: if the call fails no object will own this
+        client, so it is closed here."""
+        try:
+            return self.json(method, path, **kwargs)
+        except BaseException:
+            self.close()
+            raise
+
     @contextlib.contextmanager
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
         kwargs.setdefault("timeout", NO_READ_TIMEOUT)
@@ -222,11 +231,7 @@ class Sandbox:
             sleep_after=sleep_after,
             keep_alive=keep_alive,
         )
-        try:
-            data = http.json("POST", "/sandboxes", json=body, timeout=NO_READ_TIMEOUT)
-        except BaseException:
-            http.close()
-            raise
+        data = http.owned_json("POST", "/sandboxes", json=body, timeout=NO_READ_TIMEOUT)
         return cls(SandboxInfo.from_json(data), http)
 
     @classmethod
@@ -235,11 +240,7 @@ class Sandbox:
     ) -> Sandbox:
         """An existing sandbox by id."""
         http = HTTP(url, token)
-        try:
-            data = http.json("GET", f"/sandboxes/{quote(sandbox_id, safe='')}")
-        except BaseException:
-            http.close()
-            raise
+        data = http.owned_json("GET", f"/sandboxes/{quote(sandbox_id, safe='')}")
         return cls(SandboxInfo.from_json(data), http)
 
     @classmethod
@@ -1217,11 +1218,7 @@ class Template:
     def get(cls, template_id: str, *, url: str | None = None, token: str | None = None) -> Template:
         """A template by id (yours; NotFoundError for anyone else's)."""
         http = HTTP(url, token)
-        try:
-            data = http.json("GET", f"/templates/{quote(template_id, safe='')}")
-        except BaseException:
-            http.close()
-            raise
+        data = http.owned_json("GET", f"/templates/{quote(template_id, safe='')}")
         return cls(TemplateInfo.from_json(data), http)
 
     @classmethod
@@ -1362,24 +1359,16 @@ class Course:
     ) -> Course:
         """Start a course on one of your templates; you are its teacher."""
         http = HTTP(url, token)
-        try:
-            data = http.json(
-                "POST", "/courses", json={"name": name, "template": _template_id(template)}
-            )
-        except BaseException:
-            http.close()
-            raise
+        data = http.owned_json(
+            "POST", "/courses", json={"name": name, "template": _template_id(template)}
+        )
         return cls(CourseInfo.from_json(data), http)
 
     @classmethod
     def get(cls, course_id: str, *, url: str | None = None, token: str | None = None) -> Course:
         """A course you teach or joined, by id."""
         http = HTTP(url, token)
-        try:
-            data = http.json("GET", f"/courses/{quote(course_id, safe='')}")
-        except BaseException:
-            http.close()
-            raise
+        data = http.owned_json("GET", f"/courses/{quote(course_id, safe='')}")
         return cls(CourseInfo.from_json(data), http)
 
     @classmethod
