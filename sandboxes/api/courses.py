@@ -18,9 +18,9 @@ from pydantic import Field, StringConstraints
 from sandboxes.classroom import services as classroom
 from sandboxes.classroom.models import Course, Invite, Share
 from sandboxes.errors import NotFound
-from sandboxes.ports import Origin
 
 from .auth import AuthedRequest
+from .ports import request_origin
 from .schemas import ErrorOut, StrictIn
 
 router = Router(tags=["classroom"])
@@ -125,14 +125,6 @@ class ShareOut(Schema):
 
 class ShareList(Schema):
     shares: list[ShareOut]
-
-
-def _origin(request: AuthedRequest) -> Origin:
-    try:
-        port: int | None = int(request.get_port())
-    except (TypeError, ValueError):
-        port = None
-    return Origin(request.scheme or "http", port)
 
 
 def course_out(course: Course, user: Any) -> dict[str, Any]:
@@ -318,7 +310,7 @@ async def push_update(request: AuthedRequest, course_id: str) -> dict[str, Any]:
 async def list_shares(request: AuthedRequest, course_id: str) -> dict[str, Any]:
     """What students share with the class: read-only views and preview URLs."""
     course = await classroom.get_course(request.auth, course_id)
-    origin = _origin(request)
+    origin = request_origin(request)
     return {
         "shares": [
             await classroom.share_out(s, origin) for s in await classroom.list_shares(course)
@@ -334,7 +326,7 @@ async def create_share(
     course = await classroom.get_course(request.auth, course_id)
     item = await classroom.share(request.auth, course, payload.sandbox, payload.kind, payload.port)
     item = await Share.objects.select_related("sandbox__owner").aget(pk=item.pk)
-    return 201, await classroom.share_out(item, _origin(request))
+    return 201, await classroom.share_out(item, request_origin(request))
 
 
 @router.delete("/courses/{course_id}/shares/{share_id}", response={204: None, **ERRORS})

@@ -28,7 +28,7 @@ class PortsOut(Schema):
     listening: list[int]
 
 
-def _origin(request: AuthedRequest) -> ports.Origin:
+def request_origin(request: AuthedRequest) -> ports.Origin:
     """Preview URLs use the scheme and port the caller reached this server on."""
     try:
         port: int | None = int(request.get_port())
@@ -45,7 +45,7 @@ async def expose_port(
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     row, _created = await ports.expose(sandbox, payload.port, payload.name, payload.private)
     await services.touch(sandbox)
-    return 201, ports.port_out(row, _origin(request))
+    return 201, ports.port_out(row, request_origin(request))
 
 
 @router.get("/sandboxes/{sandbox_id}/ports", response={200: PortsOut, **ERRORS})
@@ -53,7 +53,7 @@ async def list_ports(request: AuthedRequest, sandbox_id: str) -> dict[str, objec
     """Also for those who may look at the sandbox (a course's teacher, a class it is
     shared with): they see its previews; exposing and unexposing stay the owner's."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
-    origin = _origin(request)
+    origin = request_origin(request)
     exposed = [ports.port_out(p, origin) for p in await ports.exposed_ports(sandbox)]
     return {"exposed": exposed, "listening": await ports.listening_ports(sandbox)}
 

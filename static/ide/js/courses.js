@@ -1,31 +1,8 @@
 // Courses: the list page and a course page (the teacher's roster or a student's view),
 // both clients of the public API.
 import { call, h } from "./api.js";
-
-function flash(slot, kind, text) {
-  slot.replaceChildren(h(`div.flash.flash-${kind}`, { role: kind === "error" ? "alert" : "status" }, text));
-}
-
-function ago(iso) {
-  if (!iso) return "never";
-  const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
-  if (s < 60) return "just now";
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-  return `${Math.floor(s / 86400)} d ago`;
-}
-
-function confirmDialog(title, text, okLabel) {
-  const dialog = document.getElementById("confirm-dialog");
-  document.getElementById("confirm-title").textContent = title;
-  document.getElementById("confirm-text").textContent = text;
-  document.getElementById("confirm-ok").textContent = okLabel;
-  dialog.returnValue = "";
-  dialog.showModal();
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-  });
-}
+import { ago, confirmDialog, flash } from "./page.js";
+import { copyText } from "./ui.js";
 
 async function busy(button, label, work) {
   const old = button.textContent;
@@ -158,7 +135,7 @@ async function coursePage(root) {
           } catch (err) { flash(slot, "error", err.message); }
         });
         return h("tr", { "data-share": s.kind },
-          h("td", {}, h("strong", {}, s.owner)), h("td", {}, link), h("td.muted", {}, ago(s.created_at)),
+          h("td", {}, h("strong", {}, s.owner)), h("td", {}, link), h("td.muted", {}, ago(s.created_at, "never")),
           h("td.right", {}, revoke));
       })));
     } catch (err) {
@@ -178,7 +155,7 @@ async function coursePage(root) {
         const url = new URL(i.path, window.location.origin).href;
         const code = h("code", { "data-testid": "invite-url" }, url);
         const copy = h("button.btn.small", { type: "button" }, "Copy");
-        copy.addEventListener("click", () => navigator.clipboard?.writeText(url));
+        copy.addEventListener("click", () => copyText(url));
         const revoke = h("button.btn.danger.small", { type: "button", "data-testid": "revoke-invite" }, "Revoke");
         revoke.addEventListener("click", async () => {
           await call("DELETE", `/courses/${id}/invites/${i.id}`).catch((err) => flash(slot, "error", err.message));
@@ -232,7 +209,7 @@ async function coursePage(root) {
           return h("tr", { "data-student": st.student.username },
             h("td", {}, h("strong", {}, st.student.username)),
             h("td", {}, box ? h("span.status-pill", { "data-status": box.status }, box.status) : h("span.muted", {}, "none")),
-            h("td.muted", {}, box ? ago(box.last_active_at) : ""),
+            h("td.muted", {}, box ? ago(box.last_active_at, "never") : ""),
             h("td.small", {}, update.status ? `${update.status}${conflicts ? ` · ${conflicts} conflict${conflicts > 1 ? "s" : ""} kept aside` : ""}` : (st.starter_head || "").slice(0, 7)),
             h("td.right", {}, view, " ", reset));
         })));

@@ -1,5 +1,6 @@
 // Dashboard: the caller's sandboxes through the API (list, create, open, sleep, delete).
 import { call, h } from "./api.js";
+import { ago, confirmDialog, flash } from "./page.js";
 
 const list = document.getElementById("sandbox-list");
 const slot = document.getElementById("dash-message");
@@ -20,33 +21,8 @@ async function loadTemplates() {
       }
     }
   } catch (err) {
-    flash("error", `Could not list your templates: ${err.message}`);
+    flash(slot, "error", `Could not list your templates: ${err.message}`);
   }
-}
-
-function flash(kind, text) {
-  slot.replaceChildren(h(`div.flash.flash-${kind}`, { role: kind === "error" ? "alert" : "status" }, text));
-}
-
-function ago(iso) {
-  if (!iso) return "";
-  const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
-  if (s < 60) return "just now";
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-  return `${Math.floor(s / 86400)} d ago`;
-}
-
-function confirmDialog(title, text, okLabel) {
-  const dialog = document.getElementById("confirm-dialog");
-  document.getElementById("confirm-title").textContent = title;
-  document.getElementById("confirm-text").textContent = text;
-  document.getElementById("confirm-ok").textContent = okLabel;
-  dialog.returnValue = "";
-  dialog.showModal();
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-  });
 }
 
 async function act(sandbox, button, work, busyLabel) {
@@ -57,7 +33,7 @@ async function act(sandbox, button, work, busyLabel) {
     await work();
     await refresh();
   } catch (err) {
-    flash("error", `${sandbox.name}: ${err.message}`);
+    flash(slot, "error", `${sandbox.name}: ${err.message}`);
     button.disabled = false;
     button.textContent = old;
   }
@@ -82,9 +58,9 @@ function card(s) {
       title: "Merge the template's newest starter files; your edits are kept" }, "Update starter");
     pull.addEventListener("click", () => act(s, pull, async () => {
       const r = await call("POST", `/sandboxes/${s.id}/starter/update`);
-      if (r.status === "up_to_date") { flash("success", `${s.name}: the starter is up to date.`); return; }
+      if (r.status === "up_to_date") { flash(slot, "success", `${s.name}: the starter is up to date.`); return; }
       const kept = r.conflicts.map((c) => (c.kept_as ? `${c.path} (the starter's is in ${c.kept_as})` : c.path));
-      flash(kept.length ? "warning" : "success", `${s.name}: ${r.updated.length} file(s) updated` +
+      flash(slot, kept.length ? "warning" : "success", `${s.name}: ${r.updated.length} file(s) updated` +
         (kept.length ? `; your version kept for ${kept.join(", ")}.` : "."));
     }, "Updating…"));
   }
@@ -124,11 +100,11 @@ form.addEventListener("submit", async (e) => {
     const body = { template };
     if (name) body.name = name;
     const s = await call("POST", "/sandboxes", { json: body });
-    flash("success", `Sandbox “${s.name}” is ${s.status}.`);
+    flash(slot, "success", `Sandbox “${s.name}” is ${s.status}.`);
     form.reset();
     await refresh();
   } catch (err) {
-    flash("error", `Could not create the sandbox: ${err.message}`);
+    flash(slot, "error", `Could not create the sandbox: ${err.message}`);
   } finally {
     createBtn.disabled = false;
     createBtn.textContent = "Create sandbox";
