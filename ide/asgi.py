@@ -50,7 +50,21 @@ from sandboxes.preview import PreviewMiddleware  # noqa: E402
 
 application = PreviewMiddleware(application)
 
-# Large request and response bodies flow with backpressure (see ide/daphne_flow.py).
+# Large request and response bodies flow with backpressure (see ide/daphne_flow.py),
+# and an API body is admitted from the headers before any of it is read.
+from ide.daphne_flow import Admission  # noqa: E402
 from ide.daphne_flow import wrap as with_flow_control  # noqa: E402
+from sandboxes.api.asgi import admit  # noqa: E402
+from sandboxes.preview import is_preview_domain, split_host  # noqa: E402
 
-application = with_flow_control(application)
+
+async def admit_body(scope):  # type: ignore[no-untyped-def]
+    """Bodies for /api/ on the IDE's host are the API's to admit (routed as above)."""
+    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+    if is_preview_domain(split_host(host)[0]) or not scope["path"].startswith("/api/"):
+        return None
+    admission: Admission = await admit(scope)
+    return admission
+
+
+application = with_flow_control(application, admit_body)

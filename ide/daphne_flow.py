@@ -12,16 +12,27 @@ server's memory, which a file upload of a gigabyte must never do:
 Daphne and handed to the application chunk by chunk from Twisted's temporary file,
 as the application asks for it. (Responses get their backpressure in ide/server.py.)
 
+A third habit: Daphne starts the application only once the whole body has arrived,
+so a caller without credentials could make the server spool gigabytes to disk before
+hearing 401. ``wrap(app, gate)`` asks ``gate`` when a request's headers are in, with
+the socket paused: it may refuse at once (401, 413: the body is never stored, and
+what the client still sends is discarded until the connection closes), or let the
+body through with a byte limit (a chunked body that outgrows it gets 413 when it
+does, not when it ends). 100-continue is only sent once the gate let the body in.
+
 Everything is guarded: with another server (or a Daphne whose internals changed)
 ``wrap`` passes the application through unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import unquote
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,11 +40,47 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+
+class Admission(Protocol):
+    """The application's word on a request body, given from the headers alone."""
+
+    @property
+    def refusal(self) -> tuple[int, bytes] | None:
+        """(status, JSON body) to answer now without reading the body; None: read it."""
+
+    @property
+    def limit(self) -> int | None:
+        """The most body bytes accepted; None: no limit."""
+
+    @property
+    def too_large(self) -> bytes:
+        """The JSON body of the 413 sent when a body grows past ``limit``."""
+
+
+# Asked for every request that carries a body; None: no opinion (read the body).
+Gate = Callable[[Scope], Awaitable[Admission | None]]
+
+# A scope extension telling the application its gate already admitted this body.
+ADMITTED = "sandbox_ide.body_admitted"
+
+log = logging.getLogger(__name__)
+
 # Request bodies at least this large are handed over lazily; smaller ones as Daphne does.
 LAZY_BODY_MIN = 256 * 1024
 BODY_CHUNK = 256 * 1024
+# Body bytes held in memory while the gate decides (the socket is paused meanwhile,
+# so only what came with the headers is held).
+HOLD_MAX = 1024 * 1024
+# After a refusal, how long what the client still sends is read and dropped before
+# the connection is closed: closing on unread data would make the kernel reset the
+# connection, and the client could lose the answer.
+LINGER_SECONDS = 5.0
+
+_PENDING, _OPEN, _REFUSED = "pending", "open", "refused"
+_REASONS = {401: b"Unauthorized", 403: b"Forbidden", 413: b"Payload Too Large"}
 
 _installed = False
+_gate: Gate | None = None
 
 
 class _HiddenBody:
@@ -63,8 +110,16 @@ def install() -> bool:
     except ImportError:
         return False
     original = WebRequest.process
+    original_got_length = WebRequest.gotLength
+    original_chunk = WebRequest.handleContentChunk
 
     def process(self: Any) -> Any:
+        state = getattr(self, "_sandbox_gate", None)
+        if state == _REFUSED:
+            return None  # answered already; the body was dropped
+        if state == _PENDING:
+            self._sandbox_process_later = True  # the body came before the gate's answer
+            return None
         content = getattr(self, "content", None)
         try:
             upgrade = self.requestHeaders.hasHeader(b"upgrade")
@@ -78,11 +133,190 @@ def install() -> bool:
             self.content = _HiddenBody(content)
         return original(self)
 
+    def got_length(self: Any, length: int | None) -> None:
+        if not _ask_gate(self, length):
+            original_got_length(self, length)
+
+    def handle_content_chunk(self: Any, data: bytes) -> None:
+        if _take_chunk(self, data):
+            original_chunk(self, data)
+
     WebRequest.process = process
+    WebRequest.gotLength = got_length
+    WebRequest.handleContentChunk = handle_content_chunk
     # Daphne never reads request.args: do not let Twisted parse form bodies into memory.
     WebRequest._parsePOSTFormSubmission = property(lambda self: False, lambda self, value: None)
     _installed = True
     return True
+
+
+# --------------------------------------------------------------------- the gate
+
+
+def _early_scope(request: Any) -> Scope | None:
+    """The ASGI scope Daphne will build, from what is known when the headers are in."""
+    channel = request.channel
+    try:
+        method = channel._command.decode("ascii")
+        raw_path, _, query = channel._path.partition(b"?")
+        path = unquote(raw_path.decode("ascii"))
+        query.decode("ascii")
+        peer, host = channel.transport.getPeer(), channel.transport.getHost()
+    except (AttributeError, UnicodeDecodeError):
+        return None
+    headers = [
+        (name.lower(), value)
+        for name, values in request.requestHeaders.getAllRawHeaders()
+        if b"_" not in name  # as Daphne (CVE-2015-0219)
+        for value in values
+    ]
+    client = [str(getattr(peer, "host", "")), getattr(peer, "port", 0)]
+    scheme = "https" if channel.isSecure() else "http"
+    server = getattr(request, "server", None)
+    if server is not None and server.proxy_forwarded_address_header:
+        from daphne.utils import parse_x_forwarded_for
+
+        client, scheme = parse_x_forwarded_for(
+            request.requestHeaders,
+            server.proxy_forwarded_address_header,
+            server.proxy_forwarded_port_header,
+            server.proxy_forwarded_proto_header,
+            client,
+            scheme,
+        )
+    return {
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "path": path,
+        "raw_path": raw_path,
+        "root_path": "",
+        "scheme": scheme,
+        "query_string": query,
+        "headers": headers,
+        "client": client,
+        "server": [str(getattr(host, "host", "")), getattr(host, "port", 0)],
+    }
+
+
+def _ask_gate(request: Any, length: int | None) -> bool:
+    """At the end of the headers: hold the body and ask the gate. False: not gated
+    (no body, an upgrade, no gate), Twisted goes on as usual."""
+    if _gate is None or length == 0 or request.requestHeaders.hasHeader(b"upgrade"):
+        return False
+    scope = _early_scope(request)
+    if scope is None:
+        return False
+    channel = request.channel
+    request._sandbox_gate = _PENDING
+    request._sandbox_length = length
+    request._sandbox_limit = None
+    request._sandbox_received = 0
+    request.content = io.BytesIO()  # what arrives meanwhile, never a temporary file
+    # Twisted answers "Expect: 100-continue" right after this; not before the gate has.
+    channel._send100Continue = lambda: None
+    channel._networkProducer.pauseProducing()
+    decision = asyncio.ensure_future(_gate(scope))
+    decision.add_done_callback(lambda done: _decided(request, done))
+    return True
+
+
+def _decided(request: Any, decision: asyncio.Future[Admission | None]) -> None:
+    channel = request.channel
+    if request._disconnected or channel is None:
+        return
+    try:
+        admission = decision.result()
+    except Exception:  # the view checks again; a broken gate must not lock callers out
+        log.exception("the body gate failed; reading the body")
+        admission = None
+    channel.__dict__.pop("_send100Continue", None)
+    if admission is not None and admission.refusal is not None:
+        _refuse(request, *admission.refusal)
+        return
+    request._sandbox_gate = _OPEN
+    request._sandbox_admission = admission
+    request._sandbox_limit = admission.limit if admission is not None else None
+    held = request.content.getvalue()
+    request.content = _content_file(request._sandbox_length)
+    if held:
+        request.content.write(held)
+    if _over_limit(request):
+        return
+    complete = getattr(request, "_sandbox_process_later", False)
+    expect = request.requestHeaders.getRawHeaders(b"expect", [b""])[0].lower()
+    if expect == b"100-continue" and not complete:
+        channel._send100Continue()
+    channel._networkProducer.resumeProducing()
+    if complete:
+        request.process()
+
+
+def _content_file(length: int | None) -> Any:
+    """Where Twisted keeps a body (memory when small, else a temporary file)."""
+    from twisted.web import http
+
+    make = getattr(http, "_getContentFile", None)
+    return make(length) if make is not None else io.BytesIO()
+
+
+def _take_chunk(request: Any, data: bytes) -> bool:
+    """A piece of a gated body: held, dropped, or (True) stored as usual."""
+    state = getattr(request, "_sandbox_gate", None)
+    if state is None:
+        return True
+    if state == _REFUSED:
+        return False
+    request._sandbox_received += len(data)
+    if state == _PENDING:
+        request.content.write(data)
+        if request.content.tell() > HOLD_MAX:
+            request.channel._networkProducer.pauseProducing()
+        return False
+    return not _over_limit(request)
+
+
+def _over_limit(request: Any) -> bool:
+    """A body grown past its route's limit is answered 413 at once (True)."""
+    limit = request._sandbox_limit
+    if limit is None or request._sandbox_received <= limit:
+        return False
+    _refuse(request, 413, request._sandbox_admission.too_large)
+    return True
+
+
+def _refuse(request: Any, status: int, body: bytes) -> None:
+    """Answer now and close: the rest of the body is read and dropped, never stored."""
+    request._sandbox_gate = _REFUSED
+    stored, request.content = request.content, io.BytesIO()
+    stored.close()  # what was kept of an admitted body that then grew too large
+    channel = request.channel
+    channel.persistent = False
+    head = [
+        b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Error")),
+        b"Content-Type: application/json",
+        b"Content-Length: %d" % len(body),
+        b"X-Content-Type-Options: nosniff",
+        b"Connection: close",
+    ]
+    if status == 401:
+        head.append(b'WWW-Authenticate: Bearer realm="api"')
+    transport = channel.transport
+    transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+    half_close = getattr(transport, "loseWriteConnection", None)
+    if half_close is None:
+        channel.loseConnection()
+        return
+    half_close()
+    channel._networkProducer.resumeProducing()  # read and drop until the client hangs up
+    from twisted.internet import reactor
+
+    reactor.callLater(LINGER_SECONDS, _hang_up, transport)  # type: ignore[attr-defined]
+
+
+def _hang_up(transport: Any) -> None:
+    if getattr(transport, "connected", False):
+        transport.abortConnection()
 
 
 def _daphne_request(send: Send) -> Any:
@@ -119,15 +353,20 @@ def _lazy_receive(receive: Receive, body: io.IOBase) -> Receive:
     return lazy
 
 
-def wrap(app: App) -> App:
-    """The ASGI application, with large request bodies fed to it lazily."""
+def wrap(app: App, gate: Gate | None = None) -> App:
+    """The ASGI application, with large request bodies fed to it lazily, each body
+    admitted by ``gate`` (when given) before any of it is stored."""
+    global _gate
     if not install():
         return app
+    _gate = gate
 
     async def flow(scope: Scope, receive: Receive, send: Send) -> None:
         request = _daphne_request(send) if scope.get("type") == "http" else None
         if request is None:
             return await app(scope, receive, send)
+        if getattr(request, "_sandbox_gate", None) == _OPEN:
+            scope["extensions"] = {**(scope.get("extensions") or {}), ADMITTED: {}}
         body = request.__dict__.pop("_sandbox_lazy_body", None)
         if body is not None:
             body.seek(0)
