@@ -77,7 +77,12 @@ def _int_param(query: dict[str, list[str]], key: str, default: int, low: int, hi
 
 def parse_options(name: str, query_string: bytes | str) -> TerminalOptions:
     """The terminal URL's name and query (``cols``, ``rows``, ``readonly``,
-    ``idle_timeout``), validated."""
+    ``idle_timeout``), validated.
+
+    A read-only attach (a viewer) watches a terminal someone else may own: every
+    option that would change it (its size, how long it lives once idle) is dropped
+    here, unread, so the attach the agent gets asks for nothing but to watch.
+    """
     if not NAME_RE.match(name):
         raise BadRequest(
             "A terminal name is 1-40 characters of a-z, 0-9 and '-'.", code="invalid_name"
@@ -86,6 +91,8 @@ def parse_options(name: str, query_string: bytes | str) -> TerminalOptions:
         query_string = query_string.decode("latin-1")
     query = parse_qs(query_string)
     readonly = (query.get("readonly") or ["0"])[-1].lower() in ("1", "true", "yes")
+    if readonly:
+        return TerminalOptions(name=name, readonly=True, idle_timeout=None)
     idle_timeout: float | None = settings.TERMINAL_IDLE_TIMEOUT
     if query.get("idle_timeout"):
         requested = _int_param(query, "idle_timeout", 0, 1, int(settings.TERMINAL_IDLE_TIMEOUT))

@@ -325,14 +325,18 @@ class Terminal:
     # ------------------------------------------------------------------ clients
 
     def attach(self, readonly: bool, cols: int, rows: int) -> Client:
-        """Register a client; its queue starts with the replay (no await: no gap)."""
+        """Register a client; its queue starts with the replay (no await: no gap).
+
+        A read-only client (a watcher) changes nothing about the terminal: not its
+        size, and not its idle countdown, which only writing clients stop and start.
+        """
         client = Client(self, readonly)
         client.put_first(self.replay.snapshot())
         self.clients.add(client)
-        if self._idle_timer:
-            self._idle_timer.cancel()
-            self._idle_timer = None
         if not readonly:
+            if self._idle_timer:
+                self._idle_timer.cancel()
+                self._idle_timer = None
             self.resize(cols, rows)
         return client
 
@@ -341,11 +345,14 @@ class Terminal:
         if self.ended.is_set():
             return
         self.client_drained()  # a slow client leaving may unblock the others
-        if not self.clients and self.idle_timeout > 0:
+        if not client.readonly and not self._writers() and self.idle_timeout > 0:
             self._idle_timer = self._loop.call_later(self.idle_timeout, self._idle)
 
+    def _writers(self) -> bool:
+        return any(not c.readonly for c in self.clients)
+
     def _idle(self) -> None:
-        if not self.clients:
+        if not self._writers():
             log.info("terminal %s: idle for %gs, ending it", self.name, self.idle_timeout)
             self._terminating = asyncio.create_task(self._terminate())
 
@@ -488,7 +495,8 @@ async def _get_or_create(request: TerminalAttach) -> tuple[Terminal, bool] | Err
     async with _create_lock:
         terminal = TERMINALS.get(request.name)
         if terminal is not None and not terminal.ended.is_set():
-            if request.idle_timeout is not None:
+            # A watcher's attach changes nothing about the terminal it watches.
+            if request.idle_timeout is not None and not request.readonly:
                 terminal.idle_timeout = float(request.idle_timeout)
             return terminal, False
         if request.readonly:  # a watcher joins a shell; it does not start one
