@@ -18,7 +18,7 @@ from ninja import Router, Schema
 from pydantic import StringConstraints, field_validator
 
 from sandboxes import services
-from sandboxes.classroom import starter, templates
+from sandboxes.classroom import pool, starter, templates
 from sandboxes.classroom.models import Template
 from sandboxes.errors import BadRequest, PayloadTooLarge
 
@@ -33,6 +33,7 @@ ERRORS = {
     404: ErrorOut,
     409: ErrorOut,
     413: ErrorOut,
+    429: ErrorOut,
     503: ErrorOut,
 }
 
@@ -141,8 +142,11 @@ async def list_templates(request: AuthedRequest) -> dict[str, Any]:
 async def create_template(
     request: AuthedRequest, payload: TemplateIn
 ) -> tuple[int, dict[str, Any]]:
-    """Create a template; a ``repo_url`` is fetched at once (400 with git's reason)."""
-    template = await templates.create_template(request.auth, payload.model_dump(exclude_unset=True))
+    """Create a template; a ``repo_url`` is fetched at once (400 with git's reason).
+    A ``warm_pool`` beyond what the owner may pool answers 429."""
+    values = payload.model_dump(exclude_unset=True)
+    await pool.limit_warm_pool(request.auth.pk, values)
+    template = await templates.create_template(request.auth, values)
     return 201, template_out(template)
 
 
@@ -155,8 +159,10 @@ async def get_template(request: AuthedRequest, template_id: str) -> dict[str, An
 async def patch_template(
     request: AuthedRequest, template_id: str, payload: TemplatePatch
 ) -> dict[str, Any]:
+    """Change a template; a ``warm_pool`` beyond what its owner may pool answers 429."""
     template = await templates.get_template(request.auth, template_id)
     changes = payload.model_dump(exclude_unset=True)
+    await pool.limit_warm_pool(template.owner_id, changes, template.id)
     return template_out(await templates.update_template(template, changes))
 
 

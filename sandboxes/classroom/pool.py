@@ -7,6 +7,11 @@ across server processes) and becoming its owner; the pool is topped up in the
 background. Only templates of a course open for joining (an invite link still
 usable) are pooled, each to its ``warm_pool`` size; entries built from an older
 starter or image are replaced, never handed out.
+
+The pool is no way round limits: pooled sandboxes count against their template's
+owner. One owner's templates may ask for ``WARM_POOL_MAX_PER_USER`` in all and the
+server keeps at most ``WARM_POOL_MAX_TOTAL`` (asking for more answers 429), and the
+filler builds only within both, whatever the templates ask for.
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ import random
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db.models import Q
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from sandboxes import services
 from sandboxes.classroom.models import Invite, PoolEntry, Template
-from sandboxes.errors import SandboxError
+from sandboxes.errors import LimitReached, SandboxError
 from sandboxes.images import image_tag
 from sandboxes.models import Sandbox
 
@@ -41,6 +47,10 @@ _pool_user: dict[str, User] = {}
 _locks: dict[str, asyncio.Lock] = {}
 _refills: dict[str, asyncio.TimerHandle] = {}
 _tasks: set[asyncio.Task[Any]] = set()
+# Builds this process has counted against the caps but not yet entered in the pool,
+# by template owner; changed only under ``_caps_lock``.
+_building: dict[int, int] = {}
+_caps_lock = asyncio.Lock()
 
 
 async def pool_user() -> User:
@@ -138,8 +148,9 @@ async def _open_for_joining(template: Template) -> bool:
 
 
 async def fill(template: Template) -> int:
-    """Build sandboxes until the pool holds ``warm_pool`` current ones; returns how many
-    were built. Stale entries (older starter) are removed first."""
+    """Build sandboxes until the pool holds ``warm_pool`` current ones, within the
+    owner's and the server's caps; returns how many were built. Stale entries (older
+    starter or image) and entries beyond what may be kept are removed first."""
     lock = _locks.setdefault(template.id, asyncio.Lock())
     async with lock:
         await template.arefresh_from_db()
@@ -154,12 +165,67 @@ async def fill(template: Template) -> int:
             await _drain(template)
             return 0
         have = await PoolEntry.objects.filter(template=template).acount()
-        missing = max(0, wanted - have)
+        async with _caps_lock:
+            room = await _room(template.owner_id)
+            missing = min(wanted - have, room)
+            if missing > 0:
+                _reserve(template.owner_id, missing)
+        if missing < 0:  # warm_pool or a cap was lowered: give back what is over
+            await _trim(template, -missing)
+            return 0
         if not missing:
             return 0
         gate = asyncio.Semaphore(BUILD_CONCURRENCY)
-        results = await asyncio.gather(*(_build(template, gate) for _ in range(missing)))
-        return sum(results)
+        try:  # every build ends before its reservation is given back
+            results = await asyncio.gather(
+                *(_build(template, gate) for _ in range(missing)), return_exceptions=True
+            )
+        finally:
+            _reserve(template.owner_id, -missing)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("warm pool: building for template %s", template.id, exc_info=result)
+        return sum(r for r in results if isinstance(r, int))
+
+
+def caps() -> tuple[int, int]:
+    """(pooled sandboxes one template owner may have, pooled sandboxes in all)."""
+    return settings.WARM_POOL_MAX_PER_USER, settings.WARM_POOL_MAX_TOTAL
+
+
+def _reserve(owner_id: int, count: int) -> None:
+    _building[owner_id] = _building.get(owner_id, 0) + count
+    if _building[owner_id] <= 0:
+        del _building[owner_id]
+
+
+async def _room(owner_id: int) -> int:
+    """How many more sandboxes may be pooled for this owner now (negative: over a
+    cap), counting the builds this process has under way."""
+    per_user, total = caps()
+    mine = await PoolEntry.objects.filter(template__owner_id=owner_id).acount()
+    everyone = await PoolEntry.objects.acount()
+    return min(
+        per_user - mine - _building.get(owner_id, 0),
+        total - everyone - sum(_building.values()),
+    )
+
+
+async def _over(template: Template) -> bool:
+    """Whether the pool now holds more than may be kept: another server process may
+    have filled at the same time (each process counts only its own builds)."""
+    per_user, total = caps()
+    return (
+        await PoolEntry.objects.filter(template=template).acount() > template.warm_pool
+        or await PoolEntry.objects.filter(template__owner_id=template.owner_id).acount() > per_user
+        or await PoolEntry.objects.acount() > total
+    )
+
+
+async def _trim(template: Template, count: int) -> None:
+    entries = PoolEntry.objects.filter(template=template).order_by("-created_at")
+    async for entry in entries.select_related("sandbox")[:count]:
+        await _discard(entry)
 
 
 async def _build(template: Template, gate: asyncio.Semaphore) -> int:
@@ -174,8 +240,69 @@ async def _build(template: Template, gate: asyncio.Semaphore) -> int:
         except SandboxError as exc:
             log.warning("warm pool: building for template %s: %s", template.id, exc.message)
             return 0
-        await PoolEntry.objects.acreate(sandbox=sandbox, template=template, starter_head=head)
+        entry = await PoolEntry.objects.acreate(
+            sandbox=sandbox, template=template, starter_head=head
+        )
+        if await _over(template):
+            await _discard(entry)
+            return 0
         return 1
+
+
+async def _others(owner_id: int, template_id: str | None) -> tuple[int, int]:
+    """(warm_pool sizes the owner's other templates ask for, sandboxes the other
+    templates' pools hold server-wide)."""
+    asked = Template.objects.filter(owner_id=owner_id)
+    held = PoolEntry.objects.all()
+    if template_id is not None:
+        asked = asked.exclude(pk=template_id)
+        held = held.exclude(template_id=template_id)
+    total = (await asked.aaggregate(n=Sum("warm_pool")))["n"] or 0
+    return total, await held.acount()
+
+
+async def check_warm_pool(owner_id: int, size: int, template_id: str | None = None) -> None:
+    """Refuse (429) a ``warm_pool`` size its template's owner may not have: their
+    templates' sizes add up to at most WARM_POOL_MAX_PER_USER, and the server pools
+    at most WARM_POOL_MAX_TOTAL sandboxes in all (counting what others' pools hold)."""
+    per_user, total = caps()
+    asked, held = await _others(owner_id, template_id)
+    if asked + size > per_user:
+        raise LimitReached(
+            f"Your templates may keep {per_user} ready sandboxes in all "
+            f"(WARM_POOL_MAX_PER_USER) and your other templates ask for {asked}: this "
+            f"one's warm_pool may be at most {max(0, per_user - asked)}."
+        )
+    if held + size > total:
+        raise LimitReached(
+            f"This server keeps at most {total} ready sandboxes (WARM_POOL_MAX_TOTAL) and "
+            f"other templates' pools hold {held}: this one's warm_pool may be at most "
+            f"{max(0, total - held)} now."
+        )
+
+
+async def limit_warm_pool(
+    owner_id: int, data: dict[str, Any], template_id: str | None = None
+) -> None:
+    """Apply the pool caps to a template's new values (``data``, changed in place).
+
+    A size asked for is checked (429 over a cap). The default size (a new template
+    that names none, or ``null``) is lowered to what still fits instead: making a
+    template never fails for a number nobody chose. Sizes that are not valid are
+    left to the template service, which refuses them with 400.
+    """
+    from sandboxes.classroom.templates import MAX_WARM_POOL
+
+    if "warm_pool" not in data and template_id is not None:
+        return  # a change that leaves the size alone
+    size = data.get("warm_pool")
+    if size is None:
+        per_user, total = caps()
+        asked, held = await _others(owner_id, template_id)
+        default = int(getattr(settings, "CLASSROOM_WARM_POOL", 0))
+        data["warm_pool"] = max(0, min(default, per_user - asked, total - held))
+    elif isinstance(size, int) and not isinstance(size, bool) and 0 <= size <= MAX_WARM_POOL:
+        await check_warm_pool(owner_id, size, template_id)
 
 
 async def drain(template: Template) -> None:
