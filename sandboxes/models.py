@@ -41,6 +41,9 @@ class Sandbox(models.Model):
     sleep_tier = models.CharField(max_length=8, blank=True, default="")
     # "all" (default) or "none": no network at all, only the agent's socket.
     egress = models.CharField(max_length=8, default="all")
+    # Why the container got no network although egress "all" was asked for (the host
+    # firewall could not be installed); empty when it has what it asked for.
+    egress_detail = models.TextField(blank=True, default="")
     env = models.JSONField(default=dict, blank=True)
     sleep_after = models.PositiveIntegerField(default=600)
     keep_alive = models.BooleanField(default=False)

@@ -274,7 +274,9 @@ async def _provision(sandbox: Sandbox) -> None:
         limits=dict(sandbox.limits),
     )
     sandbox.backend_state = await get_backend().create(spec)
-    await sandbox.asave(update_fields=["backend_state"])
+    # Set when the backend had to give no network (fails closed): the API says why.
+    sandbox.egress_detail = str(sandbox.backend_state.get("egress_detail") or "")
+    await sandbox.asave(update_fields=["backend_state", "egress_detail"])
 
 
 async def _set_status(sandbox: Sandbox, status: str, detail: str = "") -> None:

@@ -35,7 +35,10 @@ def sandbox_out(sandbox: Sandbox) -> dict[str, object]:
         "env": sandbox.env,
         "ports": exposed_out(sandbox),
         "sleep_tier": sandbox.sleep_tier,
-        "egress": sandbox.egress,
+        # What the sandbox has: "none" when it asked for "all" but the host firewall
+        # could not be installed (egress_detail says so).
+        "egress": "none" if sandbox.egress_detail else sandbox.egress,
+        "egress_detail": sandbox.egress_detail,
     }
 
 

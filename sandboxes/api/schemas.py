@@ -97,6 +97,8 @@ class SandboxOut(Schema):
     ports: list[PortOut] = []
     sleep_tier: str = ""
     egress: str = "all"
+    # Why egress is "none" although "all" was asked for (empty when it is as asked).
+    egress_detail: str = ""
     # GET /sandboxes/{id} of a running sandbox with a disk quota: what its files use.
     disk: DiskOut | None = None
 

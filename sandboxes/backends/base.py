@@ -58,7 +58,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def create(self, spec: SandboxSpec) -> BackendState:
-        """Create the workspace volume and the container (not started)."""
+        """Create the workspace volume and the container (not started).
+
+        A backend that cannot give the network asked for safely gives none and says
+        why in the returned state's ``egress_detail`` (empty otherwise)."""
 
     @abc.abstractmethod
     async def start(self, state: BackendState) -> None:

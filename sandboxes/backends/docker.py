@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -36,11 +37,13 @@ from . import isolation
 from .base import AgentAddress, Backend, BackendState, Managed, SandboxSpec, Status
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SANDBOX_UID = 1000
 AGENT_DIR_IN_CONTAINER = "/run/sandbox-agent"
 AGENT_SOCKET = "agent.sock"
 LABEL = "sandbox-ide"
+RULES_RECHECK = 30.0  # seconds between checks that the bridge's firewall rules are in
 
 
 def bridge_name(prefix: str) -> str:
@@ -76,7 +79,7 @@ class DockerBackend(Backend):
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
         self.prefix = settings.SANDBOX_NAME_PREFIX
         self.run_dir = Path(settings.SANDBOX_RUN_DIR)
-        self._isolated: set[str] = set()
+        self._isolated: dict[str, float] = {}  # bridge -> when its rules were last checked
         self._network_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -167,10 +170,11 @@ class DockerBackend(Backend):
                 docker.types.Mount(AGENT_DIR_IN_CONTAINER, str(agent_dir), type="bind"),
             ],
         }
-        if spec.egress == "none":
+        network, egress_detail = self.network_for(spec)
+        if network is None:
             kwargs["network_mode"] = "none"
         else:
-            kwargs["network"] = self._ensure_network(names["network"])
+            kwargs["network"] = network
         if settings.SANDBOX_RUNTIME:
             kwargs["runtime"] = settings.SANDBOX_RUNTIME
         try:
@@ -184,21 +188,50 @@ class DockerBackend(Backend):
             "container": names["container"],
             "volume": names["volume"],
             "agent_dir": str(agent_dir),
+            "egress_detail": egress_detail,
         }
+
+    def network_for(self, spec: SandboxSpec) -> tuple[str | None, str]:
+        """The network a new container joins (None: no network but loopback) and, when
+        it gets less than it asked for, a sentence saying why (``egress_detail``).
+
+        Fails closed: egress "all" without the firewall rules would let the sandbox
+        reach the host, the LAN and cloud metadata, so it gets no network instead.
+        """
+        if spec.egress == "none":
+            return None, ""
+        try:
+            return self._ensure_network(self.names(spec.sandbox_id)["network"]), ""
+        except isolation.FirewallUnavailable as exc:
+            log.error("sandbox %s gets no network: %s", spec.sandbox_id, exc)
+            return None, (
+                "No network: the host firewall rules that keep sandboxes off the host and "
+                f"private networks could not be installed ({exc}). Run the server as root "
+                "with iptables, or set SANDBOX_BLOCK_PRIVATE_NETWORKS=false to give "
+                "sandboxes an unguarded network."
+            )
 
     def _ensure_network(self, name: str) -> str:
         """The sandboxes' bridge: no traffic between sandboxes (ICC off), and none to
-        the host or private and link-local ranges (see ``isolation``)."""
+        the host or private and link-local ranges (see ``isolation``).
+
+        Raises ``isolation.FirewallUnavailable`` when those rules cannot be installed.
+        The rules are checked again every ``RULES_RECHECK`` seconds, so rules flushed
+        under a running server come back with the next sandbox.
+        """
         # Many sandboxes created at once (a class joining) must make the network
         # once: serialised here, and another server process racing us is waited for.
         with self._network_lock:
             network = self._network(name)
+            if not settings.SANDBOX_BLOCK_PRIVATE_NETWORKS:
+                return name
             # The interface the engine really uses (a network made elsewhere has its own).
             options = network.attrs.get("Options") or {}
             bridge = options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
-            if settings.SANDBOX_BLOCK_PRIVATE_NETWORKS and bridge not in self._isolated:
-                isolation.isolate_bridge(bridge)
-                self._isolated.add(bridge)
+            checked = self._isolated.get(bridge)
+            if checked is None or time.monotonic() - checked > RULES_RECHECK:
+                isolation.isolate_bridge(bridge, bool(network.attrs.get("EnableIPv6")))
+                self._isolated[bridge] = time.monotonic()
         return name
 
     def _network(self, name: str) -> Any:
@@ -212,6 +245,7 @@ class DockerBackend(Backend):
                 return self.client.networks.create(
                     name,
                     driver="bridge",
+                    enable_ipv6=False,  # IPv4 only: the firewall rules are IPv4 rules
                     labels={f"{LABEL}.managed": "true", f"{LABEL}.prefix": self.prefix},
                     options={
                         "com.docker.network.bridge.enable_icc": "false",
