@@ -6,18 +6,26 @@ API (static/ide/js/); these views only authenticate and render the shell.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import Resolver404, resolve
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
+from sandboxes.classroom import services as classroom
 from sandboxes.classroom.access import can_view
+from sandboxes.errors import SandboxError
 from sandboxes.models import ApiToken, Sandbox
 
 _NEW_TOKEN_SESSION_KEY = "ide_new_api_token"  # noqa: S105 - a session key name
@@ -33,10 +41,53 @@ def _next_url(request: HttpRequest) -> str | None:
     return None
 
 
+def signup_context(request: HttpRequest) -> dict[str, Any]:
+    """Templates show the sign-up links the SIGNUP setting allows (a context processor)."""
+    return {"signup_mode": settings.SIGNUP}
+
+
+def _invite_token(next_url: str | None) -> str | None:
+    """The token of a course invite link (``/join/<token>/``) given as ``next``."""
+    if not next_url:
+        return None
+    try:
+        match = resolve(urlsplit(next_url).path)
+    except Resolver404:
+        return None
+    return str(match.kwargs["token"]) if match.url_name == "join" else None
+
+
+def _signup_refused(request: HttpRequest, next_url: str | None) -> HttpResponse | None:
+    """SIGNUP=closed: no sign-up page; SIGNUP=invite: only on the way to a usable
+    invite link (the course's join page links here with ``next``)."""
+    if settings.SIGNUP == "open":
+        return None
+    if settings.SIGNUP == "invite":
+        token = _invite_token(next_url)
+        if token is not None:
+            try:
+                async_to_sync(classroom.find_invite)(token)
+                return None
+            except SandboxError:
+                pass
+        message = (
+            "Sign-up on this server is by invitation: open the invite link your "
+            "teacher gave you and sign up from there."
+        )
+        status = 403
+    else:
+        message = "Sign-up is closed on this server: ask its administrator for an account."
+        status = 404
+    return render(request, "accounts/signup_closed.html", {"message": message}, status=status)
+
+
 def signup(request: HttpRequest) -> HttpResponse:
     next_url = _next_url(request)
     if request.user.is_authenticated:
         return redirect(next_url or "dashboard")
+    refused = _signup_refused(request, next_url)
+    if refused is not None:
+        return refused
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
@@ -46,6 +97,22 @@ def signup(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Welcome, {user.get_username()}! Create your first sandbox.")
         return redirect("dashboard")
     return render(request, "accounts/signup.html", {"form": form, "next": next_url or ""})
+
+
+def locked_out(
+    request: HttpRequest, response: HttpResponse | None = None, credentials: Any = None
+) -> HttpResponse:
+    """The login page again, saying why logging in is refused for now (django-axes
+    calls this once a username has failed too often from this address)."""
+    minutes = math.ceil(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    form = AuthenticationForm(request, initial={"username": username})
+    message = (
+        f"Too many failed logins for this account from your address: try again in "
+        f"{minutes} minute{'s' if minutes != 1 else ''}."
+    )
+    context = {"form": form, "locked_out": message, "next": request.POST.get("next", "")}
+    return render(request, "accounts/login.html", context, status=429)
 
 
 @login_required
