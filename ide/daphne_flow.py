@@ -209,6 +209,7 @@ def _ask_gate(request: Any, length: int | None) -> bool:
         return False
     channel = request.channel
     request._sandbox_gate = _PENDING
+    request._sandbox_scope = scope
     request._sandbox_length = length
     request._sandbox_limit = None
     request._sandbox_received = 0
@@ -309,9 +310,29 @@ def _refuse(request: Any, status: int, body: bytes) -> None:
         return
     half_close()
     channel._networkProducer.resumeProducing()  # read and drop until the client hangs up
-    from twisted.internet import reactor
+    asyncio.get_event_loop().call_later(LINGER_SECONDS, _hang_up, transport)
+    _log_refusal(request, status, len(body))
 
-    reactor.callLater(LINGER_SECONDS, _hang_up, transport)  # type: ignore[attr-defined]
+
+def _log_refusal(request: Any, status: int, size: int) -> None:
+    """Daphne's access log line, which a request answered here would otherwise miss."""
+    scope, server = request._sandbox_scope, getattr(request, "server", None)
+    if server is None:
+        return
+    query = scope["query_string"]
+    client = scope["client"]
+    details = {
+        "path": scope["raw_path"].decode("ascii") + ("?" + query.decode("ascii") if query else ""),
+        "status": status,
+        "method": scope["method"],
+        "client": f"{client[0]}:{client[1]}" if client else None,
+        "time_taken": 0.0,
+        "size": size,
+    }
+    try:
+        server.log_action("http", "complete", details)
+    except Exception:  # a log line is never worth failing a refusal
+        log.exception("logging a refused request failed")
 
 
 def _hang_up(transport: Any) -> None:
