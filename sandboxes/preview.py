@@ -27,6 +27,12 @@ then sets a host-only ``sandbox_preview`` cookie (signed, HttpOnly, SameSite=Lax
 naming the user) and never sees the IDE's session cookie. A viewer's cookie is
 checked against ``can_view`` again every few seconds, so a revoked view stops
 opening the preview even with a cookie already issued.
+
+What the app answers cannot reach beyond its host: ``Set-Cookie`` loses ``Domain``
+and cookies named like the server's are dropped (``_own_cookie``). Requests the
+browser attaches a cookie to are checked for where they come from: a private
+port's WebSocket must come from its own preview host, and session callers of the
+path fallback pass the IDE's Origin and CSRF checks (``_browser_check_fails``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import contextlib
 import functools
 import hmac
 import html
+import io
 import logging
 import re
 import time
@@ -52,14 +59,17 @@ from django.contrib.auth import aget_user
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.core import signing
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.request import validate_host
+from ninja.utils import check_csrf
 from wsproto import ConnectionType, WSConnection
 from wsproto import events as ws
 
 from container.agent.protocol import CHUNK, Channel, Tunnel, TunnelOpen
-from sandboxes import ports, services
+from sandboxes import ports, services, wsauth
 from sandboxes.agent.client import receive_message
+from sandboxes.api.auth import bearer_token, user_for_token
 from sandboxes.errors import SandboxError
 from sandboxes.models import ExposedPort, Sandbox
 
@@ -171,15 +181,17 @@ def _http_scheme(scope: Scope) -> str:
     return {"ws": "http", "wss": "https"}.get(scheme, scheme)
 
 
-def _cookies(scope: Scope) -> dict[str, str]:
-    jar: dict[str, str] = {}
+def _cookie_values(scope: Scope, wanted: str) -> list[str]:
+    """Every value the request carries for the cookie ``wanted``, in order: a browser
+    sends several under one name (other paths, or one tossed in by a sibling host)."""
+    found = []
     for key, value in scope.get("headers", ()):
         if key.lower() == b"cookie":
             for part in value.decode("latin-1").split(";"):
                 name, sep, val = part.strip().partition("=")
-                if sep and name not in jar:
-                    jar[name] = val
-    return jar
+                if sep and name.strip() == wanted:
+                    found.append(val.strip())
+    return found
 
 
 # --------------------------------------------------------------------------- the layer
@@ -232,6 +244,9 @@ async def _serve_preview(scope: Scope, receive: Receive, send: Send, host: str, 
     if exposed.private:
         if scope["type"] == "http" and scope["path"] == AUTH_PATH:
             await _accept_ticket(scope, send, name)
+            return
+        if scope["type"] == "websocket" and not _preview_origin_allowed(scope):
+            await send({"type": "websocket.close", "code": 4403})
             return
         user_id = _preview_cookie_user(scope, name)
         if user_id is None or not await _may_open_cached(user_id, exposed.sandbox):
@@ -344,12 +359,56 @@ def _request_headers(
 
 
 def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The app's response headers minus hop-by-hop ones, its cookies confined to the
+    host that served them (``_own_cookie``)."""
     listed = set()
     for key, value in raw:
         if key == b"connection":
             listed |= {t.strip().lower() for t in value.split(b",")}
     skip = HOP_BY_HOP | listed
-    return [(key, value) for key, value in raw if key not in skip]
+    headers = []
+    for key, value in raw:
+        if key in skip:
+            continue
+        if key == b"set-cookie":
+            kept = _own_cookie(value)
+            if kept is None:
+                continue
+            value = kept
+        headers.append((key, value))
+    return headers
+
+
+def _server_cookie_names() -> frozenset[str]:
+    names = (
+        settings.SESSION_COOKIE_NAME,
+        settings.CSRF_COOKIE_NAME,
+        settings.LANGUAGE_COOKIE_NAME,
+        COOKIE_NAME,
+    )
+    return frozenset(name.lower() for name in names)
+
+
+def _own_cookie(value: bytes) -> bytes | None:
+    """A ``Set-Cookie`` from a sandbox's app, made host-only; None to drop it.
+
+    ``Domain`` is removed, so a cookie lands on the preview host that served it only,
+    never on sibling previews or on the IDE, whose host is a parent of the preview
+    domain (``localhost`` / ``preview.localhost``). Cookies named like the server's
+    own (session, CSRF, language, the preview cookie; any case) are dropped, and so
+    are nameless ones (``=sessionid=x`` reaches servers as ``sessionid=x``).
+    """
+    pair, *attributes = value.split(b";")
+    name, sep, _ = pair.partition(b"=")
+    name_text = name.decode("latin-1").strip()
+    if not sep or not name_text or name_text.lower() in _server_cookie_names():
+        return None
+    kept = [
+        attribute
+        for attribute in attributes
+        if attribute.partition(b"=")[0].strip().lower() != b"domain"
+    ]
+    return b";".join([pair, *kept])
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -823,17 +882,35 @@ def _user_id(data: object) -> int | None:
 
 
 def _preview_cookie_user(scope: Scope, name: str) -> int | None:
-    """The user a valid ``sandbox_preview`` cookie for this host names, if any."""
-    value = _cookies(scope).get(COOKIE_NAME)
-    if not value:
-        return None
-    try:
-        data = signing.loads(value, salt=COOKIE_SALT, max_age=settings.PREVIEW_COOKIE_MAX_AGE)
-    except signing.BadSignature:
-        return None
-    if not isinstance(data, dict) or data.get("h") != name:
-        return None
-    return _user_id(data)
+    """The user the first valid ``sandbox_preview`` cookie for this host names, if any.
+
+    Every value is tried, not only the first: a stale cookie, or one another host
+    managed to set, must not hide the valid one (nor can it stand in for it: each is
+    signed and bound to its host).
+    """
+    for value in _cookie_values(scope, COOKIE_NAME):
+        try:
+            data = signing.loads(value, salt=COOKIE_SALT, max_age=settings.PREVIEW_COOKIE_MAX_AGE)
+        except signing.BadSignature:
+            continue
+        if isinstance(data, dict) and data.get("h") == name and _user_id(data) is not None:
+            return _user_id(data)
+    return None
+
+
+def _preview_origin_allowed(scope: Scope) -> bool:
+    """A WebSocket to a private port, which the preview cookie authenticates, must come
+    from a page of that same preview host (scheme, host and port).
+
+    Not from the IDE's origin: the cookie is host-only on the preview host, and the
+    page that talks to the app's WebSocket is the app's own page on that host (in the
+    IDE's preview pane too, an iframe whose origin is the preview host); the IDE
+    itself never opens one. And never from a sibling preview, another local port or
+    ``null``: SameSite=Lax sends the cookie to every port of the same site, and every
+    preview subdomain is the same site, so another tenant's app could otherwise talk
+    to this one as the user who opened it.
+    """
+    return wsauth.origin_allowed(scope, wsauth.own_origins(scope))
 
 
 async def may_open(user_id: int, sandbox: Sandbox) -> bool:
@@ -886,13 +963,7 @@ async def _accept_ticket(scope: Scope, send: Send, name: str) -> None:
             "Open the preview URL again.",
         )
         return
-    next_path = data.get("n") or "/"
-    if (
-        not isinstance(next_path, str)
-        or not next_path.startswith("/")
-        or next_path.startswith("//")
-    ):
-        next_path = "/"
+    next_path = _local_path(data.get("n")) or "/"
     cookie = SimpleCookie()
     cookie[COOKIE_NAME] = signing.dumps({"h": name, "u": _user_id(data)}, salt=COOKIE_SALT)
     morsel = cookie[COOKIE_NAME]
@@ -905,6 +976,54 @@ async def _accept_ticket(scope: Scope, send: Send, name: str) -> None:
     await _redirect(send, next_path, morsel.OutputString())
 
 
+def _local_path(value: object) -> str | None:
+    """``value`` if it is a path on the current host (``/x?y``), else None.
+
+    It must start with exactly one slash: browsers read two slashes, or a slash and
+    a backslash, as the start of another host, and drop tabs and newlines before
+    parsing, so backslashes, spaces and control characters are refused anywhere; so
+    is anything beyond ASCII, which a browser would have percent-encoded.
+    """
+    if not isinstance(value, str) or not value.startswith("/"):
+        return None
+    if any(not 0x20 < ord(char) < 0x7F for char in value) or "\\" in value:
+        return None
+    return None if value.startswith("//") else value
+
+
+@dataclass(frozen=True)
+class _Next:
+    """Where ``/preview-auth/`` sends the browser back to."""
+
+    base: str  # scheme://host[:port] of the preview
+    name: str  # the preview host's name, which the ticket is bound to
+    target: Target
+    path: str  # path and query, always on that host
+
+
+def _next_preview(request: HttpRequest) -> _Next | None:
+    """``?next=`` of ``/preview-auth/``, if it is a preview URL of this server.
+
+    Only http(s) on the scheme and port the IDE is reached on (preview hosts share
+    them, see ``ports.preview_url``) or those of ``IDE_BASE_URL``: a ticket never
+    goes to another program on another port of a preview name (``*.localhost`` is
+    loopback). Its path must stay on the preview host (``_local_path``).
+    """
+    try:
+        parts = urlsplit(request.GET.get("next", ""))
+    except ValueError:
+        return None
+    name, port = split_host(parts.netloc)
+    scheme = request.scheme or "http"
+    served = {(o.scheme, o.port) for o in wsauth.host_origins(scheme, request.get_host())}
+    origin = wsauth.web_origin(parts.scheme, name, port)
+    target = parse_preview_host(name)
+    path = _local_path((parts.path or "/") + ("?" + parts.query if parts.query else ""))
+    if origin is None or (origin.scheme, origin.port) not in served or not target or not path:
+        return None
+    return _Next(f"{parts.scheme}://{parts.netloc}", name, target, path)
+
+
 async def preview_auth_view(request: HttpRequest) -> HttpResponse:
     """``/preview-auth/?next=<preview URL>`` on the IDE origin: the session of the
     owner (or of someone who may look at the sandbox, checked now) buys a one-minute
@@ -912,13 +1031,20 @@ async def preview_auth_view(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    parts = urlsplit(request.GET.get("next", ""))
-    name, _ = split_host(parts.netloc)
-    target = parse_preview_host(name) if parts.scheme in ("http", "https") else None
-    exposed = await ports.find_exposed(target.sandbox_id, target.port) if target else None
+    back = _next_preview(request)
+    if back is None:
+        return HttpResponse(
+            _PAGE.format(
+                title="Not a preview link",
+                message="This sign-in link does not lead to a preview of this server. "
+                "Open the preview URL again.",
+            ),
+            status=400,
+        )
+    target = back.target
+    exposed = await ports.find_exposed(target.sandbox_id, target.port)
     if (
-        target is None
-        or exposed is None
+        exposed is None
         or not hmac.compare_digest(exposed.token.encode(), target.token.encode())
         or not await may_open(user.pk, exposed.sandbox)
     ):
@@ -929,37 +1055,62 @@ async def preview_auth_view(request: HttpRequest) -> HttpResponse:
             ),
             status=404,
         )
-    path = parts.path or "/"
-    ticket = signing.dumps(
-        {"h": name, "n": path + ("?" + parts.query if parts.query else ""), "u": user.pk},
-        salt=TICKET_SALT,
-    )
-    return HttpResponseRedirect(
-        f"{parts.scheme}://{parts.netloc}{AUTH_PATH}?{urlencode({'ticket': ticket})}"
-    )
+    ticket = signing.dumps({"h": back.name, "n": back.path, "u": user.pk}, salt=TICKET_SALT)
+    return HttpResponseRedirect(f"{back.base}{AUTH_PATH}?{urlencode({'ticket': ticket})}")
 
 
 # --------------------------------------------------------------------------- path fallback
 
 
-async def _scope_user(scope: Scope) -> Any:
-    from sandboxes.api.auth import bearer_token, user_for_token
+async def _fallback_caller(scope: Scope) -> tuple[Any, bool]:
+    """Who calls the path fallback, and whether by the session cookie.
 
-    header = _header(scope, b"authorization")
-    if header:
-        token = bearer_token(header)
-        return (await user_for_token(token) if token else None) or AnonymousUser()
-    query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
-    key = _cookies(scope).get(settings.SESSION_COOKIE_NAME)
-    if not key:
-        if scope["type"] == "websocket" and query.get("token"):
-            return (await user_for_token(query["token"][0])) or AnonymousUser()
-        return AnonymousUser()
+    A token (``Authorization: Bearer``, or ``?token=`` on a WebSocket) decides alone,
+    as on the IDE's own WebSockets; only a caller named by the cookie, which the
+    browser attaches to requests that other pages start, needs the CSRF check
+    (``_browser_check_fails``).
+    """
+    if scope["type"] == "websocket":
+        token = wsauth.token_from_scope(scope)
+    else:
+        header = _header(scope, b"authorization")
+        token = (bearer_token(header) or "") if header else None
+    if token is not None:
+        return (await user_for_token(token) if token else None) or AnonymousUser(), False
+    keys = _cookie_values(scope, settings.SESSION_COOKIE_NAME)
+    if not keys:
+        return AnonymousUser(), False
 
     class _Request:
-        session = import_module(settings.SESSION_ENGINE).SessionStore(key)
+        session = import_module(settings.SESSION_ENGINE).SessionStore(keys[0])
 
-    return await aget_user(_Request())  # type: ignore[arg-type]
+    return await aget_user(_Request()), True  # type: ignore[arg-type]
+
+
+def _browser_check_fails(scope: Scope, by_session: bool) -> bool:
+    """A WebSocket whose ``Origin`` is not exactly one of the IDE's own
+    (``wsauth.ide_origins``), as on the IDE's other WebSockets; for a session caller,
+    an unsafe method without Django's CSRF proof (the ``X-CSRFToken`` header, and a
+    matching Origin), exactly as the API asks of session callers.
+
+    A preview's own pages on the fallback run in an opaque origin (the CSP sandbox),
+    so their scripts' WebSockets and form posts fail these checks on purpose: under
+    the session they would act with the owner's cookie from any page of the same
+    site. Such apps need a preview host (or a token).
+    """
+    if scope["type"] == "websocket":
+        return not wsauth.origin_allowed(scope, wsauth.ide_origins(scope))
+    if not by_session or scope["method"] in ("GET", "HEAD", "OPTIONS", "TRACE"):
+        return False
+    # Django's check on the headers alone: the body is streamed to the app, never
+    # read here (without a form content type the CSRF check reads no form field).
+    headers = [
+        (key, value)
+        for key, value in scope.get("headers", ())
+        if key.lower() not in (b"content-type", b"content-length", b"transfer-encoding")
+    ]
+    request = ASGIRequest({**scope, "headers": headers}, io.BytesIO())
+    return check_csrf(request) is not None
 
 
 _FALLBACK = re.compile(r"^/preview/(?P<id>[a-z0-9]{12})/(?P<port>[0-9]{1,5})(?P<rest>/.*)?$")
@@ -968,7 +1119,18 @@ _FALLBACK = re.compile(r"^/preview/(?P<id>[a-z0-9]{12})/(?P<port>[0-9]{1,5})(?P<
 async def _serve_fallback(scope: Scope, receive: Receive, send: Send) -> None:
     """``/preview/{id}/{port}/…`` on the IDE host, for the sandbox's owner only."""
     match = _FALLBACK.match(scope["path"])
-    user = await _scope_user(scope)
+    user, by_session = await _fallback_caller(scope)
+    if user.is_authenticated and _browser_check_fails(scope, by_session):
+        await _refuse(
+            scope,
+            send,
+            403,
+            "Request refused",
+            "This request came from another site, or without the CSRF token "
+            "(X-CSRFToken header): the session opens path-based previews only from "
+            "the IDE's own pages. Programs use a bearer token.",
+        )
+        return
     exposed: ExposedPort | None = None
     if match and user.is_authenticated:
         exposed = await ports.find_exposed(match["id"], int(match["port"]))
