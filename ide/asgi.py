@@ -51,19 +51,27 @@ from sandboxes.preview import PreviewMiddleware  # noqa: E402
 application = PreviewMiddleware(application)
 
 # Large request and response bodies flow with backpressure (see ide/daphne_flow.py),
-# and an API body is admitted from the headers before any of it is read.
+# and a body is admitted from the headers before any of it is read.
+from django.conf import settings  # noqa: E402
+
 from ide.daphne_flow import Admission  # noqa: E402
 from ide.daphne_flow import wrap as with_flow_control  # noqa: E402
-from sandboxes.api.asgi import admit  # noqa: E402
-from sandboxes.preview import is_preview_domain, split_host  # noqa: E402
+from sandboxes.api.asgi import admit, admit_size  # noqa: E402
+from sandboxes.preview import FALLBACK_PREFIX, is_preview_domain, split_host  # noqa: E402
 
 
 async def admit_body(scope):  # type: ignore[no-untyped-def]
-    """Bodies for /api/ on the IDE's host are the API's to admit (routed as above)."""
+    """Bodies for /api/ are the API's to admit (routed as above); a page takes form
+    fields only, never more than DATA_UPLOAD_MAX_MEMORY_SIZE. Previews are the
+    sandbox's business."""
     host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
-    if is_preview_domain(split_host(host)[0]) or not scope["path"].startswith("/api/"):
+    if is_preview_domain(split_host(host)[0]) or scope["path"].startswith(FALLBACK_PREFIX):
         return None
-    admission: Admission = await admit(scope)
+    admission: Admission
+    if scope["path"].startswith("/api/"):
+        admission = await admit(scope)
+    else:
+        admission = admit_size(scope, settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "API_MAX_JSON_BODY")
     return admission
 
 

@@ -84,24 +84,30 @@ def has_body(scope: Any) -> bool:
     return _header(scope, b"transfer-encoding") is not None
 
 
-async def admit(scope: Any) -> Admission:
-    """Refuse a body from the headers: without valid credentials (401, or 403 for a
-    session caller without the CSRF token), or declared larger than the route takes."""
-    limit, setting = body_limit(scope["path"])
+def admit_size(scope: Any, limit: int, setting: str) -> Admission:
+    """Refuse a body declared larger than ``limit`` (413); cap one that declares nothing."""
     _, too_large = _error(
         413, "payload_too_large", f"The body is larger than {setting} ({limit} bytes)."
     )
-    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in _BODY_HEADERS]
-    request = ASGIRequest({**scope, "headers": headers}, io.BytesIO())
-    try:
-        await ApiAuth()(request)
-    except SandboxError as exc:
-        return Admission(limit, too_large, _error(exc.status, exc.code, exc.message))
     declared = (_header(scope, b"content-length") or b"").strip()
     if declared.isdigit() and int(declared) > limit:
         message = f"The body ({int(declared)} bytes) is larger than {setting} ({limit} bytes)."
         return Admission(limit, too_large, _error(413, "payload_too_large", message))
     return Admission(limit, too_large)
+
+
+async def admit(scope: Any) -> Admission:
+    """Refuse a body from the headers: without valid credentials (401, or 403 for a
+    session caller without the CSRF token), or declared larger than the route takes."""
+    by_size = admit_size(scope, *body_limit(scope["path"]))
+    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in _BODY_HEADERS]
+    request = ASGIRequest({**scope, "headers": headers}, io.BytesIO())
+    try:
+        await ApiAuth()(request)
+    except SandboxError as exc:
+        refusal = _error(exc.status, exc.code, exc.message)
+        return Admission(by_size.limit, by_size.too_large, refusal)
+    return by_size
 
 
 async def _send_refusal(send: Any, status: int, body: bytes) -> None:

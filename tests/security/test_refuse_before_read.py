@@ -227,3 +227,20 @@ def test_session_caller_without_csrf_is_refused_before_its_body(
         status, _, body = read_response(sock)
     assert status == 403
     assert error_code(body) == "csrf_failed"
+
+
+def test_oversize_form_post_to_a_page_is_refused_before_its_body(server: LiveServer) -> None:
+    """Pages take anyone's form posts (the login form), but only form-sized ones:
+    a gigabyte declared to the login page is refused before it is sent."""
+    spooled_before = open_temporary_files(server)
+    head = [
+        "POST /accounts/login/ HTTP/1.1",
+        "Content-Type: application/x-www-form-urlencoded",
+        f"Content-Length: {1024**3}",
+    ]
+    with raw_request(server, head) as sock:
+        sock.sendall(b"username=" + b"a" * CHUNK)
+        status, _, body = read_response(sock)
+        assert open_temporary_files(server) == spooled_before
+    assert status == 413
+    assert error_code(body) == "payload_too_large"
