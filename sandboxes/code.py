@@ -30,19 +30,21 @@ from container.agent.protocol import (
     Error,
     Kind,
     ProtocolError,
-    decode_message,
     encode_message,
 )
-from sandboxes import services
-from sandboxes.agent.client import receive_frame, receive_message
-from sandboxes.errors import AgentError, BadRequest, PayloadTooLarge, from_agent
+from sandboxes import buffers, services
+from sandboxes.agent.client import decode_control, expect, nested, receive_frame, receive_message
+from sandboxes.errors import AgentProtocolError, BadRequest, PayloadTooLarge, from_agent
 from sandboxes.models import Sandbox
 
 LANGUAGES = ("python", "javascript")
 
 
 def _context_dict(info: CodeContextInfo | dict[str, Any]) -> dict[str, Any]:
-    data = info.to_dict() if isinstance(info, CodeContextInfo) else dict(info)
+    """A context as the API shows it; a listed one is checked as a CodeContextInfo."""
+    if not isinstance(info, CodeContextInfo):
+        info = nested(info, CodeContextInfo, "a listed code context")
+    data = info.to_dict()
     data.pop("type", None)
     return data
 
@@ -53,22 +55,16 @@ async def create_context(
     reply = await services.call_agent(
         sandbox, CodeContextCreate(language=language, cwd=cwd, env=env or {})
     )
-    if not isinstance(reply, CodeContextInfo):
-        raise AgentError(f"unexpected answer to a context creation: {reply.type}")
-    return _context_dict(reply)
+    return _context_dict(expect(reply, CodeContextInfo))
 
 
 async def list_contexts(sandbox: Sandbox) -> list[dict[str, Any]]:
-    reply = await services.call_agent(sandbox, CodeContextList())
-    if not isinstance(reply, CodeContexts):
-        raise AgentError(f"unexpected answer to a context listing: {reply.type}")
+    reply = expect(await services.call_agent(sandbox, CodeContextList()), CodeContexts)
     return [_context_dict(c) for c in reply.contexts]
 
 
 async def delete_context(sandbox: Sandbox, context_id: str) -> None:
-    reply = await services.call_agent(sandbox, CodeContextDelete(id=context_id))
-    if not isinstance(reply, CodeContextInfo):
-        raise AgentError(f"unexpected answer to a context deletion: {reply.type}")
+    expect(await services.call_agent(sandbox, CodeContextDelete(id=context_id)), CodeContextInfo)
 
 
 # ------------------------------------------------------------------------ runs
@@ -94,6 +90,7 @@ class RunEvent:
 
     kind: Literal["started", "stdout", "stderr", "result", "error", "end"]
     data: Any = None
+    size: int = 0  # bytes of the agent's message (for a result: what keeping it costs)
 
 
 async def run_stream(sandbox: Sandbox, request: RunRequest) -> AsyncGenerator[RunEvent, None]:
@@ -102,41 +99,39 @@ async def run_stream(sandbox: Sandbox, request: RunRequest) -> AsyncGenerator[Ru
         raise BadRequest(
             f"timeout may be at most {settings.EXEC_MAX_TIMEOUT:g} seconds.", code="invalid_timeout"
         )
-    message = request.to_message()
+    run = request.to_message()
     if len(request.code) > MAX_FRAME // 8:
         try:
-            encode_message(message)
+            encode_message(run)
         except ProtocolError:
             raise PayloadTooLarge(
                 f"The code is too large: at most {MAX_FRAME // 1024 // 1024} MB once "
                 "JSON-encoded. Write it to a file and run that instead."
             ) from None
-    channel = await services.open_agent(sandbox, message)
+    channel = await services.open_agent(sandbox, run)
     try:
-        first = await receive_message(channel)
-        if not isinstance(first, CodeRunStarted):
-            raise AgentError(f"unexpected answer to a code run: {first.type}")
+        first = expect(await receive_message(channel), CodeRunStarted)
         yield RunEvent("started", {"context": first.context, "language": first.language})
         decoders = {Kind.STDOUT: services.TextStream(), Kind.STDERR: services.TextStream()}
         names = {Kind.STDOUT: "stdout", Kind.STDERR: "stderr"}
         while True:
             kind, payload = await receive_frame(channel)
             if kind in decoders:
+                if not payload:
+                    raise AgentProtocolError("it sent an empty frame of a run's output.")
                 text = decoders[kind].feed(payload)
                 if text:
-                    yield RunEvent(names[kind], text)  # type: ignore[arg-type]
+                    yield RunEvent(names[kind], text, len(payload))  # type: ignore[arg-type]
                 continue
             if kind != Kind.CONTROL:
-                continue
-            try:
-                message = decode_message(payload)
-            except ProtocolError as exc:
-                raise AgentError(str(exc)) from exc
+                raise AgentProtocolError(f"it sent a frame of kind {kind} in a code run.")
+            message = decode_control(payload)
             for stream_kind, decoder in decoders.items():
                 if tail := decoder.flush():
                     yield RunEvent(names[stream_kind], tail)  # type: ignore[arg-type]
             if isinstance(message, CodeResult):
-                yield RunEvent("result", {**message.data, "is_main_result": message.is_main_result})
+                data = {**message.data, "is_main_result": message.is_main_result}
+                yield RunEvent("result", data, len(payload))
             elif isinstance(message, CodeRunError):
                 yield RunEvent(
                     "error",
@@ -153,6 +148,8 @@ async def run_stream(sandbox: Sandbox, request: RunRequest) -> AsyncGenerator[Ru
                 return
             elif isinstance(message, Error):
                 raise from_agent(message.code, message.message)
+            else:
+                raise AgentProtocolError(f"it sent {message.type!r} in a code run.")
     finally:
         await channel.close()
 
@@ -185,33 +182,46 @@ class RunResult:
         return data
 
 
-async def collect(events: AsyncIterator[RunEvent]) -> RunResult:
-    """A run's events gathered into one result (stdout/stderr capped at EXEC_OUTPUT_LIMIT)."""
+async def collect(events: AsyncIterator[RunEvent], owner: int = 0) -> RunResult:
+    """A run's events gathered into one result. stdout, stderr and the results (MIME
+    bundles) are each capped at EXEC_OUTPUT_LIMIT, and all of them at ``owner``'s and
+    the server's output budgets (``sandboxes.buffers``); beyond, ``truncated``."""
     limit = settings.EXEC_OUTPUT_LIMIT
     result = RunResult()
     streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
-    sizes = {"stdout": 0, "stderr": 0}
+    sizes = {"stdout": 0, "stderr": 0, "result": 0}
     started = time.monotonic()
-    async for event in events:
-        if event.kind in streams:
-            room = limit - sizes[event.kind]
-            text = event.data if len(event.data) <= room else event.data[: max(room, 0)]
-            if len(text) < len(event.data):
-                result.truncated = True
-            if text:
-                streams[event.kind].append(text)
-                sizes[event.kind] += len(text)
-        elif event.kind == "result":
-            result.results.append(event.data)
-        elif event.kind == "error":
-            result.error = event.data
-        elif event.kind == "started":
-            result.context = event.data["context"]
-            result.language = event.data["language"]
-        elif event.kind == "end":
-            result.execution_count = event.data["execution_count"]
-            result.duration_ms = event.data["duration_ms"]
-    result.stdout = "".join(streams["stdout"])
-    result.stderr = "".join(streams["stderr"])
+    with buffers.Held(owner) as held:
+        async for event in events:
+            if event.kind in streams:
+                keep = held.take(min(len(event.data), limit - sizes[event.kind]))
+                if keep < len(event.data):
+                    result.truncated = True
+                if keep:
+                    streams[event.kind].append(event.data[:keep])
+                    sizes[event.kind] += keep
+            elif event.kind == "result":
+                fits = sizes["result"] + event.size <= limit
+                if fits and held.take_all(event.size):
+                    result.results.append(event.data)
+                    sizes["result"] += event.size
+                else:
+                    result.truncated = True
+            else:
+                _gather(result, event)
+        result.stdout = "".join(streams["stdout"])
+        result.stderr = "".join(streams["stderr"])
     result.duration_ms = result.duration_ms or round((time.monotonic() - started) * 1000, 3)
     return result
+
+
+def _gather(result: RunResult, event: RunEvent) -> None:
+    """A run's ``started``, ``error`` or ``end`` event, into ``result``."""
+    if event.kind == "error":
+        result.error = event.data
+    elif event.kind == "started":
+        result.context = event.data["context"]
+        result.language = event.data["language"]
+    elif event.kind == "end":
+        result.execution_count = event.data["execution_count"]
+        result.duration_ms = event.data["duration_ms"]

@@ -12,6 +12,7 @@
      ├── LimitReached                 429 limit_reached
      ├── QuotaExceeded                507 disk_quota_exceeded
      ├── AgentError                   502 agent_error: the sandbox's agent failed
+     │    └── AgentProtocolError      502 agent_protocol_error: it broke the protocol or a bound
      └── EngineUnavailable            503 engine_unavailable
           └── SandboxUnavailable      503 sandbox_unavailable: it would not start
 """
@@ -92,6 +93,23 @@ class AgentError(SandboxError):
     status = 502
     code = "agent_error"
     default_message = "The sandbox's agent failed to answer."
+
+
+class AgentProtocolError(AgentError):
+    """The agent sent what the protocol does not allow (a frame or message too large,
+    too many entries, fields of the wrong type, more than it was asked for).
+
+    A tenant may replace its own agent, so this is an attack as often as a bug: the
+    call ends here, with server memory untouched, and the message says what was wrong.
+    """
+
+    code = "agent_protocol_error"
+    default_message = "The sandbox's agent broke the protocol."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(
+            f"The sandbox's agent broke the protocol: {message}" if message else None, code=code
+        )
 
 
 class EngineUnavailable(SandboxError):

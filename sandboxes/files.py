@@ -3,6 +3,10 @@
 The server never opens a workspace file itself: every operation is a request to the
 sandbox's agent, and content moves as DATA frames, so an upload or a download is
 streamed end to end with backpressure and never held whole in memory.
+
+What the agent answers is checked before it is used: a listing holds at most
+LIST_LIMIT well-formed entries, a read at most the bytes its ``FileContent``
+announced; anything else ends the call with AgentProtocolError (502).
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from container.agent.protocol import (
     ArchiveDir,
     Channel,
     DeleteFile,
+    Error,
     FileContent,
     FileDone,
     FileEvents,
@@ -33,11 +40,17 @@ from container.agent.protocol import (
     WatchStarted,
     WriteFile,
     WriteReady,
-    decode_message,
+    conforms,
 )
 from sandboxes import services
-from sandboxes.agent.client import receive_message
-from sandboxes.errors import AgentError, PayloadTooLarge, from_agent
+from sandboxes.agent.client import decode_control, receive_message
+from sandboxes.errors import (
+    AgentError,
+    AgentProtocolError,
+    PayloadTooLarge,
+    SandboxError,
+    from_agent,
+)
 from sandboxes.models import Sandbox
 
 # Upload bodies are read and sent to the agent in pieces of this size.
@@ -48,7 +61,7 @@ DEFAULT_EXCLUDE = [".git", "node_modules"]
 
 def _expect(message: Message, cls: type[Any]) -> Any:
     if not isinstance(message, cls):
-        raise AgentError(f"unexpected answer from the agent: {message.type}")
+        raise AgentProtocolError(f"it answered {message.type!r} where {cls.type!r} was due.")
     return message
 
 
@@ -66,7 +79,31 @@ class Listing:
     truncated: bool = False
 
 
+# A listing entry: field -> its type (``target`` only for symlinks).
+ENTRY_FIELDS: dict[str, Any] = {
+    "name": str,
+    "path": str,
+    "type": str,
+    "size": int,
+    "modified": str,
+    "target": str | None,
+}
+
+
+def _entry(data: object) -> dict[str, Any]:
+    """A listing entry as the API shows it: its known fields, each of the right type."""
+    if not isinstance(data, dict):
+        raise AgentProtocolError(f"a listing entry is {type(data).__name__}, not an object.")
+    for name, hint in ENTRY_FIELDS.items():
+        if (name in data or name != "target") and not conforms(data.get(name), hint):
+            raise AgentProtocolError(f"the {name!r} of a listing entry is missing or mistyped.")
+    return {name: data[name] for name in ENTRY_FIELDS if name in data}
+
+
 async def list_dir(sandbox: Sandbox, path: str, recursive: bool = False) -> Listing:
+    """The entries under ``path``: at most LIST_LIMIT, asked for in the request and
+    enforced here, in batches that each carry some (so the number of frames is
+    bounded too)."""
     channel = await services.open_agent(
         sandbox, ListFiles(path=path, recursive=recursive, limit=LIST_LIMIT)
     )
@@ -74,7 +111,11 @@ async def list_dir(sandbox: Sandbox, path: str, recursive: bool = False) -> List
         entries: list[dict[str, Any]] = []
         while True:
             batch = _expect(await receive_message(channel), FileListing)
-            entries.extend(batch.entries)
+            if len(entries) + len(batch.entries) > LIST_LIMIT:
+                raise AgentProtocolError(f"it listed more than the {LIST_LIMIT} entries asked for.")
+            if not batch.done and not batch.entries:
+                raise AgentProtocolError("it sent an empty batch of a listing.")
+            entries.extend(_entry(item) for item in batch.entries)
             if batch.done:
                 return Listing(batch.path, entries, batch.truncated)
     finally:
@@ -84,13 +125,21 @@ async def list_dir(sandbox: Sandbox, path: str, recursive: bool = False) -> List
 # --------------------------------------------------------------------- reading
 
 
-async def _data(channel: Channel) -> AsyncIterator[bytes]:
-    """The DATA frames of a stream until its empty end frame; closes the channel."""
+async def _data(channel: Channel, limit: int | None = None) -> AsyncIterator[bytes]:
+    """The DATA frames of a stream until its empty end frame; closes the channel.
+
+    ``limit``: the most bytes the agent may send (the length it announced for a
+    read, which the response's Content-Length was set from; the quota's worth for an
+    archive); more is an AgentProtocolError.
+    """
+    total = 0
     try:
         while True:
             try:
                 frame = await channel.receive()
-            except (ConnectionError, OSError, ProtocolError) as exc:
+            except ProtocolError as exc:
+                raise AgentProtocolError(f"{exc}.") from exc
+            except (ConnectionError, OSError) as exc:
                 raise AgentError(f"The connection to the sandbox's agent broke: {exc}") from exc
             if frame is None:
                 raise AgentError("The sandbox's agent ended the stream early.")
@@ -98,13 +147,35 @@ async def _data(channel: Channel) -> AsyncIterator[bytes]:
             if kind == Kind.DATA:
                 if not payload:
                     return
+                total += len(payload)
+                if limit is not None and total > limit:
+                    raise AgentProtocolError(f"it sent more than the {limit} bytes it may.")
                 yield payload
             elif kind == Kind.CONTROL:
-                message = decode_message(payload)
-                code = getattr(message, "code", "agent_error")
-                raise from_agent(code, getattr(message, "message", "the agent failed"))
+                raise _stream_error(decode_control(payload))
+            else:
+                raise AgentProtocolError(f"it sent a frame of kind {kind} in a file's content.")
     finally:
         await channel.close()
+
+
+def _stream_error(message: Message) -> SandboxError:
+    """What a control message in the middle of a content stream means: its Error."""
+    if isinstance(message, Error):
+        return from_agent(message.code, message.message)
+    return AgentProtocolError(f"it sent {message.type!r} in a file's content.")
+
+
+def _content(message: Message, wanted: int | None = None) -> FileContent:
+    """A ``FileContent`` whose numbers make sense and whose date fits in a header."""
+    info = _expect(message, FileContent)
+    if min(info.size, info.offset, info.length) < 0:
+        raise AgentProtocolError("it announced a negative size, offset or length.")
+    if wanted is not None and info.length > wanted:
+        raise AgentProtocolError(f"it announced {info.length} bytes where {wanted} were asked for.")
+    if not info.modified.isprintable() or len(info.modified) > 64:
+        raise AgentProtocolError("it announced a modification date that is not one.")
+    return info
 
 
 @dataclass
@@ -123,21 +194,29 @@ class Download:
 async def read(sandbox: Sandbox, path: str, offset: int = 0, length: int | None = None) -> Download:
     channel = await services.open_agent(sandbox, ReadFile(path=path, offset=offset, length=length))
     try:
-        info = _expect(await receive_message(channel), FileContent)
+        info = _content(await receive_message(channel), length)
     except BaseException:
         await channel.close()
         raise
-    return Download(info, _data(channel), channel)
+    return Download(info, _data(channel, info.length), channel)
+
+
+def archive_limit() -> int | None:
+    """The most bytes a directory's tar.gz may take: what the disk quota lets a
+    sandbox hold, with room for tar headers and gzip (None: no quota, no bound).
+    Whoever keeps an archive (a course reset, on the server's disk) relies on it."""
+    quota = int(settings.SANDBOX_DISK_QUOTA)
+    return quota + quota // 4 + 64 * 1024 * 1024 if quota > 0 else None
 
 
 async def archive(sandbox: Sandbox, path: str) -> Download:
     channel = await services.open_agent(sandbox, ArchiveDir(path=path))
     try:
-        info = _expect(await receive_message(channel), FileContent)
+        info = _content(await receive_message(channel))
     except BaseException:
         await channel.close()
         raise
-    return Download(info, _data(channel), channel)
+    return Download(info, _data(channel, archive_limit()), channel)
 
 
 # --------------------------------------------------------------------- writing
@@ -248,10 +327,15 @@ async def _watch_events(channel: Channel, keepalive: float) -> AsyncIterator[lis
             if frame is None:
                 return  # the watched directory is gone: the agent ended the watch
             kind, payload = frame
+            # The events stream is already open: a broken message can only end it.
             if kind != Kind.CONTROL:
-                continue
-            message = decode_message(payload)
-            if isinstance(message, FileEvents):
-                yield message.events
+                return
+            try:
+                message = decode_control(payload)
+            except AgentProtocolError:
+                return
+            if not isinstance(message, FileEvents):
+                return
+            yield message.events
     finally:
         await channel.close()

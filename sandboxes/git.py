@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from container.agent.protocol import GitRequest, GitResult
 from sandboxes import services
-from sandboxes.errors import AgentError
+from sandboxes.agent.client import expect
+from sandboxes.errors import AgentProtocolError
 from sandboxes.models import Sandbox
 
 
@@ -32,8 +35,14 @@ async def run(
     path: str | None = None,
     args: dict[str, Any] | None = None,
     credentials: Credentials | None = None,
+    *,
+    shape: type[BaseModel] | None = None,
 ) -> dict[str, Any]:
-    """Run one git operation (``clone``, ``status``, ... see gitops.OPERATIONS)."""
+    """Run one git operation (``clone``, ``status``, ... see gitops.OPERATIONS).
+
+    The result is the JSON object the agent sent (bounded by ``decode_untrusted``);
+    with ``shape`` (the API's answer schema) it must fit it, else AgentProtocolError.
+    """
     credentials = credentials or Credentials()
     request = GitRequest(
         op=op,
@@ -43,7 +52,11 @@ async def run(
         password=credentials.password,
         token=credentials.token,
     )
-    reply = await services.call_agent(sandbox, request)
-    if not isinstance(reply, GitResult):
-        raise AgentError(f"The sandbox's agent answered {reply.type!r} to a git request.")
-    return reply.result
+    result = expect(await services.call_agent(sandbox, request), GitResult).result
+    if shape is not None:
+        try:
+            shape.model_validate(result)
+        except ValidationError as exc:
+            where = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "result"
+            raise AgentProtocolError(f"its {op} result does not fit ({where}).") from None
+    return result

@@ -20,7 +20,8 @@ from django.db import IntegrityError
 
 from container.agent.protocol import ListeningPorts, PortList
 from sandboxes import services
-from sandboxes.errors import AgentError, BadRequest, NotFound
+from sandboxes.agent.client import expect
+from sandboxes.errors import AgentError, AgentProtocolError, BadRequest, NotFound
 from sandboxes.models import ExposedPort, Sandbox, new_preview_token
 
 # Scheme and port of the request being served on the IDE's own host, set by the
@@ -110,10 +111,12 @@ async def exposed_ports(sandbox: Sandbox) -> list[ExposedPort]:
 
 
 async def listening_ports(sandbox: Sandbox) -> list[int]:
-    reply = await services.call_agent(sandbox, ListeningPorts())
-    if not isinstance(reply, PortList):
-        raise AgentError(f"unexpected answer to listening_ports: {reply.type}")
-    return [int(p) for p in reply.ports]
+    """The TCP ports listened on in the sandbox: distinct port numbers (1-65535),
+    as the agent must send them (``PortList.ports`` is type-checked on decoding)."""
+    ports = expect(await services.call_agent(sandbox, ListeningPorts()), PortList).ports
+    if any(not 1 <= p <= 65535 for p in ports) or len(set(ports)) != len(ports):
+        raise AgentProtocolError("it listed ports that are not distinct numbers 1-65535.")
+    return ports
 
 
 async def unexpose(sandbox: Sandbox, port: int) -> None:

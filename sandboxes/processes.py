@@ -2,7 +2,9 @@
 
 Both live in the sandbox's agent, not here: a process outlives the request that
 started it, every client that follows its logs, and this web worker. This module
-turns API calls into agent requests and agent answers into plain data.
+turns API calls into agent requests and agent answers into plain data, checked:
+listed processes and sessions must have their fields' types, and "logs so far"
+hold at most PROCESS_LOG_BUFFER of each stream (what the agent was asked to keep).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from container.agent.protocol import (
+    Error,
     Kind,
     LogMatch,
     Message,
@@ -33,23 +36,25 @@ from container.agent.protocol import (
     SessionInfo,
     SessionList,
     SessionListing,
-    decode_message,
 )
 from sandboxes import services
-from sandboxes.agent.client import receive_frame
-from sandboxes.errors import AgentError, BadRequest, from_agent
+from sandboxes.agent.client import decode_control, nested, receive_frame
+from sandboxes.errors import AgentProtocolError, BadRequest, from_agent
 from sandboxes.models import Sandbox
 
 
 def process_out(info: ProcessInfo | dict[str, Any]) -> dict[str, Any]:
-    data = info.to_dict() if isinstance(info, ProcessInfo) else dict(info)
+    """A process as the API shows it; a listed one is checked as a ProcessInfo."""
+    if not isinstance(info, ProcessInfo):
+        info = nested(info, ProcessInfo, "a listed process")
+    data = info.to_dict()
     data.pop("type", None)
     return data
 
 
 def _expect(reply: Message, cls: type[Message]) -> Any:
     if not isinstance(reply, cls):
-        raise AgentError(f"The sandbox's agent answered {reply.type!r} instead of {cls.type!r}.")
+        raise AgentProtocolError(f"it answered {reply.type!r} where {cls.type!r} was due.")
     return reply
 
 
@@ -90,11 +95,20 @@ async def signal_process(sandbox: Sandbox, pid: int, signal: str) -> dict[str, A
 
 
 async def logs_so_far(sandbox: Sandbox, pid: int) -> dict[str, Any]:
-    """The output the agent keeps in memory (the tail of each stream) and the process."""
+    """The output the agent keeps in memory (the tail of each stream) and the process.
+
+    The agent keeps at most PROCESS_LOG_BUFFER of each stream (the process was started
+    asking for that), so an agent that sends more is refused, not buffered.
+    """
+    limit = max(settings.PROCESS_LOG_BUFFER, 1024 * 1024)  # the agent's default: 1 MiB
     buffers = {"stdout": bytearray(), "stderr": bytearray()}
     info = None
     async for event in follow_logs(sandbox, pid, follow=False):
         if event.kind in buffers:
+            if len(buffers[event.kind]) + len(event.data) > limit:
+                raise AgentProtocolError(
+                    f"it sent more than the {limit} bytes of {event.kind} a process keeps."
+                )
             buffers[event.kind] += event.data
         else:
             info = event.process
@@ -117,21 +131,24 @@ async def follow_logs(
 ) -> AsyncGenerator[LogEvent, None]:
     """The process's output kept so far, then (``follow``) as it is written; last an
     ``exit`` event with the process. Each chunk is read from the agent only when the
-    consumer asks for it: a slow client slows only its own stream."""
+    consumer asks for it: a slow client slows only its own stream. Output frames are
+    never empty (an agent cannot spin a call with frames that carry nothing)."""
     channel = await services.open_agent(sandbox, ProcessLogs(pid=pid, follow=follow))
     try:
         while True:
             kind, payload = await receive_frame(channel)
-            if kind == Kind.STDOUT:
-                yield LogEvent("stdout", payload)
-            elif kind == Kind.STDERR:
-                yield LogEvent("stderr", payload)
+            if kind in (Kind.STDOUT, Kind.STDERR):
+                if not payload:
+                    raise AgentProtocolError("it sent an empty frame of a process's output.")
+                yield LogEvent("stdout" if kind == Kind.STDOUT else "stderr", payload)
             elif kind == Kind.CONTROL:
-                message = decode_message(payload)
-                if message.type == "error":
-                    raise from_agent(getattr(message, "code", ""), getattr(message, "message", ""))
+                message = decode_control(payload)
+                if isinstance(message, Error):
+                    raise from_agent(message.code, message.message)
                 yield LogEvent("exit", process=process_out(_expect(message, ProcessInfo)))
                 return
+            else:
+                raise AgentProtocolError(f"it sent a frame of kind {kind} in a process's logs.")
     finally:
         await channel.close()
 
@@ -154,7 +171,10 @@ async def wait_for_log(sandbox: Sandbox, pid: int, pattern: str, timeout: float)
 
 
 def session_out(info: SessionInfo | dict[str, Any]) -> dict[str, Any]:
-    data = info.to_dict() if isinstance(info, SessionInfo) else dict(info)
+    """A session as the API shows it; a listed one is checked as a SessionInfo."""
+    if not isinstance(info, SessionInfo):
+        info = nested(info, SessionInfo, "a listed session")
+    data = info.to_dict()
     data.pop("type", None)
     return data
 

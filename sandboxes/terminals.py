@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -39,11 +40,11 @@ from container.agent.protocol import (
     TerminalList,
     TerminalListing,
     TerminalResize,
-    decode_message,
+    conforms,
 )
 from sandboxes import services
-from sandboxes.agent.client import receive_message
-from sandboxes.errors import AgentError, BadRequest, SandboxError, from_agent
+from sandboxes.agent.client import decode_control, expect, receive_message
+from sandboxes.errors import AgentError, AgentProtocolError, BadRequest, SandboxError, from_agent
 from sandboxes.models import Sandbox
 
 NAME_RE = re.compile(r"[a-z0-9-]{1,40}\Z")
@@ -270,7 +271,11 @@ class TerminalSession:
                 continue
             if kind != Kind.CONTROL:
                 continue
-            message = decode_message(payload)
+            try:
+                message = decode_control(payload)
+            except AgentProtocolError as exc:
+                await out.event(error_event(exc))
+                return 4000 + exc.status
             if isinstance(message, Exit):
                 await out.event({"type": "exit", "exit_code": message.exit_code})
                 return 1000
@@ -314,13 +319,32 @@ def parse_control(text: str) -> TerminalResize | None:
 
 
 async def list_terminals(sandbox: Sandbox) -> list[dict[str, Any]]:
-    reply = await services.call_agent(sandbox, TerminalList())
-    if not isinstance(reply, TerminalListing):
-        raise AgentError(f"unexpected answer to terminal_list: {reply.type}")
-    return [
-        {key: t.get(key) for key in ("name", "cols", "rows", "created_at", "clients")}
-        for t in reply.terminals
-    ]
+    reply = expect(await services.call_agent(sandbox, TerminalList()), TerminalListing)
+    return [_terminal_out(t) for t in reply.terminals]
+
+
+# A listed terminal: field -> its type, as the API shows it.
+TERMINAL_FIELDS: dict[str, Any] = {
+    "name": str,
+    "cols": int,
+    "rows": int,
+    "created_at": str,
+    "clients": int,
+}
+
+
+def _terminal_out(data: object) -> dict[str, Any]:
+    """A listed terminal, checked: an object whose fields have their types and whose
+    ``created_at`` is a date (anything else is the agent's fault, a 502)."""
+    if not isinstance(data, dict) or not all(
+        conforms(data.get(k), hint) for k, hint in TERMINAL_FIELDS.items()
+    ):
+        raise AgentProtocolError("it listed a terminal that is not one.")
+    try:
+        datetime.fromisoformat(data["created_at"])
+    except ValueError:
+        raise AgentProtocolError("it listed a terminal with no creation date.") from None
+    return {key: data[key] for key in TERMINAL_FIELDS}
 
 
 async def kill_terminal(sandbox: Sandbox, name: str) -> None:

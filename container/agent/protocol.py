@@ -21,7 +21,10 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import struct
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -801,6 +804,94 @@ def decode_message(payload: bytes) -> Message:
     except ValueError as exc:
         raise ProtocolError(f"control frame is not JSON: {exc}") from None
     return Message.from_dict(data)
+
+
+# --------------------------------------------------------------------------- untrusted peers
+# The server reads agents it does not trust (a tenant may replace its own agent), so
+# it decodes with ``decode_untrusted``: a frame is at most MAX_FRAME bytes, but 4 MiB
+# of ``[],[],…`` would be well over 100 MB of Python objects, so a message may hold at
+# most MAX_MESSAGE_VALUES JSON values, and every field must have its declared type.
+# These bounds are on reading only: nothing sent on the wire changes.
+
+MAX_MESSAGE_VALUES = 250_000
+
+# A JSON string, or an unterminated one up to the end (so that scanning stays linear).
+_JSON_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"?')
+
+
+def count_values(payload: bytes) -> int:
+    """An upper bound on the JSON values in ``payload``: separators and containers
+    outside strings (a payload shorter than the bound cannot exceed it)."""
+    if len(payload) < MAX_MESSAGE_VALUES:
+        return len(payload)
+    bare = _JSON_STRING.sub(b"", payload)
+    return bare.count(b",") + bare.count(b"[") + bare.count(b"{") + 1
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def decode_untrusted(payload: bytes) -> Message:
+    """``decode_message`` for a peer that may be hostile: bounded, and type-checked."""
+    if count_values(payload) > MAX_MESSAGE_VALUES:
+        raise ProtocolError(f"a control message holds more than {MAX_MESSAGE_VALUES} values")
+    try:
+        data = json.loads(payload, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"control frame is not JSON: {exc}") from None
+    message = Message.from_dict(data)
+    check_types(message)
+    return message
+
+
+def check_types(message: Message) -> None:
+    """Every field of ``message`` has the type its dataclass declares (ProtocolError)."""
+    for name, hint in _hints(type(message)).items():
+        value = getattr(message, name)
+        if not conforms(value, hint):
+            wanted = hint.__name__ if isinstance(hint, type) else str(hint)
+            raise ProtocolError(
+                f"field {name!r} of its {message.type!r} message is "
+                f"{type(value).__name__}, not {wanted.replace('typing.', '')}"
+            )
+
+
+_HINTS: dict[type[Message], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Message]) -> dict[str, Any]:
+    if cls not in _HINTS:
+        hints = typing.get_type_hints(cls)
+        _HINTS[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return _HINTS[cls]
+
+
+def conforms(value: object, hint: Any) -> bool:
+    """Whether decoded JSON ``value`` fits the annotation ``hint`` (str, int, float,
+    bool, None, unions, list[...], dict[str, ...], Any)."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(conforms(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and (item is Any or all(conforms(v, item) for v in value))
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        return isinstance(value, dict) and (
+            item is Any or all(conforms(v, item) for v in value.values())
+        )
+    return isinstance(hint, type) and isinstance(value, hint)
 
 
 class _Reader(Protocol):

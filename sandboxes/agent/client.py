@@ -2,6 +2,13 @@
 
 One connection per operation; the stream's own flow control is the backpressure
 (we read a frame only when the consumer asks for the next event).
+
+Nothing an agent sends is trusted (a tenant may replace its own agent): a frame is
+at most MAX_FRAME bytes, a control message is decoded with ``decode_untrusted``
+(bounded, every field of its declared type), and whatever breaks the protocol is
+an ``AgentProtocolError`` (502 agent_protocol_error). Callers that gather several
+frames into one answer bound what they keep (see ``files``, ``processes``, ``code``
+and ``services.exec_collect``).
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import os
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from container.agent.protocol import (
     Channel,
@@ -23,10 +30,13 @@ from container.agent.protocol import (
     Pong,
     ProtocolError,
     Started,
-    decode_message,
+    check_types,
+    decode_untrusted,
 )
 from sandboxes.backends.base import AgentAddress
-from sandboxes.errors import AgentError, SandboxError, from_agent
+from sandboxes.errors import AgentError, AgentProtocolError, SandboxError, from_agent
+
+M = TypeVar("M", bound=Message)
 
 
 class AgentUnreachable(AgentError):
@@ -116,33 +126,45 @@ async def exec_events(channel: Channel) -> AsyncGenerator[ExecEvent, None]:
     started, stdout/stderr chunks, then exit.
 
     Leaving the iteration early closes the connection, and the agent kills the
-    command's process group.
+    command's process group. Output frames are never empty and the only control
+    messages are one ``started`` first and one ``exit`` last: anything else is an
+    AgentProtocolError, so an agent cannot keep a call busy with frames that say nothing.
     """
     try:
+        started = False
         while True:
             kind, payload = await receive_frame(channel)
-            if kind == Kind.STDOUT:
-                yield ExecEvent("stdout", payload)
-            elif kind == Kind.STDERR:
-                yield ExecEvent("stderr", payload)
+            if kind in (Kind.STDOUT, Kind.STDERR):
+                if not started or not payload:
+                    raise AgentProtocolError("it sent an empty or early output frame of a command.")
+                yield ExecEvent("stdout" if kind == Kind.STDOUT else "stderr", payload)
             elif kind == Kind.CONTROL:
-                message = decode_message(payload)
+                message = decode_control(payload)
                 if isinstance(message, Error):
                     raise from_agent(message.code, message.message)
-                if isinstance(message, Started):
+                if isinstance(message, Started) and not started:
+                    started = True
                     yield ExecEvent("started", pid=message.pid)
-                elif isinstance(message, Exit):
+                elif isinstance(message, Exit) and started:
                     yield ExecEvent("exit", exit=message)
                     return
+                else:
+                    raise AgentProtocolError(f"it sent {message.type!r} out of turn to a command.")
+            else:
+                raise AgentProtocolError(f"it sent a frame of kind {kind} to a command.")
     finally:
         await channel.close()
 
 
 async def receive_frame(channel: Channel) -> tuple[int, bytes]:
-    """The next frame; a broken or closed connection is an AgentError that says so."""
+    """The next frame; a broken or closed connection is an AgentError that says so,
+    a frame over MAX_FRAME (refused from its header, before any of it is read) an
+    AgentProtocolError."""
     try:
         frame = await channel.receive()
-    except (ConnectionError, OSError, ProtocolError) as exc:
+    except ProtocolError as exc:
+        raise AgentProtocolError(f"{exc}.") from exc
+    except (ConnectionError, OSError) as exc:
         raise AgentError(f"The connection to the sandbox's agent broke: {exc}") from exc
     if frame is None:
         raise AgentError("The sandbox's agent closed the connection (did the sandbox stop?).")
@@ -153,22 +175,52 @@ async def receive_message(channel: Channel) -> Message:
     """The next control message; an agent Error becomes the matching SandboxError."""
     kind, payload = await receive_frame(channel)
     if kind != Kind.CONTROL:
-        raise AgentError(f"expected a control message from the agent, got frame kind {kind}")
-    try:
-        message = decode_message(payload)
-    except ProtocolError as exc:
-        raise AgentError(str(exc)) from exc
+        raise AgentProtocolError(f"it sent a frame of kind {kind} where a message was due.")
+    message = decode_control(payload)
     if isinstance(message, Error):
         raise from_agent(message.code, message.message)
     return message
 
 
+def decode_control(payload: bytes) -> Message:
+    """A control frame's message, bounded and type-checked (``decode_untrusted``)."""
+    try:
+        return decode_untrusted(payload)
+    except ProtocolError as exc:
+        raise AgentProtocolError(f"{exc}.") from exc
+
+
+def expect(message: Message, cls: type[M]) -> M:
+    """``message`` as the answer type the request calls for."""
+    if not isinstance(message, cls):
+        raise AgentProtocolError(f"it answered {message.type!r} where {cls.type!r} was due.")
+    return message
+
+
+def nested(data: object, cls: type[M], what: str) -> M:
+    """A dict inside a message (a listing's item) checked as the message ``cls``
+    describes it: an object with those fields, each of its declared type."""
+    if not isinstance(data, dict):
+        raise AgentProtocolError(f"{what} is {type(data).__name__}, not an object.")
+    fields: dict[str, Any] = {k: v for k, v in data.items() if k != "type"}
+    try:
+        message = Message.from_dict({**fields, "type": cls.type})
+        check_types(message)
+    except ProtocolError as exc:
+        raise AgentProtocolError(f"{what}: {exc}.") from exc
+    return message  # type: ignore[return-value]
+
+
 __all__ = [
     "AgentClient",
+    "AgentProtocolError",
     "AgentUnreachable",
     "ExecEvent",
     "SandboxError",
+    "decode_control",
     "exec_events",
+    "expect",
+    "nested",
     "receive_frame",
     "receive_message",
 ]

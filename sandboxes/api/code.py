@@ -130,7 +130,7 @@ async def run_code(
     first = await anext(events)  # a bad request is a plain JSON error, streaming or not
     if sse.wants_stream(request.headers.get("Accept", "")):
         return sse.response(_sse_events(events))
-    return (await code.collect(_chain(first, events))).as_dict()
+    return (await code.collect(_chain(first, events), sandbox.owner_id)).as_dict()
 
 
 async def _chain(

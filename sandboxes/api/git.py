@@ -155,7 +155,9 @@ async def clone(request: AuthedRequest, sandbox_id: str, payload: CloneIn) -> di
     credentials 400 `git_auth_failed`, each with git's own reason."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     args = {"url": payload.url, "branch": payload.branch, "depth": payload.depth}
-    return await git.run(sandbox, "clone", payload.path, args, payload.credentials())
+    return await git.run(
+        sandbox, "clone", payload.path, args, payload.credentials(), shape=CloneOut
+    )
 
 
 @router.get(_route("status"), response={200: StatusOut, **GIT_ERRORS})
@@ -164,7 +166,7 @@ async def status(
 ) -> dict[str, Any]:
     """Branch, commit, ahead/behind its upstream and the changed files."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
-    return await git.run(sandbox, "status", path)
+    return await git.run(sandbox, "status", path, shape=StatusOut)
 
 
 @router.get(_route("log"), response={200: LogOut, **GIT_ERRORS})
@@ -177,7 +179,7 @@ async def log(
 ) -> dict[str, Any]:
     """The latest commits of HEAD (of one file with `file`, or a `path` to a file)."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
-    return await git.run(sandbox, "log", path, {"limit": limit, "file": file})
+    return await git.run(sandbox, "log", path, {"limit": limit, "file": file}, shape=LogOut)
 
 
 @router.get(_route("diff"), response={200: DiffOut, **GIT_ERRORS})
@@ -190,7 +192,7 @@ async def diff(
 ) -> dict[str, Any]:
     """Unstaged changes as a unified diff (`staged=1`: what the next commit holds)."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
-    return await git.run(sandbox, "diff", path, {"staged": staged, "file": file})
+    return await git.run(sandbox, "diff", path, {"staged": staged, "file": file}, shape=DiffOut)
 
 
 @router.get(_route("branches"), response={200: BranchesOut, **GIT_ERRORS})
@@ -198,7 +200,7 @@ async def branches(
     request: AuthedRequest, sandbox_id: str, path: str | None = None
 ) -> dict[str, Any]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
-    return await git.run(sandbox, "branches", path)
+    return await git.run(sandbox, "branches", path, shape=BranchesOut)
 
 
 @router.post(_route("checkout"), response={200: HeadOut, **GIT_ERRORS})
@@ -206,14 +208,14 @@ async def checkout(request: AuthedRequest, sandbox_id: str, payload: CheckoutIn)
     """Switch to a branch (or ref); `create` makes it first (from `start_point`)."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     args = {"branch": payload.branch, "create": payload.create, "start_point": payload.start_point}
-    return await git.run(sandbox, "checkout", payload.path, args)
+    return await git.run(sandbox, "checkout", payload.path, args, shape=HeadOut)
 
 
 @router.post(_route("add"), response={200: StatusOut, **GIT_ERRORS})
 async def add(request: AuthedRequest, sandbox_id: str, payload: AddIn) -> dict[str, Any]:
     """Stage `paths` (every change when empty); answers the new status."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
-    return await git.run(sandbox, "add", payload.path, {"paths": payload.paths})
+    return await git.run(sandbox, "add", payload.path, {"paths": payload.paths}, shape=StatusOut)
 
 
 @router.post(_route("commit"), response={200: HeadOut, **GIT_ERRORS})
@@ -222,14 +224,14 @@ async def commit(request: AuthedRequest, sandbox_id: str, payload: CommitIn) -> 
     git identity configured the author is "Sandbox User <sandbox@localhost>"."""
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     args = payload.model_dump(exclude={"path"})
-    return await git.run(sandbox, "commit", payload.path, args)
+    return await git.run(sandbox, "commit", payload.path, args, shape=HeadOut)
 
 
 @router.post(_route("pull"), response={200: HeadOut, **GIT_ERRORS})
 async def pull(request: AuthedRequest, sandbox_id: str, payload: PullIn) -> dict[str, Any]:
     sandbox = await services.get_sandbox(request.auth, sandbox_id)
     args = {"remote": payload.remote, "branch": payload.branch}
-    return await git.run(sandbox, "pull", payload.path, args, payload.credentials())
+    return await git.run(sandbox, "pull", payload.path, args, payload.credentials(), shape=HeadOut)
 
 
 @router.post(_route("push"), response={200: HeadOut, **GIT_ERRORS})
@@ -243,4 +245,4 @@ async def push(request: AuthedRequest, sandbox_id: str, payload: PushIn) -> dict
         "set_upstream": payload.set_upstream,
         "force": payload.force,
     }
-    return await git.run(sandbox, "push", payload.path, args, payload.credentials())
+    return await git.run(sandbox, "push", payload.path, args, payload.credentials(), shape=HeadOut)
