@@ -25,6 +25,7 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from container.agent.protocol import Channel, Exec, Message
+from sandboxes import buffers
 from sandboxes.agent.client import (
     AgentClient,
     AgentUnreachable,
@@ -455,29 +456,32 @@ class TextStream:
 
 
 async def exec_collect(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
-    """Run a command to completion, keeping at most EXEC_OUTPUT_LIMIT of each stream."""
+    """Run a command to completion, keeping at most EXEC_OUTPUT_LIMIT of each stream,
+    and no more than the owner's and the server's output budgets allow
+    (``sandboxes.buffers``): beyond either, output is dropped and ``truncated`` set."""
     limit = settings.EXEC_OUTPUT_LIMIT
-    buffers = {"stdout": bytearray(), "stderr": bytearray()}
+    streams = {"stdout": bytearray(), "stderr": bytearray()}
     truncated = False
     started = time.monotonic()
     exit_event = None
-    async for event in exec_stream(sandbox, request):
-        if event.kind in buffers:
-            buffer = buffers[event.kind]
-            room = limit - len(buffer)
-            if len(event.data) > room:
-                truncated = True
-            if room > 0:
-                buffer += event.data[:room]
-        elif event.kind == "exit":
-            exit_event = event.exit
-    if exit_event is None:  # pragma: no cover - the client always ends with exit
-        raise SandboxError("The command ended without an exit status.")
-    return ExecResult(
-        stdout=buffers["stdout"].decode(errors="replace"),
-        stderr=buffers["stderr"].decode(errors="replace"),
-        exit_code=exit_event.exit_code,
-        timed_out=exit_event.timed_out,
-        duration_ms=exit_event.duration_ms or round((time.monotonic() - started) * 1000, 3),
-        truncated=truncated,
-    )
+    with buffers.Held(sandbox.owner_id) as held:
+        async for event in exec_stream(sandbox, request):
+            if event.kind in streams:
+                buffer = streams[event.kind]
+                keep = held.take(min(len(event.data), limit - len(buffer)))
+                if keep < len(event.data):
+                    truncated = True
+                if keep:
+                    buffer += event.data[:keep]
+            elif event.kind == "exit":
+                exit_event = event.exit
+        if exit_event is None:  # pragma: no cover - the client always ends with exit
+            raise SandboxError("The command ended without an exit status.")
+        return ExecResult(
+            stdout=streams["stdout"].decode(errors="replace"),
+            stderr=streams["stderr"].decode(errors="replace"),
+            exit_code=exit_event.exit_code,
+            timed_out=exit_event.timed_out,
+            duration_ms=exit_event.duration_ms or round((time.monotonic() - started) * 1000, 3),
+            truncated=truncated,
+        )
