@@ -4,9 +4,11 @@ with defaults that let ``make run`` work on a fresh machine without configuratio
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from ide.config import env_bool, env_bytes, env_float, env_int, env_list, env_str
 
@@ -43,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "sandboxes",
     "sandboxes.classroom",
     "ide",
@@ -57,6 +60,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login (see "accounts" below).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "ide.urls"
@@ -72,6 +77,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "ide.views.signup_context",
             ],
         },
     },
@@ -106,6 +112,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+# django-axes counts failed logins first (see "accounts" below).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -169,6 +180,10 @@ SANDBOX_DEFAULT_SLEEP_AFTER = env_int("SANDBOX_DEFAULT_SLEEP_AFTER", 600)
 SANDBOX_START_TIMEOUT = env_float("SANDBOX_START_TIMEOUT", 30.0, minimum=1.0)
 # Buffered (non-streaming) exec responses keep at most this much of each stream.
 EXEC_OUTPUT_LIMIT = env_bytes("EXEC_OUTPUT_LIMIT", "16m")
+# All buffered exec and code-run output one account's calls may hold at once in a
+# server process, and all calls together; beyond, output is dropped (truncated: true).
+EXEC_BUFFER_PER_USER = env_bytes("EXEC_BUFFER_PER_USER", "64m")
+EXEC_BUFFER_TOTAL = env_bytes("EXEC_BUFFER_TOTAL", "256m")
 EXEC_MAX_TIMEOUT = env_float("EXEC_MAX_TIMEOUT", 24 * 3600.0, minimum=1.0)
 # JSON request bodies above this are refused with 413.
 API_MAX_JSON_BODY = env_bytes("API_MAX_JSON_BODY", "4m")
@@ -221,6 +236,11 @@ SANDBOX_DISK_QUOTA = env_bytes("SANDBOX_DISK_QUOTA", "5g")
 # Ready sandboxes kept per template (a template may set its own number), so a class
 # joining at once does not wait for containers to start.
 CLASSROOM_WARM_POOL = env_int("CLASSROOM_WARM_POOL", 3)
+# Pooled sandboxes count against their template's owner: the warm_pool sizes of one
+# owner's templates add up to at most this (asking for more answers 429) ...
+WARM_POOL_MAX_PER_USER = env_int("WARM_POOL_MAX_PER_USER", 20)
+# ... and the server keeps at most this many pooled sandboxes in all.
+WARM_POOL_MAX_TOTAL = env_int("WARM_POOL_MAX_TOTAL", 50)
 # Invite links expire after this many days unless the teacher picks otherwise.
 CLASSROOM_INVITE_DAYS = env_int("CLASSROOM_INVITE_DAYS", 14, minimum=1)
 # The server itself fetches starter repositories. By default only http(s)/git/ssh
@@ -234,3 +254,29 @@ CLASSROOM_DIR = VAR_DIR / "classroom"
 TEMPLATE_IMAGES = env_list("TEMPLATE_IMAGES", [])
 # A starter repository (its git objects) larger than this is refused; 0: no limit.
 TEMPLATE_REPO_MAX_SIZE = env_bytes("TEMPLATE_REPO_MAX_SIZE", "512m")
+
+# ------------------------------------------------------------------ accounts (security)
+# Who may create an account in the browser: "open" (anyone), "invite" (only through
+# a course invite link), "closed" (nobody; admins and `manage.py create_api_token
+# --create-user` still make users).
+SIGNUP = env_str("SIGNUP", "open").strip().lower()
+if SIGNUP not in ("open", "invite", "closed"):
+    raise ImproperlyConfigured(f"Setting SIGNUP={SIGNUP!r} must be open, invite or closed.")
+# Failed logins (browser and admin; API tokens are not logins) are counted per
+# username and client address by django-axes: after LOGIN_FAILURE_LIMIT failures that
+# pair is locked out for LOGIN_LOCKOUT_MINUTES; a successful login resets the count.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_LOCKOUT_MINUTES", 15.0, minimum=0.1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "ide.views.locked_out"
+AXES_VERBOSE = False
+# Served over HTTPS (usually behind a TLS-terminating proxy): session and CSRF
+# cookies are Secure and HSTS is sent on HTTPS responses for HSTS_SECONDS.
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 365 * 24 * 3600, minimum=0) if HTTPS else 0
+# Behind a proxy that sets X-Forwarded-Proto (and strips it from clients): trust it,
+# so a request that came over HTTPS is known as such (HSTS, CSRF origin checks).
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
