@@ -120,7 +120,9 @@ def bench_foundation(server: LiveServer, image: str) -> dict[str, Any]:
 
     results["api_exec_true_shell_ms"] = median_ms(api_exec("true"), runs=200, warmup=10)
     results["api_exec_true_argv_ms"] = median_ms(api_exec(["true"]), runs=200, warmup=10)
-    results["docker_exec_true_ms"] = median_ms(lambda: docker("exec", container, "true"), 30)
+    results["docker_exec_true_ms"] = median_ms(
+        lambda: docker("exec", "-u", "sandbox", container, "true"), 30
+    )
     results["exec_speedup_vs_docker_exec"] = (
         results["docker_exec_true_ms"] / results["api_exec_true_shell_ms"]
     )
@@ -128,7 +130,7 @@ def bench_foundation(server: LiveServer, image: str) -> dict[str, Any]:
         api_concurrent_p50(server, exec_url, clients=20, rounds=5)
     )
     results["docker_exec_20_concurrent_p50_ms"] = concurrent_p50(
-        lambda: docker("exec", container, "true"), 20, rounds=2
+        lambda: docker("exec", "-u", "sandbox", container, "true"), 20, rounds=2
     )
     client().delete(f"/sandboxes/{box['id']}")
     return results
@@ -203,7 +205,16 @@ def main() -> None:
     os.environ["SANDBOX_IMAGE"] = image
     sections = sys.argv[1:] or list(SECTIONS)
     prefix = "sbxbench-" + secrets.token_hex(3)
-    server = make_server(prefix, {"LOG_LEVEL": "WARNING", "SANDBOX_MAX_PER_USER": "1000"})
+    server = make_server(
+        prefix,
+        {
+            "LOG_LEVEL": "WARNING",
+            "SANDBOX_MAX_PER_USER": "1000",
+            # the classroom surge pools a whole class for one teacher
+            "WARM_POOL_MAX_PER_USER": "1000",
+            "WARM_POOL_MAX_TOTAL": "1000",
+        },
+    )
     server.start()
     results: dict[str, Any] = {}
     try:

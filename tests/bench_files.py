@@ -90,7 +90,17 @@ def bench_files(server: LiveServer, size_mb: int = 1024) -> dict[str, float]:
             # the same bytes through `docker exec`, for scale
             started = time.perf_counter()
             with subprocess.Popen(
-                ["docker", "exec", "-i", container, "sh", "-c", "cat > /workspace/baseline.bin"],
+                [
+                    "docker",
+                    "exec",
+                    "-u",
+                    "sandbox",
+                    "-i",
+                    container,
+                    "sh",
+                    "-c",
+                    "cat > /workspace/baseline.bin",
+                ],
                 stdin=subprocess.PIPE,
             ) as proc:
                 assert proc.stdin is not None
@@ -100,7 +110,7 @@ def bench_files(server: LiveServer, size_mb: int = 1024) -> dict[str, float]:
             results["docker_exec_upload_s"] = time.perf_counter() - started
             started = time.perf_counter()
             with subprocess.Popen(
-                ["docker", "exec", container, "cat", "/workspace/baseline.bin"],
+                ["docker", "exec", "-u", "sandbox", container, "cat", "/workspace/baseline.bin"],
                 stdout=subprocess.PIPE,
             ) as proc:
                 assert proc.stdout is not None

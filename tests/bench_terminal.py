@@ -66,7 +66,7 @@ def _ws_echo_latencies(ws: ClientConnection, samples: int) -> list[float]:
 def _docker_echo_latencies(container: str, samples: int) -> list[float]:
     """Bytes echoed by ``docker exec -i <container> cat`` (no terminal, no shell)."""
     proc = subprocess.Popen(
-        ["docker", "exec", "-i", container, "cat"],
+        ["docker", "exec", "-u", "sandbox", "-i", container, "cat"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         bufsize=0,
@@ -96,7 +96,18 @@ def _docker_tty_echo_latencies(container: str, samples: int) -> list[float]:
     master, slave = os.openpty()
     tty.setraw(slave)
     proc = subprocess.Popen(
-        ["docker", "exec", "-it", container, "bash", "--norc", "--noprofile", "-i"],
+        [
+            "docker",
+            "exec",
+            "-u",
+            "sandbox",
+            "-it",
+            container,
+            "bash",
+            "--norc",
+            "--noprofile",
+            "-i",
+        ],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -139,7 +150,9 @@ def _docker_throughput(container: str) -> float:
     """MB/s of ``docker exec -t <container> cat BIG_FILE`` (with a terminal)."""
     started = time.perf_counter()
     result = subprocess.run(
-        ["docker", "exec", "-t", container, "cat", BIG_FILE], capture_output=True, check=True
+        ["docker", "exec", "-u", "sandbox", "-t", container, "cat", BIG_FILE],
+        capture_output=True,
+        check=True,
     )
     seconds = time.perf_counter() - started
     return len(result.stdout) / seconds / 2**20

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from sandboxes.backends.base import AgentAddress, Backend, BackendState, SandboxSpec, Status
+from tests.agentkit import UNIT_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +49,7 @@ class LocalAgentBackend(Backend):
             **os.environ,
             **state["env"],
             "SANDBOX_AGENT_WORKSPACE": str(Path(state["root"]) / "workspace"),
+            "SANDBOX_AGENT_KEY": UNIT_KEY.hex(),
             # a home of its own, as in the image: the host user's login files stay out
             "HOME": state["root"],
         }
@@ -83,7 +85,7 @@ class LocalAgentBackend(Backend):
         return "running" if process and process.poll() is None else "stopped"
 
     def agent_address(self, state: BackendState) -> AgentAddress:
-        return AgentAddress(unix_path=self._socket(state))
+        return AgentAddress(unix_path=self._socket(state), key=UNIT_KEY)
 
     def _socket(self, state: BackendState) -> str:
         return str(Path(state["root"]) / "agent.sock")

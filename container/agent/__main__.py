@@ -1,4 +1,7 @@
-"""Entry point: ``python3 -m sandbox_agent --socket PATH [--tcp HOST:PORT]``.
+"""Entry point: ``python3 -m sandbox_agent --socket PATH [--tcp HOST:PORT] [--user NAME]``.
+
+``--user`` names the sandbox user that an agent started as root drops to (see
+``identity``); its key comes from the server in ``SANDBOX_AGENT_KEY``.
 
 Arguments are read by hand: argparse alone costs ~10 ms of every agent start, and
 a stopped sandbox waits for the agent to start when it wakes.
@@ -9,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from .server import serve
+from . import identity
 
-USAGE = "usage: sandbox_agent [--socket PATH] [--tcp HOST:PORT]"
+USAGE = "usage: sandbox_agent [--socket PATH] [--tcp HOST:PORT] [--user NAME]"
 
 
 def parse(argv: list[str]) -> dict[str, str]:
-    options = {"socket": "/run/sandbox-agent/agent.sock", "tcp": ""}
+    options = {"socket": "/run/sandbox-agent/agent.sock", "tcp": "", "user": ""}
     args = iter(argv)
     for arg in args:
         name, eq, value = arg.partition("=")
@@ -32,7 +35,13 @@ def parse(argv: list[str]) -> dict[str, str]:
 
 def main() -> None:
     options = parse(sys.argv[1:])
-    asyncio.run(serve(options["socket"], options["tcp"]))
+    if options["user"]:
+        # Before anything that spawns (or binds subprocess.Popen, as GitPython does)
+        # is imported.
+        identity.install_child_identity()
+    from .server import serve
+
+    asyncio.run(serve(options["socket"], options["tcp"], options["user"]))
 
 
 if __name__ == "__main__":

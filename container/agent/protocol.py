@@ -20,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import json
 import re
+import secrets
 import struct
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: every connection opens with Hello/Welcome
 
 HEADER = struct.Struct(">BI")
 MAX_FRAME = 4 * 1024 * 1024
@@ -81,6 +84,49 @@ class Message:
             return message_cls(**{k: v for k, v in data.items() if k in names})
         except TypeError as exc:
             raise ProtocolError(f"bad {kind} message: {exc}") from None
+
+
+# Who is talking ---------------------------------------------------------------------
+
+
+@dataclass
+class Hello(Message):
+    """The first message of every connection (client -> agent), sent together with the
+    request: a fresh nonce and the client's proof that it holds this sandbox's key.
+
+    An agent handles nothing before it has checked the proof, so a request that
+    reached the wrong agent (or anything else listening) is never carried out there.
+    """
+
+    type: ClassVar[str] = "hello"
+    nonce: str = ""
+    proof: str = ""
+
+
+@dataclass
+class Welcome(Message):
+    """The agent's answer to Hello, before anything else: its own proof for the same
+    nonce. The client trusts nothing on the connection until it has checked it."""
+
+    type: ClassVar[str] = "welcome"
+    proof: str = ""
+
+
+def proof(key: bytes, role: str, nonce: str) -> str:
+    """HMAC-SHA256 of ``role:nonce`` under the sandbox's key. The role keeps a client's
+    proof from being replayed as the agent's."""
+    return hmac.new(key, f"{role}:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+
+def hello(key: bytes) -> Hello:
+    nonce = secrets.token_hex(16)
+    return Hello(nonce=nonce, proof=proof(key, "client", nonce))
+
+
+def valid_proof(key: bytes, role: str, nonce: str, given: object) -> bool:
+    if not key or not isinstance(given, str) or not isinstance(nonce, str):
+        return False
+    return hmac.compare_digest(proof(key, role, nonce), given)
 
 
 # Requests (client -> agent) ------------------------------------------------------

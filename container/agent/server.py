@@ -10,16 +10,59 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from . import execs, files, gitops, kernels, processes, quota, starter, terminals, tunnel
-from .protocol import Channel, Error, Message, Ping, Pong, ProtocolError
+from . import execs, files, gitops, identity, kernels, processes, quota, starter, terminals, tunnel
+from .protocol import (
+    Channel,
+    Error,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    ProtocolError,
+    Welcome,
+    proof,
+    valid_proof,
+)
 
 log = logging.getLogger("sandbox_agent")
 
 Handler = Callable[[Message, Channel], Awaitable[None]]
 
+# The sandbox's key, given by the server in SANDBOX_AGENT_KEY (hex) when it created the
+# container. Without one the agent answers nobody.
+_key = b""
+
+
+def set_key(key: bytes) -> None:
+    global _key
+    _key = key
+
+
+def key_from_environment() -> bytes:
+    """The key, removed from the environment so that nothing the agent starts sees it."""
+    try:
+        return bytes.fromhex(os.environ.pop("SANDBOX_AGENT_KEY", ""))
+    except ValueError:
+        return b""
+
+
+async def _greet(channel: Channel) -> bool:
+    """Check the client's Hello and answer Welcome; False (and an Error sent) if the
+    client does not hold this sandbox's key."""
+    hello = await channel.receive_message()
+    if hello is None:
+        return False
+    if not isinstance(hello, Hello) or not valid_proof(_key, "client", hello.nonce, hello.proof):
+        await channel.send_message(
+            Error(code="unauthorized", message="this agent does not answer that client")
+        )
+        return False
+    await channel.send_message(Welcome(proof=proof(_key, "agent", hello.nonce)))
+    return True
+
 
 async def _ping(request: Message, channel: Channel) -> None:
-    await channel.send_message(Pong(pid=os.getpid(), uid=os.getuid()))
+    await channel.send_message(Pong(pid=os.getpid(), uid=os.geteuid()))  # the uid it acts as
 
 
 HANDLERS: dict[type[Message], Handler] = {
@@ -40,6 +83,8 @@ async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
     quota.watcher.kick()  # a request may start processes that write
     channel = Channel(reader, writer)
     try:
+        if not await _greet(channel):
+            return
         request = await channel.receive_message()
         if request is None:
             return
@@ -79,8 +124,13 @@ def _use_pidfd_watcher() -> None:
         asyncio.set_child_watcher(watcher)
 
 
-async def serve(socket_path: str, tcp: str = "") -> None:
+async def serve(socket_path: str, tcp: str = "", user: str = "") -> None:
+    """Listen on ``socket_path`` (created while still root, in a directory only root
+    may enter), then drop to ``user`` for everything else (see ``identity``)."""
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="agent: %(message)s")
+    set_key(key_from_environment())
+    if not _key:
+        log.warning("no SANDBOX_AGENT_KEY: every connection will be refused")
     _use_pidfd_watcher()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
@@ -93,6 +143,8 @@ async def serve(socket_path: str, tcp: str = "") -> None:
     if tcp:
         host, _, port = tcp.rpartition(":")
         servers.append(await asyncio.start_server(handle_connection, host or "0.0.0.0", int(port)))
+    if user:
+        identity.become_agent(user)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -30,8 +30,13 @@ from container.agent.protocol import (
     Pong,
     ProtocolError,
     Started,
+    Welcome,
     check_types,
+    decode_message,
     decode_untrusted,
+    encode_message,
+    hello,
+    valid_proof,
 )
 from sandboxes.backends.base import AgentAddress
 from sandboxes.errors import AgentError, AgentProtocolError, SandboxError, from_agent
@@ -44,6 +49,16 @@ class AgentUnreachable(AgentError):
 
     code = "agent_unreachable"
     default_message = "The sandbox's agent is not answering."
+
+
+class AgentImpostor(AgentError):
+    """Whatever answered at the agent's address does not hold the sandbox's key."""
+
+    code = "agent_unverified"
+    default_message = (
+        "The sandbox's agent did not prove who it is; nothing was sent to it. "
+        "Restart the sandbox (POST /sleep with tier stop, then any call)."
+    )
 
 
 @dataclass(frozen=True)
@@ -75,13 +90,44 @@ class AgentClient:
         return Channel(reader, writer)
 
     async def open(self, request: Message) -> Channel:
+        """A connection on which ``request`` was sent to the agent that proved it holds
+        the sandbox's key.
+
+        The Hello and the request leave in one write (no extra round trip); an agent
+        carries out nothing before it has checked the Hello, and we read nothing the
+        agent says before its Welcome is checked.
+        """
+        key = self.address.key
+        if not key:
+            raise AgentError(
+                "This sandbox has no agent key (it was made by an older version of the "
+                "server): delete it and create it again."
+            )
         channel = await self.connect()
         try:
-            await channel.send_message(request)
+            greeting = hello(key)
+            channel.writer.write(encode_message(greeting) + encode_message(request))
+            await channel.writer.drain()
+            await self._check_welcome(channel, key, greeting.nonce)
         except (ConnectionError, OSError) as exc:
             await channel.close()
             raise AgentUnreachable() from exc
+        except BaseException:
+            await channel.close()
+            raise
         return channel
+
+    @staticmethod
+    async def _check_welcome(channel: Channel, key: bytes, nonce: str) -> None:
+        kind, payload = await receive_frame(channel)
+        try:
+            welcome = decode_message(payload) if kind == Kind.CONTROL else None
+        except ProtocolError:
+            welcome = None
+        # Anything else, an agent's Error included, is not believed: its code must not
+        # become the API's answer (an impostor could answer "unauthorized" or worse).
+        if not isinstance(welcome, Welcome) or not valid_proof(key, "agent", nonce, welcome.proof):
+            raise AgentImpostor()
 
     async def call(self, request: Message) -> Message:
         """A request with exactly one control message in answer."""

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from ninja import Schema
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator
 
+from sandboxes.envpolicy import refuse_reserved
 from sandboxes.models import NAME_PATTERN
 
 MAX_SLEEP_AFTER = 30 * 24 * 3600
@@ -32,6 +33,7 @@ def check_env(env: EnvMap | None) -> EnvMap | None:
     for key, value in env.items():
         if not key or "=" in key or "\0" in key or "\0" in value:
             raise ValueError(f"invalid environment variable name {key!r}")
+    refuse_reserved(env)  # a 400 reserved_env of its own, not a validation error
     return env
 
 

@@ -19,11 +19,13 @@ Status = Literal["running", "paused", "stopped", "missing", "error"]
 
 @dataclass(frozen=True)
 class AgentAddress:
-    """Where the agent listens: a unix socket path, or a TCP host and port."""
+    """Where the agent listens (a unix socket path, or a TCP host and port) and the
+    sandbox's key, which the agent must prove it holds before it is believed."""
 
     unix_path: str | None = None
     host: str | None = None
     port: int | None = None
+    key: bytes = b""
 
 
 @dataclass(frozen=True)

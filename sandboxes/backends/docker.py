@@ -4,10 +4,18 @@ docker-py is synchronous, so every engine call runs in a thread pool and the eve
 loop never blocks on the engine. As in DockerSpawner, removing what is already gone
 (404) or already being removed (409) counts as done.
 
-Containers are hardened by default: a non-root user, every capability dropped,
+Containers are hardened by default: every capability dropped but SETUID, SETGID and
+SETPCAP (which the agent uses once, to drop them all for itself and its programs),
 ``no-new-privileges``, the engine's seccomp profile, pids/memory/CPU limits, capped
 logs, no host paths but the sandbox's own agent-socket directory, and a network
 where sandboxes cannot reach each other.
+
+The agent starts as root in the container and runs every program as the sandbox
+user (uid 1000), who cannot signal, trace or reconfigure it (container/agent/
+identity.py). Its socket lives in a host directory that only root may enter, so
+nothing a sandbox's code writes decides where the server connects; and each
+connection opens with a proof of the sandbox's own key (``agent_key``, given to
+the agent in ``SANDBOX_AGENT_KEY``), so the server knows who answers.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -39,7 +48,6 @@ from .base import AgentAddress, Backend, BackendState, Managed, SandboxSpec, Sta
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-SANDBOX_UID = 1000
 AGENT_DIR_IN_CONTAINER = "/run/sandbox-agent"
 AGENT_SOCKET = "agent.sock"
 LABEL = "sandbox-ide"
@@ -71,6 +79,28 @@ def disk_quota(spec: SandboxSpec) -> int:
         wanted = int(spec.limits["disk_mb"] * 1024 * 1024)
         quota = min(quota, wanted) if quota else wanted
     return max(0, quota)
+
+
+def agent_environment(spec: SandboxSpec, key: str) -> dict[str, str]:
+    """The agent's configuration: only ever from the server."""
+    return {"SANDBOX_AGENT_DISK_QUOTA": str(disk_quota(spec)), "SANDBOX_AGENT_KEY": key}
+
+
+def agent_dir_binding(path: Path) -> dict[str, Any]:
+    """Container keyword arguments that bind the agent directory. A directory we could
+    not make root's ourselves is left to the engine, which makes a missing bind
+    source itself, root's (see ``DockerBackend._make_agent_dir``)."""
+    if path.exists():
+        return {"mounts": [docker.types.Mount(AGENT_DIR_IN_CONTAINER, str(path), type="bind")]}
+    return {"volumes": {str(path): {"bind": AGENT_DIR_IN_CONTAINER, "mode": "rw"}}}
+
+
+def _env_value(attrs: dict[str, Any], name: str) -> str:
+    for item in (attrs.get("Config") or {}).get("Env") or []:
+        key, _, value = item.partition("=")
+        if key == name:
+            return value
+    return ""
 
 
 class DockerBackend(Backend):
@@ -131,6 +161,7 @@ class DockerBackend(Backend):
         names = self.names(spec.sandbox_id)
         labels = self.labels(spec)
         agent_dir = self._make_agent_dir(spec.sandbox_id)
+        key = secrets.token_hex(32)
         with contextlib.suppress(docker.errors.APIError):
             self.client.volumes.create(name=names["volume"], labels=labels)
         try:
@@ -146,11 +177,15 @@ class DockerBackend(Backend):
             "name": names["container"],
             "hostname": "sandbox",
             "labels": labels,
-            # SANDBOX_AGENT_* is the agent's own: the programs it runs never see it.
-            "environment": {**spec.env, "SANDBOX_AGENT_DISK_QUOTA": str(disk_quota(spec))},
-            "user": f"{SANDBOX_UID}:{SANDBOX_UID}",
+            # SANDBOX_AGENT_* is the agent's own: the programs it runs never see it, and
+            # the API refuses it in a tenant's env (reserved_env). Ours come last.
+            "environment": {**spec.env, **agent_environment(spec, key)},
+            # root only for the agent, which drops to the sandbox user at once and runs
+            # every program as that user (see container/agent/identity.py)
+            "user": "0:0",
             "working_dir": "/workspace",
             "cap_drop": ["ALL"],
+            "cap_add": ["SETUID", "SETGID", "SETPCAP"],
             "security_opt": ["no-new-privileges:true"],
             "pids_limit": settings.SANDBOX_PIDS_LIMIT,
             "mem_limit": memory,
@@ -165,11 +200,13 @@ class DockerBackend(Backend):
                     "max-file": str(settings.SANDBOX_LOG_MAX_FILE),
                 },
             ),
-            "mounts": [
-                docker.types.Mount("/workspace", names["volume"], type="volume"),
-                docker.types.Mount(AGENT_DIR_IN_CONTAINER, str(agent_dir), type="bind"),
-            ],
         }
+        binding = agent_dir_binding(agent_dir)
+        kwargs["mounts"] = [
+            docker.types.Mount("/workspace", names["volume"], type="volume"),
+            *binding.pop("mounts", []),
+        ]
+        kwargs.update(binding)
         network, egress_detail = self.network_for(spec)
         if network is None:
             kwargs["network_mode"] = "none"
@@ -183,11 +220,13 @@ class DockerBackend(Backend):
             if exc.status_code != 409:  # 409: it exists already (a repeated create)
                 raise SandboxUnavailable(f"Docker could not create the sandbox: {exc}") from exc
             container = self.client.containers.get(names["container"])
+            key = _env_value(container.attrs, "SANDBOX_AGENT_KEY")
         return {
             "container_id": container.id,
             "container": names["container"],
             "volume": names["volume"],
             "agent_dir": str(agent_dir),
+            "agent_key": key,
             "egress_detail": egress_detail,
         }
 
@@ -260,16 +299,21 @@ class DockerBackend(Backend):
                 time.sleep(0.2)
 
     def _make_agent_dir(self, sandbox_id: str) -> Path:
-        """The directory only this sandbox's container and the server share."""
+        """The directory only this sandbox's agent and the server share.
+
+        Owned by root with mode 0700: the sandbox user can neither enter it (to dial
+        the agent) nor write to it (to plant a link to another sandbox's socket, or
+        to fill the host's disk). A server that is not root cannot make a directory
+        root's; the engine then creates it (root's, 0755) when the container starts,
+        and the agent's key keeps the user from talking to the socket inside.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o700)  # other host users cannot reach any socket below
         path = self.run_dir / sandbox_id
-        path.mkdir(exist_ok=True)
         if os.geteuid() == 0:
-            os.chown(path, SANDBOX_UID, SANDBOX_UID)
+            path.mkdir(exist_ok=True)
+            os.chown(path, 0, 0)
             path.chmod(0o700)
-        else:
-            path.chmod(0o777)  # the container's uid differs from ours; the parent guards it
         return path
 
     async def start(self, state: BackendState) -> None:
@@ -280,7 +324,7 @@ class DockerBackend(Backend):
         if container.attrs["State"].get("Paused"):
             container.unpause()
         elif container.status != "running":
-            Path(state["agent_dir"]).mkdir(parents=True, exist_ok=True)
+            self._make_agent_dir(Path(state["agent_dir"]).name)
             with contextlib.suppress(FileNotFoundError):
                 (Path(state["agent_dir"]) / AGENT_SOCKET).unlink()
             container.start()
@@ -341,7 +385,10 @@ class DockerBackend(Backend):
         }.get(container.status, "error")  # type: ignore[return-value]
 
     def agent_address(self, state: BackendState) -> AgentAddress:
-        return AgentAddress(unix_path=str(Path(state["agent_dir"]) / AGENT_SOCKET))
+        return AgentAddress(
+            unix_path=str(Path(state["agent_dir"]) / AGENT_SOCKET),
+            key=bytes.fromhex(state.get("agent_key") or ""),
+        )
 
     async def managed(self) -> list[Managed]:
         return await self._run(self._managed)
@@ -367,6 +414,7 @@ class DockerBackend(Backend):
                         "container": names["container"],
                         "volume": names["volume"],
                         "agent_dir": str(self.run_dir / sandbox_id),
+                        "agent_key": _env_value(container.attrs, "SANDBOX_AGENT_KEY"),
                     },
                 )
             )

@@ -20,6 +20,7 @@ from django.db import IntegrityError
 from django.db.models import ProtectedError
 
 from sandboxes import services
+from sandboxes.envpolicy import refuse_reserved
 from sandboxes.errors import BadRequest, Conflict, NotFound, SandboxError
 from sandboxes.images import image_tag
 from sandboxes.models import NAME_PATTERN, Sandbox
@@ -125,6 +126,7 @@ def validate_env(env: Any) -> dict[str, str]:
             raise _bad(f"{key!r} is not a valid environment variable name.", "invalid_env")
         if not isinstance(value, str) or "\0" in value:
             raise _bad(f"env.{key} must be a string without NUL bytes.", "invalid_env")
+    refuse_reserved(env)
     return dict(env)
 
 

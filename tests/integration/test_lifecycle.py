@@ -168,7 +168,22 @@ def test_agent_restarts_if_it_dies(fast: LiveServer) -> None:
         agent = "pgrep -f '^python3 (-S )?-m sandbox_agent'"
         before = api.post(f"/sandboxes/{sid}/exec", json={"command": agent}).json()["stdout"]
         assert before.strip().isdigit(), before
-        api.post(f"/sandboxes/{sid}/exec", json={"command": f"kill -KILL $({agent})"})
+        # The sandbox's own code may not kill its agent (tests/security): a crash is
+        # simulated from the host, as root in the container.
+        subprocess.run(
+            [
+                "docker",
+                "exec",
+                "-u",
+                "0",
+                f"{fast.prefix}-{sid}",
+                "pkill",
+                "-KILL",
+                "-nf",
+                "^python3 (-S )?-m sandbox_agent",
+            ],
+            check=True,
+        )
         out = api.post(f"/sandboxes/{sid}/exec", json={"command": "pgrep -c -x sleep"}, timeout=60)
         assert out.status_code == 200, out.text
         assert out.json()["stdout"].strip() == "1"  # user processes survived the agent

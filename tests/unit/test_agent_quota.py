@@ -35,7 +35,8 @@ async def test_refusal_reports_usage_against_the_quota(tmp_path: Path, monkeypat
 
 
 def test_agent_arguments() -> None:
-    assert parse(["--socket", "/s"]) == {"socket": "/s", "tcp": ""}
+    assert parse(["--socket", "/s"]) == {"socket": "/s", "tcp": "", "user": ""}
+    assert parse(["--user", "sandbox"])["user"] == "sandbox"
     assert parse(["--tcp=0.0.0.0:9"])["tcp"] == "0.0.0.0:9"
     with pytest.raises(SystemExit):
         parse(["--nope", "x"])

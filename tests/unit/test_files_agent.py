@@ -27,6 +27,7 @@ from container.agent.protocol import (
     WriteReady,
 )
 from sandboxes.api.files import ByteRange, parse_range
+from tests.agentkit import open_agent
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ async def connect(tmp_path: Path) -> AsyncIterator:
     channels: list[Channel] = []
 
     async def open_channel(request: Message) -> Channel:
-        reader, writer = await asyncio.open_unix_connection(socket_path)
+        reader, writer = await open_agent(socket_path)
         channel = Channel(reader, writer)
         await channel.send_message(request)
         channels.append(channel)

@@ -14,6 +14,7 @@ from container.agent import server as agent_server
 from container.agent import tunnel as agent_tunnel
 from container.agent.protocol import Channel, Error, Tunnel, TunnelOpen, encode_message
 from sandboxes import preview
+from tests.agentkit import open_agent
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ async def _echo_server() -> tuple[asyncio.Server, int]:
 
 async def test_tunnel_pipes_bytes_both_ways_and_passes_half_close(agent_socket: str) -> None:
     server, port = await _echo_server()
-    reader, writer = await asyncio.open_unix_connection(agent_socket)
+    reader, writer = await open_agent(agent_socket)
     writer.write(encode_message(Tunnel(port=port)) + b"early bytes|")  # pipelined
     channel = Channel(reader, writer)
     assert await channel.receive_message() == TunnelOpen(port=port)
@@ -55,7 +56,7 @@ async def test_tunnel_to_a_closed_port_is_connection_refused(agent_socket: str) 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # bound, not listening: refused
-        reader, writer = await asyncio.open_unix_connection(agent_socket)
+        reader, writer = await open_agent(agent_socket)
         writer.write(encode_message(Tunnel(port=port)) + b"GET / HTTP/1.1\r\n\r\n" * 1000)
         reply = await Channel(reader, writer).receive_message()
     assert isinstance(reply, Error) and reply.code == "connection_refused"
@@ -65,7 +66,7 @@ async def test_tunnel_to_a_closed_port_is_connection_refused(agent_socket: str) 
 
 @pytest.mark.parametrize("port", [0, 65536, -1])
 async def test_tunnel_refuses_bad_ports(agent_socket: str, port: int) -> None:
-    reader, writer = await asyncio.open_unix_connection(agent_socket)
+    reader, writer = await open_agent(agent_socket)
     writer.write(encode_message(Tunnel(port=port)))
     reply = await Channel(reader, writer).receive_message()
     assert isinstance(reply, Error) and reply.code == "bad_request"

@@ -35,6 +35,7 @@ from container.agent.protocol import (
 from sandboxes.backends import get_backend
 from sandboxes.backends.base import AgentAddress, Backend, BackendState, SandboxSpec, Status
 from sandboxes.models import ApiToken, Sandbox
+from tests.agentkit import UNIT_KEY, open_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,7 +67,7 @@ class LocalAgentBackend(Backend):
         return "running"
 
     def agent_address(self, state: BackendState) -> AgentAddress:
-        return AgentAddress(unix_path=self.socket_path)
+        return AgentAddress(unix_path=self.socket_path, key=UNIT_KEY)
 
 
 @pytest.fixture
@@ -248,7 +249,7 @@ async def test_readonly_attach_does_not_create_a_terminal(alice: dict[str, Any])
 async def agent_attach(path: str, name: str) -> Channel:
     """A raw agent connection, as the host opens one (for flow control tests: the
     test communicator's own queue is unbounded, so it never pushes back)."""
-    reader, writer = await asyncio.open_unix_connection(path)
+    reader, writer = await open_agent(path)
     channel = Channel(reader, writer)
     await channel.send_message(TerminalAttach(name=name))
     assert isinstance(await channel.receive_message(), TerminalAttached)
@@ -397,7 +398,7 @@ async def test_delete_ends_even_a_shell_that_ignores_signals(agent: str) -> None
     channel = await agent_attach(agent, "stubborn")
     await channel.send(Kind.STDIN, b"trap '' HUP INT TERM; echo trapped-$((1+1))\n")
     await agent_read_until(channel, b"trapped-2")
-    reader, writer = await asyncio.open_unix_connection(agent)
+    reader, writer = await open_agent(agent)
     killer = Channel(reader, writer)
     started = time.monotonic()
     await killer.send_message(TerminalKill(name="stubborn"))

@@ -1,0 +1,116 @@
+"""Who the agent is, and who the programs it starts are.
+
+The agent starts as root inside the container (whose capabilities are cut to
+SETUID, SETGID and SETPCAP) and, once it listens, keeps root as its *real and saved*
+uid while taking the sandbox user's uid as its *effective* one:
+
+- Linux lets a process signal another only if its real or effective uid equals the
+  target's real or saved uid, and trace (or read ``/proc/PID/environ``, ``mem``)
+  only if its uid equals all of the target's. The sandbox user's programs (every uid
+  1000) therefore cannot stop, pause, kill or trace the agent (real and saved uid 0),
+  and the kernel marks the agent non-dumpable when its effective uid changes.
+- With an effective uid of 1000 every file the agent opens, creates or deletes is
+  subject to the sandbox user's permissions and owned by them, exactly as before:
+  the files API cannot reach anything the user could not, and its effective
+  capability set is empty.
+- Every program it starts must become uid 1000 entirely (real, effective, saved),
+  or it could take uid 0 back. ``become_agent`` makes ``subprocess.Popen`` (which
+  asyncio, GitPython and ``subprocess.run`` all use) pass ``user=1000`` by default;
+  the child's ``setreuid(1000, 1000)`` needs no privilege, and the kernel then clears
+  its capabilities because none of its uids is 0 any more.
+
+- Before that it empties the capability bounding set that every program inherits,
+  and after it its own permitted set: nothing it starts can ever hold a
+  capability, and the agent keeps none it does not need (it needs none once it
+  listens: the children's ``setreuid`` and signals to uid 1000 are unprivileged).
+
+A separate agent uid with ambient capabilities was rejected: capabilities survive a
+change between two non-zero uids, so every child would have to drop them by hand.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pwd
+import subprocess
+from typing import Any
+
+log = logging.getLogger("sandbox_agent")
+
+_PR_CAPBSET_DROP = 24
+_CAP_VERSION_3 = 0x20080522
+
+_sandbox_uid: int | None = None
+
+
+def parse_user(name: str) -> tuple[int, int]:
+    """uid and gid of ``name`` (a user name or a number)."""
+    if name.isdigit():
+        uid = int(name)
+        try:
+            return uid, pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            return uid, uid
+    entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
+
+
+class _SandboxUserPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """Popen whose children run as the sandbox user unless told otherwise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("user") is None and _sandbox_uid is not None:
+            kwargs["user"] = _sandbox_uid
+        super().__init__(*args, **kwargs)
+
+
+def install_child_identity() -> None:
+    """Make every later ``subprocess.Popen`` start its child as the sandbox user.
+
+    Called before the modules that spawn (and GitPython, which binds ``Popen`` when it
+    is imported) are loaded, so that no spawn path can forget it.
+    """
+    subprocess.Popen = _SandboxUserPopen  # type: ignore[misc]
+
+
+def become_agent(user: str) -> None:
+    """Drop to the sandbox user's effective uid and gid, keeping root as real and
+    saved uid (see the module docstring). A no-op when not started as root."""
+    global _sandbox_uid
+    if os.getuid() != 0:
+        return
+    uid, gid = parse_user(user)
+    libc = ctypes.CDLL(None, use_errno=True)
+    _empty_bounding_set(libc)
+    os.setgroups([gid])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(0, uid, 0)
+    _drop_permitted(libc)
+    _sandbox_uid = uid
+
+
+def _empty_bounding_set(libc: ctypes.CDLL) -> None:
+    """No program started from here on can ever gain a capability (needs SETPCAP)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = 40
+    failed = [cap for cap in range(last + 1) if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0]
+    if failed:
+        log.warning("could not drop capabilities %s from the bounding set", failed)
+
+
+def _drop_permitted(libc: ctypes.CDLL) -> None:
+    """capset(2) with every set empty: the agent keeps no capability at all."""
+    header = (ctypes.c_uint32 * 2)(_CAP_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    if libc.capset(ctypes.byref(header), ctypes.byref(data)) != 0:
+        log.warning("could not drop the agent's capabilities: errno %d", ctypes.get_errno())
+
+
+def sandbox_uid() -> int | None:
+    """The uid programs run as when the agent dropped to it, else None."""
+    return _sandbox_uid
