@@ -110,6 +110,7 @@ class DockerBackend(Backend):
         self.prefix = settings.SANDBOX_NAME_PREFIX
         self.run_dir = Path(settings.SANDBOX_RUN_DIR)
         self._isolated: dict[str, float] = {}  # bridge -> when its rules were last checked
+        self._guarded: dict[str, float] = {}  # network -> when _start last checked it
         self._network_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -192,7 +193,9 @@ class DockerBackend(Backend):
             "memswap_limit": memory,
             "nano_cpus": int(cpus * 1e9),
             "ipc_mode": "private",
-            "restart_policy": {"Name": "unless-stopped"},
+            # Never started by the engine on its own (after a reboot, before the server
+            # has put the firewall rules back): only _start does, which checks them.
+            "restart_policy": {"Name": "no"},
             "log_config": docker.types.LogConfig(
                 type="json-file",
                 config={
@@ -324,10 +327,29 @@ class DockerBackend(Backend):
         if container.attrs["State"].get("Paused"):
             container.unpause()
         elif container.status != "running":
+            self._guard_networks(container)
             self._make_agent_dir(Path(state["agent_dir"]).name)
             with contextlib.suppress(FileNotFoundError):
                 (Path(state["agent_dir"]) / AGENT_SOCKET).unlink()
             container.start()
+
+    def _guard_networks(self, container: Any) -> None:
+        """Before a container joins the sandboxes' network again, its firewall rules
+        must be in (a host reboot loses them): fail closed with a sentence if they
+        cannot be. Checked at most every RULES_RECHECK seconds per process."""
+        network = self.names("")["network"]
+        attached = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        last = self._guarded.get(network)
+        if network not in attached or (last and time.monotonic() - last < RULES_RECHECK):
+            return
+        try:
+            self._ensure_network(network)
+        except isolation.FirewallUnavailable as exc:
+            raise SandboxUnavailable(
+                "The sandbox cannot start: the host firewall rules that keep sandboxes off "
+                f"the host and private networks could not be installed ({exc})."
+            ) from None
+        self._guarded[network] = time.monotonic()
 
     async def stop(self, state: BackendState) -> None:
         await self._run(self._stop, state)

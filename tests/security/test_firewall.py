@@ -151,3 +151,42 @@ def test_without_the_firewall_sandboxes_get_no_network(no_iptables: LiveServer) 
         assert links == ["lo", "1"]
         # the agent still answers over its socket: the sandbox works, offline
         assert run(api, box["id"], "echo ok")["stdout"] == "ok\n"
+
+
+@pytest.fixture
+def own_server(sandbox_image: str) -> Iterator[LiveServer]:
+    prefix = "sbxfwreboot-" + secrets.token_hex(3)
+    server = make_server(prefix)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        _remove_prefixed(prefix)
+
+
+def test_rules_lost_on_a_reboot_are_back_before_a_sandbox_runs_again(
+    own_server: LiveServer,
+) -> None:
+    """A host reboot loses the rules while the containers stay: the engine must not
+    start a sandbox on its own, and the server puts the rules back before it does."""
+    from sandboxes.backends.isolation import release_bridge
+
+    with own_server.client("rebooted") as api:
+        box = api.post("/sandboxes", json={"name": "r"}).json()
+        assert run(api, box["id"], "true")["exit_code"] == 0
+        policy = sh(
+            "docker",
+            "inspect",
+            "-f",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            f"{own_server.prefix}-{box['id']}",
+        )
+        assert policy.strip() == "no"
+        assert api.post(f"/sandboxes/{box['id']}/sleep", json={"tier": "stop"}).is_success
+        bridge = bridge_of(own_server)
+        release_bridge(bridge)  # what a reboot does to them
+        assert bridge not in sh("iptables", "-S", "DOCKER-USER")
+        own_server.restart()  # a new server process, as after the reboot
+        assert run(api, box["id"], "echo back")["stdout"] == "back\n"
+        assert f"-d 169.254.0.0/16 -i {bridge} -j DROP" in sh("iptables", "-S", "DOCKER-USER")
