@@ -1,0 +1,90 @@
+"""Who may do what to a sandbox: one seam, like jupyter_server's Authorizer.
+
+The core asks ``may(user, action, sandbox)`` before acting on someone's behalf. The
+owner may do everything; anyone else only what a registered rule allows. Apps built
+on the core (the classroom) add rules at ``AppConfig.ready()``, so the core never
+imports them.
+
+Actions:
+
+- ``"use"``: act as the owner (exec, write files, type in a terminal, processes).
+- ``"view"``: a read-only look (read files, watch a terminal, its status, open a
+  shared or private preview).
+- ``"manage"``: lifecycle (change settings, sleep, delete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
+    from sandboxes.models import Sandbox
+
+Action = Literal["use", "view", "manage"]
+# A rule answers True (allow), False (deny) or None (no opinion: ask the next one).
+Rule = Callable[["User | AnonymousUser", Action, "Sandbox"], Awaitable[bool | None]]
+
+_rules: list[Rule] = []
+
+
+def register(rule: Rule) -> None:
+    """Add a rule; rules are asked in the order they were registered."""
+    if rule not in _rules:
+        _rules.append(rule)
+
+
+async def may(user: User | AnonymousUser, action: Action, sandbox: Sandbox) -> bool:
+    """Whether ``user`` may do ``action`` to ``sandbox``; nobody may by default."""
+    if not user.is_authenticated:
+        return False
+    if user.pk == sandbox.owner_id:
+        return True
+    for rule in _rules:
+        answer = await rule(user, action, sandbox)
+        if answer is not None:
+            return answer
+    return False
+
+
+# A non-owner's open streams (terminal output, file watch) notice a withdrawn right
+# within this many seconds and end.
+RECHECK_SECONDS = 5.0
+
+
+async def until_denied(
+    user: User | AnonymousUser,
+    action: Action,
+    sandbox: Sandbox,
+    interval: float = RECHECK_SECONDS,
+) -> None:
+    """Return once ``user`` may no longer do ``action`` (run it as a task)."""
+    while True:
+        await asyncio.sleep(interval)
+        if not await may(user, action, sandbox):
+            return
+
+
+async def while_allowed(
+    events: AsyncGenerator[bytes, None],
+    user: User | AnonymousUser,
+    action: Action,
+    sandbox: Sandbox,
+    interval: float = RECHECK_SECONDS,
+) -> AsyncIterator[bytes]:
+    """Pass a stream through, ending it once ``user`` may no longer do ``action``
+    (checked between chunks, which the stream's keep-alives make periodic)."""
+    checked = time.monotonic()
+    try:
+        async for chunk in events:
+            if time.monotonic() - checked >= interval:
+                checked = time.monotonic()
+                if not await may(user, action, sandbox):
+                    return
+            yield chunk
+    finally:
+        await events.aclose()
