@@ -5,16 +5,24 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: run setup test test-unit bench lint format typecheck assets image clean
+.PHONY: run setup test test-unit bench lint format typecheck assets image lock clean
 
-$(VENV)/.installed: pyproject.toml sdk/python/pyproject.toml
+# Dependencies come from requirements.lock (exact versions, pip included); the two
+# packages of this repository are then installed on top without resolving anything.
+$(VENV)/.installed: requirements.lock pyproject.toml sdk/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
-	$(VENV)/bin/pip install -q -e ./sdk/python
+	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -e . -e ./sdk/python
 	@touch $@
+
+# Refresh requirements.lock after changing dependencies in either pyproject.toml:
+# existing pins are kept unless LOCK_ARGS=--upgrade (or --upgrade-package NAME).
+lock: $(VENV)/.installed
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile -q --extra dev --strip-extras \
+	  --allow-unsafe --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) \
+	  -o requirements.lock pyproject.toml sdk/python/pyproject.toml
 
 setup: $(VENV)/.installed
 	@$(PY) manage.py check_engine
