@@ -3,9 +3,9 @@
 ``TokenAuthMiddleware`` sits inside Channels' ``AuthMiddlewareStack`` (which puts
 the session's user in ``scope["user"]``) and, when the upgrade carries a token in
 ``?token=`` or an ``Authorization: Bearer`` header, replaces that user with the
-token's owner. A token that does not verify leaves an anonymous user and the reason
-in ``scope["auth_error"]``, so consumers refuse the upgrade (never accept then
-close).
+token's owner (sandboxes/callers.py decides). A token that does not verify leaves
+an anonymous user and the reason in ``scope["auth_error"]``, so consumers refuse
+the upgrade (never accept then close).
 
 Browser upgrades are protected against cross-site WebSocket hijacking by
 ``WebSocketOriginValidator`` around the whole stack in ide/asgi.py: an upgrade with
@@ -21,26 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
 
-from sandboxes.api.auth import bearer_token, user_for_token
+from sandboxes import callers
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def token_from_scope(scope: dict[str, Any]) -> str | None:
-    """The token a WebSocket upgrade carries, "" for a malformed one, None if none."""
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            return bearer_token(value.decode("latin-1")) or ""
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    if "token" in query:
-        return query["token"][-1].strip()
-    return None
 
 
 class TokenAuthMiddleware:
@@ -49,12 +37,11 @@ class TokenAuthMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope.get("type") == "websocket":
-            token = token_from_scope(scope)
-            if token is not None:
-                user = await user_for_token(token) if token else None
-                scope = {**scope, "user": user or AnonymousUser(), "auth_method": "token"}
-                if user is None:
-                    scope["auth_error"] = "invalid_token"
+            caller = await callers.scope_caller(scope, session=False)
+            if caller.credential == "token":
+                scope = {**scope, "user": caller.user, "auth_method": "token"}
+                if caller.refusal is not None:
+                    scope["auth_error"] = caller.refusal.code
         return await self.inner(scope, receive, send)
 
 

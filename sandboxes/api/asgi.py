@@ -3,8 +3,9 @@
 Django's built-in middleware runs its hooks through ``sync_to_async``, one thread
 hop each way per middleware; for an API whose exec round trip should cost a few
 milliseconds that is most of the budget. API views need none of it: ``ApiAuth``
-reads the bearer token or loads the session itself (async) and checks CSRF, and
-``ApiErrorMiddleware`` shapes errors. Pages keep the full stack.
+asks sandboxes/callers.py, which reads the bearer token or loads the session
+itself (async) and checks CSRF, and ``ApiErrorMiddleware`` shapes errors. Pages
+keep the full stack.
 
 A request body is admitted before any of it is read (``admit``): a caller without
 valid credentials hears 401, a body declared larger than its route takes hears
@@ -14,7 +15,6 @@ the socket is paused; under another server ``ApiHandler`` asks it itself.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
-from sandboxes.errors import SandboxError
+from sandboxes import callers
 
-from .auth import ApiAuth
 from .errors import ApiErrorMiddleware
 
 log = logging.getLogger(__name__)
@@ -40,9 +39,6 @@ _UPLOAD_ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/api/v1/sandboxes/[^/]+/files/(content|upload)/?$"), "FILES_MAX_UPLOAD"),
     (re.compile(r"^/api/v1/templates/[^/]+/files/?$"), "template files"),
 ]
-# Headers that describe a body: left out when authenticating from the headers alone
-# (the CSRF check must not go looking for a form token in a body not read yet).
-_BODY_HEADERS = {b"content-length", b"content-type", b"transfer-encoding"}
 
 
 @dataclass(frozen=True)
@@ -100,12 +96,9 @@ async def admit(scope: Any) -> Admission:
     """Refuse a body from the headers: without valid credentials (401, or 403 for a
     session caller without the CSRF token), or declared larger than the route takes."""
     by_size = admit_size(scope, *body_limit(scope["path"]))
-    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in _BODY_HEADERS]
-    request = ASGIRequest({**scope, "headers": headers}, io.BytesIO())
-    try:
-        await ApiAuth()(request)
-    except SandboxError as exc:
-        refusal = _error(exc.status, exc.code, exc.message)
+    refused = (await callers.api_caller(callers.headers_request(scope))).refusal
+    if refused is not None:
+        refusal = _error(refused.status, refused.code, refused.message)
         return Admission(by_size.limit, by_size.too_large, refusal)
     return by_size
 

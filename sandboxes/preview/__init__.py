@@ -42,34 +42,27 @@ import contextlib
 import functools
 import hmac
 import html
-import io
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import h11
 from django.conf import settings
-from django.contrib.auth import aget_user
-from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.core import signing
-from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.request import validate_host
-from ninja.utils import check_csrf
 from wsproto import ConnectionType, WSConnection
 from wsproto import events as ws
 
 from container.agent.protocol import CHUNK, Channel, Tunnel, TunnelOpen
-from sandboxes import ports, services, wsauth
+from sandboxes import callers, ports, services, wsauth
 from sandboxes.agent.client import receive_message
-from sandboxes.api.auth import bearer_token, user_for_token
 from sandboxes.errors import SandboxError
 from sandboxes.models import ExposedPort, Sandbox
 
@@ -80,9 +73,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 AUTH_PATH = "/__sandbox_preview_auth"
-COOKIE_NAME = "sandbox_preview"
+COOKIE_NAME = callers.PREVIEW_COOKIE
 TICKET_SALT = "sandboxes.preview.ticket"
-COOKIE_SALT = "sandboxes.preview.cookie"
 TICKET_MAX_AGE = 60
 FALLBACK_PREFIX = "/preview/"
 # Response bytes handed to the server per send: whatever the tunnel has buffered, up
@@ -181,19 +173,6 @@ def _http_scheme(scope: Scope) -> str:
     return {"ws": "http", "wss": "https"}.get(scheme, scheme)
 
 
-def _cookie_values(scope: Scope, wanted: str) -> list[str]:
-    """Every value the request carries for the cookie ``wanted``, in order: a browser
-    sends several under one name (other paths, or one tossed in by a sibling host)."""
-    found = []
-    for key, value in scope.get("headers", ()):
-        if key.lower() == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                name, sep, val = part.strip().partition("=")
-                if sep and name.strip() == wanted:
-                    found.append(val.strip())
-    return found
-
-
 # --------------------------------------------------------------------------- the layer
 
 
@@ -248,7 +227,7 @@ async def _serve_preview(scope: Scope, receive: Receive, send: Send, host: str, 
         if scope["type"] == "websocket" and not _preview_origin_allowed(scope):
             await send({"type": "websocket.close", "code": 4403})
             return
-        user_id = _preview_cookie_user(scope, name)
+        user_id = callers.preview_cookie_user(scope, name)
         if user_id is None or not await _may_open_cached(user_id, exposed.sandbox):
             if scope["type"] == "http":
                 await _redirect(send, _login_url(scope, host))
@@ -876,28 +855,6 @@ def _login_url(scope: Scope, host: str) -> str:
     return ide_origin(scheme, port) + "/preview-auth/?" + urlencode({"next": here})
 
 
-def _user_id(data: object) -> int | None:
-    value = data.get("u") if isinstance(data, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _preview_cookie_user(scope: Scope, name: str) -> int | None:
-    """The user the first valid ``sandbox_preview`` cookie for this host names, if any.
-
-    Every value is tried, not only the first: a stale cookie, or one another host
-    managed to set, must not hide the valid one (nor can it stand in for it: each is
-    signed and bound to its host).
-    """
-    for value in _cookie_values(scope, COOKIE_NAME):
-        try:
-            data = signing.loads(value, salt=COOKIE_SALT, max_age=settings.PREVIEW_COOKIE_MAX_AGE)
-        except signing.BadSignature:
-            continue
-        if isinstance(data, dict) and data.get("h") == name and _user_id(data) is not None:
-            return _user_id(data)
-    return None
-
-
 def _preview_origin_allowed(scope: Scope) -> bool:
     """A WebSocket to a private port, which the preview cookie authenticates, must come
     from a page of that same preview host (scheme, host and port).
@@ -954,7 +911,8 @@ async def _accept_ticket(scope: Scope, send: Send, name: str) -> None:
         data = signing.loads(query.get("ticket", [""])[0], salt=TICKET_SALT, max_age=TICKET_MAX_AGE)
     except signing.BadSignature:
         data = None
-    if not isinstance(data, dict) or data.get("h") != name or _user_id(data) is None:
+    user_id = callers.signed_user_id(data)
+    if not isinstance(data, dict) or data.get("h") != name or user_id is None:
         await _page(
             send,
             403,
@@ -965,7 +923,7 @@ async def _accept_ticket(scope: Scope, send: Send, name: str) -> None:
         return
     next_path = _local_path(data.get("n")) or "/"
     cookie = SimpleCookie()
-    cookie[COOKIE_NAME] = signing.dumps({"h": name, "u": _user_id(data)}, salt=COOKIE_SALT)
+    cookie[COOKIE_NAME] = callers.preview_cookie(name, user_id)
     morsel = cookie[COOKIE_NAME]
     morsel["path"] = "/"
     morsel["max-age"] = settings.PREVIEW_COOKIE_MAX_AGE
@@ -1062,31 +1020,6 @@ async def preview_auth_view(request: HttpRequest) -> HttpResponse:
 # --------------------------------------------------------------------------- path fallback
 
 
-async def _fallback_caller(scope: Scope) -> tuple[Any, bool]:
-    """Who calls the path fallback, and whether by the session cookie.
-
-    A token (``Authorization: Bearer``, or ``?token=`` on a WebSocket) decides alone,
-    as on the IDE's own WebSockets; only a caller named by the cookie, which the
-    browser attaches to requests that other pages start, needs the CSRF check
-    (``_browser_check_fails``).
-    """
-    if scope["type"] == "websocket":
-        token = wsauth.token_from_scope(scope)
-    else:
-        header = _header(scope, b"authorization")
-        token = (bearer_token(header) or "") if header else None
-    if token is not None:
-        return (await user_for_token(token) if token else None) or AnonymousUser(), False
-    keys = _cookie_values(scope, settings.SESSION_COOKIE_NAME)
-    if not keys:
-        return AnonymousUser(), False
-
-    class _Request:
-        session = import_module(settings.SESSION_ENGINE).SessionStore(keys[0])
-
-    return await aget_user(_Request()), True  # type: ignore[arg-type]
-
-
 def _browser_check_fails(scope: Scope, by_session: bool) -> bool:
     """A WebSocket whose ``Origin`` is not exactly one of the IDE's own
     (``wsauth.ide_origins``), as on the IDE's other WebSockets; for a session caller,
@@ -1100,17 +1033,9 @@ def _browser_check_fails(scope: Scope, by_session: bool) -> bool:
     """
     if scope["type"] == "websocket":
         return not wsauth.origin_allowed(scope, wsauth.ide_origins(scope))
-    if not by_session or scope["method"] in ("GET", "HEAD", "OPTIONS", "TRACE"):
-        return False
     # Django's check on the headers alone: the body is streamed to the app, never
     # read here (without a form content type the CSRF check reads no form field).
-    headers = [
-        (key, value)
-        for key, value in scope.get("headers", ())
-        if key.lower() not in (b"content-type", b"content-length", b"transfer-encoding")
-    ]
-    request = ASGIRequest({**scope, "headers": headers}, io.BytesIO())
-    return check_csrf(request) is not None
+    return by_session and callers.csrf_fails(callers.headers_request(scope))
 
 
 _FALLBACK = re.compile(r"^/preview/(?P<id>[a-z0-9]{12})/(?P<port>[0-9]{1,5})(?P<rest>/.*)?$")
@@ -1119,7 +1044,8 @@ _FALLBACK = re.compile(r"^/preview/(?P<id>[a-z0-9]{12})/(?P<port>[0-9]{1,5})(?P<
 async def _serve_fallback(scope: Scope, receive: Receive, send: Send) -> None:
     """``/preview/{id}/{port}/…`` on the IDE host, for the sandbox's owner only."""
     match = _FALLBACK.match(scope["path"])
-    user, by_session = await _fallback_caller(scope)
+    caller = await callers.scope_caller(scope)
+    user, by_session = caller.user, caller.credential == "session"
     if user.is_authenticated and _browser_check_fails(scope, by_session):
         await _refuse(
             scope,

@@ -10,7 +10,7 @@ import pytest
 from django.core import signing
 from django.test import override_settings
 
-from sandboxes import preview, wsauth
+from sandboxes import callers, preview, wsauth
 
 HOST = "3000-abcdefghij12-0123456789abcdef.preview.localhost"
 
@@ -63,13 +63,19 @@ def test_local_paths(value: object, expected: str | None) -> None:
 
 
 def test_every_preview_cookie_value_is_tried() -> None:
-    good = signing.dumps({"h": HOST, "u": 7}, salt=preview.COOKIE_SALT)
-    other_host = signing.dumps({"h": "x" + HOST, "u": 8}, salt=preview.COOKIE_SALT)
+    good = signing.dumps({"h": HOST, "u": 7}, salt=callers.PREVIEW_COOKIE_SALT)
+    other_host = signing.dumps({"h": "x" + HOST, "u": 8}, salt=callers.PREVIEW_COOKIE_SALT)
     cookie = f"sandbox_preview=forged; sandbox_preview={other_host}; a=1; sandbox_preview={good}"
     scope = {"headers": [(b"cookie", cookie.encode())]}
-    assert preview._preview_cookie_user(scope, HOST) == 7
+    assert callers.preview_cookie_user(scope, HOST) == 7
     assert (
-        preview._preview_cookie_user({"headers": [(b"cookie", b"sandbox_preview=x")]}, HOST) is None
+        callers.preview_cookie_user({"headers": [(b"cookie", b"sandbox_preview=x")]}, HOST) is None
+    )
+    assert (
+        callers.preview_cookie_user(
+            {"headers": [(b"cookie", f"sandbox_preview={good}".encode())]}, "x" + HOST
+        )
+        is None
     )
 
 
