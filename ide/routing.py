@@ -9,7 +9,7 @@ from django.urls import re_path
 from sandboxes.consumers import ExecConsumer, TerminalConsumer
 
 websocket_urlpatterns: list[Any] = [
-    # Terminals and live command output (issue 4). The name is matched loosely so a
+    # Terminals and live command output. The name is matched loosely so a
     # bad one is refused with a clear code (4400) instead of an unrouted upgrade.
     re_path(
         r"^ws/sandboxes/(?P<sandbox_id>[^/]+)/terminals/(?P<name>[^/]*)$",

@@ -189,7 +189,7 @@ EXEC_MAX_TIMEOUT = env_float("EXEC_MAX_TIMEOUT", 24 * 3600.0, minimum=1.0)
 API_MAX_JSON_BODY = env_bytes("API_MAX_JSON_BODY", "4m")
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_JSON_BODY
 
-# --------------------------------------------------------------------- preview URLs (issue 5)
+# --------------------------------------------------------------------- preview URLs
 # The IDE's own origin, where private previews send the browser to check the login,
 # e.g. "https://ide.example.com". Empty: http://localhost:<the preview request's port>.
 IDE_BASE_URL = env_str("IDE_BASE_URL", "").rstrip("/")
@@ -199,24 +199,24 @@ PREVIEW_COOKIE_MAX_AGE = env_int("PREVIEW_COOKIE_MAX_AGE", 12 * 3600, minimum=60
 # unexposing is seen at once by the process that served it, by others within this.
 PREVIEW_CACHE_SECONDS = env_float("PREVIEW_CACHE_SECONDS", 1.0)
 
-# --------------------------------------------------------------------- terminals (issue 4)
+# --------------------------------------------------------------------- terminals
 # A terminal with no client attached for this long (seconds) ends; clients may ask
 # for less with ?idle_timeout=.
 TERMINAL_IDLE_TIMEOUT = env_float("TERMINAL_IDLE_TIMEOUT", 24 * 3600.0, minimum=1.0)
 # Recent output each terminal keeps to replay when a client (re)attaches.
 TERMINAL_REPLAY_BYTES = env_bytes("TERMINAL_REPLAY_BYTES", "256k")
 
-# --------------------------------------------------------------------- files (issue 3)
+# --------------------------------------------------------------------- files
 # Raw file uploads (PUT files/content, multipart upload) bypass API_MAX_JSON_BODY and
 # are streamed to the sandbox; one file larger than this is refused with 413.
 FILES_MAX_UPLOAD = env_bytes("FILES_MAX_UPLOAD", "2g")
 
-# --------------------------------------------------------------------- processes (issue 3)
+# --------------------------------------------------------------------- processes
 # Output of each background process stream kept in the agent's memory (the tail);
 # all of it is also appended to files in the sandbox (/tmp/.sandbox-processes).
 PROCESS_LOG_BUFFER = env_bytes("PROCESS_LOG_BUFFER", "1m")
 
-# ------------------------------------------------------------------ lifecycle (issue 8)
+# ------------------------------------------------------------------ lifecycle
 # The reaper runs inside every server process (several may run; claims are atomic).
 SANDBOX_REAPER = env_bool("SANDBOX_REAPER", True)
 SANDBOX_REAP_INTERVAL = env_float("SANDBOX_REAP_INTERVAL", 10.0, minimum=0.1)
@@ -232,7 +232,7 @@ TERMINAL_MAX_PER_SANDBOX = env_int("TERMINAL_MAX_PER_SANDBOX", 16, minimum=1)
 # its agent; a template may ask for less (limits.disk_mb). "0": no quota.
 SANDBOX_DISK_QUOTA = env_bytes("SANDBOX_DISK_QUOTA", "5g")
 
-# ------------------------------------------------------------------ classroom (issue 10)
+# ------------------------------------------------------------------ classroom
 # Ready sandboxes kept per template (a template may set its own number), so a class
 # joining at once does not wait for containers to start.
 CLASSROOM_WARM_POOL = env_int("CLASSROOM_WARM_POOL", 3)

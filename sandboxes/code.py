@@ -1,4 +1,4 @@
-"""The code interpreter (API.md section Code interpreter): contexts and runs.
+"""The code interpreter (docs/api.md, Code interpreter): contexts and runs.
 
 Contexts live in the sandbox's agent (container/agent/kernels.py): Python contexts
 are Jupyter kernels, JavaScript contexts Node.js REPLs. This module speaks to the

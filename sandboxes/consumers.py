@@ -1,4 +1,4 @@
-"""WebSocket consumers: terminals and live command output (API.md, Terminals).
+"""WebSocket consumers: terminals and live command output (docs/api.md, Terminals).
 
 Thin, as jupyter_server's kernel websocket handler: authenticate and validate the
 upgrade (refusing it, never accepting then closing, when that fails), then hand the

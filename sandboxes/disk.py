@@ -1,4 +1,4 @@
-"""A sandbox's disk use against its quota (issue 8), as its agent measures it.
+"""A sandbox's disk use against its quota, as its agent measures it.
 
 The quota itself is kept inside the sandbox by the agent (container/agent/quota.py):
 the engine here cannot enforce one (see the README's lifecycle section).

@@ -155,7 +155,7 @@ AGENT_CODES: dict[str, str] = {
     "directory_not_empty": "conflict",
     "already_exists": "conflict",
     "permission_denied": "forbidden",
-    # processes, sessions and git (issue 3)
+    # processes, sessions and git
     "process_exited": "conflict",
     "git_error": "bad_request",
     "git_auth_failed": "bad_request",

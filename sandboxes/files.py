@@ -1,4 +1,4 @@
-"""Files in a sandbox (API.md section Files), through the agent.
+"""Files in a sandbox (docs/api.md, Files), through the agent.
 
 The server never opens a workspace file itself: every operation is a request to the
 sandbox's agent, and content moves as DATA frames, so an upload or a download is

@@ -1,4 +1,4 @@
-"""Git in a sandbox (issue 3): every operation runs in the sandbox's agent.
+"""Git in a sandbox: every operation runs in the sandbox's agent.
 
 Credentials for private repositories are passed per call to the agent, which hands
 them to that one git process only (see ``container/agent/gitops.py``); they are

@@ -1,4 +1,4 @@
-"""Exposed ports and their preview URLs (API.md section Ports and preview URLs).
+"""Exposed ports and their preview URLs (docs/api.md, Ports and preview URLs).
 
 Exposing a port stores a fresh 16-character token; the preview URL
 ``{port}-{id}-{token}.{PREVIEW_DOMAIN}`` carries it, so the URL itself is the

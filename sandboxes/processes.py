@@ -1,4 +1,4 @@
-"""Background processes and shell sessions of a sandbox (issue 3).
+"""Background processes and shell sessions of a sandbox.
 
 Both live in the sandbox's agent, not here: a process outlives the request that
 started it, every client that follows its logs, and this web worker. This module

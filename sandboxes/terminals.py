@@ -1,4 +1,4 @@
-"""Terminals (issue 4): the host's half of a PTY session that lives in the agent.
+"""Terminals: the host's half of a PTY session that lives in the agent.
 
 The shell, its replay buffer and the fan-out to several clients are in the agent
 (container/agent/terminals.py); this module attaches one WebSocket client to one

@@ -1,4 +1,4 @@
-"""Files and file watching (issue 3).
+"""Files and file watching.
 
 The agent runs inside the container as the sandbox user, so every path it opens,
 and every symlink it follows, resolves inside the container: that is the isolation

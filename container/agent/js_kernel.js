@@ -1,4 +1,4 @@
-// A persistent JavaScript interpreter for one code context (issue 6).
+// A persistent JavaScript interpreter for one code context.
 //
 // Started by the agent (kernels.py) as `node --expose-internals js_kernel.js EVENTS_FD`.
 // Requests come on stdin, one JSON object a line: {"id": 1, "code": "..."}. Events go to

@@ -206,7 +206,7 @@ class Error(Message):
     message: str = ""
 
 
-# Files and file watching (issue 3) ---------------------------------------------------
+# Files and file watching -------------------------------------------------------------
 
 
 @dataclass
@@ -368,7 +368,7 @@ class FileEvents(Message):
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-# Background processes and sessions (issue 3) -----------------------------------------
+# Background processes and sessions ---------------------------------------------------
 
 
 @dataclass
@@ -529,7 +529,7 @@ class SessionListing(Message):
     sessions: list[dict[str, Any]] = field(default_factory=list)
 
 
-# Git (issue 3) -----------------------------------------------------------------------
+# Git ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -558,7 +558,7 @@ class GitResult(Message):
     result: dict[str, Any] = field(default_factory=dict)
 
 
-# Terminals (issue 4) -----------------------------------------------------------------
+# Terminals ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -639,7 +639,7 @@ class TerminalKilled(Message):
     exit_code: int | None = None
 
 
-# Tunnels and ports (issue 5) ---------------------------------------------------------
+# Tunnels and ports -------------------------------------------------------------------
 
 
 @dataclass
@@ -674,7 +674,7 @@ class PortList(Message):
     ports: list[int] = field(default_factory=list)
 
 
-# Code interpreter (issue 6) ----------------------------------------------------------
+# Code interpreter --------------------------------------------------------------------
 
 
 @dataclass
@@ -772,7 +772,7 @@ class CodeRunEnd(Message):
     duration_ms: float = 0.0
 
 
-# Lifecycle and isolation (issue 8) ---------------------------------------------------
+# Lifecycle and isolation -------------------------------------------------------------
 
 
 @dataclass
@@ -794,7 +794,7 @@ class DiskUsageInfo(Message):
     message: str = ""
 
 
-# Classroom starter code (issue 10) ---------------------------------------------------
+# Classroom starter code --------------------------------------------------------------
 
 
 @dataclass

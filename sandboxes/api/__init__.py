@@ -1,4 +1,4 @@
-"""API v1: one NinjaAPI with a router per area of API.md."""
+"""API v1: one NinjaAPI with a router per area of docs/api.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API v1: the code interpreter (API.md section Code interpreter), JSON or SSE."""
+"""API v1: the code interpreter (docs/api.md, Code interpreter), JSON or SSE."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API v1: commands (API.md section Commands), as JSON or Server-Sent Events."""
+"""API v1: commands (docs/api.md, Commands), as JSON or Server-Sent Events."""
 
 from __future__ import annotations
 

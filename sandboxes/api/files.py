@@ -1,4 +1,4 @@
-"""API v1: files (API.md section Files), and file watching as Server-Sent Events.
+"""API v1: files (docs/api.md, Files), and file watching as Server-Sent Events.
 
 Content is raw bytes in both directions and streamed: a download is a
 StreamingHttpResponse fed by the agent's DATA frames, an upload is read from the

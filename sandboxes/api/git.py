@@ -1,4 +1,4 @@
-"""API v1: git (API.md section Git), for programs and the IDE's source-control panel.
+"""API v1: git (docs/api.md, Git), for programs and the IDE's source-control panel.
 
 Every route takes the repository as ``path`` (a directory in it or, for log and
 diff, a file in it; default /workspace). Clone, pull and push accept credentials

@@ -1,4 +1,4 @@
-"""API v1: ports and preview URLs (API.md section Ports and preview URLs)."""
+"""API v1: ports and preview URLs (docs/api.md, Ports and preview URLs)."""
 
 from __future__ import annotations
 

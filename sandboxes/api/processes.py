@@ -1,4 +1,4 @@
-"""API v1: background processes (API.md section Background processes) and shell
+"""API v1: background processes (docs/api.md, Background processes) and shell
 sessions (``POST /sessions``, then ``exec`` with ``session``)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API v1: sandboxes (API.md section Sandboxes)."""
+"""API v1: sandboxes (docs/api.md, Sandboxes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API v1: templates and their starter code (issue 10; README "API extensions").
+"""API v1: templates and their starter code (docs/api.md, Templates and starter code).
 
 Templates are their owner's (staff may use any); someone else's answers 404 like a
 missing one. The values are validated by the service (sandboxes/classroom/

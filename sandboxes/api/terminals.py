@@ -1,4 +1,4 @@
-"""API v1: terminals (API.md section Terminals). The terminals themselves are
+"""API v1: terminals (docs/api.md, Terminals). The terminals themselves are
 WebSockets (sandboxes/consumers.py); these list and end them."""
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
-"""Classroom (issue 10): templates, courses with invite links, a teacher's view,
+"""Classroom: templates, courses with invite links, a teacher's view,
 workspace reset and starter-code updates, sharing, and a warm pool per template."""

@@ -1,4 +1,4 @@
-"""Templates in the browser (issue 10): the dashboard offers the user's templates,
+"""Templates in the browser: the dashboard offers the user's templates,
 creating from one gives a sandbox with the starter files, and the IDE opens the
 template's files and points the preview pane at its port once a server listens.
 Screenshot: test-artifacts/template-ide.png."""

@@ -1,4 +1,4 @@
-"""Classroom (issue 10) through the API against real sandboxes: invites, joining,
+"""Classroom through the API against real sandboxes: invites, joining,
 the teacher's read-only view, reset with an archive, starter updates that never
 overwrite a student's edits, sharing, and every cross-access a user might try.
 """

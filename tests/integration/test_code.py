@@ -1,4 +1,4 @@
-"""The code interpreter (API.md section Code interpreter) in a real sandbox.
+"""The code interpreter (docs/api.md, Code interpreter) in a real sandbox.
 
 Python contexts are Jupyter kernels, JavaScript contexts Node.js REPLs; every test
 speaks HTTP to the live test server, as a client would.

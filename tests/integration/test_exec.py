@@ -1,4 +1,4 @@
-"""Commands (API.md section Commands) in a real sandbox: JSON and Server-Sent Events."""
+"""Commands (docs/api.md, Commands) in a real sandbox: JSON and Server-Sent Events."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Files (API.md section Files) and file watching in a real sandbox."""
+"""Files (docs/api.md, Files) and file watching in a real sandbox."""
 
 from __future__ import annotations
 

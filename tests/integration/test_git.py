@@ -1,4 +1,4 @@
-"""Git (API.md section Git, and the source-control routes) in a real sandbox.
+"""Git (docs/api.md, Git, and the source-control routes) in a real sandbox.
 
 There is no internet here: the remotes are bare repositories made inside the
 sandbox, reached by file:// URLs, and for credentials a small HTTP server (in the

@@ -1,4 +1,4 @@
-"""Preview URLs (API.md section Ports and preview URLs) against real sandboxes.
+"""Preview URLs (docs/api.md, Ports and preview URLs) against real sandboxes.
 
 Test programs (tests/integration/preview_apps.py) run inside the sandbox; the tests
 reach them as a browser would, through the live server with the preview Host.

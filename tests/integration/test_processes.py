@@ -1,4 +1,4 @@
-"""Background processes (API.md section Background processes) in a real sandbox."""
+"""Background processes (docs/api.md, Background processes) in a real sandbox."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sandboxes API (API.md section Sandboxes) against the real engine."""
+"""Sandboxes API (docs/api.md, Sandboxes) against the real engine."""
 
 from __future__ import annotations
 

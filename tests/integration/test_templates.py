@@ -1,4 +1,4 @@
-"""Templates and starter code (issue 10) through the HTTP API, in real sandboxes.
+"""Templates and starter code through the HTTP API, in real sandboxes.
 
 The starter repositories are file:// repositories made on the host in a temporary
 directory; the test server allows them (TEMPLATE_REPO_ALLOW_LOCAL=1). The server

@@ -1,4 +1,4 @@
-"""Terminals (API.md section Terminals) against the live server and real containers,
+"""Terminals (docs/api.md, Terminals) against the live server and real containers,
 over real WebSockets, as a browser tab or a program would use them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Viewers see a student's previews (issue 10): a course's teacher lists the student's
+"""Viewers see a student's previews: a course's teacher lists the student's
 ports and opens their public and private previews, never exposes or unexposes; a
 classmate sees them only while a view is shared; nobody else sees them at all; and
 when the teacher's access ends, so do the listing and the private preview.

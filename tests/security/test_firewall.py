@@ -21,7 +21,7 @@ import pytest
 from tests.integration.test_isolation import reach, run
 from tests.server import LiveServer, _remove_prefixed, make_server
 
-# Ranges a sandbox must not reach (the list), and one routable address in
+# Ranges a sandbox must not reach (the firewall's whole list), and one routable address in
 # each that a local namespace can answer on (0.0.0.0/8 and 127.0.0.0/8 are never
 # routed by Linux, so they are checked in the rules only).
 RANGES = {

@@ -92,7 +92,7 @@ def content_url(sandbox: dict, path: str) -> str:
 def test_unauthenticated_chunked_put_is_refused_before_its_body(
     server: LiveServer, shared_sandbox: dict
 ) -> None:
-    """The issue's case: an anonymous chunked PUT to a files endpoint."""
+    """The case this guards against: an anonymous chunked PUT to a files endpoint."""
     spooled_before = open_temporary_files(server)
     head = [
         f"PUT {content_url(shared_sandbox, '/workspace/anonymous.bin')} HTTP/1.1",

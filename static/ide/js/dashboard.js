@@ -7,7 +7,7 @@ const slot = document.getElementById("dash-message");
 const form = document.getElementById("create-form");
 const createBtn = document.getElementById("create-btn");
 const templateSelect = document.getElementById("create-template");
-// The caller's templates (issue 10) by id, to offer them and to name them on cards.
+// The caller's templates by id, to offer them and to name them on cards.
 const templateNames = new Map();
 
 async function loadTemplates() {

@@ -1,4 +1,4 @@
-// A sandbox made from a template (issue 10): the first time it is opened here, the
+// A sandbox made from a template: the first time it is opened here, the
 // template's files open in the editor and the preview pane follows its port as soon
 // as something listens there.
 import { call } from "./api.js";
