@@ -11,7 +11,7 @@ roster, resets and starter updates.
 
 from __future__ import annotations
 
-from ._async_client import (
+from ._async import (
     AsyncCourse,
     AsyncFiles,
     AsyncGit,
@@ -23,7 +23,7 @@ from ._async_client import (
     AsyncTerminal,
     AsyncTerminals,
 )
-from ._sync_client import (
+from ._sync import (
     Course,
     Files,
     Git,

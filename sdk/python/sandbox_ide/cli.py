@@ -22,12 +22,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._sync_client import Course, Sandbox, Template
+from ._sync import Course, Sandbox, Template
 from .errors import InvalidRequestError, NotFoundError, SandboxIDEError
 
 
@@ -506,7 +506,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

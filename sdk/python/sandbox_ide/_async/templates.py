@@ -1,0 +1,132 @@
+"""Templates: image, starter code, setup command and limits that sandboxes are made from."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from .. import _api, _transfer
+from .._wire import NO_READ_TIMEOUT
+from ..errors import InvalidRequestError, SandboxIDEError
+from ..models import TemplateInfo
+from .resource import AsyncResource
+
+
+class AsyncTemplate(AsyncResource[TemplateInfo]):
+    """A template: image, starter code, setup command, env, limits and IDE hints that
+    sandboxes (and a course's students' sandboxes) are made from.
+
+    ``AsyncTemplate.create("py101", files="starter/")`` makes one;
+    ``AsyncSandbox.get_or_create(name, template=t)`` or a course uses it.
+    """
+
+    _collection = "templates"
+    _missing = (
+        "You have no template named {name!r}: create it with "
+        "Template.create({name!r}, files=...) or `sandbox-ide template create {name}`."
+    )
+
+    @classmethod
+    def _info(cls, data: Any) -> TemplateInfo:
+        return TemplateInfo.from_json(data)
+
+    @classmethod
+    async def create(
+        cls,
+        name: str,
+        files: Any = None,
+        *,
+        description: str | None = None,
+        image: str | None = None,
+        repo_url: str | None = None,
+        repo_branch: str | None = None,
+        setup_command: str | None = None,
+        env: dict[str, str] | None = None,
+        limits: dict[str, Any] | None = None,
+        open_files: Sequence[str] | None = None,
+        preview_port: int | None = None,
+        warm_pool: int | None = None,
+        message: str | None = None,
+        url: str | None = None,
+        token: str | None = None,
+    ) -> AsyncTemplate:
+        """Make a template. Starter code comes from ``repo_url`` (fetched now; 400
+        ``git_error`` with git's reason) and/or ``files``: ``{path: bytes | text |
+        local path}``, a local folder, or a list of local files (see ``upload``).
+
+        ``warm_pool``: how many ready sandboxes to keep for its courses' joins.
+        """
+        body = _api.drop_none(
+            name=name,
+            description=description,
+            image=image,
+            repo_url=repo_url,
+            repo_branch=repo_branch,
+            setup_command=setup_command,
+            env=env,
+            limits=limits,
+            open_files=builtins.list(open_files) if open_files is not None else None,
+            preview_port=preview_port,
+            warm_pool=warm_pool,
+        )
+        parts = _transfer.starter_parts(files) if files is not None else []
+        template = await cls._create(body, url, token, timeout=NO_READ_TIMEOUT)
+        if parts:
+            try:
+                await template._put_files(parts, message)
+            except BaseException:
+                with contextlib.suppress(SandboxIDEError):
+                    await template.delete()
+                raise
+        return template
+
+    @classmethod
+    async def get(
+        cls, template_id: str, *, url: str | None = None, token: str | None = None
+    ) -> AsyncTemplate:
+        """A template by id (yours; NotFoundError for anyone else's)."""
+        return await cls._by_id(template_id, url, token)
+
+    async def update(self, **changes: Any) -> TemplateInfo:
+        """Change fields (``name``, ``description``, ``image``, ``repo_url``,
+        ``repo_branch``, ``setup_command``, ``env``, ``limits``, ``open_files``,
+        ``preview_port``, ``warm_pool``); a new ``repo_url`` is fetched at once."""
+        data = await self._http.json("PATCH", self._path, json=changes, timeout=NO_READ_TIMEOUT)
+        self.info = TemplateInfo.from_json(data)
+        return self.info
+
+    async def upload(self, files: Any, *, message: str | None = None) -> TemplateInfo:
+        """Commit files on top of the starter code: ``{path: bytes | text | local
+        path}`` (a path like ``src/app.py`` keeps its folders), a local folder (its
+        contents land at the starter's root) or a list of local files (by name).
+        Existing courses get it with ``course.push_update()``."""
+        parts = _transfer.starter_parts(files)
+        if not parts:
+            raise InvalidRequestError("Give at least one file to upload.", code="invalid_upload")
+        return await self._put_files(parts, message)
+
+    async def _put_files(
+        self, parts: builtins.list[tuple[str, bytes]], message: str | None
+    ) -> TemplateInfo:
+        data = await self._http.json(
+            "PUT",
+            self._path + "/files",
+            files=_transfer.starter_files(parts),
+            data=_api.drop_none(message=message),
+            timeout=NO_READ_TIMEOUT,
+        )
+        self.info = TemplateInfo.from_json(data)
+        return self.info
+
+    async def refresh_repo(self) -> TemplateInfo:
+        """Fetch the template's repository again (its branch's newest commit)."""
+        data = await self._http.json("POST", self._path + "/refresh", timeout=NO_READ_TIMEOUT)
+        self.info = TemplateInfo.from_json(data)
+        return self.info
+
+    async def delete(self) -> None:
+        """Delete the template (ConflictError ``template_in_use`` while a course
+        uses it), then close the client."""
+        await self._delete()
