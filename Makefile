@@ -51,6 +51,7 @@ bench: setup
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(PY) sdk/python/unasync.py --check
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
