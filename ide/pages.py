@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
-from . import classroom_views, views
+from . import views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("sandboxes/<str:sandbox_id>/", views.workspace, name="workspace"),
-    path("courses/", classroom_views.courses, name="courses"),
-    path("courses/<str:course_id>/", classroom_views.course, name="course"),
-    path("join/<str:token>/", classroom_views.join, name="join"),
+    path("", include("sandboxes.classroom.urls")),  # the app's pages, by name
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(

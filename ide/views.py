@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import urlsplit
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -18,15 +17,12 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import Resolver404, resolve
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
-from sandboxes.classroom import services as classroom
-from sandboxes.classroom.access import can_view
-from sandboxes.errors import SandboxError
 from sandboxes.models import ApiToken, Sandbox
+from sandboxes.policy import invited, may
 
 _NEW_TOKEN_SESSION_KEY = "ide_new_api_token"  # noqa: S105 - a session key name
 
@@ -46,30 +42,14 @@ def signup_context(request: HttpRequest) -> dict[str, Any]:
     return {"signup_mode": settings.SIGNUP}
 
 
-def _invite_token(next_url: str | None) -> str | None:
-    """The token of a course invite link (``/join/<token>/``) given as ``next``."""
-    if not next_url:
-        return None
-    try:
-        match = resolve(urlsplit(next_url).path)
-    except Resolver404:
-        return None
-    return str(match.kwargs["token"]) if match.url_name == "join" else None
-
-
 def _signup_refused(request: HttpRequest, next_url: str | None) -> HttpResponse | None:
-    """SIGNUP=closed: no sign-up page; SIGNUP=invite: only on the way to a usable
-    invite link (the course's join page links here with ``next``)."""
+    """SIGNUP=closed: no sign-up page; SIGNUP=invite: only on the way to an invitation
+    an app recognises (a course's join page links here with ``next``)."""
     if settings.SIGNUP == "open":
         return None
     if settings.SIGNUP == "invite":
-        token = _invite_token(next_url)
-        if token is not None:
-            try:
-                async_to_sync(classroom.find_invite)(token)
-                return None
-            except SandboxError:
-                pass
+        if next_url and async_to_sync(invited)(next_url):
+            return None
         message = (
             "Sign-up on this server is by invitation: open the invite link your "
             "teacher gave you and sign up from there."
@@ -155,6 +135,6 @@ def workspace(request: HttpRequest, sandbox_id: str) -> HttpResponse:
     if sandbox is None:
         raise Http404("No such sandbox.")
     readonly = sandbox.owner_id != request.user.pk
-    if readonly and not async_to_sync(can_view)(request.user, sandbox.id):
+    if readonly and not async_to_sync(may)(request.user, "view", sandbox):
         raise Http404("No such sandbox.")
     return render(request, "ide.html", {"sandbox": sandbox, "readonly": readonly})

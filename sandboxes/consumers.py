@@ -2,7 +2,7 @@
 
 Thin, as jupyter_server's kernel websocket handler: authenticate and validate the
 upgrade (refusing it, never accepting then closing, when that fails), then hand the
-traffic to a session object (sandboxes/terminals.py) or to services.exec_stream.
+traffic to a session object (sandboxes/terminals.py) or to execs.exec_stream.
 
 Refusals close before accept with ``4000 + HTTP status``: 4401 no or bad
 credentials, 4404 no such sandbox (someone else's included), 4400 bad name or
@@ -16,17 +16,19 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator
-from typing import Any, cast
+from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from pydantic import ValidationError
 
-from sandboxes import services, terminals
-from sandboxes.agent.client import ExecEvent
-from sandboxes.classroom.access import until_revoked
+from sandboxes import terminals
+from sandboxes.api.schemas import ExecIn
+from sandboxes.api.serialize import exit_out
 from sandboxes.errors import BadRequest, Forbidden, SandboxError
+from sandboxes.execs import ExecRequest, Text, exec_stream, text_events
+from sandboxes.lifecycle import get_sandbox
 from sandboxes.models import Sandbox
+from sandboxes.policy import Action, until_denied
 from sandboxes.wsauth import scope_user
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,8 @@ class _SandboxConsumer(AsyncWebsocketConsumer):
             return False
         try:
             self.prepare()
-            self.sandbox = await services.get_sandbox(
-                user, self.scope["url_route"]["kwargs"]["sandbox_id"], access=self.access()
+            self.sandbox = await get_sandbox(
+                user, self.scope["url_route"]["kwargs"]["sandbox_id"], action=self.action()
             )
         except SandboxError as exc:
             await self.close(code=close_code(exc))
@@ -64,9 +66,9 @@ class _SandboxConsumer(AsyncWebsocketConsumer):
     def prepare(self) -> None:
         """Validate the URL before the sandbox is looked up (raise BadRequest)."""
 
-    def access(self) -> services.Access:
-        """Only the owner by default; a read-only terminal attach lets viewers in."""
-        return "owner"
+    def action(self) -> Action:
+        """Acting as the owner by default; a read-only terminal attach only looks."""
+        return "use"
 
     def output(self) -> terminals.WebSocketOut:
         return terminals.WebSocketOut(
@@ -100,8 +102,8 @@ class TerminalConsumer(_SandboxConsumer):
             self.scope["url_route"]["kwargs"]["name"], self.scope.get("query_string", b"")
         )
 
-    def access(self) -> services.Access:
-        return "read" if self.options.readonly else "owner"
+    def action(self) -> Action:
+        return "view" if self.options.readonly else "use"
 
     async def connect(self) -> None:
         if not await self.authorize() or self.sandbox is None:
@@ -116,7 +118,7 @@ class TerminalConsumer(_SandboxConsumer):
     async def close_when_revoked(self, user: Any) -> None:
         """A teacher or classmate watching: the view may be taken away meanwhile."""
         assert self.sandbox is not None  # noqa: S101 - set in connect
-        await until_revoked(user, self.sandbox.id)
+        await until_denied(user, "view", self.sandbox)
         await self.fail(Forbidden("This view was revoked.", code="view_revoked"))
         if self.relay is not None:
             self.relay.cancel()
@@ -159,30 +161,16 @@ class ExecConsumer(_SandboxConsumer):
             return
         self.relay = asyncio.create_task(self.run(request))
 
-    async def run(self, request: services.ExecRequest) -> None:
+    async def run(self, request: ExecRequest) -> None:
         assert self.sandbox is not None  # noqa: S101 - set in connect
         out = self.output()
-        decoders = {"stdout": services.TextStream(), "stderr": services.TextStream()}
-        events = cast(AsyncGenerator[ExecEvent, None], services.exec_stream(self.sandbox, request))
+        events = text_events(exec_stream(self.sandbox, request))
         try:
-            async for event in events:
-                if event.kind in decoders:
-                    if text := decoders[event.kind].feed(event.data):
-                        await out.event({"type": event.kind, "data": text})
-                elif event.kind == "exit" and event.exit is not None:
-                    for name, decoder in decoders.items():
-                        if tail := decoder.flush():
-                            await out.event({"type": name, "data": tail})
-                    code = event.exit.exit_code
-                    await out.event(
-                        {
-                            "type": "exit",
-                            "exit_code": code,
-                            "success": code == 0 and not event.exit.timed_out,
-                            "timed_out": event.exit.timed_out,
-                            "duration_ms": event.exit.duration_ms,
-                        }
-                    )
+            async for item in events:
+                if isinstance(item, Text):
+                    await out.event({"type": item.stream, "data": item.text})
+                elif item.exit is not None:
+                    await out.event({"type": "exit", **exit_out(item.exit)})
                     await self.close(code=1000)
                     return
         except SandboxError as exc:
@@ -191,9 +179,8 @@ class ExecConsumer(_SandboxConsumer):
             await events.aclose()
 
 
-def parse_exec(text: str | None) -> services.ExecRequest:
-    from sandboxes.api.schemas import ExecIn  # the HTTP exec body, validated the same way
-
+def parse_exec(text: str | None) -> ExecRequest:
+    """The first message: the HTTP exec body, validated the same way."""
     if not text:
         raise BadRequest("Send the command as a JSON text message first.")
     try:
@@ -206,7 +193,7 @@ def parse_exec(text: str | None) -> services.ExecRequest:
             where = str(first["loc"][0]) if first.get("loc") else "body"
             message = [f"{where}: {first.get('msg', 'is invalid')}"]
         raise BadRequest(f"Invalid exec request: {message[0]}") from None
-    return services.ExecRequest(
+    return ExecRequest(
         command=payload.command,
         cwd=payload.cwd,
         env=payload.env or {},

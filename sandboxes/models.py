@@ -1,4 +1,4 @@
-"""What the server remembers about sandboxes and API tokens.
+"""What the server remembers about sandboxes, templates and API tokens.
 
 Everything live about a sandbox (its processes, terminals, files) is in the
 container; the row holds ownership, settings and the backend's state, enough to find
@@ -63,6 +63,72 @@ class Sandbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
+
+
+def default_warm_pool() -> int:
+    return int(getattr(settings, "CLASSROOM_WARM_POOL", 0))
+
+
+class Template(models.Model):
+    """A recipe for a sandbox: image, starter code, setup, env, limits, IDE hints.
+
+    Starter code comes from a git repository (``repo_url``/``repo_branch``) or from
+    uploaded files; either way the server keeps it as a git repository of its own
+    (``sandboxes.templates.starter.repo_path``), which sandboxes' workspaces are
+    cloned from and later merged with.
+    """
+
+    id = models.CharField(primary_key=True, max_length=12, default=new_sandbox_id, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandbox_templates"
+    )
+    name = models.CharField(max_length=39)
+    description = models.TextField(blank=True, default="")
+    image = models.CharField(max_length=200, blank=True, default="")
+    repo_url = models.CharField(max_length=500, blank=True, default="")
+    repo_branch = models.CharField(max_length=200, blank=True, default="")
+    setup_command = models.TextField(blank=True, default="")
+    env = models.JSONField(default=dict, blank=True)
+    # {"memory_mb": int, "cpus": float, "disk_mb": int}; each capped by the server's.
+    limits = models.JSONField(default=dict, blank=True)
+    open_files = models.JSONField(default=list, blank=True)
+    preview_port = models.PositiveIntegerField(null=True, blank=True)
+    warm_pool = models.PositiveIntegerField(default=default_warm_pool)
+    # The starter commit new sandboxes get; empty until starter code was imported.
+    starter_head = models.CharField(max_length=40, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_template_name_per_owner")
+        ]
+        db_table = "classroom_template"  # made by the classroom app before it moved here
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class PoolEntry(models.Model):
+    """A ready sandbox waiting for a student: owned by the pool user until claimed.
+
+    Claiming deletes the entry (exactly one claimer wins) and hands the sandbox over.
+    ``starter_head`` is the starter it was built with: entries of an older starter
+    are replaced, never handed out.
+    """
+
+    sandbox = models.OneToOneField(Sandbox, on_delete=models.CASCADE, related_name="pool_entry")
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="pool")
+    starter_head = models.CharField(max_length=40, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "classroom_poolentry"  # made by the classroom app before it moved here
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"pool {self.template_id}: {self.sandbox_id}"
 
 
 def hash_token(token: str) -> str:

@@ -11,13 +11,16 @@ Actions:
 - ``"view"``: a read-only look (read files, watch a terminal, its status, open a
   shared or private preview).
 - ``"manage"``: lifecycle (change settings, sleep, delete).
+
+The same registration answers one question about accounts: with SIGNUP=invite,
+which sign-ups an app's invitation allows (``invited``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -51,6 +54,25 @@ async def may(user: User | AnonymousUser, action: Action, sandbox: Sandbox) -> b
     return False
 
 
+# Whether a sign-up on the way to ``next_url`` is invited (SIGNUP=invite).
+Invitation = Callable[[str], Awaitable[bool]]
+_invitations: list[Invitation] = []
+
+
+def register_invitation(check: Invitation) -> None:
+    """Add what recognises an invitation (the classroom: a usable invite link)."""
+    if check not in _invitations:
+        _invitations.append(check)
+
+
+async def invited(next_url: str) -> bool:
+    """Whether some app recognises ``next_url`` as an invitation to sign up."""
+    for check in _invitations:
+        if await check(next_url):
+            return True
+    return False
+
+
 # A non-owner's open streams (terminal output, file watch) notice a withdrawn right
 # within this many seconds and end.
 RECHECK_SECONDS = 5.0
@@ -75,7 +97,7 @@ async def while_allowed(
     action: Action,
     sandbox: Sandbox,
     interval: float = RECHECK_SECONDS,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Pass a stream through, ending it once ``user`` may no longer do ``action``
     (checked between chunks, which the stream's keep-alives make periodic)."""
     checked = time.monotonic()

@@ -4,7 +4,7 @@ Each pass: running sandboxes idle for ``sleep_after`` are paused, paused ones id
 ``SANDBOX_STOP_AFTER`` longer are stopped, and containers the engine has under our
 labels are reconciled with the database (orphans removed after a grace period).
 Several server processes may run passes at once: every state change is claimed
-with a conditional update in ``services.sleep_sandbox``, so exactly one wins.
+with a conditional update in ``lifecycle.sleep_sandbox``, so exactly one wins.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from sandboxes import services
+from sandboxes import lifecycle
 from sandboxes.backends import get_backend
 from sandboxes.errors import SandboxError
 from sandboxes.models import Sandbox
+from sandboxes.templates import pool
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ async def reap_once(now: datetime | None = None) -> Pass:
             if sandbox.status == Sandbox.Status.RUNNING and idle >= timedelta(
                 seconds=sandbox.sleep_after
             ):
-                if await services.sleep_sandbox(
+                if await lifecycle.sleep_sandbox(
                     sandbox, "pause", idle_since=sandbox.last_active_at
                 ):
                     result.paused += 1
@@ -52,7 +53,9 @@ async def reap_once(now: datetime | None = None) -> Pass:
                 sandbox.status == Sandbox.Status.SLEEPING
                 and sandbox.sleep_tier == "paused"
                 and idle >= timedelta(seconds=sandbox.sleep_after + settings.SANDBOX_STOP_AFTER)
-                and await services.sleep_sandbox(sandbox, "stop", idle_since=sandbox.last_active_at)
+                and await lifecycle.sleep_sandbox(
+                    sandbox, "stop", idle_since=sandbox.last_active_at
+                )
             ):
                 result.stopped += 1
         except SandboxError as exc:
@@ -87,8 +90,6 @@ async def remove_orphans() -> int:
 
 async def run_forever() -> None:
     """The reaper loop; survives its own errors (and an engine that is down)."""
-    from sandboxes.classroom import pool  # an app on top of the core
-
     while True:
         try:
             await reap_once()

@@ -40,7 +40,7 @@ def _tokens(server: LiveServer, users: list[str]) -> dict[str, str]:
 
 def _pool_ready(server: LiveServer, template_id: str) -> int:
     code = (
-        "from sandboxes.classroom.models import PoolEntry\n"
+        "from sandboxes.models import PoolEntry\n"
         f"print(PoolEntry.objects.filter(template_id={template_id!r}).count())\n"
     )
     return int(server.manage("shell", "-c", code).strip().splitlines()[-1])

@@ -26,6 +26,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
 from sandboxes import callers
+from sandboxes.templates import MAX_UPLOAD_BYTES
 
 from .errors import ApiErrorMiddleware
 
@@ -59,8 +60,6 @@ def body_limit(path: str) -> tuple[int, str]:
     for pattern, name in _UPLOAD_ROUTES:
         if pattern.match(path):
             if name == "template files":
-                from sandboxes.classroom.starter import MAX_UPLOAD_BYTES
-
                 return MAX_UPLOAD_BYTES + 1024 * 1024, "the template upload limit"
             return int(getattr(settings, name)), name
     return int(settings.API_MAX_JSON_BODY), "API_MAX_JSON_BODY"

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from django.http import StreamingHttpResponse
 from ninja import Router
 
-from sandboxes import services
+from sandboxes.agent.client import ExecEvent
+from sandboxes.execs import (
+    ExecRequest,
+    Text,
+    exec_collect,
+    exec_stream,
+    prepend,
+    text_events,
+)
+from sandboxes.lifecycle import get_sandbox
 
 from . import sse
 from .auth import AuthedRequest
 from .sandboxes import ERRORS
 from .schemas import ExecIn, ExecOut
+from .serialize import exec_result_out, exit_out
 
 router = Router(tags=["commands"])
 
@@ -34,8 +44,8 @@ async def exec_command(
     request: AuthedRequest, sandbox_id: str, payload: ExecIn
 ) -> dict[str, object] | StreamingHttpResponse:
     """Run a command: a string under `bash -lc`, a list as argv."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
-    exec_request = services.ExecRequest(
+    sandbox = await get_sandbox(request.auth, sandbox_id)
+    exec_request = ExecRequest(
         command=payload.command,
         cwd=payload.cwd,
         env=payload.env or {},
@@ -44,42 +54,17 @@ async def exec_command(
         session=payload.session,
     )
     if sse.wants_stream(request.headers.get("Accept", "")):
-        events = services.exec_stream(sandbox, exec_request)
+        events = exec_stream(sandbox, exec_request)
         first = await anext(events)  # errors before any output are plain JSON errors
         return sse.response(_exec_events(first, events))
-    result = await services.exec_collect(sandbox, exec_request)
-    return result.as_dict()
+    return exec_result_out(await exec_collect(sandbox, exec_request))
 
 
 async def _exec_events(
-    first: services.ExecEvent, events: AsyncIterator[services.ExecEvent]
+    first: ExecEvent, events: AsyncGenerator[ExecEvent, None]
 ) -> AsyncIterator[bytes]:
-    decoders = {"stdout": services.TextStream(), "stderr": services.TextStream()}
-
-    async def all_events() -> AsyncIterator[services.ExecEvent]:
-        yield first
-        async for event in events:
-            yield event
-
-    try:
-        async for event in all_events():
-            if event.kind in decoders:
-                text = decoders[event.kind].feed(event.data)
-                if text:
-                    yield sse.event(event.kind, {"data": text})
-            elif event.kind == "exit" and event.exit is not None:
-                for name, decoder in decoders.items():
-                    if tail := decoder.flush():
-                        yield sse.event(name, {"data": tail})
-                code = event.exit.exit_code
-                yield sse.event(
-                    "exit",
-                    {
-                        "exit_code": code,
-                        "success": code == 0 and not event.exit.timed_out,
-                        "timed_out": event.exit.timed_out,
-                        "duration_ms": event.exit.duration_ms,
-                    },
-                )
-    finally:
-        await events.aclose()
+    async for item in text_events(prepend(first, events)):
+        if isinstance(item, Text):
+            yield sse.event(item.stream, {"data": item.text})
+        elif item.exit is not None:
+            yield sse.event("exit", exit_out(item.exit))

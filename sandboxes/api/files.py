@@ -10,7 +10,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -22,10 +22,11 @@ from django.utils.http import content_disposition_header
 from ninja import Router, Schema
 from pydantic import StringConstraints
 
-from sandboxes import files, services
-from sandboxes.classroom.access import RECHECK_SECONDS, while_allowed
+from sandboxes import files
 from sandboxes.errors import BadRequest, PayloadTooLarge
+from sandboxes.lifecycle import get_sandbox
 from sandboxes.models import Sandbox
+from sandboxes.policy import RECHECK_SECONDS, Action, while_allowed
 
 from . import sse
 from .auth import AuthedRequest
@@ -88,8 +89,8 @@ def _check_path(path: str) -> str:
 
 async def _sandbox(request: AuthedRequest, sandbox_id: str) -> Sandbox:
     """Reading (GET) is open to those who may look at the sandbox; writing to its owner."""
-    access: services.Access = "read" if request.method in ("GET", "HEAD") else "owner"
-    return await services.get_sandbox(request.auth, sandbox_id, access=access)
+    action: Action = "view" if request.method in ("GET", "HEAD") else "use"
+    return await get_sandbox(request.auth, sandbox_id, action=action)
 
 
 # --------------------------------------------------------------------- listing
@@ -404,11 +405,11 @@ async def watch_files(
     started = await files.watch(sandbox, _check_path(path), recursive, names, keepalive)
     stream = _watch_events(started)
     if viewer:
-        stream = while_allowed(stream, request.auth, sandbox.id)
+        stream = while_allowed(stream, request.auth, "view", sandbox)
     return sse.response(stream)
 
 
-async def _watch_events(started: files.Watch) -> AsyncIterator[bytes]:
+async def _watch_events(started: files.Watch) -> AsyncGenerator[bytes, None]:
     yield sse.event("ready", {"path": started.path})
     async for batch in started.events:
         if not batch:

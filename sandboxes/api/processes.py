@@ -10,14 +10,16 @@ from django.http import StreamingHttpResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints, field_validator
 
-from container.agent.protocol import signal_number
+from container.agent.execs import signal_number
 from sandboxes import processes, services
 from sandboxes.errors import BadRequest
+from sandboxes.execs import Text, prepend, text_events
 
 from . import sse
 from .auth import AuthedRequest
 from .sandboxes import ERRORS
 from .schemas import Command, EnvMap, ErrorOut, StrictIn, check_env
+from .serialize import process_exit_out
 
 router = Router(tags=["processes"])
 
@@ -149,31 +151,11 @@ async def process_logs(
 async def _log_events(
     first: processes.LogEvent, events: AsyncGenerator[processes.LogEvent, None]
 ) -> AsyncIterator[bytes]:
-    decoders = {"stdout": services.TextStream(), "stderr": services.TextStream()}
-    event: processes.LogEvent | None = first
-    try:
-        while event is not None:
-            if event.kind in decoders:
-                if text := decoders[event.kind].feed(event.data):
-                    yield sse.event(event.kind, {"data": text})
-            elif event.kind == "exit" and event.process is not None:
-                for name, decoder in decoders.items():
-                    if tail := decoder.flush():
-                        yield sse.event(name, {"data": tail})
-                info = event.process
-                yield sse.event(
-                    "exit",
-                    {
-                        "exit_code": info["exit_code"],
-                        "success": info["exit_code"] == 0,
-                        "status": info["status"],
-                        "signal": info["signal"],
-                        "pid": info["pid"],
-                    },
-                )
-            event = await anext(events, None)
-    finally:
-        await events.aclose()
+    async for item in text_events(prepend(first, events)):
+        if isinstance(item, Text):
+            yield sse.event(item.stream, {"data": item.text})
+        elif item.process is not None:
+            yield sse.event("exit", process_exit_out(item.process))
 
 
 @router.delete("/sandboxes/{sandbox_id}/processes/{pid}", response={204: None, **ERRORS})

@@ -7,11 +7,11 @@ import secrets
 from django.http import HttpResponse
 from ninja import Router
 
-from sandboxes import services
-from sandboxes.classroom import templates
+from sandboxes import lifecycle
 from sandboxes.disk import disk_usage
 from sandboxes.models import Sandbox
 from sandboxes.ports import exposed_out
+from sandboxes.templates import launch, service
 
 from .auth import AuthedRequest
 from .schemas import ErrorOut, SandboxIn, SandboxList, SandboxOut, SandboxPatch, SleepIn
@@ -52,10 +52,10 @@ async def create_sandbox(
 ) -> tuple[int, dict[str, object]]:
     """Get or create the caller's sandbox by name (201 new, 200 existing), running."""
     payload = payload or SandboxIn()
-    if payload.template and payload.template != templates.DEFAULT_TEMPLATE:
+    if payload.template and payload.template != launch.DEFAULT_TEMPLATE:
         # a template of the caller's (404 otherwise), its starter installed
-        template = await templates.get_template(request.auth, payload.template)
-        sandbox, created = await templates.create_sandbox_from_template_ex(
+        template = await service.get_template(request.auth, payload.template)
+        sandbox, created = await launch.create_sandbox_from_template_ex(
             request.auth,
             template,
             payload.name or _generated_name(),
@@ -65,7 +65,7 @@ async def create_sandbox(
             egress=payload.egress or "all",
         )
         return (201 if created else 200), sandbox_out(sandbox)
-    options = services.SandboxSettings(
+    options = lifecycle.SandboxSettings(
         name=payload.name or _generated_name(),
         template=payload.template or "",
         env=payload.env or {},
@@ -73,19 +73,19 @@ async def create_sandbox(
         keep_alive=bool(payload.keep_alive),
         egress=payload.egress or "all",
     )
-    sandbox, created = await services.get_or_create_sandbox(request.auth, options)
+    sandbox, created = await lifecycle.get_or_create_sandbox(request.auth, options)
     return (201 if created else 200), sandbox_out(sandbox)
 
 
 @router.get("/sandboxes", response={200: SandboxList, **ERRORS})
 async def list_sandboxes(request: AuthedRequest) -> dict[str, object]:
-    sandboxes = await services.list_sandboxes(request.auth)
+    sandboxes = await lifecycle.list_sandboxes(request.auth)
     return {"sandboxes": [sandbox_out(s) for s in sandboxes]}
 
 
 @router.get("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})
 async def get_sandbox(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True, access="read")
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, with_ports=True, access="read")
     out = sandbox_out(sandbox)
     out["disk"] = disk = await disk_usage(sandbox)
     if disk and disk["exceeded"] and not sandbox.status_detail:
@@ -97,15 +97,15 @@ async def get_sandbox(request: AuthedRequest, sandbox_id: str) -> dict[str, obje
 async def patch_sandbox(
     request: AuthedRequest, sandbox_id: str, payload: SandboxPatch
 ) -> dict[str, object]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, with_ports=True)
     changes = payload.model_dump(exclude_unset=True)
-    return sandbox_out(await services.update_sandbox(sandbox, changes))
+    return sandbox_out(await lifecycle.update_sandbox(sandbox, changes))
 
 
 @router.delete("/sandboxes/{sandbox_id}", response={204: None, **ERRORS})
 async def delete_sandbox(request: AuthedRequest, sandbox_id: str) -> HttpResponse:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
-    await services.destroy_sandbox(sandbox)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
+    await lifecycle.destroy_sandbox(sandbox)
     return HttpResponse(status=204)
 
 
@@ -114,13 +114,13 @@ async def sleep_sandbox(
     request: AuthedRequest, sandbox_id: str, payload: SleepIn | None = None
 ) -> dict[str, object]:
     """Sleep now: ``pause`` (default; memory kept, wakes in milliseconds) or ``stop``."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True)
-    await services.sleep_sandbox(sandbox, (payload or SleepIn()).tier)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, with_ports=True)
+    await lifecycle.sleep_sandbox(sandbox, (payload or SleepIn()).tier)
     return sandbox_out(sandbox)
 
 
 @router.post("/sandboxes/{sandbox_id}/wake", response={200: SandboxOut, **ERRORS})
 async def wake_sandbox(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, with_ports=True)
-    await services.ensure_running(sandbox)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, with_ports=True)
+    await lifecycle.ensure_running(sandbox)
     return sandbox_out(sandbox)

@@ -1,8 +1,8 @@
 """API v1: templates and their starter code (docs/api.md, Templates and starter code).
 
 Templates are their owner's (staff may use any); someone else's answers 404 like a
-missing one. The values are validated by the service (sandboxes/classroom/
-templates.py), which the course code also calls.
+missing one. The values are validated by the service (sandboxes/templates/
+service.py), which the classroom also calls.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from django.http.multipartparser import MultiPartParserError
 from ninja import Router, Schema
 from pydantic import StringConstraints, field_validator
 
-from sandboxes import services
-from sandboxes.classroom import pool, starter, templates
-from sandboxes.classroom.models import Template
+from sandboxes import lifecycle
 from sandboxes.errors import BadRequest, PayloadTooLarge
+from sandboxes.models import Template
+from sandboxes.templates import MAX_UPLOAD_BYTES, launch, pool, starter
+from sandboxes.templates import service as templates
 
 from .auth import AuthedRequest
 from .schemas import EnvMap, ErrorOut, StrictIn, check_env
@@ -210,9 +211,9 @@ async def refresh_template(request: AuthedRequest, template_id: str) -> dict[str
 async def put_template_files(request: AuthedRequest, template_id: str) -> dict[str, Any]:
     """Commit uploaded files on top of the template's starter (a new one if none)."""
     declared = request.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > starter.MAX_UPLOAD_BYTES + 1024 * 1024:
+    if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + 1024 * 1024:
         raise PayloadTooLarge(
-            f"The files may add up to at most {starter.MAX_UPLOAD_BYTES} bytes.",
+            f"The files may add up to at most {MAX_UPLOAD_BYTES} bytes.",
             code="payload_too_large",
         )
     if not (request.content_type or "").startswith("multipart/form-data"):
@@ -242,8 +243,8 @@ async def put_template_files(request: AuthedRequest, template_id: str) -> dict[s
 async def update_starter(request: AuthedRequest, sandbox_id: str) -> dict[str, Any]:
     """Merge the newest starter of the sandbox's template into its workspace like
     nbgitpuller: the owner's work is never overwritten; conflicts are kept aside."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
-    return await templates.update_sandbox_starter(sandbox)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
+    return await launch.update_sandbox_starter(sandbox)
 
 
 class StarterHintsOut(Schema):
@@ -258,8 +259,8 @@ class StarterHintsOut(Schema):
 async def starter_hints(request: AuthedRequest, sandbox_id: str) -> dict[str, Any]:
     """What the IDE opens for a sandbox made from a template: its files to open and
     the port to preview (readable by whoever may look at the sandbox)."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
-    template = await templates.template_of(sandbox)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, action="view")
+    template = await launch.template_of(sandbox)
     if template is None:
         return {}
     return {

@@ -23,18 +23,13 @@ from django.db import IntegrityError
 from django.db.models import Q
 from django.utils import timezone
 
-from sandboxes import files, ports, services
-from sandboxes.classroom import pool, starter
-from sandboxes.classroom.models import (
-    Archive,
-    Course,
-    Enrollment,
-    Invite,
-    Share,
-    Template,
-)
+from sandboxes import files, lifecycle, ports
+from sandboxes.classroom.models import Archive, Course, Enrollment, Invite, Share
 from sandboxes.errors import BadRequest, Conflict, Forbidden, NotFound, SandboxError
-from sandboxes.models import Sandbox
+from sandboxes.execs import ExecRequest, exec_collect
+from sandboxes.models import Sandbox, Template
+from sandboxes.templates import pool, starter
+from sandboxes.templates.launch import create_sandbox_from_template
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +198,10 @@ async def _sandbox_for(user: User, course: Course) -> tuple[Sandbox, bool]:
     existing = await Sandbox.objects.filter(owner=user, name=name).afirst()
     if existing is not None:  # a half-finished earlier join
         return existing, False
-    await services.check_sandbox_quota(user, name)
+    await lifecycle.check_sandbox_quota(user, name)
     claimed = await pool.claim(course.template, user, name)
     if claimed is not None:
         return claimed, True
-    from sandboxes.classroom.templates import create_sandbox_from_template
-
     return await create_sandbox_from_template(user, course.template, name), False
 
 
@@ -285,9 +278,9 @@ async def reset_workspace(enrollment: Enrollment) -> Archive:
     archive = await archive_workspace(enrollment)
     sandbox = enrollment.sandbox
     assert sandbox is not None  # noqa: S101 - archive_workspace checked
-    result = await services.exec_collect(
+    result = await exec_collect(
         sandbox,
-        services.ExecRequest(command="find /workspace -mindepth 1 -delete", cwd="/", timeout=120),
+        ExecRequest(command="find /workspace -mindepth 1 -delete", cwd="/", timeout=120),
     )
     if result.exit_code != 0:
         raise SandboxError(f"Could not empty the workspace: {result.stderr[-500:]}")
@@ -359,11 +352,9 @@ async def list_shares(course: Course) -> list[Share]:
     ]
 
 
-async def share(
-    user: User, course: Course, sandbox_id: str, kind: str, port: int | None
-) -> Share:
+async def share(user: User, course: Course, sandbox_id: str, kind: str, port: int | None) -> Share:
     """Show the class a read-only view of one's sandbox, or one of its preview URLs."""
-    sandbox = await services.get_sandbox(user, sandbox_id)  # only one's own
+    sandbox = await lifecycle.get_sandbox(user, sandbox_id)  # only one's own
     if kind not in Share.Kind.values:
         raise BadRequest("kind must be 'view' or 'preview'.", code="invalid_kind")
     if kind == Share.Kind.PREVIEW:

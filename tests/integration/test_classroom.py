@@ -446,7 +446,7 @@ def test_bad_input_gets_clear_errors(school: LiveServer, klass: Class) -> None:
 
 def _pool_size(server: LiveServer, template_id: str) -> int:
     code = (
-        "from sandboxes.classroom.models import PoolEntry\n"
+        "from sandboxes.models import PoolEntry\n"
         f"print(PoolEntry.objects.filter(template_id={template_id!r}).count())\n"
     )
     return int(server.manage("shell", "-c", code).strip().splitlines()[-1])

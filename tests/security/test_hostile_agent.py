@@ -35,7 +35,7 @@ from container.agent.protocol import (
     Welcome,
     proof,
 )
-from sandboxes import code, files, git, ports, processes, services
+from sandboxes import agentconn, code, files, git, ports, processes, services
 from sandboxes.agent.client import AgentClient
 from sandboxes.backends.base import AgentAddress
 from sandboxes.errors import AgentProtocolError
@@ -102,7 +102,7 @@ async def agent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HostileAgent]:
     async def agent_for(sandbox: Sandbox) -> AgentClient:
         return AgentClient(AgentAddress(unix_path=fake.path, key=KEY))
 
-    monkeypatch.setattr(services, "agent_for", agent_for)
+    monkeypatch.setattr(agentconn, "agent_for", agent_for)
     yield fake
     server.close()
     await server.wait_closed()

@@ -55,7 +55,7 @@ def pooled(server: LiveServer, owner: str | None = None) -> int:
     """Sandboxes the warm pools hold (of one template owner's templates, or all)."""
     where = f"template__owner__username={owner!r}" if owner else ""
     code = (
-        "from sandboxes.classroom.models import PoolEntry\n"
+        "from sandboxes.models import PoolEntry\n"
         f"print(PoolEntry.objects.filter({where}).count())\n"
     )
     return int(server.manage("shell", "-c", code).strip().splitlines()[-1])

@@ -14,8 +14,6 @@ from container.agent import server as agent_server
 from container.agent import tunnel as agent_tunnel
 from container.agent.protocol import Channel, Error, Tunnel, TunnelOpen, encode_message
 from sandboxes import preview
-from sandboxes.models import Sandbox
-from sandboxes.preview import http_relay, tunnel
 from tests.agentkit import open_agent
 
 
@@ -133,8 +131,7 @@ def test_request_headers_rules() -> None:
             (b"accept", b"*/*"),
         ],
     }
-    upstream = tunnel.Upstream(Sandbox(id="abcdefghij12"), 3000, "/", "3000-x.preview.localhost")
-    headers = tunnel.request_headers(scope, upstream)
+    headers = preview._request_headers(scope, 3000, "3000-x.preview.localhost", frozenset())
     assert headers == [
         (b"host", b"localhost:3000"),
         (b"cookie", b"a=1; b=2"),
@@ -143,7 +140,7 @@ def test_request_headers_rules() -> None:
         (b"x-forwarded-proto", b"https"),
         (b"x-forwarded-for", b"10.0.0.7"),
     ]
-    response = http_relay.response_headers(
+    response = preview._response_headers(
         [
             (b"connection", b"close, x-private"),
             (b"x-private", b"1"),

@@ -1,17 +1,21 @@
-"""The service layer on a fake backend (the real agent as a local process)."""
+"""The sandbox actions (lifecycle, execs, the policy seam) on a fake backend (the real
+agent as a local process)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth.models import User
 
-from sandboxes import services
+from sandboxes import lifecycle, policy
 from sandboxes.backends import get_backend
-from sandboxes.errors import NotFound, SandboxUnavailable
+from sandboxes.errors import Forbidden, NotFound, SandboxUnavailable
+from sandboxes.execs import ExecRequest, ExecResult, Text, exec_collect, text_events
 from sandboxes.images import image_tag
+from sandboxes.locks import KeyedLocks
 from sandboxes.models import Sandbox
 from tests.fakes import LocalAgentBackend
 
@@ -39,20 +43,20 @@ async def user() -> User:
     return await User.objects.acreate(username="unit")
 
 
-async def run(sandbox: Sandbox, command: str | list[str], **kwargs: object) -> services.ExecResult:
-    return await services.exec_collect(sandbox, services.ExecRequest(command=command, **kwargs))
+async def run(sandbox: Sandbox, command: str | list[str], **kwargs: object) -> ExecResult:
+    return await exec_collect(sandbox, ExecRequest(command=command, **kwargs))
 
 
 async def test_create_runs_and_execs(backend: LocalAgentBackend, user: User) -> None:
-    sandbox, created = await services.get_or_create_sandbox(
-        user, services.SandboxSettings(name="one", env={"WHO": "unit"})
+    sandbox, created = await lifecycle.get_or_create_sandbox(
+        user, lifecycle.SandboxSettings(name="one", env={"WHO": "unit"})
     )
     assert created and sandbox.status == Sandbox.Status.RUNNING
     result = await run(sandbox, "echo $WHO; pwd")
     assert result.stdout.splitlines()[0] == "unit"
     assert result.stdout.splitlines()[1].endswith("/workspace")
-    again, created_again = await services.get_or_create_sandbox(
-        user, services.SandboxSettings(name="one")
+    again, created_again = await lifecycle.get_or_create_sandbox(
+        user, lifecycle.SandboxSettings(name="one")
     )
     assert again.id == sandbox.id and not created_again
 
@@ -62,7 +66,7 @@ async def test_concurrent_get_or_create_provisions_once(
 ) -> None:
     results = await asyncio.gather(
         *[
-            services.get_or_create_sandbox(user, services.SandboxSettings(name="race"))
+            lifecycle.get_or_create_sandbox(user, lifecycle.SandboxSettings(name="race"))
             for _ in range(5)
         ]
     )
@@ -73,9 +77,9 @@ async def test_concurrent_get_or_create_provisions_once(
 
 
 async def test_stopped_sandbox_wakes_on_next_exec(backend: LocalAgentBackend, user: User) -> None:
-    sandbox, _ = await services.get_or_create_sandbox(user, services.SandboxSettings(name="nap"))
+    sandbox, _ = await lifecycle.get_or_create_sandbox(user, lifecycle.SandboxSettings(name="nap"))
     await run(sandbox, "echo kept > note")
-    await services.sleep_sandbox(sandbox)
+    await lifecycle.sleep_sandbox(sandbox)
     assert (await Sandbox.objects.aget(pk=sandbox.pk)).status == Sandbox.Status.SLEEPING
     assert (await run(sandbox, "cat note")).stdout == "kept\n"
     assert (await Sandbox.objects.aget(pk=sandbox.pk)).status == Sandbox.Status.RUNNING
@@ -84,7 +88,9 @@ async def test_stopped_sandbox_wakes_on_next_exec(backend: LocalAgentBackend, us
 async def test_container_stopped_behind_our_back_is_restarted(
     backend: LocalAgentBackend, user: User
 ) -> None:
-    sandbox, _ = await services.get_or_create_sandbox(user, services.SandboxSettings(name="crash"))
+    sandbox, _ = await lifecycle.get_or_create_sandbox(
+        user, lifecycle.SandboxSettings(name="crash")
+    )
     await backend.stop(sandbox.backend_state)  # the row still says running
     assert (await run(sandbox, ["echo", "back"])).stdout == "back\n"
 
@@ -92,7 +98,7 @@ async def test_container_stopped_behind_our_back_is_restarted(
 async def test_vanished_container_is_recreated_and_says_so(
     backend: LocalAgentBackend, user: User
 ) -> None:
-    sandbox, _ = await services.get_or_create_sandbox(user, services.SandboxSettings(name="gone"))
+    sandbox, _ = await lifecycle.get_or_create_sandbox(user, lifecycle.SandboxSettings(name="gone"))
     backend.vanish(sandbox.backend_state)
     assert (await run(sandbox, "true")).exit_code == 0
     refreshed = await Sandbox.objects.aget(pk=sandbox.pk)
@@ -103,22 +109,87 @@ async def test_vanished_container_is_recreated_and_says_so(
 async def test_agent_that_never_answers_is_an_error(backend: LocalAgentBackend, user: User) -> None:
     backend.broken_agent = True
     with pytest.raises(SandboxUnavailable, match="did not answer"):
-        await services.get_or_create_sandbox(user, services.SandboxSettings(name="broken"))
+        await lifecycle.get_or_create_sandbox(user, lifecycle.SandboxSettings(name="broken"))
     row = await Sandbox.objects.aget(name="broken")
     assert row.status == Sandbox.Status.ERROR and "did not answer" in row.status_detail
 
 
 async def test_other_users_sandbox_is_not_found(backend: LocalAgentBackend, user: User) -> None:
-    sandbox, _ = await services.get_or_create_sandbox(user, services.SandboxSettings(name="mine"))
+    sandbox, _ = await lifecycle.get_or_create_sandbox(user, lifecycle.SandboxSettings(name="mine"))
     other = await User.objects.acreate(username="other")
     with pytest.raises(NotFound):
-        await services.get_sandbox(other, sandbox.id)
-    assert await services.list_sandboxes(other) == []
+        await lifecycle.get_sandbox(other, sandbox.id)
+    assert await lifecycle.list_sandboxes(other) == []
 
 
 async def test_destroy_removes_everything(backend: LocalAgentBackend, user: User) -> None:
-    sandbox, _ = await services.get_or_create_sandbox(user, services.SandboxSettings(name="bye"))
+    sandbox, _ = await lifecycle.get_or_create_sandbox(user, lifecycle.SandboxSettings(name="bye"))
     state = dict(sandbox.backend_state)
-    await services.destroy_sandbox(sandbox)
+    await lifecycle.destroy_sandbox(sandbox)
     assert await backend.status(state) == "missing"
     assert not await Sandbox.objects.filter(pk=sandbox.pk).aexists()
+
+
+async def test_hand_over_moves_a_sandbox_once(backend: LocalAgentBackend, user: User) -> None:
+    pool = await User.objects.acreate(username="pool", is_active=False)
+    sandbox, _ = await lifecycle.get_or_create_sandbox(
+        pool, lifecycle.SandboxSettings(name="ready", keep_alive=True)
+    )
+    taken = await lifecycle.hand_over(sandbox.id, pool, user, "mine")
+    assert taken is not None
+    assert (taken.owner_id, taken.name, taken.keep_alive) == (user.pk, "mine", False)
+    assert await lifecycle.hand_over(sandbox.id, pool, user, "again") is None
+
+
+async def test_the_policy_asks_registered_rules_for_non_owners(
+    backend: LocalAgentBackend, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = await User.objects.acreate(username="other")
+    sandbox, _ = await lifecycle.get_or_create_sandbox(user, lifecycle.SandboxSettings(name="p"))
+    monkeypatch.setattr(policy, "_rules", [])
+    assert await policy.may(user, "manage", sandbox)
+    assert not await policy.may(other, "view", sandbox)
+
+    async def no_opinion(who: object, action: policy.Action, target: Sandbox) -> bool | None:
+        return None
+
+    async def viewers(who: object, action: policy.Action, target: Sandbox) -> bool | None:
+        return True if action == "view" else None
+
+    policy.register(no_opinion)
+    policy.register(viewers)
+    assert await policy.may(other, "view", sandbox)
+    assert not await policy.may(other, "use", sandbox)
+    assert (await lifecycle.get_sandbox(other, sandbox.id, action="view")).pk == sandbox.pk
+    with pytest.raises(Forbidden):
+        await lifecycle.get_sandbox(other, sandbox.id)  # looking is not using
+
+
+@dataclass
+class Chunk:
+    kind: str
+    data: bytes = b""
+
+
+async def test_text_events_decode_across_chunks_and_flush_before_exit() -> None:
+    euro = "€".encode()
+
+    async def chunks() -> AsyncGenerator[Chunk, None]:
+        yield Chunk("started")
+        yield Chunk("stdout", b"a" + euro[:1])
+        yield Chunk("stdout", euro[1:] + b"b")
+        yield Chunk("stderr", euro[:2])
+        yield Chunk("exit")
+
+    got = [item async for item in text_events(chunks())]
+    assert got[:-1] == [Text("stdout", "a"), Text("stdout", "€b"), Text("stderr", "\ufffd")]
+    assert isinstance(got[-1], Chunk) and got[-1].kind == "exit"
+
+
+async def test_keyed_locks_are_one_per_key_while_used() -> None:
+    locks = KeyedLocks()
+    first = locks("a")
+    assert locks("a") is first and locks("b") is not first
+    async with first:
+        assert locks.held("a") and not locks.held("b")
+    assert not locks.held("a")

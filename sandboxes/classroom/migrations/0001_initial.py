@@ -211,9 +211,7 @@ class Migration(migrations.Migration):
                 ("preview_port", models.PositiveIntegerField(blank=True, null=True)),
                 (
                     "warm_pool",
-                    models.PositiveIntegerField(
-                        default=sandboxes.classroom.models.default_warm_pool
-                    ),
+                    models.PositiveIntegerField(default=sandboxes.models.default_warm_pool),
                 ),
                 ("starter_head", models.CharField(blank=True, default="", max_length=40)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),

@@ -1,36 +1,30 @@
-"""Templates (issue 10): create, change and delete them, and make sandboxes from them.
+"""Templates: create, change and delete them.
 
-A template is used by its owner (and staff) through the API and the dashboard; the
-course code calls ``create_sandbox_from_template`` directly for students (it checks
-enrolment itself). Every value is validated here, so every caller gets the same
-clear errors.
+A template is used by its owner (and staff) through the API and the dashboard;
+apps built on the core (the classroom) use it for others (they check who may).
+Every value is validated here, so every caller gets the same clear errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import re
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError
+from django.db import IntegrityError, models
 from django.db.models import ProtectedError
 
-from sandboxes import services
 from sandboxes.envpolicy import refuse_reserved
-from sandboxes.errors import BadRequest, Conflict, NotFound, SandboxError
+from sandboxes.errors import BadRequest, Conflict, NotFound
 from sandboxes.images import image_tag
-from sandboxes.models import NAME_PATTERN, Sandbox
+from sandboxes.models import NAME_PATTERN, Template
 
-from . import starter
-from .models import Enrollment, Template
+from . import pool, starter
+from .pool import MAX_WARM_POOL
 
-# What the dashboard always sent for "no template": still means the plain image.
-DEFAULT_TEMPLATE = "default"
-MAX_WARM_POOL = 50
 MAX_OPEN_FILES = 20
 MAX_DESCRIPTION = 4000
 MAX_SETUP = 16 * 1024
@@ -263,95 +257,31 @@ async def update_template(template: Template, data: dict[str, Any]) -> Template:
     return template
 
 
-async def delete_template(template: Template) -> None:
-    if await template.courses.aexists():
-        raise Conflict(
-            "A course uses this template: delete the course first.", code="template_in_use"
-        )
-    from sandboxes.classroom import pool
+async def _user_of(template: Template) -> str | None:
+    """What protects the template from deletion (a course, say), if anything does:
+    the verbose name of the first model with a PROTECT reference to it."""
+    for relation in Template._meta.related_objects:
+        if relation.on_delete is not models.PROTECT:
+            continue
+        related = relation.related_model
+        if await related._default_manager.filter(**{relation.field.name: template}).aexists():
+            return str(related._meta.verbose_name)
+    return None
 
+
+async def delete_template(template: Template) -> None:
+    """Delete the template, its pooled sandboxes and its starter repository; refused
+    (409) while something built on it (a course) still uses it."""
+    user = await _user_of(template)
+    if user is not None:
+        raise Conflict(
+            f"A {user} uses this template: delete the {user} first.", code="template_in_use"
+        )
     await pool.drain(template)
     try:
         await template.adelete()
     except ProtectedError:
         raise Conflict(
-            "A course uses this template: delete the course first.", code="template_in_use"
+            "Something uses this template: delete that first.", code="template_in_use"
         ) from None
     await asyncio.to_thread(starter.delete_repo, template)
-
-
-# ------------------------------------------------------------------ sandboxes
-
-
-async def create_sandbox_from_template_ex(
-    user: User,
-    template: Template,
-    name: str,
-    *,
-    env: dict[str, str] | None = None,
-    egress: str = "all",
-    sleep_after: int | None = None,
-    keep_alive: bool = False,
-) -> tuple[Sandbox, bool]:
-    """Like ``create_sandbox_from_template``; also says whether it was made now.
-
-    An existing sandbox of that name is returned as it is. A new one that cannot be
-    given its starter (or whose setup command fails) is removed again, and the error
-    raised: the name stays free for another try.
-    """
-    options = services.SandboxSettings(
-        name=name,
-        template=template.id,
-        env={**template.env, **(env or {})},
-        sleep_after=sleep_after,
-        keep_alive=keep_alive,
-        egress=egress,
-        limits=dict(template.limits),
-        image=template.image,
-    )
-    sandbox, created = await services.get_or_create_sandbox(user, options)
-    if not created:
-        return sandbox, False
-    try:
-        await starter.install(sandbox, template)
-    except BaseException:
-        with contextlib.suppress(SandboxError):
-            await services.destroy_sandbox(sandbox)
-        raise
-    return sandbox, True
-
-
-async def create_sandbox_from_template(
-    user: User, template: Template, name: str, **overrides: Any
-) -> Sandbox:
-    """A running sandbox for ``user`` named ``name`` made from ``template``: its
-    image, env (``overrides["env"]`` on top), limits, and the starter installed in
-    /workspace with the setup command run. ``overrides``: env, egress, sleep_after,
-    keep_alive. No permission check: callers decide who may use the template."""
-    sandbox, _ = await create_sandbox_from_template_ex(user, template, name, **overrides)
-    return sandbox
-
-
-async def template_of(sandbox: Sandbox) -> Template | None:
-    """The template a sandbox was made from, if it was and the template still exists."""
-    if not sandbox.template or sandbox.template == DEFAULT_TEMPLATE:
-        return None
-    return await Template.objects.filter(pk=sandbox.template).afirst()
-
-
-async def update_sandbox_starter(sandbox: Sandbox) -> dict[str, Any]:
-    """Merge the newest starter of the sandbox's own template into its workspace
-    (see ``starter.update``); a course enrolment records how it went."""
-    if not sandbox.template or sandbox.template == DEFAULT_TEMPLATE:
-        raise BadRequest("This sandbox was not made from a template.", code="no_template")
-    try:
-        template = await Template.objects.aget(pk=sandbox.template)
-    except Template.DoesNotExist:
-        raise NotFound(
-            "The template this sandbox was made from no longer exists.", code="not_found"
-        ) from None
-    report = await starter.update(sandbox, template)
-    await Enrollment.objects.filter(sandbox=sandbox).aupdate(
-        starter_head=report.get("head", ""), last_update=report
-    )
-    return report

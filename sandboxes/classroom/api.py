@@ -1,8 +1,9 @@
 """API v1: courses, invite links, the teacher's roster, reset, starter updates, shares.
 
-Beyond API.md (issue 10). A course's teacher manages it; its students see the course
-and what classmates share; anyone else gets 404. Teachers look into a student's
-sandbox through the ordinary sandbox routes, which grant them read access.
+A course's teacher manages it; its students see the course and what classmates
+share; anyone else gets 404. Teachers look into a student's sandbox through the
+ordinary sandbox routes, which the classroom's policy rule lets them read. The
+router is mounted on the API by the app's ``ready()`` (``ClassroomConfig``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from django.http import FileResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
+from sandboxes.api.auth import AuthedRequest
+from sandboxes.api.ports import request_origin
+from sandboxes.api.schemas import ErrorOut, StrictIn
 from sandboxes.classroom import services as classroom
 from sandboxes.classroom.models import Course, Invite, Share
 from sandboxes.errors import NotFound
-
-from .auth import AuthedRequest
-from .ports import request_origin
-from .schemas import ErrorOut, StrictIn
 
 router = Router(tags=["classroom"])
 ERRORS = {

@@ -1,4 +1,4 @@
-"""Starter code of templates (issue 10): a git repository per template on the server.
+"""Starter code of templates: a git repository per template on the server.
 
 A template's starter code lives in a bare repository of its own,
 ``CLASSROOM_DIR/starters/<template id>.git``, whatever its source: a fetched
@@ -29,26 +29,27 @@ import os
 import posixpath
 import re
 import secrets
+import shutil
 import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
-from weakref import WeakValueDictionary
 
 from django.conf import settings
 
 from container.agent.protocol import StarterInstall, StarterResult, StarterUpdate
-from sandboxes import files, services
+from sandboxes import files
+from sandboxes.agentconn import call_agent
 from sandboxes.errors import AgentError, BadRequest, PayloadTooLarge, SandboxError
-from sandboxes.models import Sandbox
-
-from .models import Template
+from sandboxes.execs import ExecRequest, exec_collect
+from sandboxes.locks import KeyedLocks
+from sandboxes.models import Sandbox, Template
+from sandboxes.templates import MAX_UPLOAD_BYTES
 
 DEFAULT_BRANCH = "main"
 MAX_FILES = 5000
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 MAX_PATH = 1024
 SETUP_TIMEOUT = 900.0
 FETCH_TIMEOUT = 300.0
@@ -58,14 +59,7 @@ _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?
 _SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\s]+):(?P<path>.*)$")
 _TRANSPORT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
 
-_locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
-
-
-def _lock(template_id: str) -> asyncio.Lock:
-    lock = _locks.get(template_id)
-    if lock is None:
-        lock = _locks[template_id] = asyncio.Lock()
-    return lock
+_lock = KeyedLocks()
 
 
 def starters_dir() -> Path:
@@ -265,7 +259,7 @@ def _open(path: Path, create: bool = False) -> Any:
 
 
 def _branch_of(repo: Any) -> str:
-    ref = repo.git.symbolic_ref("HEAD", env=_env())
+    ref = str(repo.git.symbolic_ref("HEAD", env=_env()))
     return ref.removeprefix("refs/heads/")
 
 
@@ -456,7 +450,7 @@ def _commit_files(
         "GIT_COMMITTER_EMAIL": author[1],
     }
     args = [tree, "-m", message] + (["-p", parent] if parent else [])
-    commit = repo.git.commit_tree(*args, env={**_env(), **identity})
+    commit = str(repo.git.commit_tree(*args, env={**_env(), **identity}))
     branch = _branch_of(repo)
     try:
         repo.git.update_ref(f"refs/heads/{branch}", commit, parent or "0" * 40, env=_env())
@@ -500,8 +494,6 @@ async def import_files(
 
 
 def delete_repo(template: Template) -> None:
-    import shutil
-
     shutil.rmtree(repo_path(template), ignore_errors=True)
     for bundle in bundles_dir().glob(f"{template.id}-*.bundle"):
         with contextlib.suppress(OSError):
@@ -585,7 +577,7 @@ async def _send_bundle_now(
     finally:
         handle.close()
     request = request_cls(bundle=target, branch=branch, head=head, origin=_origin(template))
-    reply = await services.call_agent(sandbox, request)
+    reply = await call_agent(sandbox, request)
     if not isinstance(reply, StarterResult):
         raise AgentError(f"The sandbox's agent answered {reply.type!r} to a starter request.")
     return reply.result
@@ -602,11 +594,9 @@ async def install(sandbox: Sandbox, template: Template) -> None:
 async def run_setup(sandbox: Sandbox, template: Template) -> None:
     if not template.setup_command.strip():
         return
-    result = await services.exec_collect(
+    result = await exec_collect(
         sandbox,
-        services.ExecRequest(
-            command=template.setup_command, cwd="/workspace", timeout=SETUP_TIMEOUT
-        ),
+        ExecRequest(command=template.setup_command, cwd="/workspace", timeout=SETUP_TIMEOUT),
     )
     if result.exit_code == 0 and not result.timed_out:
         return

@@ -1,12 +1,16 @@
 """Browser pages of the classroom: course list, a course (teacher's or student's
 view) and the invite landing page. Like the dashboard they render a shell; the
-page's script (static/ide/js/courses.js) is a client of the public API.
+page's script (static/ide/js/courses.js) is a client of the public API. Routed by
+``sandboxes/classroom/urls.py``, which ide/pages.py includes.
 """
 
 from __future__ import annotations
 
+from typing import cast
+
 from asgiref.sync import async_to_sync
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -25,14 +29,15 @@ def courses(request: HttpRequest) -> HttpResponse:
 @login_required
 @ensure_csrf_cookie
 def course(request: HttpRequest, course_id: str) -> HttpResponse:
+    user = cast(User, request.user)  # login_required
     try:
-        found = async_to_sync(classroom.get_course)(request.user, course_id)
+        found = async_to_sync(classroom.get_course)(user, course_id)
     except SandboxError as exc:
         return render(request, "courses/missing.html", {"message": exc.message}, status=exc.status)
-    role = "teacher" if found.teacher_id == request.user.pk else "student"
+    role = "teacher" if found.teacher_id == user.pk else "student"
     mine = None
     if role == "student":
-        mine = Enrollment.objects.filter(course=found, student=request.user).first()
+        mine = Enrollment.objects.filter(course=found, student=user).first()
     return render(
         request, "courses/course.html", {"course": found, "role": role, "enrollment": mine}
     )

@@ -2,11 +2,13 @@
 
 Pool sandboxes are built from the template ahead of time (container running,
 starter installed, setup done), owned by an inactive "pool" user and kept awake.
-A student joining takes one by deleting its ``PoolEntry`` row (one claimer wins,
-across server processes) and becoming its owner; the pool is topped up in the
-background. Only templates of a course open for joining (an invite link still
-usable) are pooled, each to its ``warm_pool`` size; entries built from an older
-starter or image are replaced, never handed out.
+A user (a student joining a course) takes one by deleting its ``PoolEntry`` row
+(one claimer wins, across server processes), and the lifecycle hands the sandbox
+over (``lifecycle.hand_over``); the pool is topped up in the background. Only
+templates someone is about to use are pooled, each to its ``warm_pool`` size:
+apps register what says so (``register_demand``; the classroom: a course with a
+usable invite link). Entries built from an older starter or image are replaced,
+never handed out.
 
 The pool is no way round limits: pooled sandboxes count against their template's
 owner. One owner's templates may ask for ``WARM_POOL_MAX_PER_USER`` in all and the
@@ -20,19 +22,21 @@ import asyncio
 import logging
 import random
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db.models import Q, Sum
-from django.utils import timezone
+from django.db.models import Sum
 
-from sandboxes import services
-from sandboxes.classroom.models import Invite, PoolEntry, Template
+from sandboxes import lifecycle
 from sandboxes.errors import LimitReached, SandboxError
 from sandboxes.images import image_tag
-from sandboxes.models import Sandbox
+from sandboxes.locks import KeyedLocks
+from sandboxes.models import PoolEntry, Sandbox, Template
+
+from .launch import create_sandbox_from_template
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +46,10 @@ BUILD_CONCURRENCY = 4
 
 # Seconds without a claim before the pool is topped up again.
 REFILL_DELAY = 5.0
+MAX_WARM_POOL = 50
 
 _pool_user: dict[str, User] = {}
-_locks: dict[str, asyncio.Lock] = {}
+_locks = KeyedLocks()
 _refills: dict[str, asyncio.TimerHandle] = {}
 _tasks: set[asyncio.Task[Any]] = set()
 # Builds this process has counted against the caps but not yet entered in the pool,
@@ -87,11 +92,8 @@ async def claim(template: Template, user: User, name: str) -> Sandbox | None:
         deleted, _ = await PoolEntry.objects.filter(pk=entry_id).adelete()
         if not deleted:  # another join took it
             continue
-        moved = await Sandbox.objects.filter(pk=sandbox_id, owner=owner).aupdate(
-            owner=user, name=name, keep_alive=False, last_active_at=timezone.now()
-        )
-        if moved:
-            claimed = await Sandbox.objects.aget(pk=sandbox_id)
+        claimed = await lifecycle.hand_over(sandbox_id, owner, user, name)
+        if claimed is not None:
             break
     _refill_when_quiet(template.id)
     return claimed
@@ -137,24 +139,31 @@ def _image(template: Template) -> str:
     return template.image or image_tag()
 
 
-async def _open_for_joining(template: Template) -> bool:
-    """Whether a course on the template has an invite link students can still use."""
-    now = timezone.now()
-    return (
-        await Invite.objects.filter(course__template=template, revoked_at__isnull=True)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .aexists()
-    )
+Demand = Callable[[Template], Awaitable[bool]]
+_demand: list[Demand] = []
+
+
+def register_demand(demand: Demand) -> None:
+    """Add a check that a template's sandboxes are about to be asked for (apps call
+    it at ``ready()``); a template is pooled while any check says so."""
+    if demand not in _demand:
+        _demand.append(demand)
+
+
+async def _in_demand(template: Template) -> bool:
+    for demand in _demand:
+        if await demand(template):
+            return True
+    return False
 
 
 async def fill(template: Template) -> int:
     """Build sandboxes until the pool holds ``warm_pool`` current ones, within the
     owner's and the server's caps; returns how many were built. Stale entries (older
     starter or image) and entries beyond what may be kept are removed first."""
-    lock = _locks.setdefault(template.id, asyncio.Lock())
-    async with lock:
+    async with _locks(template.id):
         await template.arefresh_from_db()
-        wanted = template.warm_pool if await _open_for_joining(template) else 0
+        wanted = template.warm_pool if await _in_demand(template) else 0
         async for entry in (
             PoolEntry.objects.filter(template=template)
             .exclude(starter_head=template.starter_head, sandbox__image=_image(template))
@@ -229,8 +238,6 @@ async def _trim(template: Template, count: int) -> None:
 
 
 async def _build(template: Template, gate: asyncio.Semaphore) -> int:
-    from sandboxes.classroom.templates import create_sandbox_from_template
-
     async with gate:
         owner = await pool_user()
         name = f"pool-{template.id[:8]}-{secrets.token_hex(4)}"
@@ -291,8 +298,6 @@ async def limit_warm_pool(
     template never fails for a number nobody chose. Sizes that are not valid are
     left to the template service, which refuses them with 400.
     """
-    from sandboxes.classroom.templates import MAX_WARM_POOL
-
     if "warm_pool" not in data and template_id is not None:
         return  # a change that leaves the size alone
     size = data.get("warm_pool")
@@ -307,7 +312,7 @@ async def limit_warm_pool(
 
 async def drain(template: Template) -> None:
     """Remove the template's pooled sandboxes (before the template goes)."""
-    async with _locks.setdefault(template.id, asyncio.Lock()):
+    async with _locks(template.id):
         await _drain(template)
 
 
@@ -320,7 +325,7 @@ async def _discard(entry: PoolEntry) -> None:
     deleted, _ = await PoolEntry.objects.filter(pk=entry.pk).adelete()
     if deleted:
         try:
-            await services.destroy_sandbox(entry.sandbox)
+            await lifecycle.destroy_sandbox(entry.sandbox)
         except SandboxError as exc:
             log.warning("warm pool: removing %s: %s", entry.sandbox_id, exc.message)
 
@@ -332,6 +337,5 @@ async def maintain() -> None:
         pool__isnull=False
     )
     async for template_id in templates.distinct().values_list("pk", flat=True):
-        lock = _locks.get(template_id)
-        if lock is None or not lock.locked():
+        if not _locks.held(template_id):
             request_fill(template_id)

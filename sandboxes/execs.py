@@ -1,0 +1,220 @@
+"""Running commands in a sandbox: streamed, collected, or as text events.
+
+``exec_stream`` yields the agent's events as they come; ``exec_collect`` keeps the
+output within its budgets; ``text_events`` turns any stream of output chunks
+(an exec, a process's logs) into text for the transports, which only serialise it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeVar
+
+from django.conf import settings
+
+from container.agent.protocol import Exec
+from sandboxes import buffers
+from sandboxes.agent.client import ExecEvent, exec_events
+from sandboxes.agentconn import open_agent
+from sandboxes.errors import BadRequest, LimitReached, SandboxError
+from sandboxes.lifecycle import ensure_running, touch
+from sandboxes.models import Sandbox
+
+
+@dataclass
+class ExecRequest:
+    command: str | list[str]
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    stdin: str | None = None
+    session: str | None = None
+
+    def to_message(self) -> Exec:
+        return Exec(
+            command=self.command,
+            cwd=self.cwd,
+            env=self.env,
+            timeout=self.timeout,
+            stdin=self.stdin,
+            session=self.session,
+        )
+
+
+_running_execs: dict[str, int] = {}
+# A first answer slower than this means the container may be paused by another
+# server process's reaper between our status read and our call: wake it (without
+# re-sending anything) and keep waiting on the same connection.
+NUDGE_AFTER = 2.0
+
+
+async def exec_stream(sandbox: Sandbox, request: ExecRequest) -> AsyncGenerator[ExecEvent, None]:
+    """Run a command and yield its output as it is produced, then its exit.
+
+    A running command counts as activity: the sandbox does not fall asleep under it.
+    """
+    if request.timeout is not None and request.timeout > settings.EXEC_MAX_TIMEOUT:
+        raise BadRequest(
+            f"timeout may be at most {settings.EXEC_MAX_TIMEOUT:g} seconds.", code="invalid_timeout"
+        )
+    running = _running_execs.get(sandbox.id, 0)
+    if running >= settings.SANDBOX_MAX_EXECS:
+        raise LimitReached(
+            f"This sandbox already runs {running} commands at once (SANDBOX_MAX_EXECS); "
+            "wait for one to finish.",
+            code="too_many_execs",
+        )
+    _running_execs[sandbox.id] = running + 1
+    awake = asyncio.create_task(_keep_awake(sandbox))
+    try:
+        events = exec_events(await open_agent(sandbox, request.to_message()))
+        try:
+            first = await _first_event(sandbox, events)
+        except BaseException:
+            await events.aclose()
+            raise
+        try:
+            yield first
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
+    finally:
+        awake.cancel()
+        _running_execs[sandbox.id] -= 1
+        if not _running_execs[sandbox.id]:
+            del _running_execs[sandbox.id]
+
+
+async def _first_event(sandbox: Sandbox, events: AsyncIterator[ExecEvent]) -> ExecEvent:
+    first = asyncio.ensure_future(anext(events))
+    done, _ = await asyncio.wait([first], timeout=NUDGE_AFTER)
+    if not done:
+        with contextlib.suppress(SandboxError):
+            await ensure_running(sandbox)
+    return await first
+
+
+async def _keep_awake(sandbox: Sandbox) -> None:
+    period = max(0.25, min(30.0, sandbox.sleep_after / 4 if sandbox.sleep_after else 30.0))
+    while True:
+        await asyncio.sleep(period)
+        await touch(sandbox)
+
+
+@dataclass
+class ExecResult:
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    timed_out: bool
+    duration_ms: float
+    truncated: bool = False
+
+
+class TextStream:
+    """Bytes to text across chunk boundaries (a UTF-8 character may be split)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, data: bytes) -> str:
+        return self._decoder.decode(data)
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+async def exec_collect(sandbox: Sandbox, request: ExecRequest) -> ExecResult:
+    """Run a command to completion, keeping at most EXEC_OUTPUT_LIMIT of each stream,
+    and no more than the owner's and the server's output budgets allow
+    (``sandboxes.buffers``): beyond either, output is dropped and ``truncated`` set."""
+    limit = settings.EXEC_OUTPUT_LIMIT
+    streams = {"stdout": bytearray(), "stderr": bytearray()}
+    truncated = False
+    started = time.monotonic()
+    exit_event = None
+    with buffers.Held(sandbox.owner_id) as held:
+        async for event in exec_stream(sandbox, request):
+            if event.kind in streams:
+                buffer = streams[event.kind]
+                keep = held.take(min(len(event.data), limit - len(buffer)))
+                if keep < len(event.data):
+                    truncated = True
+                if keep:
+                    buffer += event.data[:keep]
+            elif event.kind == "exit":
+                exit_event = event.exit
+        if exit_event is None:  # pragma: no cover - the client always ends with exit
+            raise SandboxError("The command ended without an exit status.")
+        return ExecResult(
+            stdout=streams["stdout"].decode(errors="replace"),
+            stderr=streams["stderr"].decode(errors="replace"),
+            exit_code=exit_event.exit_code,
+            timed_out=exit_event.timed_out,
+            duration_ms=exit_event.duration_ms or round((time.monotonic() - started) * 1000, 3),
+            truncated=truncated,
+        )
+
+
+class OutputEvent(Protocol):
+    """What ``text_events`` needs of an event: a kind and, for output, its bytes."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+E = TypeVar("E", bound=OutputEvent)
+T = TypeVar("T")
+
+
+async def prepend(first: T, rest: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+    """``first`` then ``rest``: a stream whose first item was awaited early (so errors
+    before any output answer as plain errors, not as a broken stream)."""
+    try:
+        yield first
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()
+
+
+Stream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True)
+class Text:
+    """Output of one stream, decoded."""
+
+    stream: Stream
+    text: str
+
+
+async def text_events(events: AsyncGenerator[E, None]) -> AsyncGenerator[Text | E, None]:
+    """``stdout``/``stderr`` chunks as ``Text`` (UTF-8 decoded across chunk
+    boundaries); each stream's undecoded tail is flushed before the ``exit`` event,
+    which is passed on as it came and ends the stream. Other events are dropped.
+    Closing this generator closes ``events``."""
+    decoders: dict[Stream, TextStream] = {"stdout": TextStream(), "stderr": TextStream()}
+    try:
+        async for event in events:
+            if event.kind in decoders:
+                stream: Stream = "stdout" if event.kind == "stdout" else "stderr"
+                if text := decoders[stream].feed(event.data):
+                    yield Text(stream, text)
+            elif event.kind == "exit":
+                for stream, decoder in decoders.items():
+                    if rest := decoder.flush():
+                        yield Text(stream, rest)
+                yield event
+                return
+    finally:
+        await events.aclose()

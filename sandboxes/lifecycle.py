@@ -1,0 +1,292 @@
+"""Sandbox lifecycle actions: find, create, change, sleep, wake, hand over, destroy.
+
+The only code that changes a sandbox's row and its container. Views, consumers,
+templates and the reaper call these; each is async and uses the ORM's async API.
+A sandbox's state changes are serialised per sandbox within a process
+(``sandbox_lock``) and made safe across processes by conditional updates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from sandboxes.agent.client import AgentClient, AgentUnreachable
+from sandboxes.backends import SandboxSpec, get_backend
+from sandboxes.errors import Forbidden, LimitReached, NotFound, SandboxError, SandboxUnavailable
+from sandboxes.images import image_tag
+from sandboxes.locks import KeyedLocks
+from sandboxes.models import Sandbox
+from sandboxes.policy import Action, may
+
+log = logging.getLogger(__name__)
+
+# Activity is written at most this often per sandbox: a busy sandbox must not turn
+# every exec into a database write.
+ACTIVITY_RESOLUTION = timedelta(seconds=5)
+
+sandbox_lock = KeyedLocks()
+
+
+# ----------------------------------------------------------------------- queries
+
+
+def _sandboxes() -> Any:
+    """Sandboxes with their exposed ports loaded (``sandbox.exposed_list``) in one query."""
+    return Sandbox.objects.prefetch_related(Prefetch("exposed_ports", to_attr="exposed_list"))
+
+
+async def list_sandboxes(user: User) -> list[Sandbox]:
+    return [s async for s in _sandboxes().filter(owner=user)]
+
+
+# The words ``get_sandbox`` took before the policy seam: "owner" is "use", "read" is "view".
+Access = Literal["owner", "read"]
+_ACCESS_ACTIONS: dict[str, Action] = {"owner": "use", "read": "view"}
+
+
+async def get_sandbox(
+    user: User,
+    sandbox_id: str,
+    with_ports: bool = False,
+    access: Access | None = None,
+    *,
+    action: Action = "use",
+) -> Sandbox:
+    """A sandbox ``user`` may do ``action`` to (``sandboxes.policy``); one they may not
+    even look at is reported exactly like a missing one.
+
+    Someone who may look but asks for more gets 403, so the page can say why instead
+    of "not found". ``access`` is the older spelling of ``action``.
+    """
+    if access is not None:
+        action = _ACCESS_ACTIONS[access]
+    queryset = _sandboxes() if with_ports else Sandbox.objects
+    sandbox = await queryset.filter(pk=sandbox_id).afirst()
+    if sandbox is not None:
+        if await may(user, action, sandbox):
+            return sandbox
+        if action != "view" and await may(user, "view", sandbox):
+            raise Forbidden(
+                "You can look at this sandbox but only its owner can change it.",
+                code="read_only",
+            )
+    raise NotFound(f"No sandbox with id {sandbox_id!r}.", code="not_found")
+
+
+# ----------------------------------------------------------------------- lifecycle
+
+
+@dataclass
+class SandboxSettings:
+    name: str
+    template: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    sleep_after: int | None = None
+    keep_alive: bool = False
+    egress: str = "all"
+    # From a template: lower resource limits ({"memory_mb", "cpus", "disk_mb"}) and
+    # an image other than the default.
+    limits: dict[str, Any] = field(default_factory=dict)
+    image: str = ""
+
+
+async def check_sandbox_quota(user: User, name: str) -> None:
+    """Refuse a new sandbox past SANDBOX_MAX_PER_USER (an existing name is fine).
+
+    The warm pool's service user is inactive (it never logs in); the templates'
+    ``warm_pool`` sizes bound what it holds instead.
+    """
+    if not user.is_active:
+        return
+    count = await Sandbox.objects.filter(owner=user).acount()
+    if (
+        count >= settings.SANDBOX_MAX_PER_USER
+        and not await Sandbox.objects.filter(owner=user, name=name).aexists()
+    ):
+        raise LimitReached(
+            f"You have {count} sandboxes, the most allowed (SANDBOX_MAX_PER_USER); "
+            "delete one first.",
+            code="too_many_sandboxes",
+        )
+
+
+async def get_or_create_sandbox(user: User, options: SandboxSettings) -> tuple[Sandbox, bool]:
+    """Like Cloudflare's getSandbox: the caller's sandbox of that name, made if new.
+
+    The (owner, name) unique constraint decides races: of concurrent creators one
+    inserts the row, the others read it, and every one of them waits for the one
+    container through ``ensure_running``.
+    """
+    sleep_after = (
+        settings.SANDBOX_DEFAULT_SLEEP_AFTER if options.sleep_after is None else options.sleep_after
+    )
+    await check_sandbox_quota(user, options.name)
+    try:
+        sandbox = await Sandbox.objects.acreate(
+            owner=user,
+            name=options.name,
+            template=options.template,
+            env=options.env,
+            sleep_after=sleep_after,
+            keep_alive=options.keep_alive,
+            egress=options.egress,
+            image=options.image or image_tag(),
+            limits=dict(options.limits),
+        )
+        created = True
+    except IntegrityError:
+        sandbox = await _sandboxes().aget(owner=user, name=options.name)
+        created = False
+    await ensure_running(sandbox)
+    return sandbox, created
+
+
+async def update_sandbox(sandbox: Sandbox, changes: dict[str, Any]) -> Sandbox:
+    allowed = {"sleep_after", "keep_alive", "env"}
+    for key, value in changes.items():
+        if key in allowed and value is not None:
+            setattr(sandbox, key, value)
+    await sandbox.asave(update_fields=[k for k in allowed if k in changes])
+    return sandbox
+
+
+async def destroy_sandbox(sandbox: Sandbox) -> None:
+    async with sandbox_lock(sandbox.id):
+        if sandbox.backend_state:
+            await get_backend().remove(sandbox.backend_state)
+        await sandbox.adelete()
+
+
+async def hand_over(sandbox_id: str, giver: User, user: User, name: str) -> Sandbox | None:
+    """Give ``giver``'s sandbox to ``user`` under ``name`` (the warm pool handing a
+    ready sandbox to a student); None if ``giver`` no longer has it. It starts its
+    new life as any sandbox does: ``keep_alive`` off, active now."""
+    async with sandbox_lock(sandbox_id):
+        moved = await Sandbox.objects.filter(pk=sandbox_id, owner=giver).aupdate(
+            owner=user, name=name, keep_alive=False, last_active_at=timezone.now()
+        )
+        return await Sandbox.objects.aget(pk=sandbox_id) if moved else None
+
+
+SleepTier = Literal["pause", "stop"]
+
+
+async def sleep_sandbox(
+    sandbox: Sandbox, tier: SleepTier = "pause", *, idle_since: datetime | None = None
+) -> bool:
+    """Put the sandbox to sleep; /workspace and the container filesystem are kept.
+
+    ``pause`` freezes its processes with their memory (waking takes milliseconds);
+    ``stop`` frees the memory (waking restarts the container). With ``idle_since``
+    (the reaper) it only sleeps if nobody touched it since: several server processes
+    may reap at once and exactly one wins. Returns whether it went to sleep.
+    """
+    async with sandbox_lock(sandbox.id):
+        await sandbox.arefresh_from_db()
+        if idle_since is not None and sandbox.last_active_at != idle_since:
+            return False
+        if tier == "pause" and sandbox.sleep_tier == "stopped":
+            return False
+        target = "paused" if tier == "pause" else "stopped"
+        claimed = await Sandbox.objects.filter(
+            pk=sandbox.pk, last_active_at=sandbox.last_active_at, status=sandbox.status
+        ).aupdate(status=Sandbox.Status.SLEEPING, sleep_tier=target, status_detail="")
+        if not claimed:
+            return False
+        sandbox.status, sandbox.sleep_tier, sandbox.status_detail = (
+            Sandbox.Status.SLEEPING,
+            target,
+            "",
+        )
+        if sandbox.backend_state:
+            backend = get_backend()
+            if tier == "pause":
+                await backend.pause(sandbox.backend_state)
+            else:
+                await backend.stop(sandbox.backend_state)
+    return True
+
+
+async def ensure_running(sandbox: Sandbox) -> AgentClient:
+    """Make sure the sandbox's container runs and its agent answers; wake it if needed.
+
+    Safe to call from many tasks and processes: the work is idempotent and serialised
+    per sandbox within a process.
+    """
+    backend = get_backend()
+    async with sandbox_lock(sandbox.id):
+        await sandbox.arefresh_from_db()
+        try:
+            if not sandbox.backend_state:
+                await _provision(sandbox)
+            detail = sandbox.status_detail if sandbox.status == Sandbox.Status.RUNNING else ""
+            status = await backend.status(sandbox.backend_state)
+            if status == "missing":
+                await _provision(sandbox)
+                detail = "The container had vanished; it was recreated on the kept workspace."
+                log.warning("sandbox %s: container missing, recreated", sandbox.id)
+            if status != "running":
+                # Unpausing takes milliseconds: only a real start shows as "starting".
+                if status != "paused" and sandbox.status != Sandbox.Status.STARTING:
+                    await _set_status(sandbox, Sandbox.Status.STARTING, detail)
+                await backend.start(sandbox.backend_state)
+            client = AgentClient(backend.agent_address(sandbox.backend_state))
+            try:
+                await client.wait_ready(settings.SANDBOX_START_TIMEOUT)
+            except AgentUnreachable:
+                logs = await backend.logs(sandbox.backend_state)
+                raise SandboxUnavailable(
+                    f"The sandbox started but its agent did not answer within "
+                    f"{settings.SANDBOX_START_TIMEOUT:g}s. Container log: {logs[-500:]!r}"
+                ) from None
+        except SandboxError as exc:
+            await _set_status(sandbox, Sandbox.Status.ERROR, exc.message)
+            raise
+        if sandbox.status != Sandbox.Status.RUNNING or sandbox.status_detail != detail:
+            await _set_status(sandbox, Sandbox.Status.RUNNING, detail)
+        await touch(sandbox)
+        return client
+
+
+async def _provision(sandbox: Sandbox) -> None:
+    spec = SandboxSpec(
+        sandbox_id=sandbox.id,
+        owner_id=sandbox.owner_id,
+        image=sandbox.image or image_tag(),
+        env=dict(sandbox.env),
+        egress=sandbox.egress,
+        limits=dict(sandbox.limits),
+    )
+    sandbox.backend_state = await get_backend().create(spec)
+    # Set when the backend had to give no network (fails closed): the API says why.
+    sandbox.egress_detail = str(sandbox.backend_state.get("egress_detail") or "")
+    await sandbox.asave(update_fields=["backend_state", "egress_detail"])
+
+
+async def _set_status(sandbox: Sandbox, status: str, detail: str = "") -> None:
+    sandbox.status = status
+    sandbox.status_detail = detail
+    sandbox.sleep_tier = ""
+    await Sandbox.objects.filter(pk=sandbox.pk).aupdate(
+        status=status, status_detail=detail, sleep_tier=""
+    )
+
+
+async def touch(sandbox: Sandbox) -> None:
+    """Record activity (postpones sleep); written at most every ACTIVITY_RESOLUTION."""
+    now = timezone.now()
+    resolution = ACTIVITY_RESOLUTION
+    if sandbox.sleep_after:
+        resolution = min(resolution, timedelta(seconds=sandbox.sleep_after / 4))
+    if now - sandbox.last_active_at >= resolution:
+        sandbox.last_active_at = now
+        await Sandbox.objects.filter(pk=sandbox.pk).aupdate(last_active_at=now)
