@@ -1,4 +1,4 @@
-"""Git through GitPython (issue 3): clone, status, log, diff, branches, checkout,
+"""Git through GitPython: clone, status, log, diff, branches, checkout,
 add, commit, pull and push, for the API and the IDE's source-control panel.
 
 GitPython is imported inside the handler (agent start-up stays fast) and every git
@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from . import execs
-from .protocol import Channel, Error, GitRequest, GitResult, Message
+from .dispatch import on, table
+from .failures import AgentFailure
+from .paths import resolve_path
+from .protocol import Channel, GitRequest, GitResult
 
 DEFAULT_NAME = "Sandbox User"
 DEFAULT_EMAIL = "sandbox@localhost"
@@ -55,13 +57,6 @@ esac
 """
 
 
-class GitFailure(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class Call:
     """One request's context: its credentials, and how to scrub them from text."""
 
@@ -83,7 +78,7 @@ class Call:
     def arg(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         value = self.args.get(name, default)
         if value is not None and not isinstance(value, kind):
-            raise GitFailure("bad_request", f"{name} has the wrong type")
+            raise AgentFailure("bad_request", f"{name} has the wrong type")
         return value
 
     @contextlib.contextmanager
@@ -146,8 +141,8 @@ def _strip_url_credentials(url: str, call: Call) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
 
 
-def _git_error(exc: Exception, call: Call, what: str) -> GitFailure:
-    """A GitCommandError as a GitFailure carrying git's own reason."""
+def _git_error(exc: Exception, call: Call, what: str) -> AgentFailure:
+    """A GitCommandError as an AgentFailure carrying git's own reason."""
     lines = []
     for stream in ("stderr", "stdout"):
         text = str(getattr(exc, stream, "") or "").strip()
@@ -161,35 +156,35 @@ def _git_error(exc: Exception, call: Call, what: str) -> GitFailure:
     reason = call.scrub(" ".join(useful or lines[-3:]) or str(exc))
     lowered = reason.lower()
     if any(marker in lowered for marker in _AUTH_FAILURES):
-        return GitFailure(
+        return AgentFailure(
             "git_auth_failed",
             f"{what} failed: authentication was refused ({reason}). Pass username and "
             "password, or token, for a private repository.",
         )
     if "[rejected]" in lowered or "non-fast-forward" in lowered or "fetch first" in lowered:
-        return GitFailure("push_rejected", f"{what} was rejected: {reason} Pull first.")
+        return AgentFailure("push_rejected", f"{what} was rejected: {reason} Pull first.")
     if "conflict" in lowered or "would be overwritten" in lowered:
-        return GitFailure("conflict", f"{what} failed: {reason}")
+        return AgentFailure("conflict", f"{what} failed: {reason}")
     if "already exists" in lowered:
-        return GitFailure("already_exists", f"{what} failed: {reason}")
+        return AgentFailure("already_exists", f"{what} failed: {reason}")
     if "nothing to commit" in lowered or "nothing added to commit" in lowered:
-        return GitFailure("nothing_to_commit", "Nothing to commit: add changes first.")
-    return GitFailure("git_error", f"{what} failed: {reason}")
+        return AgentFailure("nothing_to_commit", "Nothing to commit: add changes first.")
+    return AgentFailure("git_error", f"{what} failed: {reason}")
 
 
 def _open_repo(call: Call) -> Any:
     import git
 
-    path = execs.resolve_path(call.request.path)
+    path = resolve_path(call.request.path)
     if not os.path.exists(path):
-        raise GitFailure("not_found", f"{path} does not exist.")
+        raise AgentFailure("not_found", f"{path} does not exist.")
     if not os.path.isdir(path):  # a file in a repository: log and diff look at it
         call.file = path
         path = os.path.dirname(path)
     try:
         return git.Repo(path, search_parent_directories=True)
     except git.InvalidGitRepositoryError:
-        raise GitFailure(
+        raise AgentFailure(
             "not_a_repository", f"{path} is not inside a git repository: clone or init one."
         ) from None
 
@@ -217,7 +212,7 @@ def _identity_env(repo: Any, name: str | None, email: str | None) -> dict[str, s
 
 def _ref_name(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value or value.startswith("-") or "\0" in value:
-        raise GitFailure("bad_request", f"{field} must be a branch or ref name")
+        raise AgentFailure("bad_request", f"{field} must be a branch or ref name")
     return value
 
 
@@ -229,26 +224,26 @@ def clone(call: Call) -> dict[str, Any]:
 
     url = call.arg("url", str)
     if not url or url.startswith("-") or "\0" in url:
-        raise GitFailure("bad_request", "url must be a repository URL")
+        raise AgentFailure("bad_request", "url must be a repository URL")
     branch = call.arg("branch", str)
     depth = call.arg("depth", int)
     if branch is not None:
         _ref_name(branch, "branch")
     if depth is not None and (isinstance(depth, bool) or depth < 1):
-        raise GitFailure("bad_request", "depth must be a positive whole number")
+        raise AgentFailure("bad_request", "depth must be a positive whole number")
     url = _strip_url_credentials(url, call)
     if call.request.path:
-        target = execs.resolve_path(call.request.path)
+        target = resolve_path(call.request.path)
     else:
         name = re.sub(r"\.git$", "", url.rstrip("/").rpartition("/")[2].rpartition(":")[2])
-        target = execs.resolve_path(name or "repository")
+        target = resolve_path(name or "repository")
     if (
         os.path.isdir(target)
         and os.listdir(target)
         or os.path.lexists(target)
         and not (os.path.isdir(target))
     ):
-        raise GitFailure(
+        raise AgentFailure(
             "already_exists", f"{target} exists and is not empty: choose another path."
         )
     options: dict[str, Any] = {}
@@ -343,7 +338,7 @@ def log(call: Call) -> dict[str, Any]:
     repo = _open_repo(call)
     limit = call.arg("limit", int, 20)
     if isinstance(limit, bool) or not 1 <= limit <= MAX_LOG:
-        raise GitFailure("bad_request", f"limit must be between 1 and {MAX_LOG}")
+        raise AgentFailure("bad_request", f"limit must be between 1 and {MAX_LOG}")
     if _head(repo)[1] is None:
         return {"commits": []}
     file_path = call.arg("file", str) or call.file
@@ -423,7 +418,7 @@ def checkout(call: Call) -> dict[str, Any]:
     except Exception as exc:
         stderr = str(getattr(exc, "stderr", ""))
         if not create and ("did not match" in stderr or "invalid reference" in stderr):
-            raise GitFailure(
+            raise AgentFailure(
                 "not_found", f"No branch or ref {branch!r}: pass create=true to make it."
             ) from None
         raise _git_error(exc, call, f"git checkout {branch}") from None
@@ -435,7 +430,7 @@ def add(call: Call) -> dict[str, Any]:
     repo = _open_repo(call)
     paths = call.arg("paths", list, [])
     if not all(isinstance(p, str) and p and "\0" not in p for p in paths):
-        raise GitFailure("bad_request", "paths must be a list of file paths")
+        raise AgentFailure("bad_request", "paths must be a list of file paths")
     try:
         if paths:
             repo.git.add("--", *paths)
@@ -450,7 +445,7 @@ def commit(call: Call) -> dict[str, Any]:
     repo = _open_repo(call)
     message = call.arg("message", str)
     if not message or not message.strip():
-        raise GitFailure("bad_request", "message must not be empty")
+        raise AgentFailure("bad_request", "message must not be empty")
     env = _identity_env(repo, call.arg("author_name", str), call.arg("author_email", str))
     args = ["-m", message]
     if call.arg("all", bool, False):
@@ -530,7 +525,7 @@ def _run(request: GitRequest) -> dict[str, Any]:
     call = Call(request)
     try:
         return OPERATIONS[request.op](call)
-    except GitFailure:
+    except AgentFailure:
         raise
     except Exception as exc:  # GitPython's own errors, with secrets scrubbed
         import git
@@ -538,23 +533,15 @@ def _run(request: GitRequest) -> dict[str, Any]:
         if isinstance(exc, git.GitCommandError):
             raise _git_error(exc, call, f"git {request.op}") from None
         if isinstance(exc, git.GitCommandNotFound):
-            raise GitFailure("git_error", "git is not installed in this sandbox") from None
-        raise GitFailure("git_error", call.scrub(f"git {request.op} failed: {exc}")) from None
+            raise AgentFailure("git_error", "git is not installed in this sandbox") from None
+        raise AgentFailure("git_error", call.scrub(f"git {request.op} failed: {exc}")) from None
 
 
-async def handle_git(request: Message, channel: Channel) -> None:
-    assert isinstance(request, GitRequest)  # noqa: S101
+async def handle_git(request: GitRequest, channel: Channel) -> None:
     if request.op not in OPERATIONS:
-        await channel.send_message(
-            Error(code="bad_request", message=f"unknown git operation {request.op!r}")
-        )
-        return
-    try:
-        result = await asyncio.to_thread(_run, request)
-    except GitFailure as exc:
-        await channel.send_message(Error(code=exc.code, message=exc.message))
-        return
+        raise AgentFailure("bad_request", f"unknown git operation {request.op!r}")
+    result = await asyncio.to_thread(_run, request)
     await channel.send_message(GitResult(result=result))
 
 
-HANDLERS: dict[Any, Any] = {GitRequest: handle_git}
+HANDLERS = table(on(GitRequest, handle_git))

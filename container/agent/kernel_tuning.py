@@ -32,7 +32,8 @@ def _flush_if_written(self: OutStream) -> None:
     _flush(self)
 
 
-OutStream.flush = _flush_if_written  # type: ignore[method-assign]
+# (unused-ignore: where ipykernel is not installed, as on the host, OutStream is Any)
+OutStream.flush = _flush_if_written  # type: ignore[method-assign, unused-ignore]
 
 _shell = get_ipython()
 _kernel = getattr(_shell, "kernel", None)

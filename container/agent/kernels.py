@@ -1,4 +1,4 @@
-"""Code interpreter contexts (issue 6): persistent Python and JavaScript interpreters.
+"""Code interpreter contexts: persistent Python and JavaScript interpreters.
 
 A *context* is one long-lived interpreter whose state (variables, imports, functions)
 persists between runs. Python contexts are real Jupyter kernels (ipykernel, driven
@@ -31,9 +31,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from . import execs
-from .execs import child_env, resolve_path, validate_env
+from . import procs
+from .dispatch import on, table
+from .failures import AgentFailure
+from .paths import WORKSPACE, resolve_path, working_directory
 from .protocol import (
+    CHUNK,
     MAX_FRAME,
     Channel,
     CodeContextCreate,
@@ -46,7 +49,6 @@ from .protocol import (
     CodeRunEnd,
     CodeRunError,
     CodeRunStarted,
-    Error,
     Kind,
     Message,
 )
@@ -214,7 +216,7 @@ class PythonKernel:
             language="python",
             interrupt_mode="signal",
         )
-        env = child_env({})
+        env = procs.child_env({})
         # Figures shown or left open at the end of a cell come back as image/png.
         env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
         env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
@@ -340,7 +342,7 @@ class NodeKernel:
     def __init__(self, cwd: str, env: dict[str, str]) -> None:
         self.cwd = cwd
         self.env = env
-        self.proc: execs.Child | None = None
+        self.proc: procs.Child | None = None
         self.events: asyncio.StreamReader | None = None
         self.queue: asyncio.Queue[tuple[str, Any]] | None = None  # the running request's
         self.request_id = 0
@@ -351,7 +353,7 @@ class NodeKernel:
         read_fd, write_fd = os.pipe()
         try:
             transport, protocol = await loop.subprocess_exec(
-                lambda: execs._Protocol(loop),
+                lambda: procs.ChildProtocol(loop),
                 "node",
                 "--expose-internals",
                 "--no-warnings",
@@ -361,7 +363,7 @@ class NodeKernel:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=self.cwd,
-                env=child_env(self.env),
+                env=procs.child_env(self.env),
                 pass_fds=(write_fd,),
                 start_new_session=True,
             )
@@ -370,14 +372,14 @@ class NodeKernel:
             raise
         finally:
             os.close(write_fd)
-        self.proc = execs.Child(transport, protocol, loop)
-        self.events = asyncio.StreamReader(limit=8 * 1024 * 1024)
+        self.proc = procs.Child(transport, protocol, loop)
+        events = self.events = asyncio.StreamReader(limit=8 * 1024 * 1024)
         await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(self.events),
+            lambda: asyncio.StreamReaderProtocol(events),
             os.fdopen(read_fd, "rb", 0),
         )
         try:
-            ready = await asyncio.wait_for(self.events.readline(), START_TIMEOUT)
+            ready = await asyncio.wait_for(events.readline(), START_TIMEOUT)
         except TimeoutError:
             ready = b""
         if not ready:
@@ -388,7 +390,7 @@ class NodeKernel:
             await self.stop()
             raise Died(f"node did not start: {stderr.decode(errors='replace').strip()}")
         self.tasks = [
-            asyncio.create_task(self._read_events(self.events)),
+            asyncio.create_task(self._read_events(events)),
             asyncio.create_task(self._pump(self.proc.stdout, "stdout")),
             asyncio.create_task(self._pump(self.proc.stderr, "stderr")),
             asyncio.create_task(self._watch_exit(self.proc)),
@@ -414,10 +416,10 @@ class NodeKernel:
         """Output written to the real stdout/stderr (by child processes, for instance)."""
         if stream is None:
             return
-        while chunk := await stream.read(execs.CHUNK):
+        while chunk := await stream.read(CHUNK):
             await self._deliver((name, chunk.decode(errors="replace")))
 
-    async def _watch_exit(self, proc: execs.Child) -> None:
+    async def _watch_exit(self, proc: procs.Child) -> None:
         code = await proc.exited()
         await asyncio.sleep(0.05)  # let the last events arrive first
         await self._deliver(("died", code))
@@ -462,11 +464,11 @@ class NodeKernel:
 
     async def interrupt(self) -> None:
         if self.proc is not None and self.alive():
-            execs.kill_group(self.proc.pid, signal.SIGINT)
+            procs.kill_group(self.proc.pid, signal.SIGINT)
 
     async def stop(self) -> None:
         if self.proc is not None:
-            execs.kill_group(self.proc.pid)
+            procs.kill_group(self.proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
         for task in self.tasks:
@@ -668,7 +670,7 @@ class SparePython:
             if idle >= self.DELAY and not any(c.busy for c in CONTEXTS.values()):
                 break
             await asyncio.sleep(max(self.DELAY - idle, 0.5))
-        kernel = PythonKernel(execs.WORKSPACE, {})
+        kernel = PythonKernel(WORKSPACE, {})
         try:
             await kernel.start()
         except BaseException:
@@ -714,95 +716,71 @@ def _context_info(context: Context) -> dict[str, Any]:
 # ------------------------------------------------------------------------ handlers
 
 
-async def _bad(channel: Channel, message: str, code: str = "bad_request") -> None:
-    await channel.send_message(Error(code=code, message=message))
-
-
-def _language_error(language: object) -> str | None:
+def _check_language(language: object) -> None:
     if language not in LANGUAGES:
-        return f"language must be one of {', '.join(LANGUAGES)}, not {language!r}"
-    return None
+        raise AgentFailure(
+            "bad_request", f"language must be one of {', '.join(LANGUAGES)}, not {language!r}"
+        )
 
 
-async def handle_create(request: Message, channel: Channel) -> None:
-    if not isinstance(request, CodeContextCreate):
-        raise TypeError(request)
-    problem = _language_error(request.language) or validate_env(request.env)
-    if problem:
-        await _bad(channel, problem)
-        return
+async def handle_create(request: CodeContextCreate, channel: Channel) -> None:
+    _check_language(request.language)
+    procs.check_env(request.env)
     if request.cwd is not None and not isinstance(request.cwd, str):
-        await _bad(channel, "cwd must be a string")
-        return
-    cwd = resolve_path(request.cwd)
-    if not os.path.isdir(cwd):
-        await _bad(channel, f"working directory {cwd} does not exist", "not_found")
-        return
+        raise AgentFailure("bad_request", "cwd must be a string")
+    cwd = working_directory(resolve_path(request.cwd))
     if sum(1 for c in CONTEXTS if c not in DEFAULT_IDS.values()) >= MAX_CONTEXTS:
-        await _bad(
-            channel,
+        raise AgentFailure(
+            "limit_reached",
             f"this sandbox already has {MAX_CONTEXTS} code contexts: delete some "
             "(DELETE .../code/contexts/{id}) before creating more",
-            "limit_reached",
         )
-        return
     context = Context(secrets.token_hex(6), request.language, cwd, dict(request.env))
     CONTEXTS[context.id] = context
     context.prewarm()
     await channel.send_message(context.info())
 
 
-async def handle_list(request: Message, channel: Channel) -> None:
+async def handle_list(request: CodeContextList, channel: Channel) -> None:
     contexts = sorted(CONTEXTS.values(), key=lambda c: c.created_at)
     await channel.send_message(CodeContexts(contexts=[_context_info(c) for c in contexts]))
 
 
-async def handle_delete(request: Message, channel: Channel) -> None:
-    if not isinstance(request, CodeContextDelete):
-        raise TypeError(request)
+async def handle_delete(request: CodeContextDelete, channel: Channel) -> None:
     context = CONTEXTS.pop(request.id, None) if isinstance(request.id, str) else None
     if context is None:
-        await _bad(channel, f"no code context {request.id!r}", "not_found")
-        return
+        raise AgentFailure("not_found", f"no code context {request.id!r}")
     await context.stop()
     await channel.send_message(context.info())
 
 
-async def handle_run(request: Message, channel: Channel) -> None:
-    if not isinstance(request, CodeRun):
-        raise TypeError(request)
+async def handle_run(request: CodeRun, channel: Channel) -> None:
     if not isinstance(request.code, str):
-        await _bad(channel, "code must be a string")
-        return
-    if request.language is not None and (problem := _language_error(request.language)):
-        await _bad(channel, problem)
-        return
+        raise AgentFailure("bad_request", "code must be a string")
+    if request.language is not None:
+        _check_language(request.language)
     timeout = request.timeout
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        await _bad(channel, "timeout must be a positive number of seconds")
-        return
+        raise AgentFailure("bad_request", "timeout must be a positive number of seconds")
     if request.context is not None:
         context = CONTEXTS.get(request.context) if isinstance(request.context, str) else None
         if context is None:
-            await _bad(
-                channel,
+            raise AgentFailure(
+                "not_found",
                 f"no code context {request.context!r} (contexts end when the sandbox "
                 "sleeps or restarts; create a new one)",
-                "not_found",
             )
-            return
         if request.language is not None and request.language != context.language:
-            await _bad(
-                channel,
+            raise AgentFailure(
+                "bad_request",
                 f"context {context.id} runs {context.language}, not {request.language}",
             )
-            return
     else:
         language = request.language or "python"
         context_id = DEFAULT_IDS[language]
         context = CONTEXTS.get(context_id)
         if context is None:
-            context = CONTEXTS[context_id] = Context(context_id, language, execs.WORKSPACE, {})
+            context = CONTEXTS[context_id] = Context(context_id, language, WORKSPACE, {})
     await channel.send_message(CodeRunStarted(context=context.id, language=context.language))
     started = time.monotonic()
     sink = Sink(channel)
@@ -834,9 +812,9 @@ async def _watch_client(channel: Channel) -> None:
             return
 
 
-HANDLERS = {
-    CodeContextCreate: handle_create,
-    CodeContextList: handle_list,
-    CodeContextDelete: handle_delete,
-    CodeRun: handle_run,
-}
+HANDLERS = table(
+    on(CodeContextCreate, handle_create),
+    on(CodeContextList, handle_list),
+    on(CodeContextDelete, handle_delete),
+    on(CodeRun, handle_run),
+)

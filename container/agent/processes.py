@@ -1,4 +1,4 @@
-"""Background processes (issue 3): started by one connection, owned by the agent.
+"""Background processes: started by one connection, owned by the agent.
 
 A process outlives the connection that started it and every client that follows
 it. Its output is pumped as fast as it is produced into two places: a bounded ring
@@ -15,20 +15,20 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from . import execs, quota, sessions
+from . import procs, quota
+from .dispatch import on, table
+from .failures import AgentFailure
+from .paths import resolve_path, working_directory
 from .protocol import (
     CHUNK,
     Channel,
-    Error,
     Kind,
     LogMatch,
-    Message,
     PortReady,
     ProcessGet,
     ProcessInfo,
@@ -39,6 +39,7 @@ from .protocol import (
     ProcessStart,
     ProcessWaitLog,
     ProcessWaitPort,
+    signal_number,
 )
 from .tunnel import listening_ports
 
@@ -124,7 +125,7 @@ class LogStream:
 
 
 class Process:
-    def __init__(self, proc: execs.Child, request: ProcessStart, cwd: str, limit: int) -> None:
+    def __init__(self, proc: procs.Child, request: ProcessStart, cwd: str, limit: int) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.command = request.command
@@ -160,13 +161,7 @@ class Process:
     async def _wait(self) -> None:
         code = await self.proc.exited()
         self.exited_at = _now()
-        if code < 0:
-            try:
-                self.signal = signal.Signals(-code).name
-            except ValueError:  # a real-time signal has no name of its own
-                self.signal = f"SIG{-code}"
-            code = 128 - code
-        self.exit_code = code
+        self.exit_code, self.signal = procs.exit_status(code)
         await self._notify()
         await asyncio.wait(self.tasks, timeout=_DRAIN_AFTER_EXIT)
         self.finished = True
@@ -206,10 +201,10 @@ def _prune() -> None:
         process.forget(remove_logs=True)
 
 
-async def _lookup(pid: int, channel: Channel) -> Process | None:
+def _lookup(pid: object) -> Process:
     process = PROCESSES.get(pid) if isinstance(pid, int) else None
     if process is None:
-        await channel.send_message(Error(code="not_found", message=f"No process with pid {pid}."))
+        raise AgentFailure("not_found", f"No process with pid {pid}.")
     return process
 
 
@@ -236,35 +231,22 @@ async def _client_gone(channel: Channel) -> None:
 # ------------------------------------------------------------------------ handlers
 
 
-async def handle_start(request: Message, channel: Channel) -> None:
-    assert isinstance(request, ProcessStart)  # noqa: S101
-    argv = execs.argv_for(request.command)
-    env_error = execs.validate_env(request.env)
-    if isinstance(argv, str) or env_error:
-        await channel.send_message(Error(code="bad_request", message=str(env_error or argv)))
-        return
-    cwd = execs.resolve_path(request.cwd)
-    if not os.path.isdir(cwd):
-        await channel.send_message(
-            Error(code="not_found", message=f"working directory {cwd} does not exist")
-        )
-        return
+async def handle_start(request: ProcessStart, channel: Channel) -> None:
+    procs.check_env(request.env)
+    argv = procs.argv_for(request.command)
+    cwd = working_directory(resolve_path(request.cwd))
     if sum(1 for p in PROCESSES.values() if p.exit_code is None) >= MAX_RUNNING:
-        await channel.send_message(
-            Error(code="limit_reached", message=f"at most {MAX_RUNNING} processes may run at once")
-        )
-        return
+        raise AgentFailure("limit_reached", f"at most {MAX_RUNNING} processes may run at once")
     limit = min(request.log_buffer, MAX_BUFFER) if request.log_buffer > 0 else DEFAULT_BUFFER
     with contextlib.suppress(OSError):
         os.makedirs(LOG_DIR, mode=0o700, exist_ok=True)
     try:
-        proc = await execs.spawn(
-            argv, cwd, execs.child_env(request.env), asyncio.subprocess.DEVNULL
+        proc = await procs.spawn(
+            argv, cwd, procs.child_env(request.env), asyncio.subprocess.DEVNULL
         )
     except (FileNotFoundError, PermissionError) as exc:
         reason = "command not found" if isinstance(exc, FileNotFoundError) else "permission denied"
-        await channel.send_message(Error(code="bad_request", message=f"{argv[0]}: {reason}"))
-        return
+        raise AgentFailure("bad_request", f"{argv[0]}: {reason}") from None
     old = PROCESSES.pop(proc.pid, None)
     if old is not None:
         old.forget()
@@ -273,36 +255,27 @@ async def handle_start(request: Message, channel: Channel) -> None:
     await channel.send_message(process.info())
 
 
-async def handle_list(request: Message, channel: Channel) -> None:
+async def handle_list(request: ProcessList, channel: Channel) -> None:
     processes = sorted(PROCESSES.values(), key=lambda p: (p.started_at, p.pid))
     await channel.send_message(ProcessListing(processes=[p.info().to_dict() for p in processes]))
 
 
-async def handle_get(request: Message, channel: Channel) -> None:
-    assert isinstance(request, ProcessGet)  # noqa: S101
-    if process := await _lookup(request.pid, channel):
-        await channel.send_message(process.info())
+async def handle_get(request: ProcessGet, channel: Channel) -> None:
+    await channel.send_message(_lookup(request.pid).info())
 
 
-async def handle_signal(request: Message, channel: Channel) -> None:
-    assert isinstance(request, ProcessSignal)  # noqa: S101
-    number = execs.signal_number(request.signal or "")
+async def handle_signal(request: ProcessSignal, channel: Channel) -> None:
+    number = signal_number(request.signal or "")
     if number is None:
-        await channel.send_message(
-            Error(code="bad_request", message=f"unknown signal {request.signal!r}")
-        )
-        return
-    if process := await _lookup(request.pid, channel):
-        if process.exit_code is None:
-            execs.kill_group(process.pid, number)
-        await channel.send_message(process.info())
+        raise AgentFailure("bad_request", f"unknown signal {request.signal!r}")
+    process = _lookup(request.pid)
+    if process.exit_code is None:
+        procs.kill_group(process.pid, number)
+    await channel.send_message(process.info())
 
 
-async def handle_logs(request: Message, channel: Channel) -> None:
-    assert isinstance(request, ProcessLogs)  # noqa: S101
-    process = await _lookup(request.pid, channel)
-    if process is None:
-        return
+async def handle_logs(request: ProcessLogs, channel: Channel) -> None:
+    process = _lookup(request.pid)
     if not request.follow:
         for name, kind in (("stdout", Kind.STDOUT), ("stderr", Kind.STDERR)):
             await channel.send_data(kind, process.streams[name].tail())
@@ -333,27 +306,23 @@ async def _follow(process: Process, channel: Channel) -> None:
         await process.wait_change(1.0)
 
 
-async def handle_wait_port(request: Message, channel: Channel) -> None:
-    assert isinstance(request, ProcessWaitPort)  # noqa: S101
+async def handle_wait_port(request: ProcessWaitPort, channel: Channel) -> None:
     port = request.port
     if not isinstance(port, int) or not 0 < port < 65536:
-        await channel.send_message(Error(code="bad_request", message="port must be 1-65535"))
-        return
-    process = await _lookup(request.pid, channel)
-    if process is None:
-        return
+        raise AgentFailure("bad_request", "port must be 1-65535")
+    process = _lookup(request.pid)
 
-    async def wait() -> Message:
+    async def wait() -> PortReady:
         deadline = time.monotonic() + max(0.0, float(request.timeout))
         while True:
             if port in listening_ports():
                 return PortReady(port=port)
             if process.exit_code is not None:
-                return _exited(process, f"before anything listened on port {port}")
+                raise _exited(process, f"before anything listened on port {port}")
             if time.monotonic() >= deadline:
-                return Error(
-                    code="timeout",
-                    message=f"Nothing listened on port {port} within {request.timeout:g}s "
+                raise AgentFailure(
+                    "timeout",
+                    f"Nothing listened on port {port} within {request.timeout:g}s "
                     f"(process {process.pid} is still running).",
                 )
             await asyncio.sleep(_POLL)
@@ -363,25 +332,21 @@ async def handle_wait_port(request: Message, channel: Channel) -> None:
         await channel.send_message(reply)
 
 
-def _exited(process: Process, what: str) -> Error:
+def _exited(process: Process, what: str) -> AgentFailure:
     how = f"was killed by {process.signal}" if process.signal else f"exited {process.exit_code}"
-    return Error(code="process_exited", message=f"Process {process.pid} {how} {what}.")
+    return AgentFailure("process_exited", f"Process {process.pid} {how} {what}.")
 
 
-async def handle_wait_log(request: Message, channel: Channel) -> None:
-    assert isinstance(request, ProcessWaitLog)  # noqa: S101
+async def handle_wait_log(request: ProcessWaitLog, channel: Channel) -> None:
     try:
         pattern = re.compile(request.pattern)
     except (re.error, TypeError) as exc:
-        await channel.send_message(
-            Error(code="bad_request", message=f"pattern is not a valid regular expression: {exc}")
-        )
-        return
-    process = await _lookup(request.pid, channel)
-    if process is None:
-        return
+        raise AgentFailure(
+            "bad_request", f"pattern is not a valid regular expression: {exc}"
+        ) from None
+    process = _lookup(request.pid)
 
-    async def scan() -> Message:
+    async def scan() -> LogMatch:
         offsets = {name: stream.start for name, stream in process.streams.items()}
         partial = {name: b"" for name in process.streams}
         deadline = time.monotonic() + max(0.0, float(request.timeout))
@@ -407,12 +372,12 @@ async def handle_wait_log(request: Message, channel: Channel) -> None:
                 await asyncio.sleep(0)
                 continue
             if finished:
-                return _exited(process, f"without printing a line matching {request.pattern!r}")
+                raise _exited(process, f"without printing a line matching {request.pattern!r}")
             left = deadline - time.monotonic()
             if left <= 0:
-                return Error(
-                    code="timeout",
-                    message=f"No line matching {request.pattern!r} within {request.timeout:g}s "
+                raise AgentFailure(
+                    "timeout",
+                    f"No line matching {request.pattern!r} within {request.timeout:g}s "
                     f"(process {process.pid} is still running).",
                 )
             await process.wait_change(min(left, 1.0))
@@ -430,13 +395,12 @@ def _search(pattern: re.Pattern[str], raw: bytes, stream: str) -> LogMatch | Non
     return LogMatch(match=found.group(0), line=line, stream=stream)
 
 
-HANDLERS: dict[Any, Any] = {
-    ProcessStart: handle_start,
-    ProcessList: handle_list,
-    ProcessGet: handle_get,
-    ProcessSignal: handle_signal,
-    ProcessLogs: handle_logs,
-    ProcessWaitPort: handle_wait_port,
-    ProcessWaitLog: handle_wait_log,
-    **sessions.HANDLERS,
-}
+HANDLERS = table(
+    on(ProcessStart, handle_start),
+    on(ProcessList, handle_list),
+    on(ProcessGet, handle_get),
+    on(ProcessSignal, handle_signal),
+    on(ProcessLogs, handle_logs),
+    on(ProcessWaitPort, handle_wait_port),
+    on(ProcessWaitLog, handle_wait_log),
+)

@@ -1,4 +1,4 @@
-"""The sandbox's disk quota (issue 8), kept by the agent.
+"""The sandbox's disk quota, kept by the agent.
 
 The engine cannot enforce one here (overlay2's ``--storage-opt size`` needs xfs
 with project quotas; the local volume driver has no size option), so the agent
@@ -32,8 +32,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .execs import WORKSPACE
-from .protocol import Channel, DiskUsage, DiskUsageInfo, Message
+from .dispatch import on, table
+from .paths import WORKSPACE
+from .protocol import Channel, DiskUsage, DiskUsageInfo
 
 log = logging.getLogger("sandbox_agent")
 
@@ -480,9 +481,7 @@ def start() -> asyncio.Task[None] | None:
     return asyncio.get_running_loop().create_task(watcher.run(), name="disk-watcher")
 
 
-async def handle_usage(request: Message, channel: Channel) -> None:
-    if not isinstance(request, DiskUsage):
-        raise TypeError(request)
+async def handle_usage(request: DiskUsage, channel: Channel) -> None:
     stale = time.monotonic() - watcher.measured_at > max(0.2, 5 * watcher.scan_seconds)
     if watcher.enabled and (request.fresh or not watcher.measured_at) and stale:
         await watcher.scan()
@@ -497,4 +496,4 @@ async def handle_usage(request: Message, channel: Channel) -> None:
     )
 
 
-HANDLERS = {DiskUsage: handle_usage}
+HANDLERS = table(on(DiskUsage, handle_usage))

@@ -1,4 +1,8 @@
-"""The agent's listener: accepts a connection, reads its request, runs the handler."""
+"""The agent's listener: accepts a connection, reads its request, runs the handler.
+
+Failures are answered here, once for every handler: an ``AgentFailure`` (or an
+``OSError``, through ``failures.from_os_error``) becomes the request's ``Error``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,22 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 
-from . import execs, files, gitops, identity, kernels, processes, quota, starter, terminals, tunnel
+from . import (
+    execs,
+    files,
+    gitops,
+    identity,
+    kernels,
+    processes,
+    quota,
+    sessions,
+    starter,
+    terminals,
+    tunnel,
+)
+from .dispatch import Handlers, on, table
+from .failures import AgentFailure, from_os_error
 from .protocol import (
     Channel,
     Error,
@@ -25,8 +42,6 @@ from .protocol import (
 )
 
 log = logging.getLogger("sandbox_agent")
-
-Handler = Callable[[Message, Channel], Awaitable[None]]
 
 # The sandbox's key, given by the server in SANDBOX_AGENT_KEY (hex) when it created the
 # container. Without one the agent answers nobody.
@@ -61,22 +76,23 @@ async def _greet(channel: Channel) -> bool:
     return True
 
 
-async def _ping(request: Message, channel: Channel) -> None:
+async def _ping(request: Ping, channel: Channel) -> None:
     await channel.send_message(Pong(pid=os.getpid(), uid=os.geteuid()))  # the uid it acts as
 
 
-HANDLERS: dict[type[Message], Handler] = {
-    Ping: _ping,
-    **execs.HANDLERS,
-    **files.HANDLERS,
-    **processes.HANDLERS,
-    **gitops.HANDLERS,
-    **terminals.HANDLERS,
-    **tunnel.HANDLERS,
-    **kernels.HANDLERS,
-    **starter.HANDLERS,
-    **quota.HANDLERS,
-}
+HANDLERS: Handlers = table(
+    on(Ping, _ping),
+    execs.HANDLERS,
+    sessions.HANDLERS,
+    files.HANDLERS,
+    processes.HANDLERS,
+    gitops.HANDLERS,
+    terminals.HANDLERS,
+    tunnel.HANDLERS,
+    kernels.HANDLERS,
+    starter.HANDLERS,
+    quota.HANDLERS,
+)
 
 
 async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -88,24 +104,39 @@ async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
         request = await channel.receive_message()
         if request is None:
             return
-        handler = HANDLERS.get(type(request))
-        if handler is None:
-            await channel.send_message(
-                Error(code="bad_request", message=f"the agent cannot handle {request.type!r}")
-            )
-            return
-        await handler(request, channel)
+        await _handle(request, channel)
     except ProtocolError as exc:
-        with contextlib.suppress(ConnectionError, OSError):
-            await channel.send_message(Error(code="protocol_error", message=str(exc)))
+        await _answer(channel, Error(code="protocol_error", message=str(exc)))
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     except Exception as exc:
         log.exception("handler failed")
-        with contextlib.suppress(ConnectionError, OSError):
-            await channel.send_message(Error(code="agent_error", message=f"agent error: {exc}"))
+        await _answer(channel, Error(code="agent_error", message=f"agent error: {exc}"))
     finally:
         await channel.close()
+
+
+async def _handle(request: Message, channel: Channel) -> None:
+    """Run the request's handler; a failure is the request's answer."""
+    handler = HANDLERS.get(type(request))
+    try:
+        if handler is None:
+            raise AgentFailure("bad_request", f"the agent cannot handle {request.type!r}")
+        await handler(request, channel)
+    except AgentFailure as exc:
+        await _answer(channel, exc.to_error())
+    except OSError as exc:
+        if isinstance(exc, ConnectionError):
+            raise  # the client went away: nobody to answer
+        path = getattr(request, "path", None)
+        await _answer(
+            channel, from_os_error(exc, path if isinstance(path, str) else None).to_error()
+        )
+
+
+async def _answer(channel: Channel, error: Error) -> None:
+    with contextlib.suppress(ConnectionError, OSError):
+        await channel.send_message(error)
 
 
 def _use_pidfd_watcher() -> None:

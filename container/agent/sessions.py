@@ -1,11 +1,11 @@
-"""Shell sessions (issue 3, Cloudflare's ``createSession``): ``cd`` and ``export``
-carry over between the execs that name a session.
+"""Shell sessions (Cloudflare's ``createSession``): ``cd`` and ``export`` carry over
+between the execs that name a session.
 
 A session is state, not a process: a working directory and an environment. Each
-exec in it is an ordinary exec (same streaming, timeout, exit code and process
-group handling, see ``execs.run_to_exit``) of ``bash -c`` started in that state;
-an EXIT trap writes the shell's final ``$PWD`` and ``env -0`` to a private file,
-which becomes the session's new state. A command killed by its timeout leaves the
+exec in it is an ordinary exec (``execs`` runs it: same streaming, timeout, exit code
+and process group handling) of ``bash -c`` started in that state; an EXIT trap writes
+the shell's final ``$PWD`` and ``env -0`` to a private file, which becomes the
+session's new state (``SessionRun``). A command killed by its timeout leaves the
 state as it was.
 """
 
@@ -17,24 +17,22 @@ import os
 import re
 import secrets
 import shlex
-import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from . import execs
+from . import procs
+from .dispatch import on, table
+from .failures import AgentFailure
+from .paths import resolve_path, working_directory
 from .protocol import (
     Channel,
-    Error,
     Exec,
-    Exit,
-    Message,
     SessionCreate,
     SessionDelete,
     SessionGet,
     SessionInfo,
     SessionList,
     SessionListing,
-    Started,
 )
 
 STATE_DIR = os.environ.get("SANDBOX_AGENT_SESSION_STATE", "/tmp/.sandbox-sessions")  # noqa: S108
@@ -79,7 +77,7 @@ async def _login_env(cwd: str, extra: dict[str, str]) -> dict[str, str]:
         "-lc",
         "env -0",
         cwd=cwd,
-        env=execs.child_env(extra),
+        env=procs.child_env(extra),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -88,10 +86,10 @@ async def _login_env(cwd: str, extra: dict[str, str]) -> dict[str, str]:
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), 10)
     except TimeoutError:
-        execs.kill_group(proc.pid)
+        procs.kill_group(proc.pid)
         out = b""
     state = _parse_state(b"/\0" + out) if out else None
-    env = state[1] if state else execs.child_env({})
+    env = state[1] if state else procs.child_env({})
     env.update(extra)  # what the caller asked for wins over profile scripts
     for key in (*_VOLATILE, "OLDPWD"):
         env.pop(key, None)
@@ -102,88 +100,75 @@ async def _login_env(cwd: str, extra: dict[str, str]) -> dict[str, str]:
 # ------------------------------------------------------------------------ handlers
 
 
-async def handle_create(request: Message, channel: Channel) -> None:
-    assert isinstance(request, SessionCreate)  # noqa: S101
+async def handle_create(request: SessionCreate, channel: Channel) -> None:
     session_id = request.id or secrets.token_hex(6)
     if not isinstance(session_id, str) or not ID_PATTERN.fullmatch(session_id):
-        await channel.send_message(
-            Error(code="bad_request", message="session id must match [a-z0-9][a-z0-9_-]{0,63}")
-        )
-        return
-    env_error = execs.validate_env(request.env)
-    if env_error:
-        await channel.send_message(Error(code="bad_request", message=env_error))
-        return
-    if session_id in SESSIONS:
-        await channel.send_message(
-            Error(code="already_exists", message=f"A session {session_id!r} exists already.")
-        )
-        return
-    if len(SESSIONS) >= MAX_SESSIONS:
-        await channel.send_message(
-            Error(code="limit_reached", message=f"at most {MAX_SESSIONS} sessions; delete one")
-        )
-        return
-    cwd = execs.resolve_path(request.cwd)
-    if not os.path.isdir(cwd):
-        await channel.send_message(
-            Error(code="not_found", message=f"working directory {cwd} does not exist")
-        )
-        return
+        raise AgentFailure("bad_request", "session id must match [a-z0-9][a-z0-9_-]{0,63}")
+    procs.check_env(request.env)
+    _check_new(session_id)
+    cwd = working_directory(resolve_path(request.cwd))
     env = await _login_env(cwd, request.env)
-    if session_id in SESSIONS:  # created meanwhile
-        await channel.send_message(
-            Error(code="already_exists", message=f"A session {session_id!r} exists already.")
-        )
-        return
+    _check_new(session_id)  # it may have been created meanwhile
     session = SESSIONS[session_id] = Session(session_id, cwd, env)
     await channel.send_message(session.info())
 
 
-async def handle_list(request: Message, channel: Channel) -> None:
+def _check_new(session_id: str) -> None:
+    if session_id in SESSIONS:
+        raise AgentFailure("already_exists", f"A session {session_id!r} exists already.")
+    if len(SESSIONS) >= MAX_SESSIONS:
+        raise AgentFailure("limit_reached", f"at most {MAX_SESSIONS} sessions; delete one")
+
+
+async def handle_list(request: SessionList, channel: Channel) -> None:
     sessions = sorted(SESSIONS.values(), key=lambda s: s.created_at)
     await channel.send_message(SessionListing(sessions=[s.info().to_dict() for s in sessions]))
 
 
-async def handle_get(request: Message, channel: Channel) -> None:
-    assert isinstance(request, SessionGet)  # noqa: S101
-    if session := await _lookup(request.id, channel):
-        await channel.send_message(session.info())
+async def handle_get(request: SessionGet, channel: Channel) -> None:
+    await channel.send_message(_lookup(request.id).info())
 
 
-async def handle_delete(request: Message, channel: Channel) -> None:
-    assert isinstance(request, SessionDelete)  # noqa: S101
-    if session := await _lookup(request.id, channel):
-        SESSIONS.pop(session.id, None)
-        await channel.send_message(session.info())
+async def handle_delete(request: SessionDelete, channel: Channel) -> None:
+    session = _lookup(request.id)
+    SESSIONS.pop(session.id, None)
+    await channel.send_message(session.info())
 
 
-async def _lookup(session_id: str, channel: Channel) -> Session | None:
+def _lookup(session_id: object) -> Session:
     session = SESSIONS.get(session_id) if isinstance(session_id, str) else None
     if session is None:
-        await channel.send_message(
-            Error(code="not_found", message=f"No session {session_id!r}: create it first.")
-        )
+        raise AgentFailure("not_found", f"No session {session_id!r}: create it first.")
     return session
 
 
-async def handle_exec(request: Exec, channel: Channel) -> None:
-    """An exec inside a session (called by ``execs.handle_exec``)."""
-    session = await _lookup(request.session or "", channel)
-    if session is None:
-        return
-    argv = execs.argv_for(request.command)
-    env_error = execs.validate_env(request.env)
-    if isinstance(argv, str) or env_error:
-        await channel.send_message(Error(code="bad_request", message=str(env_error or argv)))
-        return
+# ------------------------------------------------------------------------ execs in a session
+
+
+@dataclass
+class SessionRun:
+    """How to run one exec in its session, and (``finish``) what it leaves behind."""
+
+    session: Session
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    call_env: dict[str, str]
+    state_file: str
+
+    def finish(self) -> None:
+        """Take the state the command ended in (once it ended, or failed to start)."""
+        if self.state_file:
+            _update(self.session, self.state_file, self.cwd, self.call_env)
+
+
+def prepare_run(request: Exec) -> SessionRun:
+    """The run of ``request`` in the session it names (``AgentFailure`` if none)."""
+    session = _lookup(request.session or "")
+    procs.check_env(request.env)
+    argv = procs.argv_for(request.command)
     # A relative cwd is relative to the session's directory.
-    cwd = os.path.normpath(os.path.join(session.cwd, request.cwd or "."))
-    if not os.path.isdir(cwd):
-        await channel.send_message(
-            Error(code="not_found", message=f"working directory {cwd} does not exist")
-        )
-        return
+    cwd = working_directory(os.path.normpath(os.path.join(session.cwd, request.cwd or ".")))
     env = {**session.env, **request.env, "PWD": cwd}
     state_file = ""
     if isinstance(request.command, str):
@@ -194,28 +179,7 @@ async def handle_exec(request: Exec, channel: Channel) -> None:
         # state); line numbers in bash's messages stay those of the command.
         trap = f"{{ printf '%s\\0' \"$PWD\"; env -0; }} > {shlex.quote(state_file)} 2>/dev/null"
         argv = ["bash", "-c", f"trap {shlex.quote(trap)} EXIT; {request.command}"]
-    use_stdin = request.stdin_stream or request.stdin is not None
-    started = time.monotonic()
-    try:
-        proc = await execs.spawn(
-            argv,
-            cwd,
-            env,
-            asyncio.subprocess.PIPE if use_stdin else asyncio.subprocess.DEVNULL,
-        )
-    except (FileNotFoundError, PermissionError) as exc:
-        code = 127 if isinstance(exc, FileNotFoundError) else 126
-        reason = "command not found" if code == 127 else "permission denied"
-        await channel.send_message(Started(pid=0))
-        await channel.send_data(execs.Kind.STDERR, f"{argv[0]}: {reason}\n".encode())
-        await channel.send_message(Exit(exit_code=code, duration_ms=execs._ms(started)))
-        return
-    await channel.send_message(Started(pid=proc.pid))
-    try:
-        await execs.run_to_exit(proc, channel, request, started)
-    finally:
-        if state_file:
-            _update(session, state_file, cwd, request.env)
+    return SessionRun(session, argv, cwd, env, request.env, state_file)
 
 
 def _update(session: Session, state_file: str, started_in: str, call_env: dict[str, str]) -> None:
@@ -244,9 +208,9 @@ def _update(session: Session, state_file: str, started_in: str, call_env: dict[s
     session.env = env
 
 
-HANDLERS: dict[Any, Any] = {
-    SessionCreate: handle_create,
-    SessionList: handle_list,
-    SessionGet: handle_get,
-    SessionDelete: handle_delete,
-}
+HANDLERS = table(
+    on(SessionCreate, handle_create),
+    on(SessionList, handle_list),
+    on(SessionGet, handle_get),
+    on(SessionDelete, handle_delete),
+)

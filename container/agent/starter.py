@@ -1,4 +1,4 @@
-"""Starter code of a classroom template (issue 10), inside the sandbox.
+"""Starter code of a classroom template, inside the sandbox.
 
 The server sends the template's starter repository as a git bundle (a file it has
 just uploaded through the files service: the sandbox may have no network at all)
@@ -29,8 +29,11 @@ import re
 import subprocess
 from typing import Any
 
-from . import execs
-from .protocol import Channel, Error, Message, StarterInstall, StarterResult, StarterUpdate
+from . import procs
+from .dispatch import on, table
+from .failures import AgentFailure
+from .paths import resolve_path
+from .protocol import Channel, StarterInstall, StarterResult, StarterUpdate
 
 STARTER_REF = "refs/starter/head"
 INCOMING_REF = "refs/starter/incoming"
@@ -55,21 +58,16 @@ _CONFIG = [
 ]
 
 
-class StarterFailure(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class Git:
     def __init__(self, root: str) -> None:
         self.root = root
-        self.env = execs.child_env(
+        self.env = procs.child_env(
             {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "LANG": "C", "GIT_OPTIONAL_LOCKS": "0"}
         )
 
-    def run(self, *args: str, check: bool = True, stdin: bytes | None = None) -> Any:
+    def run(
+        self, *args: str, check: bool = True, stdin: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         result = subprocess.run(  # noqa: S603
             ["git", *_CONFIG, *args],
             cwd=self.root,
@@ -80,7 +78,7 @@ class Git:
         )
         if check and result.returncode != 0:
             reason = (result.stderr or result.stdout).decode(errors="replace").strip()
-            raise StarterFailure("git_error", f"git {args[0]} failed: {reason[-2000:]}")
+            raise AgentFailure("git_error", f"git {args[0]} failed: {reason[-2000:]}")
         return result
 
     def text(self, *args: str) -> str:
@@ -99,15 +97,15 @@ class Git:
 
 
 def _check(request: StarterInstall | StarterUpdate) -> tuple[str, str]:
-    root = execs.resolve_path(request.path)
+    root = resolve_path(request.path)
     if not isinstance(request.bundle, str) or not request.bundle.startswith("/"):
-        raise StarterFailure("bad_request", "bundle must be an absolute path")
+        raise AgentFailure("bad_request", "bundle must be an absolute path")
     if not isinstance(request.branch, str) or not _BRANCH.match(request.branch):
-        raise StarterFailure("bad_request", "branch must be a branch name")
+        raise AgentFailure("bad_request", "branch must be a branch name")
     if request.head and not _SHA.match(request.head):
-        raise StarterFailure("bad_request", "head must be a commit id")
+        raise AgentFailure("bad_request", "head must be a commit id")
     if request.origin and (not isinstance(request.origin, str) or request.origin.startswith("-")):
-        raise StarterFailure("bad_request", "origin must be a repository URL")
+        raise AgentFailure("bad_request", "origin must be a repository URL")
     os.makedirs(root, exist_ok=True)
     return root, request.bundle
 
@@ -123,7 +121,7 @@ def _fetch(git: Git, bundle: str, branch: str, head: str) -> str:
     )
     incoming = git.sha(INCOMING_REF)
     if incoming is None or (head and incoming != head):
-        raise StarterFailure("git_error", f"the starter bundle does not hold commit {head}")
+        raise AgentFailure("git_error", f"the starter bundle does not hold commit {head}")
     return incoming
 
 
@@ -187,7 +185,7 @@ def _checkout_fresh(git: Git, incoming: str, branch: str, origin: str) -> None:
     result = git.run("checkout", "-q", "-B", branch, incoming, check=False)
     if result.returncode != 0:
         reason = result.stderr.decode(errors="replace").strip()
-        raise StarterFailure("conflict", f"The starter files could not be checked out: {reason}")
+        raise AgentFailure("conflict", f"The starter files could not be checked out: {reason}")
     _set_base(git, incoming, branch, origin)
     if "origin" in git.text("remote").split():
         git.run("branch", "-q", f"--set-upstream-to=origin/{branch}", branch, check=False)
@@ -197,7 +195,7 @@ def install(request: StarterInstall) -> dict[str, Any]:
     root, bundle = _check(request)
     try:
         if os.path.lexists(os.path.join(root, ".git")):
-            raise StarterFailure(
+            raise AgentFailure(
                 "already_exists",
                 f"{root} is already a git repository: update it instead of installing.",
             )
@@ -238,7 +236,7 @@ def _aside_name(root: str, path: str, content: bytes) -> str:
                 with open(full, "rb") as handle:
                     if handle.read() == content:
                         return candidate
-    raise StarterFailure("conflict", f"no free name beside {path} for the starter's version")
+    raise AgentFailure("conflict", f"no free name beside {path} for the starter's version")
 
 
 def _write_blob(git: Git, path: str, mode: str, sha: str) -> bytes:
@@ -278,7 +276,7 @@ def update(request: StarterUpdate) -> dict[str, Any]:
         if not os.path.lexists(os.path.join(root, ".git")):
             git.run("init", "-q", "-b", request.branch)
         elif _in_progress(git) or git.names("ls-files", "-u", "-z"):
-            raise StarterFailure(
+            raise AgentFailure(
                 "conflict",
                 "The workspace's repository is in the middle of a merge, rebase or "
                 "cherry-pick: finish or abort it first, then update again.",
@@ -341,13 +339,13 @@ def update(request: StarterUpdate) -> dict[str, Any]:
             unmerged = _unmerged(git)
             if not unmerged:
                 reason = (merged.stderr or merged.stdout).decode(errors="replace").strip()
-                with contextlib.suppress(StarterFailure):
+                with contextlib.suppress(AgentFailure):
                     git.run("merge", "--abort")
-                raise StarterFailure("git_error", f"The starter could not be merged: {reason}")
+                raise AgentFailure("git_error", f"The starter could not be merged: {reason}")
             conflicts, restored = _resolve(git, unmerged)
             if git.names("ls-files", "-u", "-z"):
                 git.run("merge", "--abort", check=False)
-                raise StarterFailure(
+                raise AgentFailure(
                     "conflict", "The starter could not be merged: some conflicts remain."
                 )
             git.run("commit", "-q", "--no-verify", "-m", f"{message} (conflicts kept aside)")
@@ -399,17 +397,12 @@ def _resolve(
 # ------------------------------------------------------------------------ handlers
 
 
-async def _handle(request: Message, channel: Channel) -> None:
-    operation = install if isinstance(request, StarterInstall) else update
-    try:
-        result = await asyncio.to_thread(operation, request)  # type: ignore[arg-type]
-    except StarterFailure as exc:
-        await channel.send_message(Error(code=exc.code, message=exc.message))
-        return
-    except OSError as exc:
-        await channel.send_message(Error(code="agent_error", message=f"starter: {exc}"))
-        return
-    await channel.send_message(StarterResult(result=result))
+async def handle_install(request: StarterInstall, channel: Channel) -> None:
+    await channel.send_message(StarterResult(result=await asyncio.to_thread(install, request)))
 
 
-HANDLERS: dict[Any, Any] = {StarterInstall: _handle, StarterUpdate: _handle}
+async def handle_update(request: StarterUpdate, channel: Channel) -> None:
+    await channel.send_message(StarterResult(result=await asyncio.to_thread(update, request)))
+
+
+HANDLERS = table(on(StarterInstall, handle_install), on(StarterUpdate, handle_update))

@@ -1,4 +1,4 @@
-"""Named PTY terminals (issue 4): shells that outlive their clients.
+"""Named PTY terminals: shells that outlive their clients.
 
 A terminal is a ``bash -l`` on a pseudo-terminal, owned by the agent and named by
 the client (terminado's named terminals). Connections attach to it and detach from
@@ -40,14 +40,15 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 
-from .execs import child_env, resolve_path, validate_env
+from . import procs
+from .dispatch import on, table
+from .failures import AgentFailure
+from .paths import resolve_path, working_directory
 from .protocol import (
     CHUNK,
     Channel,
-    Error,
     Exit,
     Kind,
-    Message,
     TerminalAttach,
     TerminalAttached,
     TerminalKill,
@@ -239,7 +240,7 @@ class Terminal:
         try:
             _set_size(master, self.cols, self.rows)
             os.set_blocking(master, False)
-            env = child_env({"TERM": "xterm-256color", "COLORTERM": "truecolor", **env})
+            env = procs.child_env({"TERM": "xterm-256color", "COLORTERM": "truecolor", **env})
             setsid = shutil.which("setsid")
             # The shell must lead a new session with the PTY as its controlling
             # terminal (job control, Ctrl-C). util-linux's `setsid --ctty` does the
@@ -282,8 +283,7 @@ class Terminal:
             if self._bytes_read == before:
                 break
         code = self._transport.get_returncode()
-        code = -1 if code is None else code
-        self._finish(128 - code if code < 0 else code)
+        self._finish(procs.exit_status(-1 if code is None else code)[0])
 
     def _finish(self, code: int) -> None:
         if self.ended.is_set():
@@ -475,7 +475,13 @@ TERMINALS: dict[str, Terminal] = {}
 _create_lock = asyncio.Lock()
 
 
-def _check_attach(request: TerminalAttach) -> str | None:
+def _check_attach(request: TerminalAttach) -> None:
+    problem = _attach_problem(request)
+    if problem:
+        raise AgentFailure("bad_request", problem)
+
+
+def _attach_problem(request: TerminalAttach) -> str | None:
     if not isinstance(request.name, str) or not NAME_RE.match(request.name):
         return "terminal name must be 1-40 characters of a-z, 0-9 and '-'"
     if not _valid_size(request.cols, request.rows):
@@ -488,10 +494,10 @@ def _check_attach(request: TerminalAttach) -> str | None:
         return "replay_limit must be a number of bytes"
     if request.cwd is not None and not isinstance(request.cwd, str):
         return "cwd must be a string"
-    return validate_env(request.env)
+    return procs.env_problem(request.env)
 
 
-async def _get_or_create(request: TerminalAttach) -> tuple[Terminal, bool] | Error:
+async def _get_or_create(request: TerminalAttach) -> tuple[Terminal, bool]:
     async with _create_lock:
         terminal = TERMINALS.get(request.name)
         if terminal is not None and not terminal.ended.is_set():
@@ -500,17 +506,15 @@ async def _get_or_create(request: TerminalAttach) -> tuple[Terminal, bool] | Err
                 terminal.idle_timeout = float(request.idle_timeout)
             return terminal, False
         if request.readonly:  # a watcher joins a shell; it does not start one
-            return Error(code="not_found", message=f"no terminal named {request.name!r} to watch")
+            raise AgentFailure("not_found", f"no terminal named {request.name!r} to watch")
         limit = request.max_terminals or MAX_TERMINALS
         if len(TERMINALS) >= limit:
-            return Error(
-                code="limit_reached",
-                message=f"this sandbox already has {limit} terminals "
+            raise AgentFailure(
+                "limit_reached",
+                f"this sandbox already has {limit} terminals "
                 "(TERMINAL_MAX_PER_SANDBOX); delete one first",
             )
-        cwd = resolve_path(request.cwd)
-        if not os.path.isdir(cwd):
-            return Error(code="not_found", message=f"working directory {cwd} does not exist")
+        cwd = working_directory(resolve_path(request.cwd))
         terminal = Terminal(
             request.name,
             request.cols,
@@ -518,26 +522,14 @@ async def _get_or_create(request: TerminalAttach) -> tuple[Terminal, bool] | Err
             IDLE_TIMEOUT if request.idle_timeout is None else float(request.idle_timeout),
             REPLAY_LIMIT if request.replay_limit is None else request.replay_limit,
         )
-        try:
-            await terminal.spawn(cwd, request.env)
-        except OSError as exc:
-            return Error(code="agent_error", message=f"cannot start the shell: {exc}")
+        await terminal.spawn(cwd, request.env)
         TERMINALS[request.name] = terminal
         return terminal, True
 
 
-async def handle_attach(request: Message, channel: Channel) -> None:
-    if not isinstance(request, TerminalAttach):
-        raise TypeError(request)
-    problem = _check_attach(request)
-    if problem:
-        await channel.send_message(Error(code="bad_request", message=problem))
-        return
-    found = await _get_or_create(request)
-    if isinstance(found, Error):
-        await channel.send_message(found)
-        return
-    terminal, created = found
+async def handle_attach(request: TerminalAttach, channel: Channel) -> None:
+    _check_attach(request)
+    terminal, created = await _get_or_create(request)
     client = terminal.attach(request.readonly, request.cols, request.rows)
     try:
         await channel.send_message(
@@ -580,28 +572,23 @@ async def _follow_client(terminal: Terminal, client: Client, channel: Channel) -
                 terminal.resize(message.cols, message.rows)
 
 
-async def handle_list(request: Message, channel: Channel) -> None:
+async def handle_list(request: TerminalList, channel: Channel) -> None:
     terminals = sorted(TERMINALS.values(), key=lambda t: t.created_at)
     await channel.send_message(TerminalListing(terminals=[t.describe() for t in terminals]))
 
 
-async def handle_kill(request: Message, channel: Channel) -> None:
-    if not isinstance(request, TerminalKill):
-        raise TypeError(request)
+async def handle_kill(request: TerminalKill, channel: Channel) -> None:
     terminal = TERMINALS.get(request.name) if isinstance(request.name, str) else None
     if terminal is None:
-        await channel.send_message(
-            Error(code="not_found", message=f"no terminal named {request.name!r}")
-        )
-        return
+        raise AgentFailure("not_found", f"no terminal named {request.name!r}")
     started = time.monotonic()
     code = await terminal.terminate()
     log.info("terminal %s: ended in %.0f ms", terminal.name, (time.monotonic() - started) * 1000)
     await channel.send_message(TerminalKilled(name=terminal.name, exit_code=code))
 
 
-HANDLERS = {
-    TerminalAttach: handle_attach,
-    TerminalList: handle_list,
-    TerminalKill: handle_kill,
-}
+HANDLERS = table(
+    on(TerminalAttach, handle_attach),
+    on(TerminalList, handle_list),
+    on(TerminalKill, handle_kill),
+)

@@ -1,4 +1,4 @@
-"""TCP tunnels to 127.0.0.1:PORT and listening-port detection (issue 5).
+"""TCP tunnels to 127.0.0.1:PORT and listening-port detection.
 
 A tunnel turns the agent connection into a plain byte pipe to a port inside the
 sandbox: the server speaks HTTP or WebSocket over it to the program listening there.
@@ -13,23 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Any
 
+from .dispatch import on, table
+from .failures import AgentFailure
 from .protocol import (
     CHUNK,
     Channel,
     Error,
     ListeningPorts,
-    Message,
     PortList,
     Tunnel,
     TunnelOpen,
 )
 
-_LISTEN = "0A"
+_LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
 # Bytes moved per read in each direction: larger reads mean fewer trips through the
 # event loop for a download (the socket buffers bound what is in flight anyway).
-TUNNEL_CHUNK = 256 * 1024  # TCP_LISTEN in /proc/net/tcp's "st" column
+TUNNEL_CHUNK = 256 * 1024
 _PROC_FILES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
@@ -48,7 +48,7 @@ def listening_ports(paths: tuple[str, ...] = _PROC_FILES) -> list[int]:
     return sorted(ports)
 
 
-async def _listening(request: Message, channel: Channel) -> None:
+async def _listening(request: ListeningPorts, channel: Channel) -> None:
     await channel.send_message(PortList(ports=listening_ports()))
 
 
@@ -96,14 +96,14 @@ async def pipe(
                 await task
 
 
-async def _tunnel(request: Message, channel: Channel) -> None:
-    port = request.port if isinstance(request, Tunnel) else 0
+async def _tunnel(request: Tunnel, channel: Channel) -> None:
+    port = request.port
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        await channel.send_message(Error(code="bad_request", message="port must be 1-65535"))
-        return
+        raise AgentFailure("bad_request", "port must be 1-65535")
     try:
         reader, writer = await _connect(port)
     except OSError:
+        # Answered here, not by raising: the connection is wound down in its own way.
         await channel.send_message(
             Error(
                 code="connection_refused",
@@ -133,4 +133,4 @@ async def _tunnel(request: Message, channel: Channel) -> None:
             await writer.wait_closed()
 
 
-HANDLERS: dict[Any, Any] = {Tunnel: _tunnel, ListeningPorts: _listening}
+HANDLERS = table(on(Tunnel, _tunnel), on(ListeningPorts, _listening))

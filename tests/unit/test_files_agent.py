@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from container.agent import files as agent_files
+from container.agent import inotify as agent_inotify
 from container.agent import server as agent_server
 from container.agent.protocol import (
     Channel,
@@ -166,7 +166,7 @@ def test_coalesce_drops_repeats() -> None:
         {"type": "delete", "path": "/w/a", "is_dir": False},
         {"type": "modify", "path": "/w/a", "is_dir": False},
     ]
-    assert [(e["type"], e["path"]) for e in agent_files.coalesce(events)] == [
+    assert [(e["type"], e["path"]) for e in agent_inotify.coalesce(events)] == [
         ("create", "/w/a"),
         ("modify", "/w/b"),
         ("delete", "/w/a"),

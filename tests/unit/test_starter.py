@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from container.agent import starter as agent
+from container.agent.failures import AgentFailure
 from container.agent.protocol import StarterInstall, StarterUpdate
+from sandboxes.classroom import starter
+from sandboxes.classroom.models import Template
 from sandboxes.errors import BadRequest
-from sandboxes.models import Template
-from sandboxes.templates import starter
 
 
 @pytest.mark.parametrize(
@@ -122,7 +123,7 @@ def test_install_then_merge_keeps_student_work(tmp_path: Path) -> None:
     assert (ws / "exec.sh").stat().st_mode & 0o111
     # Installing twice is refused (an update is what is wanted then).
     path, head = bundle(src, tmp_path)
-    with pytest.raises(agent.StarterFailure):
+    with pytest.raises(AgentFailure):
         agent.install(StarterInstall(bundle=path, head=head, path=str(ws)))
 
     (ws / "a.py").write_text("one\nSTUDENT\nthree\n")
