@@ -13,9 +13,9 @@ import pytest
 from container.agent import starter as agent
 from container.agent.failures import AgentFailure
 from container.agent.protocol import StarterInstall, StarterUpdate
-from sandboxes.classroom import starter
-from sandboxes.classroom.models import Template
 from sandboxes.errors import BadRequest
+from sandboxes.models import Template
+from sandboxes.templates import starter
 
 
 @pytest.mark.parametrize(
