@@ -25,6 +25,7 @@ import hmac
 import json
 import re
 import secrets
+import signal
 import struct
 import types
 import typing
@@ -163,6 +164,13 @@ class Signal(Message):
 
     type: ClassVar[str] = "signal"
     signal: str = "TERM"
+
+
+def signal_number(name: str) -> int | None:
+    """The number of the signal called ``name`` ("TERM", "SIGTERM", "term"), or None
+    for a name this system does not know. Both ends check names with it."""
+    found = getattr(signal, "SIG" + name.upper().removeprefix("SIG"), None)
+    return int(found) if isinstance(found, signal.Signals) else None  # not SIG_DFL & co
 
 
 # Responses (agent -> client) -----------------------------------------------------

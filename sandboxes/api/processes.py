@@ -10,7 +10,7 @@ from django.http import StreamingHttpResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints, field_validator
 
-from container.agent.execs import signal_number
+from container.agent.protocol import signal_number
 from sandboxes import processes, services
 from sandboxes.errors import BadRequest
 from sandboxes.execs import Text, prepend, text_events
