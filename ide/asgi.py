@@ -2,7 +2,7 @@
 
 HTTP goes to Django (static files answered first, so pages work with DEBUG off and
 no separate web server); WebSockets go to Channels consumers. Preview hosts are
-recognised before either (see sandboxes/preview.py).
+recognised before either (see sandboxes/preview/).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
@@ -43,7 +44,7 @@ from ninja.utils import check_csrf
 from sandboxes.errors import Forbidden, SandboxError, Unauthorized
 from sandboxes.models import ApiToken, hash_token
 
-Scope = dict[str, Any]
+Scope = Mapping[str, Any]  # an ASGI scope, only read here
 Credential = Literal["token", "session"]
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")

@@ -18,7 +18,7 @@ does, lets any other local app or preview drive a terminal as the victim.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from django.http.request import validate_host
 
 from sandboxes import callers
 
+Scope = Mapping[str, Any]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -35,17 +36,18 @@ class TokenAuthMiddleware:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
         if scope.get("type") == "websocket":
             caller = await callers.scope_caller(scope, session=False)
             if caller.credential == "token":
-                scope = {**scope, "user": caller.user, "auth_method": "token"}
+                named: dict[str, object] = {"user": caller.user, "auth_method": "token"}
                 if caller.refusal is not None:
-                    scope["auth_error"] = caller.refusal.code
+                    named["auth_error"] = caller.refusal.code
+                scope = {**scope, **named}
         return await self.inner(scope, receive, send)
 
 
-def scope_user(scope: dict[str, Any]) -> Any | None:
+def scope_user(scope: Scope) -> Any | None:
     """The authenticated user of a WebSocket scope, or None."""
     if scope.get("auth_error"):
         return None
@@ -89,7 +91,7 @@ def parse_origin(value: str) -> WebOrigin | None:
     return web_origin(parts.scheme, parts.hostname or "", port)
 
 
-def _http_scheme(scope: dict[str, Any]) -> str:
+def _http_scheme(scope: Scope) -> str:
     """The scheme the browser used, as Django's ``request.scheme`` sees it: the
     connection's, or ``SECURE_PROXY_SSL_HEADER``'s verdict behind a TLS proxy."""
     proxy = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
@@ -104,14 +106,11 @@ def _http_scheme(scope: dict[str, Any]) -> str:
     return {"ws": "http", "wss": "https"}.get(scheme, scheme)
 
 
-def _host_header(scope: dict[str, Any]) -> str:
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"host":
-            return value.decode("latin-1").strip()
-    return ""
+def _host_header(scope: Scope) -> str:
+    return callers.header(scope, b"host").strip()
 
 
-def _origin_headers(scope: dict[str, Any]) -> list[str]:
+def _origin_headers(scope: Scope) -> list[str]:
     return [v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"origin"]
 
 
@@ -124,7 +123,7 @@ def _base_url_origin() -> WebOrigin | None:
     return parse_origin(settings.IDE_BASE_URL) if settings.IDE_BASE_URL else None
 
 
-def own_origins(scope: dict[str, Any], names: Iterable[str] = ()) -> set[WebOrigin]:
+def own_origins(scope: Scope, names: Iterable[str] = ()) -> set[WebOrigin]:
     """The origins of a page on the host this request addresses (see host_origins)."""
     return host_origins(_http_scheme(scope), _host_header(scope), names)
 
@@ -151,7 +150,7 @@ def host_origins(scheme: str, host_header: str, names: Iterable[str] = ()) -> se
     return found
 
 
-def ide_origins(scope: dict[str, Any]) -> set[WebOrigin]:
+def ide_origins(scope: Scope) -> set[WebOrigin]:
     """The IDE's own origins for this request: ``IDE_BASE_URL``, the exact (wildcard-
     free) ``CSRF_TRUSTED_ORIGINS``, and, when the request's Host is one of
     ``ALLOWED_HOSTS``, that Host and every literal ``ALLOWED_HOSTS`` name on the
@@ -174,7 +173,7 @@ def ide_origins(scope: dict[str, Any]) -> set[WebOrigin]:
     return {origin for origin in found if not _on_preview_domain(origin.host)}
 
 
-def origin_allowed(scope: dict[str, Any], allowed: set[WebOrigin]) -> bool:
+def origin_allowed(scope: Scope, allowed: set[WebOrigin]) -> bool:
     """Whether a browser upgrade's ``Origin`` is exactly one of ``allowed``.
 
     No ``Origin`` at all is a program (browsers always send one on a WebSocket) and
@@ -203,7 +202,7 @@ class WebSocketOriginValidator:
     def __init__(self, application: Any) -> None:
         self.application = application
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> Any:
         if scope.get("type") == "websocket" and not origin_allowed(scope, ide_origins(scope)):
             # closed before accept: over Daphne the browser sees HTTP 403
             await send({"type": "websocket.close", "code": 4403})

@@ -10,7 +10,8 @@ import pytest
 from django.core import signing
 from django.test import override_settings
 
-from sandboxes import callers, preview, wsauth
+from sandboxes import callers, wsauth
+from sandboxes.preview import http_relay, private
 
 HOST = "3000-abcdefghij12-0123456789abcdef.preview.localhost"
 
@@ -21,7 +22,7 @@ def _scope(host: str, *origins: str, query: bytes = b"", **extra: Any) -> dict[s
 
 
 def test_app_cookies_stay_on_their_host() -> None:
-    own = preview._own_cookie
+    own = http_relay.own_cookie
     assert own(b"toss=1; Domain=preview.localhost; Path=/") == b"toss=1; Path=/"
     assert own(b"a=1;domain=.localhost;HttpOnly; DOMAIN = x") == b"a=1;HttpOnly"
     assert own(b"theme=dark; Path=/; SameSite=Lax") == b"theme=dark; Path=/; SameSite=Lax"
@@ -36,7 +37,7 @@ def test_app_cookies_stay_on_their_host() -> None:
         b"noequals",
     ):
         assert own(bad) is None, bad
-    headers = preview._response_headers(
+    headers = http_relay.response_headers(
         [(b"set-cookie", b"sessionid=x"), (b"set-cookie", b"ok=1; Domain=localhost")]
     )
     assert headers == [(b"set-cookie", b"ok=1")]
@@ -59,7 +60,7 @@ def test_app_cookies_stay_on_their_host() -> None:
     ],
 )
 def test_local_paths(value: object, expected: str | None) -> None:
-    assert preview._local_path(value) == expected
+    assert private.local_path(value) == expected
 
 
 def test_every_preview_cookie_value_is_tried() -> None:
@@ -155,7 +156,7 @@ def test_a_private_preview_websocket_comes_from_its_own_host() -> None:
         (f"https://{HOST}:8000", False),
         ("null", False),
     ):
-        assert preview._preview_origin_allowed(_scope(f"{HOST}:8000", origin)) is allowed
+        assert private.origin_allowed(_scope(f"{HOST}:8000", origin)) is allowed
 
 
 async def test_the_validator_refuses_foreign_pages_whatever_the_credential() -> None:

@@ -14,6 +14,8 @@ from container.agent import server as agent_server
 from container.agent import tunnel as agent_tunnel
 from container.agent.protocol import Channel, Error, Tunnel, TunnelOpen, encode_message
 from sandboxes import preview
+from sandboxes.models import Sandbox
+from sandboxes.preview import http_relay, tunnel
 from tests.agentkit import open_agent
 
 
@@ -131,7 +133,8 @@ def test_request_headers_rules() -> None:
             (b"accept", b"*/*"),
         ],
     }
-    headers = preview._request_headers(scope, 3000, "3000-x.preview.localhost", frozenset())
+    upstream = tunnel.Upstream(Sandbox(id="abcdefghij12"), 3000, "/", "3000-x.preview.localhost")
+    headers = tunnel.request_headers(scope, upstream)
     assert headers == [
         (b"host", b"localhost:3000"),
         (b"cookie", b"a=1; b=2"),
@@ -140,7 +143,7 @@ def test_request_headers_rules() -> None:
         (b"x-forwarded-proto", b"https"),
         (b"x-forwarded-for", b"10.0.0.7"),
     ]
-    response = preview._response_headers(
+    response = http_relay.response_headers(
         [
             (b"connection", b"close, x-private"),
             (b"x-private", b"1"),
