@@ -25,7 +25,7 @@ from sandboxes.errors import AgentError, AgentProtocolError, BadRequest, NotFoun
 from sandboxes.models import ExposedPort, Sandbox, new_preview_token
 
 # Scheme and port of the request being served on the IDE's own host, set by the
-# preview layer (sandboxes/preview.py) for every request it passes on, so preview
+# preview layer (sandboxes/preview/) for every request it passes on, so preview
 # URLs in sandbox objects point at the server the caller is talking to.
 request_origin: contextvars.ContextVar[tuple[str, int | None]] = contextvars.ContextVar(
     "request_origin"

@@ -1,6 +1,6 @@
 """Private ports: the owner's login, or that of someone who may look at the sandbox
-(``classroom.access.can_view``: a course's teacher, a class it is shared with), on
-top of the preview link.
+(``policy.may(user, "view", sandbox)``: the classroom lets a course's teacher and a
+class it is shared with), on top of the preview link.
 
 The preview host cannot see the IDE's session (a different origin, on purpose), so
 it sends the browser once through ``/preview-auth/`` on the IDE origin, which checks
@@ -8,7 +8,7 @@ the session and sends it back to ``/__sandbox_preview_auth?ticket=…`` with a
 signed, one-minute ticket bound to the preview host and the user; this layer then
 sets a host-only ``sandbox_preview`` cookie (signed, HttpOnly, SameSite=Lax, naming
 the user; sandboxes/callers.py reads it) and never sees the IDE's session cookie.
-A viewer's cookie is checked against ``can_view`` again every few seconds, so a
+A viewer's cookie is checked against the policy again every few seconds, so a
 revoked view stops opening the preview even with a cookie already issued.
 """
 
@@ -28,6 +28,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from sandboxes import callers, ports, wsauth
 from sandboxes.models import Sandbox
+from sandboxes.policy import may
 
 from .hosts import Target, ide_origin, parse_preview_host, split_host
 from .pages import page, page_html, redirect
@@ -87,13 +88,11 @@ def origin_allowed(scope: Scope) -> bool:
 
 async def may_open(user_id: int, sandbox: Sandbox) -> bool:
     """Whether a user may open the sandbox's private previews: its owner, or an
-    active user who may look at it (a course's teacher, a class it is shared with)."""
+    active user the policy lets ``view`` it."""
     if user_id == sandbox.owner_id:
         return True
-    from sandboxes.classroom.access import can_view  # the core must not import it early
-
     user = await get_user_model().objects.filter(pk=user_id, is_active=True).afirst()
-    return user is not None and await can_view(user, sandbox.id)
+    return user is not None and await may(user, "view", sandbox)
 
 
 async def _may_open_cached(user_id: int, sandbox: Sandbox) -> bool:

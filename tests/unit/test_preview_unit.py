@@ -7,13 +7,14 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from container.agent import server as agent_server
 from container.agent import tunnel as agent_tunnel
 from container.agent.protocol import Channel, Error, Tunnel, TunnelOpen, encode_message
-from sandboxes import preview
+from sandboxes import ports, preview
 from sandboxes.models import Sandbox
 from sandboxes.preview import http_relay, tunnel
 from tests.agentkit import open_agent
@@ -153,3 +154,40 @@ def test_request_headers_rules() -> None:
         ]
     )
     assert response == [(b"set-cookie", b"a=1"), (b"content-type", b"text/plain")]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_layer_routes_by_host() -> None:
+    """Preview hosts and the path fallback are the layer's; other hosts pass on, their
+    scheme and port noted for the preview URLs the API hands out."""
+    seen: list[tuple[str, int | None]] = []
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(ports.request_origin.get())
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    def scope(host: str, path: str = "/") -> dict[str, Any]:
+        return {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "scheme": "http",
+            "headers": [(b"host", host.encode())],
+            "query_string": b"",
+        }
+
+    layer = preview.PreviewMiddleware(app)
+    await layer(scope("localhost:8000", "/api/v1/sandboxes"), receive, send)
+    assert seen == [("http", 8000)] and sent == []
+    await layer(scope("3000-abcdefghij12-0123456789abcdef.preview.localhost:8000"), receive, send)
+    assert sent[0]["status"] == 404 and b"No preview here" in sent[1]["body"]
+    sent.clear()
+    await layer(scope("localhost:8000", "/preview/abcdefghij12/3000/"), receive, send)
+    assert sent[0]["status"] == 401 and b"Log in first" in sent[1]["body"]
+    assert seen == [("http", 8000)]
