@@ -29,24 +29,15 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def env_problem(env: object) -> str | None:
-    """Why ``env`` (from a request) is not an environment, or None."""
+def check_env(env: object) -> None:
+    """The ``bad_request`` failure unless ``env`` (from a request) is an environment."""
     if not isinstance(env, dict):
-        return "env must be an object of strings"
+        raise AgentFailure("bad_request", "env must be an object of strings")
     for key, value in env.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            return "env must be an object of strings"
+            raise AgentFailure("bad_request", "env must be an object of strings")
         if not key or "=" in key or "\0" in key or "\0" in value:
-            return f"invalid environment variable name {key!r}"
-    return None
-
-
-def check_env(env: dict[str, str]) -> dict[str, str]:
-    """``env`` if it is an environment, else the ``bad_request`` failure."""
-    problem = env_problem(env)
-    if problem:
-        raise AgentFailure("bad_request", problem)
-    return env
+            raise AgentFailure("bad_request", f"invalid environment variable name {key!r}")
 
 
 def argv_for(command: str | list[str]) -> list[str]:

@@ -476,25 +476,22 @@ _create_lock = asyncio.Lock()
 
 
 def _check_attach(request: TerminalAttach) -> None:
-    problem = _attach_problem(request)
-    if problem:
-        raise AgentFailure("bad_request", problem)
+    def bad(message: str) -> AgentFailure:
+        return AgentFailure("bad_request", message)
 
-
-def _attach_problem(request: TerminalAttach) -> str | None:
     if not isinstance(request.name, str) or not NAME_RE.match(request.name):
-        return "terminal name must be 1-40 characters of a-z, 0-9 and '-'"
+        raise bad("terminal name must be 1-40 characters of a-z, 0-9 and '-'")
     if not _valid_size(request.cols, request.rows):
-        return f"cols must be 1-{MAX_COLS} and rows 1-{MAX_ROWS}"
+        raise bad(f"cols must be 1-{MAX_COLS} and rows 1-{MAX_ROWS}")
     if request.idle_timeout is not None and not isinstance(request.idle_timeout, int | float):
-        return "idle_timeout must be a number of seconds"
+        raise bad("idle_timeout must be a number of seconds")
     if request.replay_limit is not None and (
         not isinstance(request.replay_limit, int) or request.replay_limit < 0
     ):
-        return "replay_limit must be a number of bytes"
+        raise bad("replay_limit must be a number of bytes")
     if request.cwd is not None and not isinstance(request.cwd, str):
-        return "cwd must be a string"
-    return procs.env_problem(request.env)
+        raise bad("cwd must be a string")
+    procs.check_env(request.env)
 
 
 async def _get_or_create(request: TerminalAttach) -> tuple[Terminal, bool]:
