@@ -7,7 +7,7 @@ API (static/ide/js/); these views only authenticate and render the shell.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -68,7 +69,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     refused = _signup_refused(request, next_url)
     if refused is not None:
         return refused
-    form = UserCreationForm(request.POST or None)
+    form: UserCreationForm[User] = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -97,7 +98,7 @@ def locked_out(
 
 @login_required
 def account(request: HttpRequest) -> HttpResponse:
-    tokens = ApiToken.objects.filter(user=request.user)
+    tokens = ApiToken.objects.filter(user=cast(User, request.user))  # login_required
     new_token = request.session.pop(_NEW_TOKEN_SESSION_KEY, None)
     return render(request, "accounts/account.html", {"tokens": tokens, "new_token": new_token})
 

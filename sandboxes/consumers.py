@@ -42,7 +42,7 @@ def close_code(exc: SandboxError) -> int:
     return 4000 + exc.status if 400 <= exc.status < 600 else 4500
 
 
-class _SandboxConsumer(AsyncWebsocketConsumer):
+class _SandboxConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels: untyped
     sandbox: Sandbox | None = None
     relay: asyncio.Task[None] | None = None
     watchdog: asyncio.Task[None] | None = None

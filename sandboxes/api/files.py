@@ -235,7 +235,7 @@ async def read_file(
 
 
 def _body_reader(request: AuthedRequest) -> files.Reader:
-    return request.read  # type: ignore[return-value]
+    return request.read
 
 
 def _check_size(request: AuthedRequest) -> int:
