@@ -11,9 +11,10 @@ from ninja import Router, Schema
 from pydantic import Field, StringConstraints, field_validator
 
 from container.agent.protocol import signal_number
-from sandboxes import processes, services
+from sandboxes import processes
 from sandboxes.errors import BadRequest
 from sandboxes.execs import Text, prepend, text_events
+from sandboxes.lifecycle import get_sandbox
 
 from . import sse
 from .auth import AuthedRequest
@@ -103,7 +104,7 @@ async def start_process(
     request: AuthedRequest, sandbox_id: str, payload: ProcessIn
 ) -> tuple[int, dict[str, Any]]:
     """Start a background process: a string under `bash -lc`, a list as argv."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     process = await processes.start_process(
         sandbox, payload.command, payload.cwd, payload.env or {}
     )
@@ -112,13 +113,13 @@ async def start_process(
 
 @router.get("/sandboxes/{sandbox_id}/processes", response={200: ProcessListOut, **ERRORS})
 async def list_processes(request: AuthedRequest, sandbox_id: str) -> dict[str, Any]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     return {"processes": await processes.list_processes(sandbox)}
 
 
 @router.get("/sandboxes/{sandbox_id}/processes/{pid}", response={200: ProcessOut, **ERRORS})
 async def get_process(request: AuthedRequest, sandbox_id: str, pid: int) -> dict[str, Any]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     return await processes.get_process(sandbox, pid)
 
 
@@ -139,7 +140,7 @@ async def get_process(request: AuthedRequest, sandbox_id: str, pid: int) -> dict
 async def process_logs(
     request: AuthedRequest, sandbox_id: str, pid: int, follow: bool = False
 ) -> dict[str, Any] | StreamingHttpResponse:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     if follow or sse.wants_stream(request.headers.get("Accept", "")):
         events = processes.follow_logs(sandbox, pid, follow=follow)
         first = await anext(events)  # an unknown pid is a plain JSON 404
@@ -168,7 +169,7 @@ async def signal_process(
             f"Unknown signal {signal!r}: use a name such as TERM, KILL, INT or HUP.",
             code="invalid_signal",
         )
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     await processes.signal_process(sandbox, pid, signal)
     return 204, None
 
@@ -182,7 +183,7 @@ async def wait_for_port(
 ) -> dict[str, Any]:
     """Wait until something in the sandbox listens on `port` (408 `timeout`, 409
     `process_exited` if the process ends first)."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     return await processes.wait_for_port(sandbox, pid, payload.port, payload.timeout)
 
 
@@ -194,7 +195,7 @@ async def wait_for_log(
     request: AuthedRequest, sandbox_id: str, pid: int, payload: WaitLogIn
 ) -> dict[str, Any]:
     """Wait for a line of output (so far or to come) matching the regex `pattern`."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     return await processes.wait_for_log(sandbox, pid, payload.pattern, payload.timeout)
 
 
@@ -210,20 +211,20 @@ async def create_session(
     """A shell session: execs that name it share its cwd and environment (`cd` and
     `export` carry over)."""
     payload = payload or SessionIn()
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     session = await processes.create_session(sandbox, payload.id, payload.cwd, payload.env or {})
     return 201, session
 
 
 @router.get("/sandboxes/{sandbox_id}/sessions", response={200: SessionListOut, **ERRORS})
 async def list_sessions(request: AuthedRequest, sandbox_id: str) -> dict[str, Any]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     return {"sessions": await processes.list_sessions(sandbox)}
 
 
 @router.get("/sandboxes/{sandbox_id}/sessions/{session_id}", response={200: SessionOut, **ERRORS})
 async def get_session(request: AuthedRequest, sandbox_id: str, session_id: str) -> dict[str, Any]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     return await processes.get_session(sandbox, session_id)
 
 
@@ -231,6 +232,6 @@ async def get_session(request: AuthedRequest, sandbox_id: str, session_id: str) 
 async def delete_session(
     request: AuthedRequest, sandbox_id: str, session_id: str
 ) -> tuple[int, None]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await get_sandbox(request.auth, sandbox_id)
     await processes.delete_session(sandbox, session_id)
     return 204, None
