@@ -17,7 +17,8 @@ uid while taking the sandbox user's uid as its *effective* one:
   or it could take uid 0 back. ``become_agent`` makes ``subprocess.Popen`` (which
   asyncio, GitPython and ``subprocess.run`` all use) pass ``user=1000`` by default;
   the child's ``setreuid(1000, 1000)`` needs no privilege, and the kernel then clears
-  its capabilities because none of its uids is 0 any more.
+  its capabilities because none of its uids is 0 any more. Programs start from
+  launchers forked ahead of time (``launcher``), so this costs no fork on the way.
 
 - Before that it empties the capability bounding set that every program inherits,
   and after it its own permitted set: nothing it starts can ever hold a
@@ -36,6 +37,8 @@ import os
 import pwd
 import subprocess
 from typing import Any
+
+from .launcher import POOL, LaunchingPopen
 
 log = logging.getLogger("sandbox_agent")
 
@@ -57,7 +60,7 @@ def parse_user(name: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-class _SandboxUserPopen(subprocess.Popen):  # type: ignore[type-arg]
+class _SandboxUserPopen(LaunchingPopen):
     """Popen whose children run as the sandbox user unless told otherwise."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -89,6 +92,7 @@ def become_agent(user: str) -> None:
     os.setresuid(0, uid, 0)
     _drop_permitted(libc)
     _sandbox_uid = uid
+    POOL.enable(uid)
 
 
 def _empty_bounding_set(libc: ctypes.CDLL) -> None:

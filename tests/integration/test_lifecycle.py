@@ -165,7 +165,7 @@ def test_agent_restarts_if_it_dies(fast: LiveServer) -> None:
     with fast.client("agentdeath") as api:
         sid = api.post("/sandboxes", json={"name": "a", "keep_alive": True}).json()["id"]
         api.post(f"/sandboxes/{sid}/exec", json={"command": "setsid -f sleep 1000"})
-        agent = "pgrep -f '^python3 (-S )?-m sandbox_agent'"
+        agent = "pgrep -of '^python3 (-S )?-m sandbox_agent'"
         before = api.post(f"/sandboxes/{sid}/exec", json={"command": agent}).json()["stdout"]
         assert before.strip().isdigit(), before
         # The sandbox's own code may not kill its agent (tests/security): a crash is
@@ -179,7 +179,7 @@ def test_agent_restarts_if_it_dies(fast: LiveServer) -> None:
                 f"{fast.prefix}-{sid}",
                 "pkill",
                 "-KILL",
-                "-nf",
+                "-of",
                 "^python3 (-S )?-m sandbox_agent",
             ],
             check=True,

@@ -57,7 +57,7 @@ def rss_kib(pid: int) -> int:
 
 def agent_rss_kib(api: httpx.Client, sandbox: dict) -> int:
     """The agent's resident memory, read inside the sandbox."""
-    agent = "$(pgrep -nf '^python3 (-S )?-m sandbox_agent')"
+    agent = "$(pgrep -of '^python3 (-S )?-m sandbox_agent')"
     out = run(api, sandbox, f"grep VmRSS /proc/{agent}/status")
     return int(out["stdout"].split()[1])
 

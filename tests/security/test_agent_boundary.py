@@ -17,7 +17,7 @@ import pytest
 
 from tests.server import LiveServer, _remove_prefixed, make_server
 
-AGENT = "$(pgrep -nf '^python3 (-S )?-m sandbox_agent')"
+AGENT = "$(pgrep -of '^python3 (-S )?-m sandbox_agent')"
 
 
 def run(api: httpx.Client, sandbox_id: str, command: str) -> dict:
@@ -84,6 +84,8 @@ def test_sandbox_code_cannot_stop_pause_trace_or_read_its_agent(attacker: httpx.
         f"kill -KILL {AGENT}",
         f"kill -TERM {AGENT}",
         f"cat /proc/{AGENT}/environ",
+        # the newest match is one of the agent's launchers (or the agent itself)
+        "kill -KILL $(pgrep -nf '^python3 (-S )?-m sandbox_agent')",
         f"cat /proc/{AGENT}/mem",
         # PTRACE_ATTACH (16) and PTRACE_SEIZE (0x4206) through libc
         f'python3 -c "import ctypes,sys; libc=ctypes.CDLL(None, use_errno=True); '
