@@ -16,6 +16,7 @@ from django.http import FileResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
+from sandboxes import ports
 from sandboxes.api.auth import AuthedRequest
 from sandboxes.api.ports import request_origin
 from sandboxes.api.schemas import ErrorOut, StrictIn
@@ -142,6 +143,25 @@ def course_out(course: Course, user: Any) -> dict[str, Any]:
         },
         "created_at": course.created_at,
     }
+
+
+async def share_out(item: Share, origin: ports.Origin | None = None) -> dict[str, Any]:
+    """A share as JSON; a preview's URL is its current one (or null once unexposed)."""
+    out: dict[str, Any] = {
+        "id": item.pk,
+        "kind": item.kind,
+        "sandbox": item.sandbox_id,
+        "owner": item.sandbox.owner.get_username(),
+        "created_at": item.created_at,
+        "port": item.port,
+        "url": None,
+    }
+    if item.kind == Share.Kind.PREVIEW and item.port:
+        exposed = await item.sandbox.exposed_ports.filter(port=item.port).afirst()
+        out["url"] = ports.preview_url(exposed, origin) if exposed else None
+    else:
+        out["url"] = f"/sandboxes/{item.sandbox_id}/"
+    return out
 
 
 def invite_out(invite: Invite) -> dict[str, Any]:
@@ -311,11 +331,7 @@ async def list_shares(request: AuthedRequest, course_id: str) -> dict[str, Any]:
     """What students share with the class: read-only views and preview URLs."""
     course = await classroom.get_course(request.auth, course_id)
     origin = request_origin(request)
-    return {
-        "shares": [
-            await classroom.share_out(s, origin) for s in await classroom.list_shares(course)
-        ]
-    }
+    return {"shares": [await share_out(s, origin) for s in await classroom.list_shares(course)]}
 
 
 @router.post("/courses/{course_id}/shares", response={201: ShareOut, **ERRORS})
@@ -326,7 +342,7 @@ async def create_share(
     course = await classroom.get_course(request.auth, course_id)
     item = await classroom.share(request.auth, course, payload.sandbox, payload.kind, payload.port)
     item = await Share.objects.select_related("sandbox__owner").aget(pk=item.pk)
-    return 201, await classroom.share_out(item, request_origin(request))
+    return 201, await share_out(item, request_origin(request))
 
 
 @router.delete("/courses/{course_id}/shares/{share_id}", response={204: None, **ERRORS})

@@ -386,21 +386,3 @@ async def revoke_share(user: User, course: Course, share_id: int) -> None:
     if item.kind == Share.Kind.PREVIEW and item.port:
         with contextlib.suppress(NotFound):
             await ports.unexpose(item.sandbox, item.port)
-
-
-async def share_out(item: Share, origin: ports.Origin | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": item.pk,
-        "kind": item.kind,
-        "sandbox": item.sandbox_id,
-        "owner": item.sandbox.owner.get_username(),
-        "created_at": item.created_at,
-        "port": item.port,
-        "url": None,
-    }
-    if item.kind == Share.Kind.PREVIEW and item.port:
-        exposed = await item.sandbox.exposed_ports.filter(port=item.port).afirst()
-        out["url"] = ports.preview_url(exposed, origin) if exposed else None
-    else:
-        out["url"] = f"/sandboxes/{item.sandbox_id}/"
-    return out
