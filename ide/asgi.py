@@ -50,12 +50,12 @@ from sandboxes.preview import PreviewMiddleware  # noqa: E402
 
 application = PreviewMiddleware(application)
 
-# Large request and response bodies flow with backpressure (see ide/daphne_flow.py),
-# and a body is admitted from the headers before any of it is read.
+# Large request bodies are read lazily, each admitted from its headers before any of
+# it is read, and WebSockets learn their send buffer (see ide/daphne_internals.py).
 from django.conf import settings  # noqa: E402
 
-from ide.daphne_flow import Admission  # noqa: E402
-from ide.daphne_flow import wrap as with_flow_control  # noqa: E402
+from ide.daphne_internals import Admission  # noqa: E402
+from ide.daphne_internals import wrap as with_flow_control  # noqa: E402
 from sandboxes.api.asgi import admit, admit_size  # noqa: E402
 from sandboxes.preview import FALLBACK_PREFIX, is_preview_domain, split_host  # noqa: E402
 

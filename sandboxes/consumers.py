@@ -74,7 +74,7 @@ class _SandboxConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         return terminals.WebSocketOut(
             lambda data: self.send(bytes_data=data),
             lambda text: self.send(text_data=text),
-            terminals.SendWindow(self.base_send, SEND_WINDOW_HIGH, SEND_WINDOW_LOW),
+            terminals.SendWindow(self.scope, SEND_WINDOW_HIGH, SEND_WINDOW_LOW),
         )
 
     async def fail(self, exc: SandboxError) -> None:

@@ -15,11 +15,10 @@ terminal and relays between them with flow control:
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -110,44 +109,40 @@ def parse_options(name: str, query_string: bytes | str) -> TerminalOptions:
 # ----------------------------------------------------------------- flow control
 
 
-class SendWindow:
-    """Wait while a WebSocket's outgoing buffer holds more than ``high`` bytes.
+# Set by ide/daphne_internals.py on WebSocket scopes (same name there).
+SEND_BUFFER = "sandbox_ide.send_buffer"
 
-    ASGI's ``send`` returns as soon as the server took the message; on Daphne it is
-    written to a Twisted transport whose buffer grows without limit when the peer
-    reads slowly. Daphne hands the application ``partial(server.handle_reply,
-    protocol)`` as ``send``, so the transport, and the size of its buffer, can be
-    found; on other servers (or in tests) there is no window and this never waits.
+
+class SendWindow:
+    """Wait while a WebSocket's outgoing buffer holds more than ``high`` bytes, until
+    it is down to ``low``.
+
+    ASGI's ``send`` returns as soon as the server took the message; on Daphne it goes
+    to a Twisted transport whose buffer grows without limit when the peer reads
+    slowly. ``python -m ide.server`` already makes every ``send`` wait above 512 KiB;
+    this window is kept on top of it because a terminal is interactive: its smaller
+    window (and the pause down to ``low``) keeps what a Ctrl-C waits behind short,
+    and it holds under plain ``daphne`` too, which has no server-wide mark. The
+    buffer's size comes from the server as the ``SEND_BUFFER`` scope extension; a
+    server without it (or a test's communicator) gets no window: this never waits.
     """
 
-    def __init__(self, send: Callable[..., Awaitable[None]], high: int, low: int) -> None:
+    def __init__(self, scope: Mapping[str, Any], high: int, low: int) -> None:
         self.high = high
         self.low = low
-        self.transport = _twisted_transport(send)
+        extension = (scope.get("extensions") or {}).get(SEND_BUFFER) or {}
+        self.unsent: Callable[[], int] | None = extension.get("unsent")
 
     def buffered(self) -> int:
-        transport = self.transport
-        if transport is None:
-            return 0
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        return self.unsent() if self.unsent is not None else 0
 
     async def wait(self) -> None:
-        if self.transport is None or self.buffered() <= self.high:
+        if self.buffered() <= self.high:
             return
         delay = 0.001
-        while self.buffered() > self.low and self.transport.connected:
+        while self.buffered() > self.low:  # 0 once the connection is gone
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
-
-
-def _twisted_transport(send: Callable[..., Awaitable[None]]) -> Any:
-    if not isinstance(send, functools.partial) or not send.args:
-        return None
-    transport = getattr(send.args[0], "transport", None)
-    needed = ("dataBuffer", "offset", "_tempDataLen", "connected")
-    if transport is None or not all(hasattr(transport, name) for name in needed):
-        return None
-    return transport
 
 
 class WebSocketOut:

@@ -9,7 +9,7 @@ keep the full stack.
 
 A request body is admitted before any of it is read (``admit``): a caller without
 valid credentials hears 401, a body declared larger than its route takes hears
-413, from the headers alone. Under Daphne ide/daphne_flow.py asks ``admit`` while
+413, from the headers alone. Under Daphne ide/daphne_internals.py asks ``admit`` while
 the socket is paused; under another server ``ApiHandler`` asks it itself.
 """
 
@@ -32,7 +32,7 @@ from .errors import ApiErrorMiddleware
 
 log = logging.getLogger(__name__)
 
-# Set by ide/daphne_flow.py when it already admitted the body (same name there).
+# Set by ide/daphne_internals.py when it already admitted the body (same name there).
 ADMITTED = "sandbox_ide.body_admitted"
 
 # Routes taking more than a JSON body: (path, the most bytes, the setting that says so).
@@ -44,7 +44,7 @@ _UPLOAD_ROUTES: list[tuple[re.Pattern[str], str]] = [
 
 @dataclass(frozen=True)
 class Admission:
-    """The API's word on a request body (see ide/daphne_flow.py ``Admission``)."""
+    """The API's word on a request body (see ide/daphne_internals.py ``Admission``)."""
 
     limit: int | None
     too_large: bytes

@@ -290,7 +290,7 @@ async def _relay_response(
                 started = True
             elif isinstance(event, h11.Data):
                 # awaiting send is the backpressure: under Daphne it waits while the
-                # client's socket buffer is full (ide/daphne_flow.py)
+                # client's socket buffer is full (ide/daphne_internals.py)
                 await send(
                     {"type": "http.response.body", "body": bytes(event.data), "more_body": True}
                 )

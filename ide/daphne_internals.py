@@ -1,38 +1,56 @@
-"""Request bodies for Daphne: streamed to the application, never held in memory.
+"""Every use of Daphne's and Twisted's internals, in one module.
 
-Daphne (4.2, on Twisted) has two habits that hold a whole request body in the
-server's memory, which a file upload of a gigabyte must never do:
+Daphne (4.2, on Twisted) serves the application, and three of its habits would let a
+client make the server hold unbounded data; each fix reaches below Daphne's public
+interface, so each lives here, checked by ``problems()`` at start-up and by
+tests/unit/test_daphne_internals.py, never silently switched off:
 
-1. Twisted parses every ``multipart/form-data`` POST body into memory (for
-   ``request.args``, which Daphne never uses).
-2. Once a body has arrived (Twisted keeps a large one in a temporary file), Daphne
-   reads it *all* into the application's queue at once.
+1. **Response backpressure.** Daphne hands every ASGI ``send`` to Twisted, which
+   buffers whatever the socket cannot take yet. ``FlowControlServer.handle_reply``
+   does not return while the connection's unsent buffer is above ``HIGH_WATER``, so
+   the application (and through the agent socket, the program in the sandbox) waits
+   for a slow client. ``python -m ide.server`` serves with it. Under plain ``daphne``
+   the WebSocket consumers still get a window of their own (the ``SEND_BUFFER`` scope
+   extension, used by sandboxes/terminals.py ``SendWindow``).
+2. **Lazy request bodies.** Twisted parses every ``multipart/form-data`` POST body
+   into memory (for ``request.args``, which Daphne never uses), and once a body has
+   arrived (a large one in a temporary file) Daphne reads it *all* into the
+   application's queue at once. ``install()`` turns off the first; ``wrap(app)``
+   hides a large body from Daphne and hands it to the application chunk by chunk,
+   as the application asks for it.
+3. **Refuse before reading.** Daphne starts the application only once the whole
+   body has arrived, so a caller without credentials could make the server spool
+   gigabytes to disk before hearing 401. ``wrap(app, gate)`` asks ``gate`` when a
+   request's headers are in, with the socket paused: it may refuse at once (401,
+   413: the body is never stored, and what the client still sends is discarded
+   until the connection closes), or let the body through with a byte limit (a
+   chunked body that outgrows it gets 413 when it does, not when it ends).
+   100-continue is only sent once the gate let the body in.
 
-``install()`` turns off (1); ``wrap(app)`` fixes (2): a large body is hidden from
-Daphne and handed to the application chunk by chunk from Twisted's temporary file,
-as the application asks for it. (Responses get their backpressure in ide/server.py.)
-
-A third habit: Daphne starts the application only once the whole body has arrived,
-so a caller without credentials could make the server spool gigabytes to disk before
-hearing 401. ``wrap(app, gate)`` asks ``gate`` when a request's headers are in, with
-the socket paused: it may refuse at once (401, 413: the body is never stored, and
-what the client still sends is discarded until the connection closes), or let the
-body through with a byte limit (a chunked body that outgrows it gets 413 when it
-does, not when it ends). 100-continue is only sent once the gate let the body in.
-
-Everything is guarded: with another server (or a Daphne whose internals changed)
-``wrap`` passes the application through unchanged.
+With another ASGI server ``wrap`` finds no Daphne request behind ``send`` and passes
+every call through; with a Daphne or Twisted whose internals changed, ``install()``
+raises, naming what changed, and the server does not start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
+from importlib.metadata import version
 from typing import Any, Protocol
 from urllib.parse import unquote
+
+import daphne.server  # first: it installs the asyncio reactor Daphne runs on
+import daphne.utils
+from daphne.cli import CommandLineInterface
+from daphne.http_protocol import WebRequest
+from twisted.internet import abstract, reactor, tcp
+from twisted.web import http
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -62,8 +80,14 @@ Gate = Callable[[Scope], Awaitable[Admission | None]]
 
 # A scope extension telling the application its gate already admitted this body.
 ADMITTED = "sandbox_ide.body_admitted"
+# A WebSocket scope extension: {"unsent": () -> int}, the bytes the connection's socket
+# has not taken yet (0 once it is closed).
+SEND_BUFFER = "sandbox_ide.send_buffer"
 
 log = logging.getLogger(__name__)
+
+# A response's ``send`` waits while more than this is queued for the client's socket.
+HIGH_WATER = 512 * 1024
 
 # Request bodies at least this large are handed over lazily; smaller ones as Daphne does.
 LAZY_BODY_MIN = 256 * 1024
@@ -83,6 +107,76 @@ _installed = False
 _gate: Gate | None = None
 
 
+# ------------------------------------------------------------ what we rely on
+
+# Daphne's request methods as they are before install() wraps them.
+_REQUEST_METHODS: dict[str, Any] = {
+    name: getattr(WebRequest, name, None) for name in ("process", "gotLength", "handleContentChunk")
+}
+
+# (owner, name, leading parameters) of every function we call, wrap or override.
+_SIGNATURES: list[tuple[object, str, list[str]]] = [
+    (_REQUEST_METHODS, "process", ["self"]),
+    (_REQUEST_METHODS, "gotLength", ["self", "length"]),
+    (_REQUEST_METHODS, "handleContentChunk", ["self", "data"]),
+    (http.HTTPChannel, "_send100Continue", ["self"]),
+    (http.HTTPChannel, "isSecure", ["self"]),
+    (http.HTTPChannel, "loseConnection", ["self"]),
+    (http, "_getContentFile", ["length"]),
+    (
+        daphne.utils,
+        "parse_x_forwarded_for",
+        [
+            "headers",
+            "address_header_name",
+            "port_header_name",
+            "proto_header_name",
+            "original_addr",
+            "original_scheme",
+        ],
+    ),
+    (daphne.server.Server, "run", ["self"]),
+    (daphne.server.Server, "handle_reply", ["self", "protocol", "message"]),
+    (daphne.server.Server, "log_action", ["self", "protocol", "action", "details"]),
+    (abstract.FileDescriptor, "loseWriteConnection", ["self"]),
+    (tcp.Connection, "abortConnection", ["self"]),
+]
+
+
+def problems() -> list[str]:
+    """What this module relies on that the installed Daphne and Twisted lack (empty:
+    nothing). Attributes set per connection are checked by the unit test, which
+    drives a real request through Daphne's protocol."""
+    found = []
+    for owner, name, expected in _SIGNATURES:
+        if isinstance(owner, dict):
+            where, function = f"WebRequest.{name}", owner.get(name)
+        else:
+            where, function = (
+                f"{getattr(owner, '__name__', owner)}.{name}",
+                getattr(owner, name, None),
+            )
+        if not callable(function):
+            found.append(f"{where} is gone")
+            continue
+        params = list(inspect.signature(function).parameters)
+        if params[: len(expected)] != expected:
+            found.append(f"{where}{tuple(params)} no longer takes {tuple(expected)}")
+    if not inspect.iscoroutinefunction(daphne.server.Server.handle_reply):
+        found.append("Server.handle_reply is no longer a coroutine function")
+    if CommandLineInterface.server_class is not daphne.server.Server:
+        found.append("CommandLineInterface.server_class is not daphne.server.Server")
+    if "self._parsePOSTFormSubmission" not in inspect.getsource(http.Request.requestReceived):
+        found.append("Request.requestReceived no longer asks _parsePOSTFormSubmission")
+    descriptor = abstract.FileDescriptor(reactor=object())  # type: ignore[arg-type]
+    for name in ("dataBuffer", "offset", "_tempDataLen", "connected"):
+        if not isinstance(getattr(descriptor, name, None), bytes | int):
+            found.append(f"FileDescriptor.{name} is gone")
+    if not issubclass(tcp.Server, abstract.FileDescriptor):
+        found.append("a TCP connection is no longer a FileDescriptor")
+    return found
+
+
 class _HiddenBody:
     """Stands in for Twisted's request content while Daphne queues the body: it reads
     as empty, everything else goes to the real file."""
@@ -100,18 +194,21 @@ class _HiddenBody:
         return getattr(self._real, name)
 
 
-def install() -> bool:
-    """Patch Daphne's request class (once); False when Daphne is not importable."""
+def install() -> None:
+    """Patch Daphne's request class (once), after checking it is the one we know."""
     global _installed
     if _installed:
-        return True
-    try:
-        from daphne.http_protocol import WebRequest
-    except ImportError:
-        return False
-    original = WebRequest.process
-    original_got_length = WebRequest.gotLength
-    original_chunk = WebRequest.handleContentChunk
+        return
+    found = problems()
+    if found:
+        raise RuntimeError(
+            f"Daphne {version('daphne')} / Twisted {version('twisted')} changed what "
+            f"ide/daphne_internals.py relies on ({'; '.join(found)}): install the versions "
+            "pyproject.toml allows, or adapt that module."
+        )
+    original = _REQUEST_METHODS["process"]
+    original_got_length = _REQUEST_METHODS["gotLength"]
+    original_chunk = _REQUEST_METHODS["handleContentChunk"]
 
     def process(self: Any) -> Any:
         state = getattr(self, "_sandbox_gate", None)
@@ -126,7 +223,7 @@ def install() -> bool:
             size = content.seek(0, os.SEEK_END) if content is not None else 0
             if content is not None:
                 content.seek(0)
-        except (AttributeError, OSError, ValueError):
+        except (OSError, ValueError):  # the connection went and Twisted closed the file
             return original(self)
         if not upgrade and size >= LAZY_BODY_MIN:
             self._sandbox_lazy_body = content
@@ -147,7 +244,6 @@ def install() -> bool:
     # Daphne never reads request.args: do not let Twisted parse form bodies into memory.
     WebRequest._parsePOSTFormSubmission = property(lambda self: False, lambda self, value: None)
     _installed = True
-    return True
 
 
 # --------------------------------------------------------------------- the gate
@@ -162,7 +258,7 @@ def _early_scope(request: Any) -> Scope | None:
         path = unquote(raw_path.decode("ascii"))
         query.decode("ascii")
         peer, host = channel.transport.getPeer(), channel.transport.getHost()
-    except (AttributeError, UnicodeDecodeError):
+    except UnicodeDecodeError:  # Daphne answers such a request 400 itself
         return None
     headers = [
         (name.lower(), value)
@@ -174,9 +270,7 @@ def _early_scope(request: Any) -> Scope | None:
     scheme = "https" if channel.isSecure() else "http"
     server = getattr(request, "server", None)
     if server is not None and server.proxy_forwarded_address_header:
-        from daphne.utils import parse_x_forwarded_for
-
-        client, scheme = parse_x_forwarded_for(
+        client, scheme = daphne.utils.parse_x_forwarded_for(
             request.requestHeaders,
             server.proxy_forwarded_address_header,
             server.proxy_forwarded_port_header,
@@ -255,10 +349,8 @@ def _decided(request: Any, decision: asyncio.Future[Admission | None]) -> None:
 
 def _content_file(length: int | None) -> Any:
     """Where Twisted keeps a body (memory when small, else a temporary file)."""
-    from twisted.web import http
-
-    make = getattr(http, "_getContentFile", None)
-    return make(length) if make is not None else io.BytesIO()
+    make: Callable[[int | None], Any] = http._getContentFile
+    return make(length)
 
 
 def _take_chunk(request: Any, data: bytes) -> bool:
@@ -340,13 +432,15 @@ def _hang_up(transport: Any) -> None:
         transport.abortConnection()
 
 
-def _daphne_request(send: Send) -> Any:
-    """The Daphne request behind ``send`` (``partial(server.handle_reply, request)``)."""
-    args = getattr(send, "args", ())
-    request = args[0] if args else None
-    if request is None or not hasattr(request, "requestHeaders"):
+def _daphne_protocol(send: Send) -> Any:
+    """The Daphne protocol behind ``send`` (``partial(server.handle_reply, protocol)``):
+    a ``WebRequest`` for HTTP, a WebSocket protocol; None under another server."""
+    if not isinstance(send, partial) or not send.args:
         return None
-    return request
+    server = getattr(send.func, "__self__", None)
+    if not isinstance(server, daphne.server.Server):
+        return None
+    return send.args[0]
 
 
 def _lazy_receive(receive: Receive, body: io.IOBase) -> Receive:
@@ -376,14 +470,18 @@ def _lazy_receive(receive: Receive, body: io.IOBase) -> Receive:
 
 def wrap(app: App, gate: Gate | None = None) -> App:
     """The ASGI application, with large request bodies fed to it lazily, each body
-    admitted by ``gate`` (when given) before any of it is stored."""
+    admitted by ``gate`` (when given) before any of it is stored, and WebSockets told
+    their send buffer (``SEND_BUFFER``)."""
     global _gate
-    if not install():
-        return app
+    install()
     _gate = gate
 
     async def flow(scope: Scope, receive: Receive, send: Send) -> None:
-        request = _daphne_request(send) if scope.get("type") == "http" else None
+        protocol = _daphne_protocol(send)
+        if protocol is not None and scope.get("type") == "websocket":
+            probe = {"unsent": partial(unsent_bytes, protocol)}
+            scope["extensions"] = {**(scope.get("extensions") or {}), SEND_BUFFER: probe}
+        request = protocol if isinstance(protocol, WebRequest) else None
         if request is None:
             return await app(scope, receive, send)
         if getattr(request, "_sandbox_gate", None) == _OPEN:
@@ -395,3 +493,45 @@ def wrap(app: App, gate: Gate | None = None) -> App:
         await app(scope, receive, send)
 
     return flow
+
+
+# --------------------------------------------------------- response backpressure
+
+
+def unsent_bytes(protocol: Any) -> int:
+    """Bytes Twisted holds for this connection that its socket has not taken yet.
+
+    0 once the connection is gone, and on a transport that is not a socket's (a TLS
+    endpoint keeps its own buffers; terminate TLS in a proxy in front)."""
+    channel = protocol.channel if isinstance(protocol, WebRequest) else protocol
+    transport = getattr(channel, "transport", None)  # None once the request finished
+    if not isinstance(transport, abstract.FileDescriptor) or not transport.connected:
+        return 0
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+class FlowControlServer(daphne.server.Server):  # type: ignore[misc]  # Daphne is untyped
+    """Daphne's server, whose ``send`` waits while the client's socket is behind."""
+
+    def started(self) -> None:
+        """Called once the reactor, and the asyncio loop under it, runs."""
+
+    def run(self) -> None:
+        reactor.callWhenRunning(self.started)
+        super().run()
+
+    async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
+        await super().handle_reply(protocol, message)
+        delay = 0.001
+        while unsent_bytes(protocol) > HIGH_WATER:
+            state = self.connections.get(protocol)
+            if state is None or state.get("disconnected"):
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+def command_line(server_class: type[FlowControlServer] = FlowControlServer) -> None:
+    """Daphne's command line (the same options), serving with ``server_class``."""
+    cli: Any = type("FlowControlCLI", (CommandLineInterface,), {"server_class": server_class})
+    cli.entrypoint()
