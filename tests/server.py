@@ -4,6 +4,13 @@ container-name prefix, talking to the real Docker engine.
 Integration and browser tests (and the SDK tests) use it as a user would: over HTTP
 and WebSockets on loopback. Containers it creates carry the prefix, so the session
 removes exactly those at the end, and prints their logs when a test failed.
+
+Tests that need other settings start their own with ``running_server``:
+
+    @pytest.fixture(scope="module")
+    def school(sandbox_image: str) -> Iterator[LiveServer]:
+        with running_server("sbxclass", {"CLASSROOM_WARM_POOL": "0"}) as server:
+            yield server
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,7 +184,7 @@ def sandbox_image(docker_engine: None) -> str:
     return tag
 
 
-def _server_env(var_dir: Path, port: int, prefix: str, extra: dict[str, str]) -> dict[str, str]:
+def _server_env(var_dir: Path, port: int, prefix: str, extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(
         {
@@ -193,7 +201,8 @@ def _server_env(var_dir: Path, port: int, prefix: str, extra: dict[str, str]) ->
     return env
 
 
-def make_server(prefix: str, extra_env: dict[str, str] | None = None) -> LiveServer:
+def make_server(prefix: str, extra_env: Mapping[str, str] | None = None) -> LiveServer:
+    """A migrated server, not started; ``running_server`` also starts and cleans up."""
     var_dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir="/tmp"))
     port = free_port()
     env = _server_env(var_dir, port, prefix, extra_env or {})
@@ -204,17 +213,25 @@ def make_server(prefix: str, extra_env: dict[str, str] | None = None) -> LiveSer
     return server
 
 
-@pytest.fixture(scope="session")
-def server(sandbox_image: str) -> Iterator[LiveServer]:
-    prefix = "sbxtest-" + secrets.token_hex(3)
-    server = make_server(prefix)
-    server.start()
+@contextmanager
+def running_server(name: str, settings: Mapping[str, str] | None = None) -> Iterator[LiveServer]:
+    """A live server with these settings (environment variables) on the real engine,
+    its prefix ``name`` plus a random suffix; stopped at the end, its containers,
+    volumes, network, firewall rules and files removed."""
+    server = make_server(f"{name}-{secrets.token_hex(3)}", settings)
     try:
+        server.start()
         yield server
     finally:
         server.stop()
-        _remove_prefixed(prefix)
+        _remove_prefixed(server.prefix)
         shutil.rmtree(server.var_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server(sandbox_image: str) -> Iterator[LiveServer]:
+    with running_server("sbxtest") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -234,9 +251,15 @@ def shared_sandbox(api: httpx.Client) -> dict[str, object]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     report = yield
-    if report.when == "call" and report.failed and "server" in item.fixturenames:
-        server: LiveServer = item._request.getfixturevalue("server")  # type: ignore[attr-defined]
-        report.sections.append(("test server log", server.log_tail()))
+    if report.when != "call" or not report.failed:
+        return report
+    servers = {
+        name: value
+        for name, value in getattr(item, "funcargs", {}).items()
+        if isinstance(value, LiveServer)
+    }
+    for name, server in servers.items():
+        report.sections.append((f"test server log ({name})", server.log_tail()))
         for container in server.containers()[:5]:
             logs = subprocess.run(
                 ["docker", "logs", "--tail", "20", container], capture_output=True, text=True

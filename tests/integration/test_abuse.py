@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -204,14 +203,8 @@ QUOTA_MB = 64
 @pytest.fixture(scope="module")
 def small_disk(sandbox_image: str) -> Iterator[LiveServer]:
     """A server whose sandboxes may fill 64 MiB."""
-    prefix = "sbxquota-" + secrets.token_hex(3)
-    server = make_server(prefix, {"SANDBOX_DISK_QUOTA": f"{QUOTA_MB}m"})
-    server.start()
-    try:
+    with running_server("sbxquota", {"SANDBOX_DISK_QUOTA": f"{QUOTA_MB}m"}) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 def test_disk_fill_is_stopped_at_the_quota_and_deleting_frees_it(

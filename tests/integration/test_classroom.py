@@ -6,7 +6,6 @@ overwrite a student's edits, sharing, and every cross-access a user might try.
 from __future__ import annotations
 
 import io
-import secrets
 import tarfile
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.integration.test_terminals import Screen, ws_url
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 STARTER = {
     "hello.py": b'print("hello from the starter")\n',
@@ -29,14 +28,9 @@ STARTER = {
 
 @pytest.fixture(scope="module")
 def school(sandbox_image: str) -> Iterator[LiveServer]:
-    prefix = "sbxclass-" + secrets.token_hex(3)
-    server = make_server(prefix, {"CLASSROOM_WARM_POOL": "0", "SANDBOX_REAP_INTERVAL": "1"})
-    server.start()
-    try:
+    settings = {"CLASSROOM_WARM_POOL": "0", "SANDBOX_REAP_INTERVAL": "1"}
+    with running_server("sbxclass", settings) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 def upload_starter(api: httpx.Client, template_id: str, files: dict[str, bytes]) -> None:

@@ -8,7 +8,7 @@ import sys
 
 import httpx
 
-from tests.server import ROOT, _remove_prefixed, make_server
+from tests.server import ROOT, running_server
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///tmp/no-docker-here.sock"}
 
@@ -28,9 +28,7 @@ def test_check_engine_says_how_to_start_docker() -> None:
 
 
 def test_api_answers_503_when_the_engine_is_down(docker_engine: None) -> None:
-    server = make_server("sbxtest-noengine", NO_ENGINE)
-    server.start()
-    try:
+    with running_server("sbxtest-noengine", NO_ENGINE) as server:
         with server.client("alice") as api:
             response = api.post("/sandboxes", json={"name": "x"})
         assert response.status_code == 503
@@ -41,6 +39,3 @@ def test_api_answers_503_when_the_engine_is_down(docker_engine: None) -> None:
             headers={"Authorization": f"Bearer {server.token('alice')}"},
         )
         assert listing.status_code == 200  # what needs no engine still works
-    finally:
-        server.stop()
-        _remove_prefixed("sbxtest-noengine")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import socket
 import subprocess
 import threading
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 
 def run(api: httpx.Client, sandbox_id: str, command: str, timeout: float = 30) -> dict:
@@ -158,14 +157,8 @@ def gvisor(sandbox_image: str) -> Iterator[LiveServer]:
             f"{RUNSC_ENTRY} to /etc/docker/daemon.json and reload dockerd (SIGHUP).",
             pytrace=False,
         )
-    prefix = "sbxgvisor-" + secrets.token_hex(3)
-    server = make_server(prefix, {"SANDBOX_RUNTIME": "runsc"})
-    server.start()
-    try:
+    with running_server("sbxgvisor", {"SANDBOX_RUNTIME": "runsc"}) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 def test_gvisor_runtime_runs_sandboxes_on_its_own_kernel(

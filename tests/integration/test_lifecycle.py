@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,29 +13,21 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, make_server, running_server
 
 
 @pytest.fixture(scope="module")
 def fast(sandbox_image: str) -> Iterator[LiveServer]:
-    prefix = "sbxlife-" + secrets.token_hex(3)
-    server = make_server(
-        prefix,
-        {
-            "SANDBOX_REAP_INTERVAL": "0.3",
-            "SANDBOX_STOP_AFTER": "3",
-            "SANDBOX_ORPHAN_GRACE": "0",
-            "SANDBOX_MAX_PER_USER": "3",
-            "SANDBOX_MAX_EXECS": "3",
-            "TERMINAL_MAX_PER_SANDBOX": "2",
-        },
-    )
-    server.start()
-    try:
+    settings = {
+        "SANDBOX_REAP_INTERVAL": "0.3",
+        "SANDBOX_STOP_AFTER": "3",
+        "SANDBOX_ORPHAN_GRACE": "0",
+        "SANDBOX_MAX_PER_USER": "3",
+        "SANDBOX_MAX_EXECS": "3",
+        "TERMINAL_MAX_PER_SANDBOX": "2",
+    }
+    with running_server("sbxlife", settings) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 def inspect(server: LiveServer, sandbox_id: str, fmt: str) -> str:

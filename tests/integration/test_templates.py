@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 
 def git(repo: Path, *args: str) -> str:
@@ -50,14 +50,8 @@ STARTER = {
 
 @pytest.fixture(scope="module")
 def tserver(sandbox_image: str) -> Iterator[LiveServer]:
-    prefix = "sbxtpl-" + secrets.token_hex(3)
-    server = make_server(prefix, {"TEMPLATE_REPO_ALLOW_LOCAL": "1"})
-    server.start()
-    try:
+    with running_server("sbxtpl", {"TEMPLATE_REPO_ALLOW_LOCAL": "1"}) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ when the teacher's access ends, so do the listing and the private preview.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from tests.integration.test_classroom import STARTER, Class, join, new_class, sh
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 PUBLIC, PRIVATE, UNSHARED = 18123, 18124, 18125
 PASSWORD = "pw-Viewer-Previews-7"
@@ -24,14 +23,8 @@ PASSWORD = "pw-Viewer-Previews-7"
 
 @pytest.fixture(scope="module")
 def school(sandbox_image: str) -> Iterator[LiveServer]:
-    prefix = "sbxview-" + secrets.token_hex(3)
-    server = make_server(prefix, {"CLASSROOM_WARM_POOL": "0"})
-    server.start()
-    try:
+    with running_server("sbxview", {"CLASSROOM_WARM_POOL": "0"}) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 @pytest.fixture(scope="module")

@@ -8,43 +8,36 @@ guessing on the shared test server.
 
 from __future__ import annotations
 
-import secrets
-import shutil
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 PASSWORD = "Correct-Horse-42"  # noqa: S105 - a test account's password
 
 
-def live(extra_env: dict[str, str]) -> Iterator[LiveServer]:
-    prefix = "sbxacct-" + secrets.token_hex(3)
-    server = make_server(prefix, {"CLASSROOM_WARM_POOL": "0", **extra_env})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
-        shutil.rmtree(server.var_dir, ignore_errors=True)
+NO_POOL = {"CLASSROOM_WARM_POOL": "0"}
 
 
 @pytest.fixture(scope="module")
 def closed(sandbox_image: str) -> Iterator[LiveServer]:
-    yield from live({"SIGNUP": "closed"})
+    with running_server("sbxacct", {**NO_POOL, "SIGNUP": "closed"}) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def invite_only(sandbox_image: str) -> Iterator[LiveServer]:
-    yield from live({"SIGNUP": "invite"})
+    with running_server("sbxacct", {**NO_POOL, "SIGNUP": "invite"}) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def behind_tls_proxy(sandbox_image: str) -> Iterator[LiveServer]:
-    yield from live({"HTTPS": "1", "TRUST_X_FORWARDED_PROTO": "1"})
+    settings = {**NO_POOL, "HTTPS": "1", "TRUST_X_FORWARDED_PROTO": "1"}
+    with running_server("sbxacct", settings) as server:
+        yield server
 
 
 def make_user(server: LiveServer, username: str) -> None:

@@ -7,15 +7,13 @@ quota, or to write a byte onto the host outside its quota.
 
 from __future__ import annotations
 
-import secrets
-import shutil
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 AGENT = "$(pgrep -of '^python3 (-S )?-m sandbox_agent')"
 
@@ -182,15 +180,8 @@ def test_reserved_env_is_refused_on_patch_and_exec(attacker: httpx.Client) -> No
 
 @pytest.fixture(scope="module")
 def small_quota(sandbox_image: str) -> Iterator[LiveServer]:
-    prefix = "sbxquota-" + secrets.token_hex(3)
-    server = make_server(prefix, {"SANDBOX_DISK_QUOTA": "64m"})
-    server.start()
-    try:
+    with running_server("sbxquota", {"SANDBOX_DISK_QUOTA": "64m"}) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
-        shutil.rmtree(server.var_dir, ignore_errors=True)
 
 
 def test_the_disk_quota_cannot_be_switched_off_or_outrun(small_quota: LiveServer) -> None:

@@ -11,7 +11,6 @@ unaffected by one account's hoarding, up to what is left of the server's total.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 MiB = 1024 * 1024
 PER_USER, TOTAL = 4 * MiB, 6 * MiB
@@ -28,16 +27,9 @@ HOGS = 8  # buffered execs of one account, each printing 1 MiB: 8 MiB offered
 
 @pytest.fixture(scope="module")
 def budget_server(sandbox_image: str) -> Iterator[LiveServer]:
-    prefix = "sbxbudget-" + secrets.token_hex(3)
-    server = make_server(
-        prefix, {"EXEC_BUFFER_PER_USER": str(PER_USER), "EXEC_BUFFER_TOTAL": str(TOTAL)}
-    )
-    server.start()
-    try:
+    settings = {"EXEC_BUFFER_PER_USER": str(PER_USER), "EXEC_BUFFER_TOTAL": str(TOTAL)}
+    with running_server("sbxbudget", settings) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 def sandbox_of(api: httpx.Client) -> str:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.integration.test_isolation import reach, run
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 # Ranges a sandbox must not reach (the firewall's whole list), and one routable address in
 # each that a local namespace can answer on (0.0.0.0/8 and 127.0.0.0/8 are never
@@ -128,14 +128,8 @@ def test_sandboxes_have_no_ipv6(server: LiveServer, api: httpx.Client) -> None:
 @pytest.fixture(scope="module")
 def no_iptables(sandbox_image: str) -> Iterator[LiveServer]:
     """A server that cannot install the firewall: iptables is not on its PATH."""
-    prefix = "sbxnofw-" + secrets.token_hex(3)
-    server = make_server(prefix, {"PATH": "/usr/bin:/bin"})
-    server.start()
-    try:
+    with running_server("sbxnofw", {"PATH": "/usr/bin:/bin"}) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 def test_without_the_firewall_sandboxes_get_no_network(no_iptables: LiveServer) -> None:
@@ -155,14 +149,8 @@ def test_without_the_firewall_sandboxes_get_no_network(no_iptables: LiveServer) 
 
 @pytest.fixture
 def own_server(sandbox_image: str) -> Iterator[LiveServer]:
-    prefix = "sbxfwreboot-" + secrets.token_hex(3)
-    server = make_server(prefix)
-    server.start()
-    try:
+    with running_server("sbxfwreboot") as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 def test_rules_lost_on_a_reboot_are_back_before_a_sandbox_runs_again(

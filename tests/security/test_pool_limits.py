@@ -10,7 +10,6 @@ filler never builds beyond either cap, however the sizes were set.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,29 +18,21 @@ import httpx
 import pytest
 
 from tests.integration.test_classroom import make_template
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 PER_USER, TOTAL = 2, 3
 
 
 @pytest.fixture(scope="module")
 def school(sandbox_image: str) -> Iterator[LiveServer]:
-    prefix = "sbxpool-" + secrets.token_hex(3)
-    server = make_server(
-        prefix,
-        {
-            "WARM_POOL_MAX_PER_USER": str(PER_USER),
-            "WARM_POOL_MAX_TOTAL": str(TOTAL),
-            "CLASSROOM_WARM_POOL": "1",
-            "SANDBOX_REAP_INTERVAL": "1",
-        },
-    )
-    server.start()
-    try:
+    settings = {
+        "WARM_POOL_MAX_PER_USER": str(PER_USER),
+        "WARM_POOL_MAX_TOTAL": str(TOTAL),
+        "CLASSROOM_WARM_POOL": "1",
+        "SANDBOX_REAP_INTERVAL": "1",
+    }
+    with running_server("sbxpool", settings) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 def refused(response: httpx.Response, setting: str, most: int) -> None:

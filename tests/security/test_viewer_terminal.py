@@ -12,7 +12,6 @@ viewer left.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,19 +22,13 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.integration.test_classroom import join, new_class
 from tests.integration.test_terminals import Screen, ws_url
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer, running_server
 
 
 @pytest.fixture(scope="module")
 def school(sandbox_image: str) -> Iterator[LiveServer]:
-    prefix = "sbxview-" + secrets.token_hex(3)
-    server = make_server(prefix, {"CLASSROOM_WARM_POOL": "0"})
-    server.start()
-    try:
+    with running_server("sbxview", {"CLASSROOM_WARM_POOL": "0"}) as server:
         yield server
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
 
 
 @dataclass
