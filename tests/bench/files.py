@@ -1,29 +1,24 @@
-"""File transfer benchmark: ``python -m tests.bench_files [--size-mb 1024]``.
+"""File transfer benchmark: ``BENCH_FILES_MB=1024 python -m tests.bench files``.
 
 A round trip of SIZE MB through the API (PUT files/content, then a streamed GET),
 beside the same bytes through ``docker exec -i ... cat`` in the same run, and the
 server's peak resident memory during the API transfers (VmHWM after resetting it
 through /proc/PID/clear_refs) and the server's CPU seconds for each direction (a
-number that does not depend on how busy the machine is). ``bench_files(server)`` is importable for
-``tests/bench.py``.
+number that does not depend on how busy the machine is).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import os
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.server import LiveServer, _remove_prefixed, make_server
+from tests.server import LiveServer
 
-ROOT = Path(__file__).resolve().parent.parent
 BLOCK = 1024 * 1024
 
 
@@ -125,26 +120,3 @@ def bench_files(server: LiveServer, size_mb: int = 1024) -> dict[str, float]:
         finally:
             client.delete(f"/sandboxes/{box['id']}")
     return results
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mb", type=int, default=1024)
-    args = parser.parse_args()
-    prefix = "sbxbench-" + secrets.token_hex(3)
-    server = make_server(prefix, {"LOG_LEVEL": "WARNING"})
-    server.start()
-    try:
-        results = bench_files(server, args.size_mb)
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
-    out = ROOT / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / "bench_files.json").write_text(json.dumps(results, indent=2))
-    for key, value in results.items():
-        print(f"  {key:32s} {value:10.2f}")
-
-
-if __name__ == "__main__":
-    main()

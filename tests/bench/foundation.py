@@ -1,30 +1,20 @@
-"""``make bench``: medians of what the issues ask us to measure, each beside a
-baseline measured in the same run (never a lone absolute time).
-
-Runs its own test server (tests/server.py) on the real engine and prints a table;
-the raw numbers go to bench-results/bench.json.
-"""
+"""Foundation: create-to-first-exec beside a bare ``docker run``, and exec latency
+(one at a time and 20 at once) beside ``docker exec`` of the same container."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import secrets
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.server import LiveServer, _remove_prefixed, make_server
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.server import LiveServer
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -134,103 +124,3 @@ def bench_foundation(server: LiveServer, image: str) -> dict[str, Any]:
     )
     client().delete(f"/sandboxes/{box['id']}")
     return results
-
-
-SECTIONS = ("foundation", "lifecycle", "terminal", "preview", "code", "files", "scale", "classroom")
-
-
-def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
-    if name == "foundation":
-        return bench_foundation(server, image)
-    if name == "lifecycle":
-        from tests.bench_lifecycle import bench_lifecycle
-
-        return bench_lifecycle(server)
-    if name == "terminal":
-        from tests.bench_terminal import bench_terminal
-
-        pid = server.process.pid if server.process else None
-        return bench_terminal(server.url, server.token("bench"), server_pid=pid)
-    if name == "preview":
-        from tests.bench_preview import bench_preview
-
-        return bench_preview(server.url, server.token("bench"))
-    if name == "code":
-        from tests.bench_code import bench_code
-
-        with server.client("bench") as client:
-            box = client.post("/sandboxes", json={"name": "code-bench", "keep_alive": True})
-            box.raise_for_status()
-            return bench_code(server.url, server.token("bench"), box.json()["id"])
-    if name == "files":
-        from tests.bench_files import bench_files
-
-        return bench_files(server, int(os.environ.get("BENCH_FILES_MB", "1024")))
-    if name == "classroom":
-        from tests.bench_classroom import bench_classroom
-
-        return bench_classroom(server)
-    if name == "scale":
-        from tests.bench_scale import bench_sandboxes, bench_terminals
-
-        return {
-            "terminals": bench_terminals(server, int(os.environ.get("BENCH_WEBSOCKETS", "200"))),
-            "sandboxes": bench_sandboxes(server, int(os.environ.get("BENCH_SANDBOXES", "300"))),
-        }
-    raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
-
-
-def show(value: Any, indent: int = 2) -> None:
-    pad = " " * indent
-    for key, item in value.items():
-        if isinstance(item, dict):
-            print(f"{pad}{key}")
-            show(item, indent + 2)
-        elif isinstance(item, float):
-            print(f"{pad}{key:44s} {item:10.2f}")
-        else:
-            print(f"{pad}{key:44s} {item}")
-
-
-def main() -> None:
-    """``python -m tests.bench [SECTION ...]``: every section by default, one server."""
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
-    import django
-
-    django.setup()
-    from sandboxes.images import image_tag
-
-    image = image_tag()
-    os.environ["SANDBOX_IMAGE"] = image
-    sections = sys.argv[1:] or list(SECTIONS)
-    prefix = "sbxbench-" + secrets.token_hex(3)
-    server = make_server(
-        prefix,
-        {
-            "LOG_LEVEL": "WARNING",
-            "SANDBOX_MAX_PER_USER": "1000",
-            # the classroom surge pools a whole class for one teacher
-            "WARM_POOL_MAX_PER_USER": "1000",
-            "WARM_POOL_MAX_TOTAL": "1000",
-        },
-    )
-    server.start()
-    results: dict[str, Any] = {}
-    try:
-        for name in sections:
-            print(f"running {name} ...", flush=True)
-            results[name] = run_section(name, server, image)
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
-    out = ROOT / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(results, indent=2))
-    for name, numbers in results.items():
-        print(f"\n{name}")
-        show(numbers)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,16 +1,14 @@
 """Terminal benchmark (issue 4): keystroke-to-echo latency and output throughput
 through the WebSocket, beside the same through ``docker exec`` in the same run.
 
-``bench_terminal(server_url, token)`` returns the numbers; ``python -m
-tests.bench_terminal`` runs it against its own test server and prints them.
+``bench_terminal(server_url, token)`` returns the numbers; ``python -m tests.bench
+terminal`` runs it against a test server of its own and prints them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import shutil
 import statistics
 import subprocess
 import time
@@ -238,27 +236,3 @@ def bench_terminal(
     api.delete(f"/sandboxes/{sandbox_id}")
     api.close()
     return results
-
-
-def main() -> None:
-    import sys
-
-    from tests.server import ROOT, _remove_prefixed, make_server
-
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
-    prefix = "sbxbench-" + secrets.token_hex(3)
-    server = make_server(prefix, {"LOG_LEVEL": "WARNING"})
-    server.start()
-    try:
-        pid = server.process.pid if server.process else None
-        results = bench_terminal(server.url, server.token("bench"), server_pid=pid)
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
-        shutil.rmtree(server.var_dir, ignore_errors=True)
-    print(json.dumps(results, indent=2))
-
-
-if __name__ == "__main__":
-    main()

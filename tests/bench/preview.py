@@ -3,8 +3,8 @@ the preview proxy, beside the same app reached directly from inside the sandbox
 (the same load generator, run in the sandbox against 127.0.0.1), in one run; and
 large-body throughput both ways.
 
-``bench_preview(server_url, token)`` returns the numbers; ``python -m
-tests.bench_preview`` runs it against its own test server and prints them.
+``bench_preview(server_url, token)`` returns the numbers; ``python -m tests.bench
+preview`` runs it against a test server of its own and prints them.
 """
 
 from __future__ import annotations
@@ -191,21 +191,3 @@ def bench_preview(
     finally:
         api.delete(f"/sandboxes/{sid}")
         api.close()
-
-
-def main() -> None:
-    from tests.server import _remove_prefixed, make_server
-
-    subprocess.run([sys.executable, "manage.py", "build_sandbox_image"], check=True)
-    prefix = "sbxbench-" + secrets.token_hex(3)
-    server = make_server(prefix)
-    server.start()
-    try:
-        print(json.dumps(bench_preview(server.url, server.token("bench")), indent=2))
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
-
-
-if __name__ == "__main__":
-    main()

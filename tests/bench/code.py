@@ -4,15 +4,12 @@ over ~50 runs, Python and JavaScript), the first-run latency of a new context (c
 a plain ``exec(["python3", "-c", "print(1+1)"])`` in the same run.
 
 ``bench_code(base_url, token, sandbox_id)`` returns the numbers (``base_url`` is the
-server's root URL, or its ``/api/v1``); ``python -m tests.bench_code`` runs it against
-its own test server and prints them. Target: warm ``run_code`` p50 <= 20 ms.
+server's root URL, or its ``/api/v1``); ``python -m tests.bench code`` runs it against
+a test server of its own and prints them. Target: warm ``run_code`` p50 <= 20 ms.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -89,29 +86,3 @@ def bench_code(base_url: str, token: str, sandbox_id: str, runs: int = 50) -> di
     results["target_warm_python_p50_ms"] = 20
     results["meets_target"] = results["python_warm"]["p50_ms"] <= 20
     return results
-
-
-def main() -> None:
-    import sys
-
-    from tests.server import ROOT, _remove_prefixed, make_server
-
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
-    prefix = "sbxbench-" + secrets.token_hex(3)
-    server = make_server(prefix, {"LOG_LEVEL": "WARNING"})
-    server.start()
-    try:
-        token = server.token("bench")
-        with server.client("bench") as client:
-            box = client.post("/sandboxes", json={"name": "code-bench", "keep_alive": True})
-            box.raise_for_status()
-            results = bench_code(server.url, token, box.json()["id"])
-    finally:
-        server.stop()
-        _remove_prefixed(prefix)
-    print(json.dumps(results, indent=2))
-
-
-if __name__ == "__main__":
-    main()
