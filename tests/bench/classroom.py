@@ -1,4 +1,4 @@
-"""Start-of-class surge (issue 10): 30 students follow an invite link at once.
+"""Start-of-class surge: 30 students follow an invite link at once.
 
 Each student's time runs from the join request (what the invite page's button
 sends) to the first shell prompt on a terminal WebSocket in their new sandbox, as

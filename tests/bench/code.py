@@ -1,4 +1,4 @@
-"""Code interpreter benchmark (issue 6): the `1+1` round trip in a warm context (p50/p90
+"""Code interpreter benchmark: the `1+1` round trip in a warm context (p50/p90
 over ~50 runs, Python and JavaScript), the first-run latency of a new context (create
 + first run: cold, and for Python also once the agent's spare kernel is ready), beside
 a plain ``exec(["python3", "-c", "print(1+1)"])`` in the same run.

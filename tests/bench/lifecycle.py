@@ -1,4 +1,4 @@
-"""Lifecycle benchmarks (issue 8): wake time per sleep tier beside a warm exec, idle
+"""Lifecycle benchmarks: wake time per sleep tier beside a warm exec, idle
 memory per sandbox, and exec latency as running sandboxes pile up."""
 
 from __future__ import annotations

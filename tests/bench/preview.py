@@ -1,4 +1,4 @@
-"""Preview benchmark (issue 5): requests/s and p50 latency of a small response through
+"""Preview benchmark: requests/s and p50 latency of a small response through
 the preview proxy, beside the same app reached directly from inside the sandbox
 (the same load generator, run in the sandbox against 127.0.0.1), in one run; and
 large-body throughput both ways.

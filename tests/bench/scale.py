@@ -1,4 +1,4 @@
-"""Scale benchmarks (issue 8): many running sandboxes on one machine, and many
+"""Scale benchmarks: many running sandboxes on one machine, and many
 terminal WebSockets on one server process.
 
 ``bench_sandboxes``: start sandboxes in steps and measure exec p50 on one of them at

@@ -1,4 +1,4 @@
-"""Terminal benchmark (issue 4): keystroke-to-echo latency and output throughput
+"""Terminal benchmark: keystroke-to-echo latency and output throughput
 through the WebSocket, beside the same through ``docker exec`` in the same run.
 
 ``bench_terminal(server_url, token)`` returns the numbers; ``python -m tests.bench
