@@ -6,8 +6,9 @@
  * instead of vforking whenever Popen changes a uid, and the exec from a forked copy
  * of the agent then tears down its whole address space: 1-1.5 ms more per program.
  * The agent vforks this instead, which needs no privilege to take the sandbox user's
- * uid (it is already the effective one) and costs a static exec (~0.3 ms). util-linux
- * setpriv does the same but costs ~1.9 ms (dynamic libraries). See identity.py.
+ * uid (it is already the effective one) and, linked statically against musl, costs
+ * about 0.05 ms (0.3 ms against glibc's static startup; util-linux setpriv, which
+ * does the same, ~1.9 ms with its dynamic libraries). See identity.py.
  */
 #include <errno.h>
 #include <stdio.h>

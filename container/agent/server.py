@@ -62,8 +62,8 @@ def key_from_environment() -> bytes:
 
 
 async def _greet(channel: Channel) -> bool:
-    """Check the client's Hello and answer Welcome; False (and an Error sent) if the
-    client does not hold this sandbox's key."""
+    """Check the client's Hello and have Welcome answered; False (and an Error sent)
+    if the client does not hold this sandbox's key."""
     hello = await channel.receive_message()
     if hello is None:
         return False
@@ -72,7 +72,8 @@ async def _greet(channel: Channel) -> bool:
             Error(code="unauthorized", message="this agent does not answer that client")
         )
         return False
-    await channel.send_message(Welcome(proof=proof(_key, "agent", hello.nonce)))
+    # Sent with the first answer (Channel.hold): no write and no wakeup of its own.
+    channel.hold(Welcome(proof=proof(_key, "agent", hello.nonce)))
     return True
 
 
