@@ -85,7 +85,7 @@ async def list_sandboxes(request: AuthedRequest) -> dict[str, object]:
 
 @router.get("/sandboxes/{sandbox_id}", response={200: SandboxOut, **ERRORS})
 async def get_sandbox(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
-    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, with_ports=True, access="read")
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, with_ports=True, action="view")
     out = sandbox_out(sandbox)
     out["disk"] = disk = await disk_usage(sandbox)
     if disk and disk["exceeded"] and not sandbox.status_detail:
@@ -97,14 +97,16 @@ async def get_sandbox(request: AuthedRequest, sandbox_id: str) -> dict[str, obje
 async def patch_sandbox(
     request: AuthedRequest, sandbox_id: str, payload: SandboxPatch
 ) -> dict[str, object]:
-    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, with_ports=True)
+    sandbox = await lifecycle.get_sandbox(
+        request.auth, sandbox_id, with_ports=True, action="manage"
+    )
     changes = payload.model_dump(exclude_unset=True)
     return sandbox_out(await lifecycle.update_sandbox(sandbox, changes))
 
 
 @router.delete("/sandboxes/{sandbox_id}", response={204: None, **ERRORS})
 async def delete_sandbox(request: AuthedRequest, sandbox_id: str) -> HttpResponse:
-    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, action="manage")
     await lifecycle.destroy_sandbox(sandbox)
     return HttpResponse(status=204)
 
@@ -114,13 +116,17 @@ async def sleep_sandbox(
     request: AuthedRequest, sandbox_id: str, payload: SleepIn | None = None
 ) -> dict[str, object]:
     """Sleep now: ``pause`` (default; memory kept, wakes in milliseconds) or ``stop``."""
-    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, with_ports=True)
+    sandbox = await lifecycle.get_sandbox(
+        request.auth, sandbox_id, with_ports=True, action="manage"
+    )
     await lifecycle.sleep_sandbox(sandbox, (payload or SleepIn()).tier)
     return sandbox_out(sandbox)
 
 
 @router.post("/sandboxes/{sandbox_id}/wake", response={200: SandboxOut, **ERRORS})
 async def wake_sandbox(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
-    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, with_ports=True)
+    sandbox = await lifecycle.get_sandbox(
+        request.auth, sandbox_id, with_ports=True, action="manage"
+    )
     await lifecycle.ensure_running(sandbox)
     return sandbox_out(sandbox)
