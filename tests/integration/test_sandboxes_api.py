@@ -13,14 +13,17 @@ from tests.server import LiveServer
 
 def container_attrs(name: str) -> dict[str, str]:
     fmt = (
-        "{{.Config.User}}|{{.HostConfig.CapDrop}}|{{.HostConfig.SecurityOpt}}|"
+        "{{.Config.User}}|{{.HostConfig.CapDrop}}|{{.HostConfig.CapAdd}}|{{.HostConfig.SecurityOpt}}|"
         "{{.HostConfig.PidsLimit}}|{{.HostConfig.Memory}}|{{.HostConfig.NanoCpus}}|"
         "{{.HostConfig.LogConfig.Config}}|{{.HostConfig.Privileged}}|{{len .Mounts}}"
     )
     out = subprocess.run(
         ["docker", "inspect", "-f", fmt, name], capture_output=True, text=True, check=True
     ).stdout.strip()
-    keys = ["user", "cap_drop", "security_opt", "pids", "memory", "cpus", "log", "priv", "mounts"]
+    keys = [
+        "user", "cap_drop", "cap_add", "security_opt", "pids", "memory", "cpus", "log", "priv",
+        "mounts",
+    ]  # fmt: skip
     return dict(zip(keys, out.split("|"), strict=True))
 
 
@@ -60,8 +63,11 @@ def test_generated_name_and_hardened_container(server: LiveServer, api: httpx.Cl
     box = api.post("/sandboxes").json()
     assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,38}", box["name"])
     attrs = container_attrs(f"{server.prefix}-{box['id']}")
-    assert attrs["user"] == "1000:1000"
+    # root only for the agent, with just what it needs to drop to the sandbox user
+    # (docs/security.md); every program runs as uid 1000 with no capability (below)
+    assert attrs["user"] == "0:0"
     assert attrs["cap_drop"] == "[ALL]"
+    assert sorted(attrs["cap_add"].strip("[]").split()) == ["SETGID", "SETPCAP", "SETUID"]
     assert "no-new-privileges" in attrs["security_opt"]
     assert int(attrs["pids"]) > 0 and int(attrs["memory"]) > 0 and int(attrs["cpus"]) > 0
     assert "max-size" in attrs["log"] and "max-file" in attrs["log"]
