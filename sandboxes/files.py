@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -58,14 +58,16 @@ UPLOAD_CHUNK = 1024 * 1024
 LIST_LIMIT = 100_000
 DEFAULT_EXCLUDE = [".git", "node_modules"]
 
+M = TypeVar("M", bound=Message)
 
-def _expect(message: Message, cls: type[Any]) -> Any:
+
+def _expect(message: Message, cls: type[M]) -> M:
     if not isinstance(message, cls):
         raise AgentProtocolError(f"it answered {message.type!r} where {cls.type!r} was due.")
     return message
 
 
-async def _call(sandbox: Sandbox, request: Message, cls: type[Any]) -> Any:
+async def _call(sandbox: Sandbox, request: Message, cls: type[M]) -> M:
     return _expect(await services.call_agent(sandbox, request), cls)
 
 

@@ -88,8 +88,8 @@ def _add_errors(operation: dict[str, Any], path: str) -> None:
     for status, response in responses.items():  # a declared error without a body shape
         if status.isdigit() and int(status) >= 400 and not response.get("content"):
             response["content"] = {"application/json": {"schema": ERROR_REF}}
-    for status, description in errors.items():
-        response = responses.setdefault(str(status), {"description": description})
+    for code, description in errors.items():
+        response = responses.setdefault(str(code), {"description": description})
         content = response.setdefault("content", {})
         content.setdefault("application/json", {"schema": ERROR_REF})
     operation["responses"] = dict(sorted(responses.items()))

@@ -29,6 +29,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -97,7 +98,7 @@ def agent_dir_binding(path: Path) -> dict[str, Any]:
 
 def _env_value(attrs: dict[str, Any], name: str) -> str:
     for item in (attrs.get("Config") or {}).get("Env") or []:
-        key, _, value = item.partition("=")
+        key, _, value = str(item).partition("=")
         if key == name:
             return value
     return ""
@@ -124,7 +125,7 @@ class DockerBackend(Backend):
                 raise EngineUnavailable() from exc
         return self._client
 
-    async def _run(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, partial(func, *args, **kwargs))
@@ -375,10 +376,11 @@ class DockerBackend(Backend):
         await self._run(self._remove, state)
 
     def _remove(self, state: BackendState) -> None:
-        for remove in (
+        removers: tuple[Callable[[], None], ...] = (
             lambda: self.client.containers.get(state["container"]).remove(force=True),
             lambda: self.client.volumes.get(state["volume"]).remove(force=True),
-        ):
+        )
+        for remove in removers:
             try:
                 remove()
             except docker.errors.NotFound:
@@ -453,7 +455,8 @@ class DockerBackend(Backend):
 
         def read() -> str:
             try:
-                return self._container(state).logs(tail=tail).decode(errors="replace")
+                output: bytes = self._container(state).logs(tail=tail)
+                return output.decode(errors="replace")
             except SandboxUnavailable:
                 return ""
 
