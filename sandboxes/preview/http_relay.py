@@ -17,8 +17,9 @@ import h11
 from django.conf import settings
 
 from container.agent.protocol import Channel
-from sandboxes import callers, services
+from sandboxes import callers
 from sandboxes.errors import SandboxError
+from sandboxes.lifecycle import touch
 
 from .pages import page
 from .scope import Receive, Scope, Send
@@ -191,7 +192,7 @@ async def proxy_http(scope: Scope, receive: Receive, send: Send, upstream: Upstr
         else:
             await channel.close()
         break
-    await services.touch(upstream.sandbox)
+    await touch(upstream.sandbox)
 
 
 async def _exchange(

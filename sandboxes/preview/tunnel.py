@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from container.agent.protocol import Channel, Tunnel, TunnelOpen
-from sandboxes import callers, services
+from sandboxes import callers
 from sandboxes.agent.client import receive_message
+from sandboxes.agentconn import open_agent
 from sandboxes.errors import SandboxError
+from sandboxes.lifecycle import ensure_running
 from sandboxes.models import Sandbox
 
 from .scope import Scope, http_scheme
@@ -120,7 +122,7 @@ async def open_tunnel(sandbox: Sandbox, port: int, first_bytes: bytes = b"") -> 
     agent pipes whatever follows the request once connected (and drops it if nothing
     listens), which saves a round trip per preview request.
     """
-    channel = await services.open_agent(sandbox, Tunnel(port=port))
+    channel = await open_agent(sandbox, Tunnel(port=port))
     try:
         if first_bytes:
             channel.writer.write(first_bytes)
@@ -142,4 +144,4 @@ async def open_tunnel(sandbox: Sandbox, port: int, first_bytes: bytes = b"") -> 
 async def nudge(sandbox: Sandbox) -> None:
     """Make sure the sandbox runs (see ``NUDGE_AFTER``); a failure is the relay's to see."""
     with contextlib.suppress(SandboxError):
-        await services.ensure_running(sandbox)
+        await ensure_running(sandbox)

@@ -12,8 +12,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto import events as ws
 
 from container.agent.protocol import CHUNK
-from sandboxes import services
 from sandboxes.errors import SandboxError
+from sandboxes.lifecycle import touch
 
 from .scope import Receive, Scope, Send
 from .tunnel import NUDGE_AFTER, PortClosed, Upstream, nudge, open_tunnel, request_headers
@@ -59,7 +59,7 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send, upstream: 
         await send({"type": "websocket.close", "code": 1011})
         return
     await send({"type": "websocket.accept", "subprotocol": accepted.subprotocol})
-    await services.touch(upstream.sandbox)
+    await touch(upstream.sandbox)
     upstream_task = asyncio.ensure_future(_client_to_app(receive, conn, writer))
     downstream_task = asyncio.ensure_future(_app_to_client(conn, reader, writer, send))
     try:
@@ -70,7 +70,7 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send, upstream: 
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await channel.close()
-        await services.touch(upstream.sandbox)
+        await touch(upstream.sandbox)
 
 
 async def _handshake(
