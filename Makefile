@@ -35,8 +35,7 @@ run: setup
 
 # The browser tests run in their own pytest process: Playwright's sync API keeps an
 # event loop running in the main thread, which the asyncio tests cannot share.
-test: setup
-	$(VENV)/bin/ruff check .
+test: setup lint
 	@status=0; \
 	$(PY) -m pytest tests --ignore=tests/e2e || status=1; \
 	$(PY) -m pytest tests/e2e || status=1; \
@@ -48,9 +47,12 @@ test-unit: $(VENV)/.installed
 bench: setup
 	$(PY) -m tests.bench
 
+# Format, lint, strict types (pyproject.toml's [tool.mypy] names what is checked) and
+# the generated sync SDK being up to date; `make test` runs it first.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) sdk/python/unasync.py --check
 
 format: $(VENV)/.installed
@@ -58,7 +60,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy ide sandboxes
+	$(VENV)/bin/mypy
 
 image: $(VENV)/.installed
 	$(PY) manage.py build_sandbox_image --force

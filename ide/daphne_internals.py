@@ -503,7 +503,8 @@ def unsent_bytes(protocol: Any) -> int:
 
     0 once the connection is gone, and on a transport that is not a socket's (a TLS
     endpoint keeps its own buffers; terminate TLS in a proxy in front)."""
-    channel = protocol.channel if isinstance(protocol, WebRequest) else protocol
+    # A finished request has let go of its channel (the client went away).
+    channel = getattr(protocol, "channel", None) if isinstance(protocol, WebRequest) else protocol
     transport = getattr(channel, "transport", None)  # None once the request finished
     if not isinstance(transport, abstract.FileDescriptor) or not transport.connected:
         return 0

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
@@ -28,7 +28,7 @@ from django.core.handlers.exception import convert_exception_to_response
 from sandboxes import callers
 from sandboxes.templates import MAX_UPLOAD_BYTES
 
-from .errors import ApiErrorMiddleware
+from .errors import ApiErrorMiddleware, Handler
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,11 @@ class ApiHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        handler = convert_exception_to_response(self._get_response_async)
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
+        # django-stubs does not declare BaseHandler's own async response method
+        get_response = self._get_response_async  # type: ignore[attr-defined]
+        # async in, async out: what ApiErrorMiddleware takes
+        handler = cast(Handler, convert_exception_to_response(get_response))
         self._middleware_chain = convert_exception_to_response(ApiErrorMiddleware(handler))
