@@ -119,7 +119,7 @@ def test_the_filler_never_pools_more_than_the_caps(school: LiveServer) -> None:
     school.manage(
         "shell",
         "-c",
-        "from sandboxes.classroom.models import Template\n"
+        "from sandboxes.models import Template\n"
         f"Template.objects.filter(pk__in={ids!r}).update(warm_pool={PER_USER})\n",
     )
     assert watch_pool(school, "pool-racer", until=PER_USER) == PER_USER
