@@ -2,7 +2,7 @@
 
 Contexts live in the sandbox's agent (container/agent/kernels.py): Python contexts
 are Jupyter kernels, JavaScript contexts Node.js REPLs. This module speaks to the
-agent through ``services.open_agent`` / ``call_agent`` (so every call wakes a
+agent through ``agentconn.open_agent`` / ``call_agent`` (so every call wakes a
 sleeping sandbox) and turns the agent's frames into run events or a collected result.
 """
 
@@ -32,7 +32,7 @@ from container.agent.protocol import (
     ProtocolError,
     encode_message,
 )
-from sandboxes import buffers, services
+from sandboxes import agentconn, buffers, execs
 from sandboxes.agent.client import decode_control, expect, nested, receive_frame, receive_message
 from sandboxes.errors import AgentProtocolError, BadRequest, PayloadTooLarge, from_agent
 from sandboxes.models import Sandbox
@@ -52,19 +52,19 @@ def _context_dict(info: CodeContextInfo | dict[str, Any]) -> dict[str, Any]:
 async def create_context(
     sandbox: Sandbox, language: str, cwd: str | None = None, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    reply = await services.call_agent(
+    reply = await agentconn.call_agent(
         sandbox, CodeContextCreate(language=language, cwd=cwd, env=env or {})
     )
     return _context_dict(expect(reply, CodeContextInfo))
 
 
 async def list_contexts(sandbox: Sandbox) -> list[dict[str, Any]]:
-    reply = expect(await services.call_agent(sandbox, CodeContextList()), CodeContexts)
+    reply = expect(await agentconn.call_agent(sandbox, CodeContextList()), CodeContexts)
     return [_context_dict(c) for c in reply.contexts]
 
 
 async def delete_context(sandbox: Sandbox, context_id: str) -> None:
-    expect(await services.call_agent(sandbox, CodeContextDelete(id=context_id)), CodeContextInfo)
+    expect(await agentconn.call_agent(sandbox, CodeContextDelete(id=context_id)), CodeContextInfo)
 
 
 # ------------------------------------------------------------------------ runs
@@ -108,11 +108,11 @@ async def run_stream(sandbox: Sandbox, request: RunRequest) -> AsyncGenerator[Ru
                 f"The code is too large: at most {MAX_FRAME // 1024 // 1024} MB once "
                 "JSON-encoded. Write it to a file and run that instead."
             ) from None
-    channel = await services.open_agent(sandbox, run)
+    channel = await agentconn.open_agent(sandbox, run)
     try:
         first = expect(await receive_message(channel), CodeRunStarted)
         yield RunEvent("started", {"context": first.context, "language": first.language})
-        decoders = {Kind.STDOUT: services.TextStream(), Kind.STDERR: services.TextStream()}
+        decoders = {Kind.STDOUT: execs.TextStream(), Kind.STDERR: execs.TextStream()}
         names = {Kind.STDOUT: "stdout", Kind.STDERR: "stderr"}
         while True:
             kind, payload = await receive_frame(channel)

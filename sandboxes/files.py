@@ -42,7 +42,7 @@ from container.agent.protocol import (
     WriteReady,
     conforms,
 )
-from sandboxes import services
+from sandboxes import agentconn
 from sandboxes.agent.client import decode_control, receive_message
 from sandboxes.errors import (
     AgentError,
@@ -68,7 +68,7 @@ def _expect(message: Message, cls: type[M]) -> M:
 
 
 async def _call(sandbox: Sandbox, request: Message, cls: type[M]) -> M:
-    return _expect(await services.call_agent(sandbox, request), cls)
+    return _expect(await agentconn.call_agent(sandbox, request), cls)
 
 
 # --------------------------------------------------------------------- listing
@@ -106,7 +106,7 @@ async def list_dir(sandbox: Sandbox, path: str, recursive: bool = False) -> List
     """The entries under ``path``: at most LIST_LIMIT, asked for in the request and
     enforced here, in batches that each carry some (so the number of frames is
     bounded too)."""
-    channel = await services.open_agent(
+    channel = await agentconn.open_agent(
         sandbox, ListFiles(path=path, recursive=recursive, limit=LIST_LIMIT)
     )
     try:
@@ -194,7 +194,7 @@ class Download:
 
 
 async def read(sandbox: Sandbox, path: str, offset: int = 0, length: int | None = None) -> Download:
-    channel = await services.open_agent(sandbox, ReadFile(path=path, offset=offset, length=length))
+    channel = await agentconn.open_agent(sandbox, ReadFile(path=path, offset=offset, length=length))
     try:
         info = _content(await receive_message(channel), length)
     except BaseException:
@@ -212,7 +212,7 @@ def archive_limit() -> int | None:
 
 
 async def archive(sandbox: Sandbox, path: str) -> Download:
-    channel = await services.open_agent(sandbox, ArchiveDir(path=path))
+    channel = await agentconn.open_agent(sandbox, ArchiveDir(path=path))
     try:
         info = _content(await receive_message(channel))
     except BaseException:
@@ -232,7 +232,7 @@ async def write(
     """Write a file from a blocking ``read(n)`` source (a request body, an uploaded
     file), chunk by chunk. Beyond ``max_size`` the write is abandoned (413) and the
     target left untouched."""
-    channel = await services.open_agent(sandbox, WriteFile(path=path))
+    channel = await agentconn.open_agent(sandbox, WriteFile(path=path))
     reading: asyncio.Future[bytes] | None = None
     try:
         _expect(await receive_message(channel), WriteReady)
@@ -303,7 +303,7 @@ async def watch(
     request = WatchFiles(
         path=path, recursive=recursive, exclude=DEFAULT_EXCLUDE if exclude is None else exclude
     )
-    channel = await services.open_agent(sandbox, request)
+    channel = await agentconn.open_agent(sandbox, request)
     try:
         started = _expect(await receive_message(channel), WatchStarted)
     except BaseException:

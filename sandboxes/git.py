@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from container.agent.protocol import GitRequest, GitResult
-from sandboxes import services
+from sandboxes import agentconn
 from sandboxes.agent.client import expect
 from sandboxes.errors import AgentProtocolError
 from sandboxes.models import Sandbox
@@ -52,7 +52,7 @@ async def run(
         password=credentials.password,
         token=credentials.token,
     )
-    result = expect(await services.call_agent(sandbox, request), GitResult).result
+    result = expect(await agentconn.call_agent(sandbox, request), GitResult).result
     if shape is not None:
         try:
             shape.model_validate(result)

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError
 
 from container.agent.protocol import ListeningPorts, PortList
-from sandboxes import services
+from sandboxes import agentconn
 from sandboxes.agent.client import expect
 from sandboxes.errors import AgentError, AgentProtocolError, BadRequest, NotFound
 from sandboxes.models import ExposedPort, Sandbox, new_preview_token
@@ -113,7 +113,7 @@ async def exposed_ports(sandbox: Sandbox) -> list[ExposedPort]:
 async def listening_ports(sandbox: Sandbox) -> list[int]:
     """The TCP ports listened on in the sandbox: distinct port numbers (1-65535),
     as the agent must send them (``PortList.ports`` is type-checked on decoding)."""
-    ports = expect(await services.call_agent(sandbox, ListeningPorts()), PortList).ports
+    ports = expect(await agentconn.call_agent(sandbox, ListeningPorts()), PortList).ports
     if any(not 1 <= p <= 65535 for p in ports) or len(set(ports)) != len(ports):
         raise AgentProtocolError("it listed ports that are not distinct numbers 1-65535.")
     return ports

@@ -37,7 +37,7 @@ from container.agent.protocol import (
     SessionList,
     SessionListing,
 )
-from sandboxes import services
+from sandboxes import agentconn
 from sandboxes.agent.client import decode_control, nested, receive_frame
 from sandboxes.errors import AgentProtocolError, BadRequest, from_agent
 from sandboxes.models import Sandbox
@@ -75,22 +75,22 @@ async def start_process(
     request = ProcessStart(
         command=command, cwd=cwd, env=env, log_buffer=settings.PROCESS_LOG_BUFFER
     )
-    return process_out(_expect(await services.call_agent(sandbox, request), ProcessInfo))
+    return process_out(_expect(await agentconn.call_agent(sandbox, request), ProcessInfo))
 
 
 async def list_processes(sandbox: Sandbox) -> list[dict[str, Any]]:
-    reply = _expect(await services.call_agent(sandbox, ProcessList()), ProcessListing)
+    reply = _expect(await agentconn.call_agent(sandbox, ProcessList()), ProcessListing)
     return [process_out(p) for p in reply.processes]
 
 
 async def get_process(sandbox: Sandbox, pid: int) -> dict[str, Any]:
     return process_out(
-        _expect(await services.call_agent(sandbox, ProcessGet(pid=pid)), ProcessInfo)
+        _expect(await agentconn.call_agent(sandbox, ProcessGet(pid=pid)), ProcessInfo)
     )
 
 
 async def signal_process(sandbox: Sandbox, pid: int, signal: str) -> dict[str, Any]:
-    reply = await services.call_agent(sandbox, ProcessSignal(pid=pid, signal=signal))
+    reply = await agentconn.call_agent(sandbox, ProcessSignal(pid=pid, signal=signal))
     return process_out(_expect(reply, ProcessInfo))
 
 
@@ -133,7 +133,7 @@ async def follow_logs(
     ``exit`` event with the process. Each chunk is read from the agent only when the
     consumer asks for it: a slow client slows only its own stream. Output frames are
     never empty (an agent cannot spin a call with frames that carry nothing)."""
-    channel = await services.open_agent(sandbox, ProcessLogs(pid=pid, follow=follow))
+    channel = await agentconn.open_agent(sandbox, ProcessLogs(pid=pid, follow=follow))
     try:
         while True:
             kind, payload = await receive_frame(channel)
@@ -156,14 +156,14 @@ async def follow_logs(
 async def wait_for_port(sandbox: Sandbox, pid: int, port: int, timeout: float) -> dict[str, Any]:
     _check_timeout(timeout)
     request = ProcessWaitPort(pid=pid, port=port, timeout=timeout)
-    reply = _expect(await services.call_agent(sandbox, request), PortReady)
+    reply = _expect(await agentconn.call_agent(sandbox, request), PortReady)
     return {"port": reply.port}
 
 
 async def wait_for_log(sandbox: Sandbox, pid: int, pattern: str, timeout: float) -> dict[str, Any]:
     _check_timeout(timeout)
     request = ProcessWaitLog(pid=pid, pattern=pattern, timeout=timeout)
-    reply = _expect(await services.call_agent(sandbox, request), LogMatch)
+    reply = _expect(await agentconn.call_agent(sandbox, request), LogMatch)
     return {"match": reply.match, "line": reply.line, "stream": reply.stream}
 
 
@@ -183,19 +183,19 @@ async def create_session(
     sandbox: Sandbox, session_id: str | None, cwd: str | None, env: dict[str, str]
 ) -> dict[str, Any]:
     request = SessionCreate(id=session_id, cwd=cwd, env=env)
-    return session_out(_expect(await services.call_agent(sandbox, request), SessionInfo))
+    return session_out(_expect(await agentconn.call_agent(sandbox, request), SessionInfo))
 
 
 async def list_sessions(sandbox: Sandbox) -> list[dict[str, Any]]:
-    reply = _expect(await services.call_agent(sandbox, SessionList()), SessionListing)
+    reply = _expect(await agentconn.call_agent(sandbox, SessionList()), SessionListing)
     return [session_out(s) for s in reply.sessions]
 
 
 async def get_session(sandbox: Sandbox, session_id: str) -> dict[str, Any]:
-    reply = await services.call_agent(sandbox, SessionGet(id=session_id))
+    reply = await agentconn.call_agent(sandbox, SessionGet(id=session_id))
     return session_out(_expect(reply, SessionInfo))
 
 
 async def delete_session(sandbox: Sandbox, session_id: str) -> dict[str, Any]:
-    reply = await services.call_agent(sandbox, SessionDelete(id=session_id))
+    reply = await agentconn.call_agent(sandbox, SessionDelete(id=session_id))
     return session_out(_expect(reply, SessionInfo))

@@ -41,14 +41,14 @@ from container.agent.protocol import (
     TerminalResize,
     conforms,
 )
-from sandboxes import services
+from sandboxes import agentconn, lifecycle
 from sandboxes.agent.client import decode_control, expect, receive_message
 from sandboxes.errors import AgentError, AgentProtocolError, BadRequest, SandboxError, from_agent
 from sandboxes.models import Sandbox
 
 NAME_RE = re.compile(r"[a-z0-9-]{1,40}\Z")
 MAX_COLS, MAX_ROWS = 1000, 500
-# Terminal traffic marks the sandbox active at most this often (services.touch
+# Terminal traffic marks the sandbox active at most this often (lifecycle.touch
 # writes even less often).
 TOUCH_INTERVAL = 2.0
 
@@ -200,7 +200,7 @@ class TerminalSession:
             replay_limit=settings.TERMINAL_REPLAY_BYTES,
             max_terminals=settings.TERMINAL_MAX_PER_SANDBOX,
         )
-        channel = await services.open_agent(self.sandbox, request)
+        channel = await agentconn.open_agent(self.sandbox, request)
         try:
             reply = await receive_message(channel)
             if not isinstance(reply, TerminalAttached):
@@ -217,7 +217,7 @@ class TerminalSession:
         now = time.monotonic()
         if now - self._touched >= TOUCH_INTERVAL:
             self._touched = now
-            await services.touch(self.sandbox)
+            await lifecycle.touch(self.sandbox)
 
     async def handle_incoming(self, text: str | None = None, data: bytes | None = None) -> None:
         """Keystrokes (bytes) or a JSON control message (text) from the client."""
@@ -314,7 +314,7 @@ def parse_control(text: str) -> TerminalResize | None:
 
 
 async def list_terminals(sandbox: Sandbox) -> list[dict[str, Any]]:
-    reply = expect(await services.call_agent(sandbox, TerminalList()), TerminalListing)
+    reply = expect(await agentconn.call_agent(sandbox, TerminalList()), TerminalListing)
     return [_terminal_out(t) for t in reply.terminals]
 
 
@@ -348,7 +348,7 @@ async def kill_terminal(sandbox: Sandbox, name: str) -> None:
         raise BadRequest(
             "A terminal name is 1-40 characters of a-z, 0-9 and '-'.", code="invalid_name"
         )
-    await services.call_agent(sandbox, TerminalKill(name=name))
+    await agentconn.call_agent(sandbox, TerminalKill(name=name))
 
 
 def error_event(exc: SandboxError) -> dict[str, Any]:

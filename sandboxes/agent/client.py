@@ -8,7 +8,7 @@ at most MAX_FRAME bytes, a control message is decoded with ``decode_untrusted``
 (bounded, every field of its declared type), and whatever breaks the protocol is
 an ``AgentProtocolError`` (502 agent_protocol_error). Callers that gather several
 frames into one answer bound what they keep (see ``files``, ``processes``, ``code``
-and ``services.exec_collect``).
+and ``execs.exec_collect``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints, field_validator
 
-from sandboxes import code, services
+from sandboxes import code, lifecycle
 
 from . import sse
 from .auth import AuthedRequest
@@ -80,7 +80,7 @@ async def create_context(
     request: AuthedRequest, sandbox_id: str, payload: ContextIn
 ) -> tuple[int, dict[str, Any]]:
     """Start a persistent interpreter: a Jupyter kernel (python) or a Node.js REPL."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     context = await code.create_context(sandbox, payload.language, payload.cwd, payload.env)
     return 201, context
 
@@ -88,7 +88,7 @@ async def create_context(
 @router.get("/sandboxes/{sandbox_id}/code/contexts", response={200: ContextList, **CODE_ERRORS})
 async def list_contexts(request: AuthedRequest, sandbox_id: str) -> dict[str, Any]:
     """The sandbox's contexts, the default ones included once they were used."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     return {"contexts": await code.list_contexts(sandbox)}
 
 
@@ -97,7 +97,7 @@ async def list_contexts(request: AuthedRequest, sandbox_id: str) -> dict[str, An
 )
 async def delete_context(request: AuthedRequest, sandbox_id: str, context_id: str) -> HttpResponse:
     """Stop the context's interpreter and forget it (its state is lost)."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     await code.delete_context(sandbox, context_id)
     return HttpResponse(status=204)
 
@@ -119,7 +119,7 @@ async def run_code(
     request: AuthedRequest, sandbox_id: str, payload: RunIn
 ) -> dict[str, Any] | StreamingHttpResponse:
     """Run code in a context (or the language's default one); state persists."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     run_request = code.RunRequest(
         code=payload.code,
         language=payload.language,

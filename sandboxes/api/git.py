@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
-from sandboxes import git, services
+from sandboxes import git, lifecycle
 
 from .auth import AuthedRequest
 from .sandboxes import ERRORS
@@ -153,7 +153,7 @@ async def clone(request: AuthedRequest, sandbox_id: str, payload: CloneIn) -> di
     """Clone into `path` (default: /workspace/<name of the repository>), which must be
     missing or empty (409 `already_exists`). A bad URL is 400 `git_error` and refused
     credentials 400 `git_auth_failed`, each with git's own reason."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     args = {"url": payload.url, "branch": payload.branch, "depth": payload.depth}
     return await git.run(
         sandbox, "clone", payload.path, args, payload.credentials(), shape=CloneOut
@@ -165,7 +165,7 @@ async def status(
     request: AuthedRequest, sandbox_id: str, path: str | None = None
 ) -> dict[str, Any]:
     """Branch, commit, ahead/behind its upstream and the changed files."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, access="read")
     return await git.run(sandbox, "status", path, shape=StatusOut)
 
 
@@ -178,7 +178,7 @@ async def log(
     file: str | None = None,
 ) -> dict[str, Any]:
     """The latest commits of HEAD (of one file with `file`, or a `path` to a file)."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, access="read")
     return await git.run(sandbox, "log", path, {"limit": limit, "file": file}, shape=LogOut)
 
 
@@ -191,7 +191,7 @@ async def diff(
     file: str | None = None,
 ) -> dict[str, Any]:
     """Unstaged changes as a unified diff (`staged=1`: what the next commit holds)."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, access="read")
     return await git.run(sandbox, "diff", path, {"staged": staged, "file": file}, shape=DiffOut)
 
 
@@ -199,14 +199,14 @@ async def diff(
 async def branches(
     request: AuthedRequest, sandbox_id: str, path: str | None = None
 ) -> dict[str, Any]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, access="read")
     return await git.run(sandbox, "branches", path, shape=BranchesOut)
 
 
 @router.post(_route("checkout"), response={200: HeadOut, **GIT_ERRORS})
 async def checkout(request: AuthedRequest, sandbox_id: str, payload: CheckoutIn) -> dict[str, Any]:
     """Switch to a branch (or ref); `create` makes it first (from `start_point`)."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     args = {"branch": payload.branch, "create": payload.create, "start_point": payload.start_point}
     return await git.run(sandbox, "checkout", payload.path, args, shape=HeadOut)
 
@@ -214,7 +214,7 @@ async def checkout(request: AuthedRequest, sandbox_id: str, payload: CheckoutIn)
 @router.post(_route("add"), response={200: StatusOut, **GIT_ERRORS})
 async def add(request: AuthedRequest, sandbox_id: str, payload: AddIn) -> dict[str, Any]:
     """Stage `paths` (every change when empty); answers the new status."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     return await git.run(sandbox, "add", payload.path, {"paths": payload.paths}, shape=StatusOut)
 
 
@@ -222,14 +222,14 @@ async def add(request: AuthedRequest, sandbox_id: str, payload: AddIn) -> dict[s
 async def commit(request: AuthedRequest, sandbox_id: str, payload: CommitIn) -> dict[str, Any]:
     """Commit what is staged (`all`: every tracked change). Without an author and no
     git identity configured the author is "Sandbox User <sandbox@localhost>"."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     args = payload.model_dump(exclude={"path"})
     return await git.run(sandbox, "commit", payload.path, args, shape=HeadOut)
 
 
 @router.post(_route("pull"), response={200: HeadOut, **GIT_ERRORS})
 async def pull(request: AuthedRequest, sandbox_id: str, payload: PullIn) -> dict[str, Any]:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     args = {"remote": payload.remote, "branch": payload.branch}
     return await git.run(sandbox, "pull", payload.path, args, payload.credentials(), shape=HeadOut)
 
@@ -238,7 +238,7 @@ async def pull(request: AuthedRequest, sandbox_id: str, payload: PullIn) -> dict
 async def push(request: AuthedRequest, sandbox_id: str, payload: PushIn) -> dict[str, Any]:
     """Push the current branch (its first push publishes it to `origin`); a rejected
     push is 409 `push_rejected`."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     args = {
         "remote": payload.remote,
         "branch": payload.branch,

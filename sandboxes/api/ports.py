@@ -8,7 +8,7 @@ from django.http import HttpResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
-from sandboxes import ports, services
+from sandboxes import lifecycle, ports
 
 from .auth import AuthedRequest
 from .schemas import ErrorOut, PortOut, StrictIn
@@ -42,9 +42,9 @@ async def expose_port(
     request: AuthedRequest, sandbox_id: str, payload: ExposeIn
 ) -> tuple[int, dict[str, object]]:
     """Expose a port with a new token; exposing it again replaces the token."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     row, _created = await ports.expose(sandbox, payload.port, payload.name, payload.private)
-    await services.touch(sandbox)
+    await lifecycle.touch(sandbox)
     return 201, ports.port_out(row, request_origin(request))
 
 
@@ -52,7 +52,7 @@ async def expose_port(
 async def list_ports(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
     """Also for those who may look at the sandbox (a course's teacher, a class it is
     shared with): they see its previews; exposing and unexposing stay the owner's."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, access="read")
     origin = request_origin(request)
     exposed = [ports.port_out(p, origin) for p in await ports.exposed_ports(sandbox)]
     return {"exposed": exposed, "listening": await ports.listening_ports(sandbox)}
@@ -60,6 +60,6 @@ async def list_ports(request: AuthedRequest, sandbox_id: str) -> dict[str, objec
 
 @router.delete("/sandboxes/{sandbox_id}/ports/{port}", response={204: None, **ERRORS})
 async def unexpose_port(request: AuthedRequest, sandbox_id: str, port: int) -> HttpResponse:
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     await ports.unexpose(sandbox, port)
     return HttpResponse(status=204)

@@ -8,7 +8,7 @@ from datetime import datetime
 from django.http import HttpResponse
 from ninja import Router, Schema
 
-from sandboxes import services, terminals
+from sandboxes import lifecycle, terminals
 
 from .auth import AuthedRequest
 from .sandboxes import ERRORS
@@ -31,7 +31,7 @@ class TerminalList(Schema):
 @router.get("/sandboxes/{sandbox_id}/terminals", response={200: TerminalList, **ERRORS})
 async def list_terminals(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
     """The sandbox's terminals, oldest first; `clients` is how many are attached."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id, access="read")
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, access="read")
     return {"terminals": await terminals.list_terminals(sandbox)}
 
 
@@ -39,6 +39,6 @@ async def list_terminals(request: AuthedRequest, sandbox_id: str) -> dict[str, o
 async def delete_terminal(request: AuthedRequest, sandbox_id: str, name: str) -> HttpResponse:
     """End a terminal: its shell gets HUP (then CONT, INT, TERM, KILL until it goes);
     attached clients receive the `exit` event."""
-    sandbox = await services.get_sandbox(request.auth, sandbox_id)
+    sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     await terminals.kill_terminal(sandbox, name)
     return HttpResponse(status=204)

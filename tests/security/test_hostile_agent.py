@@ -35,7 +35,7 @@ from container.agent.protocol import (
     Welcome,
     proof,
 )
-from sandboxes import agentconn, code, files, git, ports, processes, services
+from sandboxes import agentconn, code, execs, files, git, ports, processes
 from sandboxes.agent.client import AgentClient
 from sandboxes.backends.base import AgentAddress
 from sandboxes.errors import AgentProtocolError
@@ -140,8 +140,8 @@ async def refused(call: Awaitable[Any]) -> AgentProtocolError:
     return error
 
 
-async def exec_once(sandbox: Sandbox) -> services.ExecResult:
-    return await services.exec_collect(sandbox, services.ExecRequest(command="true"))
+async def exec_once(sandbox: Sandbox) -> execs.ExecResult:
+    return await execs.exec_collect(sandbox, execs.ExecRequest(command="true"))
 
 
 # ----------------------------------------------------------------------- frames
