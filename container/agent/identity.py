@@ -48,6 +48,11 @@ _PR_CAPBSET_DROP = 24
 _CAP_VERSION_3 = 0x20080522
 
 _sandbox_uid: int | None = None
+_BasePopen = subprocess.Popen
+# Whether sandbox-as-user works here: gVisor gives an exec'd program real, effective
+# and saved uid 0 when its real uid was 0, so the helper cannot take uid 1000 there,
+# and programs start CPython's way (Popen's user=, which changes the uid before exec).
+_through_helper = True
 
 
 def parse_user(name: str) -> tuple[int, int]:
@@ -68,8 +73,8 @@ class _SandboxUserPopen(subprocess.Popen):  # type: ignore[type-arg]
     def __init__(self, args: Any, *more: Any, **kwargs: Any) -> None:
         uid = _sandbox_uid
         if uid is not None and kwargs.get("user") is None:
-            if more or kwargs.get("preexec_fn") is not None:
-                kwargs["user"] = uid  # an unusual call: CPython's own (slower) way
+            if more or kwargs.get("preexec_fn") is not None or not _through_helper:
+                kwargs["user"] = uid  # CPython's own (slower) way
             else:
                 args = through_as_user(uid, args, kwargs)
         super().__init__(args, *more, **kwargs)
@@ -131,6 +136,24 @@ def become_agent(user: str) -> None:
     os.setresuid(0, uid, 0)
     _drop_permitted(libc)
     _sandbox_uid = uid
+    _check_helper(uid)
+
+
+def _check_helper(uid: int) -> None:
+    """Use sandbox-as-user only where a program it starts really runs as ``uid``."""
+    global _through_helper
+    try:
+        probe = _BasePopen(
+            [AS_USER, str(uid), "/usr/bin/id", "id", "-ru"],  # the real uid, the one at risk
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        out, _ = probe.communicate(timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        out = b""
+    _through_helper = out.strip() == str(uid).encode()
+    if not _through_helper:
+        log.warning("sandbox-as-user cannot take uid %s here; programs start through fork", uid)
 
 
 def _empty_bounding_set(libc: ctypes.CDLL) -> None:

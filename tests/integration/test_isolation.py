@@ -172,9 +172,10 @@ def test_gvisor_runtime_runs_sandboxes_on_its_own_kernel(
             text=True,
         ).stdout.strip()
         assert runtime == "runsc"
-        kernel = run(api, sid, "dmesg | head -1; id -u")
+        kernel = run(api, sid, "dmesg | head -1; grep Uid: /proc/self/status")
         assert "Starting gVisor" in kernel["stdout"]  # the Sentry, not the host's kernel
-        assert kernel["stdout"].endswith("1000\n")
+        # real, effective and saved uid: wholly the sandbox user under gVisor too
+        assert kernel["stdout"].split("Uid:")[1].split()[:3] == ["1000"] * 3
         # everything works as under runc: files, exec, the firewall, both sleep tiers
         put = api.put(f"/sandboxes/{sid}/files/content", params={"path": "a.txt"}, content=b"kept")
         assert put.status_code == 201, put.text
