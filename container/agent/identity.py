@@ -21,7 +21,7 @@ uid while taking the sandbox user's uid as its *effective* one:
   capabilities because none of the uids is 0 any more - and execs the program. A
   small static helper rather than Popen's own ``user=``: that makes CPython fork
   instead of vfork, and the exec from a forked copy of the agent costs 1-1.5 ms more.
-
+  Where the helper cannot take the uid (gVisor), a check at start falls back to it.
 - Before that it empties the capability bounding set that every program inherits,
   and after it its own permitted set: nothing it starts can ever hold a
   capability, and the agent keeps none it does not need (it needs none once it
