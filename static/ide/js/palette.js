@@ -54,6 +54,11 @@ export class Palette {
     this.fileList = [];
     this.input.addEventListener("input", () => this.render());
     this.input.addEventListener("keydown", (e) => this.key(e));
+    // While it is open the palette keeps the keyboard: an editor or a terminal that
+    // finishes loading behind it must not catch what is being typed.
+    this.input.addEventListener("blur", () => {
+      if (this.isOpen()) requestAnimationFrame(() => { if (this.isOpen()) this.input.focus(); });
+    });
     this.el.addEventListener("pointerdown", (e) => { if (e.target === this.el) this.close(); });
   }
 
