@@ -488,15 +488,6 @@ def test_terminal_interactive(sb: Sandbox) -> None:
     assert "sdk-term2" not in {t.name for t in sb.terminals.list()}
 
 
-def test_sync_client_is_generated_from_the_async_one() -> None:
-    import subprocess
-    import sys
-
-    script = Path(__file__).resolve().parents[2] / "sdk" / "python" / "unasync.py"
-    check = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-
-
 # -- examples ----------------------------------------------------------------------------------
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "sdk" / "python" / "examples"
