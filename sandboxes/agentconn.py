@@ -1,7 +1,9 @@
 """Talking to a sandbox's agent: every call wakes a sleeping sandbox.
 
 Every feature that talks to the agent opens its connection here, so "any call
-wakes a sleeping sandbox" holds everywhere.
+wakes a sleeping sandbox" holds everywhere, with one named exception: ``peek_agent``,
+for what a viewer's open page asks again and again (its ports and terminals), which
+must neither wake the owner's sandbox nor count as its activity.
 """
 
 from __future__ import annotations
@@ -38,6 +40,25 @@ async def open_agent(sandbox: Sandbox, request: Message) -> Channel:
 async def call_agent(sandbox: Sandbox, request: Message) -> Message:
     """A request answered by one control message (agent errors raise SandboxError)."""
     channel = await open_agent(sandbox, request)
+    try:
+        return await receive_message(channel)
+    finally:
+        await channel.close()
+
+
+async def peek_agent(sandbox: Sandbox, request: Message) -> Message | None:
+    """Ask the agent of a running sandbox without waking it or recording activity.
+
+    None when the sandbox sleeps (or is going to sleep right now): a watcher's page
+    polling every few seconds must let an idle workspace sleep, and never wake it.
+    """
+    if sandbox.status != Sandbox.Status.RUNNING or not sandbox.backend_state:
+        return None
+    client = AgentClient(get_backend().agent_address(sandbox.backend_state))
+    try:
+        channel = await client.open(request)
+    except AgentUnreachable:
+        return None
     try:
         return await receive_message(channel)
     finally:

@@ -110,10 +110,20 @@ async def exposed_ports(sandbox: Sandbox) -> list[ExposedPort]:
     return [p async for p in ExposedPort.objects.filter(sandbox=sandbox)]
 
 
-async def listening_ports(sandbox: Sandbox) -> list[int]:
+async def listening_ports(sandbox: Sandbox, *, wake: bool = True) -> list[int]:
     """The TCP ports listened on in the sandbox: distinct port numbers (1-65535),
-    as the agent must send them (``PortList.ports`` is type-checked on decoding)."""
-    ports = expect(await agentconn.call_agent(sandbox, ListeningPorts()), PortList).ports
+    as the agent must send them (``PortList.ports`` is type-checked on decoding).
+
+    ``wake=False`` (a viewer's page polling): none while the sandbox sleeps, and
+    asking is not activity that keeps it awake.
+    """
+    if wake:
+        reply = await agentconn.call_agent(sandbox, ListeningPorts())
+    elif (peeked := await agentconn.peek_agent(sandbox, ListeningPorts())) is not None:
+        reply = peeked
+    else:
+        return []
+    ports = expect(reply, PortList).ports
     if any(not 1 <= p <= 65535 for p in ports) or len(set(ports)) != len(ports):
         raise AgentProtocolError("it listed ports that are not distinct numbers 1-65535.")
     return ports

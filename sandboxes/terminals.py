@@ -313,8 +313,16 @@ def parse_control(text: str) -> TerminalResize | None:
 # ------------------------------------------------------------ list and delete
 
 
-async def list_terminals(sandbox: Sandbox) -> list[dict[str, Any]]:
-    reply = expect(await agentconn.call_agent(sandbox, TerminalList()), TerminalListing)
+async def list_terminals(sandbox: Sandbox, *, wake: bool = True) -> list[dict[str, Any]]:
+    """``wake=False`` (a viewer's page polling): none while the sandbox sleeps, and
+    asking is not activity that keeps it awake."""
+    if wake:
+        answer = await agentconn.call_agent(sandbox, TerminalList())
+    elif (peeked := await agentconn.peek_agent(sandbox, TerminalList())) is not None:
+        answer = peeked
+    else:
+        return []
+    reply = expect(answer, TerminalListing)
     return [_terminal_out(t) for t in reply.terminals]
 
 

@@ -9,6 +9,7 @@ from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
 from sandboxes import lifecycle, ports
+from sandboxes.policy import may
 
 from .auth import AuthedRequest
 from .schemas import ErrorOut, PortOut, StrictIn
@@ -55,7 +56,9 @@ async def list_ports(request: AuthedRequest, sandbox_id: str) -> dict[str, objec
     sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, access="read")
     origin = request_origin(request)
     exposed = [ports.port_out(p, origin) for p in await ports.exposed_ports(sandbox)]
-    return {"exposed": exposed, "listening": await ports.listening_ports(sandbox)}
+    # A viewer's page asks every few seconds: that neither wakes nor keeps awake.
+    wake = await may(request.auth, "use", sandbox)
+    return {"exposed": exposed, "listening": await ports.listening_ports(sandbox, wake=wake)}
 
 
 @router.delete("/sandboxes/{sandbox_id}/ports/{port}", response={204: None, **ERRORS})

@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from ninja import Router, Schema
 
 from sandboxes import lifecycle, terminals
+from sandboxes.policy import may
 
 from .auth import AuthedRequest
 from .sandboxes import ERRORS
@@ -32,7 +33,9 @@ class TerminalList(Schema):
 async def list_terminals(request: AuthedRequest, sandbox_id: str) -> dict[str, object]:
     """The sandbox's terminals, oldest first; `clients` is how many are attached."""
     sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, access="read")
-    return {"terminals": await terminals.list_terminals(sandbox)}
+    # A viewer's page asks every few seconds: that neither wakes nor keeps awake.
+    wake = await may(request.auth, "use", sandbox)
+    return {"terminals": await terminals.list_terminals(sandbox, wake=wake)}
 
 
 @router.delete("/sandboxes/{sandbox_id}/terminals/{name}", response={204: None, **ERRORS})

@@ -342,12 +342,17 @@ def test_viewer_without_terminals_is_told_so(
 def test_watching_does_not_keep_the_sandbox_awake(
     classroom: Classroom, browser: Browser, server
 ) -> None:  # type: ignore[no-untyped-def]
+    sid = classroom.sandbox_id
+    # No terminal left by earlier tests: the view must be fully attached (nothing on
+    # its way in) when the student's sandbox goes to sleep, or that attach wakes it.
+    for terminal in classroom.api.get(f"/sandboxes/{sid}/terminals").json()["terminals"]:
+        classroom.api.delete(f"/sandboxes/{sid}/terminals/{terminal['name']}")
     context = log_in(browser, server, classroom.teacher)
     page = context.new_page()
     log = ConsoleLog(page)
-    open_view(page, log, classroom.sandbox_id)
+    open_view(page, log, sid)
+    expect(page.locator("#term-empty")).to_contain_text("No terminals open")
     banner = page.locator("#readonly-banner")
-    sid = classroom.sandbox_id
     slept = classroom.api.post(f"/sandboxes/{sid}/sleep", json={"tier": "stop"})
     assert slept.status_code == 200, slept.text
     expect(banner).to_contain_text(f"paused: {classroom.student}'s sandbox is asleep")

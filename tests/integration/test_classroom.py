@@ -282,6 +282,33 @@ def test_the_teacher_watches_a_terminal_live_read_only(
         assert Screen(ws).event()["type"] == "error"
 
 
+def test_a_watching_teacher_lets_the_sandbox_sleep(school: LiveServer, klass: Class) -> None:
+    """The read-only page polls ports and terminals every few seconds: that neither
+    keeps an idle workspace awake nor wakes a sleeping one."""
+    joined = join(school, "stu-idle", klass.invite["token"])
+    assert joined.status_code == 201, joined.text
+    sid = joined.json()["sandbox"]
+    student, teacher = school.client("stu-idle"), klass.teacher
+    sh(student, sid, "true")
+    patched = student.patch(f"/sandboxes/{sid}", json={"sleep_after": 2})
+    assert patched.status_code == 200, patched.text
+    deadline = time.monotonic() + 60
+    while student.get(f"/sandboxes/{sid}").json()["status"] != "sleeping":
+        assert time.monotonic() < deadline, "the teacher's polling kept the sandbox awake"
+        for path in ("ports", "terminals"):
+            polled = teacher.get(f"/sandboxes/{sid}/{path}")
+            assert polled.status_code == 200, polled.text
+        time.sleep(0.3)
+    for _ in range(5):
+        assert teacher.get(f"/sandboxes/{sid}/ports").json()["listening"] == []
+        assert teacher.get(f"/sandboxes/{sid}/terminals").json()["terminals"] == []
+        time.sleep(0.3)
+    assert student.get(f"/sandboxes/{sid}").json()["status"] == "sleeping"
+    # The student's own listing wakes it, as any call of the owner does.
+    assert student.get(f"/sandboxes/{sid}/ports").status_code == 200
+    assert student.get(f"/sandboxes/{sid}").json()["status"] == "running"
+
+
 def test_reset_keeps_the_old_workspace_as_an_archive(
     school: LiveServer, sandbox_image: str
 ) -> None:
