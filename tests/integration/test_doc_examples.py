@@ -155,7 +155,8 @@ def scratch_checkout() -> Path:
 
 def shell_env(server: LiveServer, token: str, workdir: Path) -> dict[str, str]:
     """The server's environment, as a fresh shell on its machine would have it."""
-    venv_bins = {str(ROOT / ".venv" / "bin"), os.environ.get("VIRTUAL_ENV", "") + "/bin"}
+    active = os.environ.get("VIRTUAL_ENV", str(ROOT / ".venv"))
+    venv_bins = {str(ROOT / ".venv" / "bin"), os.path.join(active, "bin")}
     sdk_settings = ("SANDBOX_IDE_URL", "SANDBOX_IDE_TOKEN", "VIRTUAL_ENV")
     env = {k: v for k, v in server.env.items() if k not in sdk_settings}
     env["PATH"] = os.pathsep.join(
