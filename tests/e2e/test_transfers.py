@@ -17,6 +17,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, expect
 
+from tests.server import LiveServer, free_port
+
 from .conftest import ConsoleLog, new_context, shot
 
 PASSWORD = "e2e-Transfer-Horse-42"
@@ -133,6 +135,20 @@ def card(page: Page, kind: str):  # type: ignore[no-untyped-def]
     return page.locator(f'.progress-card[data-progress="{kind}"]').last
 
 
+def drop_on_tree(page: Page, name: str, size: int) -> None:
+    page.evaluate(
+        """([name, size]) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(size)], name));
+        const tree = document.getElementById("tree");
+        const init = {dataTransfer: dt, bubbles: true, cancelable: true};
+        tree.dispatchEvent(new DragEvent("dragover", init));
+        tree.dispatchEvent(new DragEvent("drop", init));
+    }""",
+        [name, size],
+    )
+
+
 def test_a_200_megabyte_upload_shows_its_progress(ide: Ide, big_files: Path) -> None:
     page = ide.page
     ide.forget()
@@ -172,9 +188,8 @@ def test_a_cancelled_upload_leaves_no_file(ide: Ide, big_files: Path) -> None:
         page.locator("[data-theme-toggle]").click()
         upload.get_by_role("button", name="Cancel").click()
         expect(upload).to_have_attribute("data-state", "cancelled")
-        expect(upload.locator(".progress-detail")).to_have_text(
-            "Upload cancelled. Nothing was saved."
-        )
+        expect(upload.locator(".progress-title")).to_have_text("Upload cancelled")
+        expect(upload.locator(".progress-detail")).to_have_text("Nothing was saved.")
     finally:
         ide.throttle()
     assert "cancelled.bin" not in ide.entries("/workspace/inbox")
@@ -193,6 +208,7 @@ def test_many_dropped_files_show_one_progress_with_a_count(ide: Ide) -> None:
     page = ide.page
     ide.forget()
     sizes = [3_000_000, 1_500_000, 2_000_000, 700_000, 2_500_000, 4_000]
+    ide.throttle(upload=4 * 1024 * 1024)  # slow enough to catch the count half-way
     page.evaluate(
         """(sizes) => {
         const dt = new DataTransfer();
@@ -207,6 +223,11 @@ def test_many_dropped_files_show_one_progress_with_a_count(ide: Ide) -> None:
         sizes,
     )
     upload = card(page, "upload")
+    try:
+        expect(upload.locator(".progress-detail")).to_have_text(re.compile(r"^[1-5] of 6 files"))
+        shot(page, "transfer-count-dark")
+    finally:
+        ide.throttle()
     expect(upload).to_have_attribute("data-state", "done", timeout=120_000)
     expect(upload.locator(".progress-detail")).to_have_text(
         "Uploaded 6 files (9.3 MB) to /workspace/inbox."
@@ -248,28 +269,100 @@ def test_a_chosen_folder_keeps_its_layout(ide: Ide, tmp_path: Path) -> None:
     expect(page.locator('.tree-row[data-path="/workspace/project"]')).to_be_visible()
 
 
+# A folder dragged from the desktop, as the browser hands it to the page: entries
+# (webkitGetAsEntry) whose directories are read in batches. A script cannot put a
+# folder in a real DataTransfer, so the drop event carries this stand-in.
+FOLDER_DROP = """() => {
+  const file = (name, text) => ({isFile: true, isDirectory: false, name,
+    file: (ok) => ok(new File([text], name))});
+  const dir = (name, children) => ({isFile: false, isDirectory: true, name,
+    createReader: () => {
+      let left = [...children];
+      const readEntries = (ok) => { ok(left.slice(0, 2)); left = left.slice(2); };
+      return {readEntries};
+    }});
+  const album = dir("album", [
+    file("notes.txt", "notes"),
+    dir("photos", [file("a.jpg", "A"), file("b.jpg", "BB"), file("c.jpg", "CCC")]),
+    dir("empty", []),
+  ]);
+  const dataTransfer = {
+    types: ["Files"], files: [new File([""], "album")], getData: () => "",
+    items: [{kind: "file", webkitGetAsEntry: () => album, getAsFile: () => null}],
+  };
+  const tree = document.getElementById("tree");
+  for (const type of ["dragover", "drop"]) {
+    const event = new DragEvent(type, {bubbles: true, cancelable: true});
+    Object.defineProperty(event, "dataTransfer", {value: dataTransfer});
+    tree.dispatchEvent(event);
+  }
+}"""
+
+
+def test_a_dropped_folder_keeps_its_layout(ide: Ide) -> None:
+    page = ide.page
+    ide.forget()
+    page.evaluate(FOLDER_DROP)
+    upload = card(page, "upload")
+    expect(upload).to_have_attribute("data-state", "done")
+    expect(upload.locator(".progress-title")).to_have_text("Uploading 4 files to /workspace")
+    album = ide.entries("/workspace/album")
+    assert {n: e["type"] for n, e in album.items()} == {
+        "notes.txt": "file",
+        "photos": "directory",
+        "empty": "directory",
+    }
+    photos = ide.entries("/workspace/album/photos")
+    assert {n: e["size"] for n, e in photos.items()} == {"a.jpg": 1, "b.jpg": 2, "c.jpg": 3}
+    expect(page.locator('.tree-row[data-path="/workspace/album"]')).to_be_visible()
+
+
 def test_a_failed_upload_says_why(ide: Ide) -> None:
     page = ide.page
     ide.forget()
     ide.api.post(f"/sandboxes/{ide.sandbox_id}/files/mkdir", json={"path": "/workspace/clash"})
-    page.evaluate(
-        """() => {
-        const dt = new DataTransfer();
-        dt.items.add(new File(["not a folder"], "clash"));
-        const tree = document.getElementById("tree");
-        const init = {dataTransfer: dt, bubbles: true, cancelable: true};
-        tree.dispatchEvent(new DragEvent("dragover", init));
-        tree.dispatchEvent(new DragEvent("drop", init));
-    }"""
-    )
+    drop_on_tree(page, "clash", 12)
     upload = card(page, "upload")
     expect(upload).to_have_attribute("data-state", "error")
     expect(upload.locator(".progress-detail")).to_have_text(
         "clash could not be uploaded: /workspace/clash is a directory, not a file."
     )
+    expect(upload.locator(".progress-title")).to_have_text("Upload failed")
     expect(upload.get_by_role("alert")).to_be_visible()
+    shot(page, "transfer-error-dark")
     upload.get_by_role("button", name="Dismiss").click()
     expect(upload).to_have_count(0)
+
+
+def test_an_upload_over_the_limit_says_why(ide: Ide, server: LiveServer) -> None:
+    """A server whose FILES_MAX_UPLOAD is 1 MB (beside the main one, same database and
+    sandbox: the browser's session works on both) refuses a 3 MB file from its
+    headers; the card says so in the API's words."""
+    port = free_port()
+    small = LiveServer(
+        url=f"http://127.0.0.1:{port}",
+        port=port,
+        env={**server.env, "FILES_MAX_UPLOAD": "1m"},
+        var_dir=server.var_dir,
+        prefix=server.prefix,
+        tokens=server.tokens,
+    )
+    small.start()
+    page = ide.page.context.new_page()
+    try:
+        page.goto(f"{small.url}/sandboxes/{ide.sandbox_id}/")
+        expect(page.locator('.tree-row[data-path="/workspace/inbox"]')).to_be_visible()
+        drop_on_tree(page, "huge.bin", 3_000_000)
+        upload = card(page, "upload")
+        expect(upload).to_have_attribute("data-state", "error")
+        expect(upload.locator(".progress-detail")).to_have_text(
+            "huge.bin could not be uploaded: The body (3000000 bytes) is larger than "
+            "FILES_MAX_UPLOAD (1048576 bytes)."
+        )
+    finally:
+        page.close()
+        small.stop()
+    assert "huge.bin" not in ide.entries("/workspace")
 
 
 def test_a_download_shows_its_progress(ide: Ide) -> None:

@@ -87,16 +87,18 @@ export class ProgressCard {
     this.detailEl.textContent = detail;
   }
 
-  // The end: "done" (fades away), "cancelled" (fades away), or "error" (stays until dismissed).
-  finish(state, message) {
+  // The end: "done" (fades away), "cancelled" (fades away), or "error" (stays until
+  // dismissed), with a message and, if given, a new title.
+  finish(state, message, title = null) {
     this.el.dataset.state = state;
     this.cancelBtn?.remove();
     this.bar.classList.remove("indeterminate");
+    if (title) this.title = title;
     if (state === "done") {
       this.fill.style.width = "100%";
       this.bar.setAttribute("aria-valuenow", "100");
       this.percentEl.textContent = "100%";
-    }
+    } else this.percentEl.textContent = "";
     this.detailEl.textContent = message;
     this.detailEl.setAttribute("role", state === "error" ? "alert" : "status");
     this.closeBtn.hidden = false;

@@ -145,11 +145,11 @@ export async function upload(sb, dir, files, dirs = []) {
   // A file sent in full when the upload stopped may still be saved by the server.
   const late = sent.length ? ` ${sent.join(", ")} had been sent in full and may have been saved.` : "";
   if (failure) {
-    card.finish("error", `${failure.path} could not be uploaded: ${failure.err.message}${kept}${late}`);
+    card.finish("error", `${failure.path} could not be uploaded: ${failure.err.message}${kept}${late}`, "Upload failed");
     return { state: "error", paths };
   }
   if (controller.signal.aborted) {
-    card.finish("cancelled", `Upload cancelled.${kept || (late ? "" : " Nothing was saved.")}${late}`);
+    card.finish("cancelled", `${kept || (late ? "" : "Nothing was saved.")}${late}`.trim(), "Upload cancelled");
     return { state: "cancelled", paths };
   }
   card.finish("done", `Uploaded ${what} (${formatBytes(total)}) to ${dir}.`);
@@ -218,11 +218,11 @@ export async function download(url, filename) {
     return "done";
   } catch (err) {
     if (isAbort(err)) {
-      card.finish("cancelled", "Download cancelled.");
+      card.finish("cancelled", "Nothing was saved.", "Download cancelled");
       return "cancelled";
     }
     const reason = err instanceof ApiError ? err.message : "The connection broke: check it and try again.";
-    card.finish("error", `${basename(filename)} could not be downloaded: ${reason}`);
+    card.finish("error", `${basename(filename)} could not be downloaded: ${reason}`, "Download failed");
     return "error";
   }
 }
