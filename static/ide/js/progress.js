@@ -10,7 +10,7 @@ export function formatBytes(n) {
   let value = Math.max(0, n || 0);
   let unit = 0;
   while (value >= 1024 && unit < UNITS.length - 1) { value /= 1024; unit++; }
-  return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${UNITS[unit]}`;
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${UNITS[unit]}`;
 }
 
 export function formatDuration(seconds) {

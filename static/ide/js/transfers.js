@@ -86,7 +86,7 @@ export async function upload(sb, dir, files, dirs = []) {
   const count = files.length;
   const total = files.reduce((n, f) => n + f.file.size, 0);
   const controller = new AbortController();
-  const what = count === 1 ? files[0].path : plural(count, "file");
+  const what = count === 1 ? files[0].path : count ? plural(count, "file") : plural(dirs.length, "empty folder");
   const card = new ProgressCard({ title: `Uploading ${what} to ${dir}`, kind: "upload", onCancel: () => controller.abort() });
   const meter = new RateMeter();
   const inFlight = new Map(); // item -> bytes sent so far
@@ -141,7 +141,7 @@ export async function upload(sb, dir, files, dirs = []) {
     }
   }
 
-  const kept = paths.length && paths.length < count ? ` ${paths.length} of ${count} files were uploaded and kept.` : "";
+  const kept = paths.length ? ` ${paths.length} of ${count} files were uploaded and kept.` : "";
   // A file sent in full when the upload stopped may still be saved by the server.
   const late = sent.length ? ` ${sent.join(", ")} had been sent in full and may have been saved.` : "";
   if (failure) {
