@@ -100,8 +100,10 @@ def entry(path: str, st: os.stat_result | None = None) -> dict[str, Any]:
 
 
 def _scan(directory: str) -> list[tuple[str, os.stat_result]]:
+    """A directory's entries but the temporary files of writes in progress (listings
+    show a file once it is whole, as the watcher does)."""
     with os.scandir(directory) as it:
-        items = sorted(it, key=lambda e: e.name)
+        items = sorted((e for e in it if not e.name.startswith(TEMP_PREFIX)), key=lambda e: e.name)
     result = []
     for item in items:
         try:

@@ -26,20 +26,62 @@ export function qs(params) {
   return parts.length ? `?${parts.join("&")}` : "";
 }
 
-async function errorFrom(response) {
-  let message = `${response.status} ${response.statusText}`.trim();
-  let code = "http_" + response.status;
+// What a status means when the body does not say (a proxy's page, a cut connection).
+const STATUS_TEXT = {
+  401: "Your session has ended: log in again.",
+  404: "This feature is not available on the server yet (404).",
+  413: "The upload is larger than the server accepts (413).",
+  502: "The sandbox did not answer (502).",
+  503: "The server is busy or restarting (503): try again in a moment.",
+  504: "The server took too long to answer (504).",
+  507: "The sandbox's disk is full (507): delete some files and try again.",
+};
+
+// An ApiError from a status and the response's text (the API's JSON error when it is one).
+export function errorOf(status, statusText, text) {
+  let message = STATUS_TEXT[status] || `${status} ${statusText || ""}`.trim();
+  let code = "http_" + status;
   try {
-    const body = await response.json();
+    const body = JSON.parse(text);
     if (body && body.error) {
       message = body.error.message || message;
       code = body.error.code || code;
     }
-  } catch {
-    if (response.status === 404) message = "This feature is not available on the server yet (404).";
-  }
-  if (response.status === 401) message = "Your session has ended: log in again.";
-  return new ApiError(message, { status: response.status, code });
+  } catch { /* not JSON: the status says it */ }
+  if (status === 401) message = STATUS_TEXT[401];
+  return new ApiError(message, { status, code });
+}
+
+export async function errorFrom(response) {
+  let text = "";
+  try { text = await response.text(); } catch { /* the connection broke: the status says it */ }
+  return errorOf(response.status, response.statusText, text);
+}
+
+// A body sent with XMLHttpRequest, the one browser API that reports upload progress:
+// onProgress(bytesSent) as it goes; resolves to the parsed JSON answer, rejects with
+// an ApiError, or an AbortError when `signal` aborts it.
+export function sendWithProgress(method, path, { query, body, onProgress, signal } = {}) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    const abort = () => xhr.abort();
+    const settle = (fn, value) => { signal?.removeEventListener("abort", abort); fn(value); };
+    xhr.open(method, API + path + qs(query));
+    xhr.setRequestHeader("X-CSRFToken", csrfToken());
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    if (onProgress) xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded));
+    xhr.addEventListener("load", () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        try { settle(resolve, xhr.responseText ? JSON.parse(xhr.responseText) : null); } catch { settle(resolve, null); }
+      } else settle(reject, errorOf(xhr.status, xhr.statusText, xhr.responseText));
+    });
+    xhr.addEventListener("error", () => settle(reject,
+      new ApiError("The connection to the server broke during the transfer: check your connection and try again.", { code: "network" })));
+    xhr.addEventListener("abort", () => settle(reject, new DOMException("The transfer was cancelled.", "AbortError")));
+    if (signal?.aborted) { reject(new DOMException("The transfer was cancelled.", "AbortError")); return; }
+    signal?.addEventListener("abort", abort);
+    xhr.send(body);
+  });
 }
 
 // fetch() with auth headers and API errors; returns the Response.
@@ -127,11 +169,9 @@ export function sandboxApi(id) {
     mkdir: (path) => call("POST", `${base}/files/mkdir`, { json: { path } }),
     move: (source, destination) => call("POST", `${base}/files/move`, { json: { source, destination } }),
     remove: (path, recursive = false) => call("DELETE", `${base}/files`, { query: { path, recursive } }),
-    upload: (dir, files) => {
-      const form = new FormData();
-      for (const f of files) form.append("files", f, f.name);
-      return call("POST", `${base}/files/upload`, { query: { path: dir }, body: form });
-    },
+    // One file's bytes, with progress (see sendWithProgress); parents are created.
+    send: (path, blob, options = {}) =>
+      sendWithProgress("PUT", `${base}/files/content`, { ...options, query: { path }, body: blob }),
     contentUrl: (path) => `${API}${base}/files/content${qs({ path })}`,
     archiveUrl: (path) => `${API}${base}/files/archive${qs({ path })}`,
     watchUrl: (path) => `${API}${base}/files/watch${qs({ path, recursive: true })}`,

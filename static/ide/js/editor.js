@@ -7,7 +7,8 @@ import { createEditor, languageForPath } from "/static/ide/vendor/codemirror.js"
 import { ApiError, basename, h } from "./api.js";
 import { READONLY, refuse, stateKey } from "./readonly.js";
 import { currentTheme } from "./theme.js";
-import { download, humanSize, status, toast } from "./ui.js";
+import { download } from "./transfers.js";
+import { humanSize, status, toast } from "./ui.js";
 
 export const MAX_EDITABLE = 2 * 1024 * 1024;
 

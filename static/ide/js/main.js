@@ -11,7 +11,8 @@ import { applyTemplate } from "./starter.js";
 import { Terminals } from "./terminals.js";
 import { toggleTheme } from "./theme.js";
 import { ROOT, Tree } from "./tree.js";
-import { download, status, toast } from "./ui.js";
+import { download } from "./transfers.js";
+import { status, toast } from "./ui.js";
 
 window.ideStarted = true; // every module loaded (see the watchdog in ide.html)
 const root = document.getElementById("ide");
@@ -101,6 +102,7 @@ const allCommands = () => [
   { title: "File: New File…", run: () => tree.newFile(), writes: true },
   { title: "File: New Folder…", run: () => tree.newFolder(), writes: true },
   { title: "File: Upload Files…", run: () => tree.pickUpload(tree.targetDir()), writes: true },
+  { title: "File: Upload a Folder…", run: () => tree.pickUpload(tree.targetDir(), true), writes: true },
   { title: "File: Download Workspace (.tar.gz)", run: () => download(sb.archiveUrl(ROOT), "workspace.tar.gz") },
   { title: "File: Close Editor", hint: "Alt W", run: () => editors.closeActive() },
   { title: "Explorer: Refresh", run: () => tree.refreshAll() },

@@ -1,10 +1,12 @@
 // The file tree: lazy directories, create / rename / delete, move by drag and drop,
-// upload by dropping files in, download (file or folder as .tar.gz), and live
-// updates from the watch stream (GET /files/watch as Server-Sent Events).
+// upload by dropping files or folders in, download (file or folder as .tar.gz), both
+// with a progress card (transfers.js), and live updates from the watch stream
+// (GET /files/watch as Server-Sent Events).
 // Read-only (someone else's workspace): browse, open, download and live updates only.
 import { ApiError, basename, dirname, h, joinPath, raw, readSSE } from "./api.js";
 import { accessEnded, awake, endAccess, READONLY, refuse, stateKey } from "./readonly.js";
-import { confirmDialog, contextMenu, download, prompt, status, toast } from "./ui.js";
+import * as transfers from "./transfers.js";
+import { confirmDialog, contextMenu, prompt, status, toast } from "./ui.js";
 
 export const ROOT = "/workspace";
 const PAGE = 500;
@@ -294,22 +296,19 @@ export class Tree {
   }
 
   download(node) {
-    if (node.type === "directory") download(this.sb.archiveUrl(node.path), `${basename(node.path)}.tar.gz`);
-    else download(this.sb.contentUrl(node.path), basename(node.path));
+    if (node.type === "directory") transfers.download(this.sb.archiveUrl(node.path), `${basename(node.path)}.tar.gz`);
+    else transfers.download(this.sb.contentUrl(node.path), basename(node.path));
   }
 
-  async upload(dir, files) {
+  // Upload {file, path relative to dir} items (and make the empty folders `dirs`).
+  async upload(dir, files, dirs = []) {
     if (READONLY) return refuse("Uploading");
-    files = [...files];
-    if (!files.length) return;
-    status(`Uploading ${files.length} file${files.length > 1 ? "s" : ""}…`);
-    try {
-      await this.sb.upload(dir, files);
-      const node = this.nodes.get(dir);
-      if (node && node.type === "directory" && node.path !== ROOT && !node.open) await this.expand(node);
-      await this.refresh(dir);
-      toast(`Uploaded ${files.map((f) => f.name).join(", ")} to ${dir}`, "success");
-    } catch (err) { toast(`Upload failed: ${err.message}`, "error"); }
+    if (!files.length && !dirs.length) return;
+    const result = await transfers.upload(this.sb, dir, files, dirs);
+    const node = this.nodes.get(dir);
+    if (node && node.type === "directory" && node.path !== ROOT && !node.open) await this.expand(node);
+    await this.refresh(dir);
+    if (result.state === "done" && files.length === 1 && !dirs.length) await this.reveal(result.paths[0]);
   }
 
   // Make a path visible: expand its parents, refresh, select it.
@@ -342,6 +341,7 @@ export class Tree {
       { label: "New file…", run: () => this.newFile(dir) },
       { label: "New folder…", run: () => this.newFolder(dir) },
       { label: "Upload files here…", run: () => this.pickUpload(dir) },
+      { label: "Upload a folder here…", run: () => this.pickUpload(dir, true) },
       "-",
       { label: "Rename…", run: () => this.rename(node) },
       { label: isDir ? "Download as .tar.gz" : "Download", run: () => this.download(node) },
@@ -351,20 +351,21 @@ export class Tree {
     ]);
   }
 
-  pickUpload(dir) {
+  pickUpload(dir, folder = false) {
     if (READONLY) return refuse("Uploading");
     this.uploadTarget = dir;
-    document.getElementById("upload-input").click();
+    document.getElementById(folder ? "upload-folder-input" : "upload-input").click();
   }
 
   bindToolbar() {
-    const input = document.getElementById("upload-input");
-    input.addEventListener("change", () => {
-      const files = [...input.files];
-      input.value = "";
-      this.upload(this.uploadTarget || this.targetDir(), files);
-      this.uploadTarget = null;
-    });
+    for (const input of [document.getElementById("upload-input"), document.getElementById("upload-folder-input")]) {
+      input?.addEventListener("change", () => {
+        const files = transfers.chosenItems(input.files);
+        input.value = "";
+        this.upload(this.uploadTarget || this.targetDir(), files);
+        this.uploadTarget = null;
+      });
+    }
     for (const b of document.querySelectorAll("[data-tree-action]")) {
       b.addEventListener("click", () => {
         const a = b.dataset.treeAction;
@@ -378,12 +379,13 @@ export class Tree {
     this.el.addEventListener("contextmenu", (e) => {
       if (e.target.closest(".tree-row")) return;
       e.preventDefault();
-      const downloadAll = { label: "Download workspace as .tar.gz", run: () => download(this.sb.archiveUrl(ROOT), "workspace.tar.gz") };
+      const downloadAll = { label: "Download workspace as .tar.gz", run: () => transfers.download(this.sb.archiveUrl(ROOT), "workspace.tar.gz") };
       if (READONLY) { contextMenu(e.clientX, e.clientY, [downloadAll]); return; }
       contextMenu(e.clientX, e.clientY, [
         { label: "New file…", run: () => this.newFile(ROOT) },
         { label: "New folder…", run: () => this.newFolder(ROOT) },
         { label: "Upload files here…", run: () => this.pickUpload(ROOT) },
+        { label: "Upload a folder here…", run: () => this.pickUpload(ROOT, true) },
         downloadAll,
       ]);
     });
@@ -449,7 +451,11 @@ export class Tree {
       const source = e.dataTransfer.getData(DRAG_TYPE);
       if (source) {
         if (dirname(source) !== dir) this.move(source, joinPath(dir, basename(source)));
-      } else if (e.dataTransfer.files.length) this.upload(dir, e.dataTransfer.files);
+      } else if (e.dataTransfer.files.length) {
+        transfers.droppedItems(e.dataTransfer).then(
+          ({ files, dirs }) => this.upload(dir, files, dirs),
+          (err) => toast(`Could not read the dropped files: ${err.message}`, "error"));
+      }
     });
   }
 

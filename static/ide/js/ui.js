@@ -133,11 +133,3 @@ export function humanSize(n) {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
-
-// Trigger a download of a same-origin URL (the session cookie authenticates it).
-export function download(url, filename = "") {
-  const a = h("a", { href: url, download: filename });
-  document.body.append(a);
-  a.click();
-  a.remove();
-}
