@@ -39,10 +39,16 @@ def body_limit() -> int:
 
 
 def is_mcp(path: str) -> bool:
-    return path == PATH or path.startswith(PATH + "/")
+    return path in (PATH, PATH + "/")
 
 
 Refusal = tuple[int, str, str]
+NOT_ALLOWED: Refusal = (
+    405,
+    "method_not_allowed",
+    "/mcp accepts POST: this server keeps no MCP sessions, so there is no stream to GET "
+    "and none to DELETE.",
+)
 
 
 def _browser_refusal(scope: Any) -> Refusal | None:
@@ -115,6 +121,9 @@ class McpApp:
         if isinstance(outcome, tuple):
             await _refuse(send, *outcome)
             return
+        if scope["method"] != "POST":
+            await _refuse(send, *NOT_ALLOWED)
+            return
         manager = await self._manager()
         scope = {**scope, USER: outcome, ORIGIN: _origin(scope)}
         await manager.handle_request(scope, receive, send)
@@ -148,5 +157,7 @@ async def _refuse(send: Any, status: int, code: str, message: str) -> None:
     ]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="sandbox-ide"'))
+    if status == 405:
+        headers.append((b"allow", b"POST"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

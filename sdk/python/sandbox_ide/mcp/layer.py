@@ -225,10 +225,6 @@ def decode_content(args: dict[str, Any]) -> bytes:
 # --------------------------------------------------------------------------- resources
 
 
-def file_uri(sandbox_id: str, path: str) -> str:
-    return f"{URI_PREFIX}{sandbox_id}/{path.lstrip('/')}"
-
-
 def parse_uri(uri: str) -> tuple[str, str]:
     """``sandbox://ID/abs/path`` as (ID, "/abs/path")."""
     sandbox_id, _, path = uri.removeprefix(URI_PREFIX).partition("/")
