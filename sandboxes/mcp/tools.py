@@ -33,7 +33,7 @@ from sandbox_ide.mcp.layer import json_result as layer_json_result
 
 from container.agent.protocol import signal_number
 from sandboxes import code, files, git, lifecycle, ports, processes
-from sandboxes.api.errors import _describe_validation
+from sandboxes.api.errors import describe_validation
 from sandboxes.api.git import CloneOut, StatusOut
 from sandboxes.api.sandboxes import sandbox_out
 from sandboxes.api.serialize import exit_out
@@ -78,13 +78,13 @@ def parse(name: str, arguments: dict[str, Any]) -> BaseModel:
         raise ToolFailure(
             "payload_too_large",
             f"The arguments are larger than API_MAX_JSON_BODY ({settings.API_MAX_JSON_BODY} "
-            "bytes); write big files in parts.",
+            "bytes): send less at once (a large file goes over the API's PUT files/content).",
         )
     try:
         return c.BY_NAME[name].arguments.model_validate(arguments)
     except ValidationError as exc:
         raise ToolFailure(
-            "invalid_request", _describe_validation([dict(e) for e in exc.errors()])
+            "invalid_request", describe_validation([dict(e) for e in exc.errors()])
         ) from None
 
 
