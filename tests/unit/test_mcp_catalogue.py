@@ -4,6 +4,8 @@ pydantic models), the SDK's generated copy, and a handler for each on both sides
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import mcp_types as types
 from sandbox_ide.mcp import layer, stdio
@@ -91,3 +93,22 @@ def test_resource_uris() -> None:
             assert exc.code == "invalid_uri"
         else:
             raise AssertionError(bad)
+
+
+def refusal(
+    check: Callable[[str, dict[str, Any]], object], args: dict[str, Any]
+) -> tuple[str, str]:
+    try:
+        check("exec", args)
+    except layer.ToolFailure as exc:
+        return exc.code, exc.message
+    raise AssertionError(f"{args} was accepted")
+
+
+def test_both_transports_word_missing_and_unknown_arguments_alike() -> None:
+    for args in (
+        {"sandbox_id": "x"},
+        {"sandbox_id": "x", "command": "true", "bogus": 1},
+        {"command": "true"},
+    ):
+        assert refusal(tools.parse, args) == refusal(stdio.check_arguments, args)

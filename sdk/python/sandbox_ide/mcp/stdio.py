@@ -36,15 +36,24 @@ Handler = Callable[["HttpBackend", dict[str, Any], Progress], Awaitable[types.Ca
 
 
 def check_arguments(name: str, args: dict[str, Any]) -> None:
-    """The arguments against the tool's schema (the server checks them again)."""
-    validator = jsonschema.Draft202012Validator(tool_schemas()[name])
+    """The arguments against the tool's schema, worded as the API words its 400s (the
+    server checks them again)."""
+    schema = tool_schemas()[name]
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(args), key=lambda e: list(e.absolute_path))
-    if errors:
-        parts = []
-        for error in errors[:5]:
-            where = ".".join(str(p) for p in error.absolute_path) or "arguments"
-            parts.append(f"{where}: {error.message[:200]}")
-        raise ToolFailure("invalid_request", "; ".join(parts))
+    parts: list[str] = []
+    for error in errors:
+        where = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "required" and not where:
+            missing = [f for f in schema.get("required", []) if f not in args]
+            parts += [f"{field}: is required" for field in missing]
+        elif error.validator == "additionalProperties" and not where:
+            known = schema.get("properties", {})
+            parts += [f"{field}: is not a known field" for field in args if field not in known]
+        else:
+            parts.append(f"{where or 'arguments'}: {error.message[:200]}")
+    if parts:
+        raise ToolFailure("invalid_request", "; ".join(dict.fromkeys(parts[:5])))
 
 
 class HttpBackend:
