@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -26,6 +26,8 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from sandboxes import callers, ports
 from sandboxes.api.asgi import Admission, admit_size
+from sandboxes.api.auth import AuthedRequest
+from sandboxes.api.ports import request_origin
 
 from .server import ORIGIN, USER, mcp_server
 
@@ -104,9 +106,8 @@ async def admit(scope: Any) -> Admission:
 
 
 def _origin(scope: Any) -> ports.Origin:
-    """Preview URLs use the scheme and port this server was reached on."""
-    _domain, port = split_domain_port(callers.header(scope, b"host"))
-    return ports.Origin(scope.get("scheme") or "http", int(port) if port.isdigit() else None)
+    """Preview URLs use the scheme and port this server was reached on, as the API's."""
+    return request_origin(cast(AuthedRequest, callers.headers_request(scope)))
 
 
 class McpApp:
