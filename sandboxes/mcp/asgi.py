@@ -45,6 +45,12 @@ def is_mcp(path: str) -> bool:
 
 
 Refusal = tuple[int, str, str]
+NO_TOKEN: Refusal = (
+    401,
+    "token_required",
+    "/mcp takes an API token only: send 'Authorization: Bearer <token>' (a session cookie "
+    "is not accepted); create a token on the account page.",
+)
 NOT_ALLOWED: Refusal = (
     405,
     "method_not_allowed",
@@ -61,11 +67,8 @@ def _browser_refusal(scope: Any) -> Refusal | None:
     origin = callers.header(scope, b"origin")
     own = {f"{scheme}://{host}" for scheme in ("http", "https")}
     if origin and origin not in own and origin not in settings.CSRF_TRUSTED_ORIGINS:
-        return (
-            403,
-            "cross_origin",
-            (f"/mcp is for programs: a request from the web page at {origin} is refused."),
-        )
+        message = f"/mcp is for programs: a request from the web page at {origin} is refused."
+        return 403, "cross_origin", message
     if callers.header(scope, b"sec-fetch-site") in ("cross-site", "same-site"):
         return 403, "cross_origin", "/mcp is for programs: a request from another site is refused."
     return None
@@ -80,14 +83,7 @@ async def authenticate(scope: Any) -> User | Refusal:
     if caller.refusal is not None:
         return caller.refusal.status, caller.refusal.code, caller.refusal.message
     if caller.credential != "token" or not isinstance(caller.user, User):
-        return (
-            401,
-            "token_required",
-            (
-                "/mcp takes an API token only: send 'Authorization: Bearer <token>' (a session "
-                "cookie is not accepted); create a token on the account page."
-            ),
-        )
+        return NO_TOKEN
     return caller.user
 
 
@@ -134,19 +130,28 @@ class McpApp:
         if loop not in self._managers:
             ready: asyncio.Future[StreamableHTTPSessionManager] = loop.create_future()
             self._managers[loop] = ready
-            task = loop.create_task(self._serve(ready))
+            task = loop.create_task(self._serve(loop, ready))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         manager: StreamableHTTPSessionManager = await asyncio.shield(self._managers[loop])
         return manager
 
-    async def _serve(self, ready: asyncio.Future[StreamableHTTPSessionManager]) -> None:
-        manager = StreamableHTTPSessionManager(
-            app=mcp_server(), stateless=True, max_request_body_size=body_limit()
-        )
-        async with manager.run():
-            ready.set_result(manager)
-            await asyncio.Event().wait()  # as long as the loop runs
+    async def _serve(
+        self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[StreamableHTTPSessionManager]
+    ) -> None:
+        """Run the session manager for as long as ``loop`` runs; should it fail, the
+        next request starts another."""
+        try:
+            manager = StreamableHTTPSessionManager(
+                app=mcp_server(), stateless=True, max_request_body_size=body_limit()
+            )
+            async with manager.run():
+                ready.set_result(manager)
+                await asyncio.Event().wait()
+        finally:
+            self._managers.pop(loop, None)
+            if not ready.done():
+                ready.set_exception(RuntimeError("The MCP session manager did not start."))
 
 
 async def _refuse(send: Any, status: int, code: str, message: str) -> None:

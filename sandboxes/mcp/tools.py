@@ -36,6 +36,7 @@ from sandboxes import code, files, git, lifecycle, ports, processes
 from sandboxes.api.errors import describe_validation
 from sandboxes.api.git import CloneOut, StatusOut
 from sandboxes.api.sandboxes import sandbox_out
+from sandboxes.api.schemas import SandboxIn
 from sandboxes.api.serialize import exit_out
 from sandboxes.disk import disk_usage
 from sandboxes.errors import SandboxError
@@ -88,14 +89,14 @@ def parse(name: str, arguments: dict[str, Any]) -> BaseModel:
         ) from None
 
 
-async def _sandbox(call: Call, args: Any, action: Action = "use") -> Sandbox:
+async def _sandbox(call: Call, args: c.SandboxArgs, action: Action = "use") -> Sandbox:
     return await lifecycle.get_sandbox(call.user, args.sandbox_id, action=action)
 
 
 # --------------------------------------------------------------------------- sandboxes
 
 
-async def create_sandbox(call: Call, args: Any) -> types.CallToolResult:
+async def create_sandbox(call: Call, args: SandboxIn) -> types.CallToolResult:
     """As POST /sandboxes: get or create by name, from a template of the caller's."""
     name = args.name or "sandbox-" + secrets.token_hex(4)
     if args.template and args.template != launch.DEFAULT_TEMPLATE:
@@ -122,13 +123,13 @@ async def create_sandbox(call: Call, args: Any) -> types.CallToolResult:
     return json_result(sandbox_out(sandbox))
 
 
-async def list_sandboxes(call: Call, args: Any) -> types.CallToolResult:
+async def list_sandboxes(call: Call, args: c.NoArgs) -> types.CallToolResult:
     return json_result(
         {"sandboxes": [sandbox_out(s) for s in await lifecycle.list_sandboxes(call.user)]}
     )
 
 
-async def get_sandbox(call: Call, args: Any) -> types.CallToolResult:
+async def get_sandbox(call: Call, args: c.SandboxArgs) -> types.CallToolResult:
     sandbox = await lifecycle.get_sandbox(
         call.user, args.sandbox_id, with_ports=True, action="view"
     )
@@ -137,7 +138,7 @@ async def get_sandbox(call: Call, args: Any) -> types.CallToolResult:
     return json_result(out)
 
 
-async def delete_sandbox(call: Call, args: Any) -> types.CallToolResult:
+async def delete_sandbox(call: Call, args: c.SandboxArgs) -> types.CallToolResult:
     await lifecycle.destroy_sandbox(await _sandbox(call, args, "manage"))
     return json_result({"deleted": args.sandbox_id})
 
@@ -145,7 +146,7 @@ async def delete_sandbox(call: Call, args: Any) -> types.CallToolResult:
 # --------------------------------------------------------------------------- commands
 
 
-async def exec_command(call: Call, args: Any) -> types.CallToolResult:
+async def exec_command(call: Call, args: c.ExecArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args)
     request = ExecRequest(
         command=args.command,
@@ -167,7 +168,7 @@ async def exec_command(call: Call, args: Any) -> types.CallToolResult:
 # --------------------------------------------------------------------------- files
 
 
-async def read_file(call: Call, args: Any) -> types.CallToolResult:
+async def read_file(call: Call, args: c.ReadFileArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args, "view")
     data, size = await read_bytes(sandbox, args.path)
     return file_result(args.path, data, size)
@@ -180,7 +181,7 @@ async def read_bytes(sandbox: Sandbox, path: str) -> tuple[bytes, int]:
     return data, download.info.size
 
 
-async def write_file(call: Call, args: Any) -> types.CallToolResult:
+async def write_file(call: Call, args: c.WriteFileArgs) -> types.CallToolResult:
     content = decode_content(args.model_dump())
     sandbox = await _sandbox(call, args)
     limit = int(settings.FILES_MAX_UPLOAD)
@@ -188,7 +189,7 @@ async def write_file(call: Call, args: Any) -> types.CallToolResult:
     return json_result({"path": written.path, "size": written.size, "created": written.created})
 
 
-async def list_files(call: Call, args: Any) -> types.CallToolResult:
+async def list_files(call: Call, args: c.ListFilesArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args, "view")
     listing = await files.list_dir(sandbox, args.path, args.recursive)
     data: dict[str, Any] = {"path": listing.path, "entries": listing.entries}
@@ -197,13 +198,13 @@ async def list_files(call: Call, args: Any) -> types.CallToolResult:
     return json_result(data)
 
 
-async def move_file(call: Call, args: Any) -> types.CallToolResult:
+async def move_file(call: Call, args: c.MoveFileArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args)
     done = await files.move(sandbox, args.source, args.destination, args.overwrite)
     return json_result({"path": done.path})
 
 
-async def delete_file(call: Call, args: Any) -> types.CallToolResult:
+async def delete_file(call: Call, args: c.DeleteFileArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args)
     await files.delete(sandbox, args.path, args.recursive)
     return json_result({"path": args.path, "deleted": True})
@@ -212,7 +213,7 @@ async def delete_file(call: Call, args: Any) -> types.CallToolResult:
 # --------------------------------------------------------------------------- code
 
 
-async def run_code(call: Call, args: Any) -> types.CallToolResult:
+async def run_code(call: Call, args: c.RunCodeArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args)
     request = code.RunRequest(
         code=args.code, language=args.language, context=args.context, timeout=args.timeout
@@ -225,24 +226,24 @@ async def run_code(call: Call, args: Any) -> types.CallToolResult:
 # --------------------------------------------------------------------------- processes
 
 
-async def start_process(call: Call, args: Any) -> types.CallToolResult:
+async def start_process(call: Call, args: c.StartProcessArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args)
     started = await processes.start_process(sandbox, args.command, args.cwd, args.env or {})
     return json_result(started)
 
 
-async def list_processes(call: Call, args: Any) -> types.CallToolResult:
+async def list_processes(call: Call, args: c.SandboxArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args)
     return json_result({"processes": await processes.list_processes(sandbox)})
 
 
-async def process_logs(call: Call, args: Any) -> types.CallToolResult:
+async def process_logs(call: Call, args: c.ProcessArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args)
     logs = await processes.logs_so_far(sandbox, args.pid)
     return json_result({"stdout": logs["stdout"], "stderr": logs["stderr"]})
 
 
-async def stop_process(call: Call, args: Any) -> types.CallToolResult:
+async def stop_process(call: Call, args: c.StopProcessArgs) -> types.CallToolResult:
     if signal_number(args.signal) is None:
         raise ToolFailure(
             "invalid_signal",
@@ -256,21 +257,21 @@ async def stop_process(call: Call, args: Any) -> types.CallToolResult:
 # --------------------------------------------------------------------------- ports and git
 
 
-async def expose_port(call: Call, args: Any) -> types.CallToolResult:
+async def expose_port(call: Call, args: c.ExposePortArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args)
     row, _created = await ports.expose(sandbox, args.port, args.name, args.private)
     await lifecycle.touch(sandbox)
     return json_result(ports.port_out(row, call.origin))
 
 
-async def git_clone(call: Call, args: Any) -> types.CallToolResult:
+async def git_clone(call: Call, args: c.GitCloneArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args)
     options = {"url": args.url, "branch": args.branch, "depth": args.depth}
     result = await git.run(sandbox, "clone", args.path, options, args.credentials(), shape=CloneOut)
     return json_result(result)
 
 
-async def git_status(call: Call, args: Any) -> types.CallToolResult:
+async def git_status(call: Call, args: c.GitStatusArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args, "view")
     return json_result(await git.run(sandbox, "status", args.path, shape=StatusOut))
 
