@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -351,15 +352,13 @@ async def test_another_users_sandbox_is_not_found(
 
 
 def test_stdio_without_a_token_says_what_to_set(server: LiveServer) -> None:
-    import subprocess
-
     env = {"SANDBOX_IDE_URL": server.url, "PATH": "/usr/bin:/bin"}
     out = subprocess.run([CLI, "mcp"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and out.stdout == ""
     assert "SANDBOX_IDE_TOKEN" in out.stderr
 
 
-def test_mcp_route_is_documented_json(server: LiveServer) -> None:
+def test_http_without_a_token_is_a_json_error(server: LiveServer) -> None:
     response = httpx.post(server.url + "/mcp", json={})
     assert response.status_code == 401
     assert json.loads(response.text)["error"]["code"] == "token_required"
