@@ -21,11 +21,18 @@ from sandboxes.api.asgi import ApiHandler  # noqa: E402
 
 api_app = ApiHandler()
 
+from sandboxes.mcp.asgi import McpApp, is_mcp  # noqa: E402
+
+mcp_app = McpApp()
+
 
 async def http_app(scope, receive, send):  # type: ignore[no-untyped-def]
-    """/api/ skips the page middleware (see sandboxes/api/asgi.py); the rest is Django."""
+    """/api/ skips the page middleware (see sandboxes/api/asgi.py); /mcp is the MCP
+    server for programs (sandboxes/mcp/asgi.py); the rest is Django."""
     if scope["path"].startswith("/api/"):
         return await api_app(scope, receive, send)
+    if is_mcp(scope["path"]):
+        return await mcp_app(scope, receive, send)
     return await pages_app(scope, receive, send)
 
 
@@ -57,11 +64,12 @@ from django.conf import settings  # noqa: E402
 from ide.daphne_internals import Admission  # noqa: E402
 from ide.daphne_internals import wrap as with_flow_control  # noqa: E402
 from sandboxes.api.asgi import admit, admit_size  # noqa: E402
+from sandboxes.mcp.asgi import admit as admit_mcp  # noqa: E402
 from sandboxes.preview import FALLBACK_PREFIX, is_preview_domain, split_host  # noqa: E402
 
 
 async def admit_body(scope):  # type: ignore[no-untyped-def]
-    """Bodies for /api/ are the API's to admit (routed as above); a page takes form
+    """Bodies for /api/ and /mcp are theirs to admit (routed as above); a page takes form
     fields only, never more than DATA_UPLOAD_MAX_MEMORY_SIZE. Previews are the
     sandbox's business."""
     host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
@@ -70,6 +78,8 @@ async def admit_body(scope):  # type: ignore[no-untyped-def]
     admission: Admission
     if scope["path"].startswith("/api/"):
         admission = await admit(scope)
+    elif is_mcp(scope["path"]):
+        admission = await admit_mcp(scope)
     else:
         admission = admit_size(scope, settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "API_MAX_JSON_BODY")
     return admission

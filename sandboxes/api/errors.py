@@ -40,7 +40,9 @@ def error_response(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
-def _describe_validation(errors: list[dict[str, Any]]) -> str:
+def describe_validation(errors: list[dict[str, Any]]) -> str:
+    """Pydantic's errors as one sentence naming each field (the API's 400s and the MCP
+    tools' argument errors say the same)."""
     parts = []
     for error in errors[:5]:
         loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "payload")]
@@ -64,7 +66,7 @@ def install_handlers(api: NinjaAPI) -> None:
         errors = list(exc.errors)
         if any(e.get("type") == "json_invalid" for e in errors) or not errors:
             return error_response(400, "invalid_json", "The request body is not valid JSON.")
-        return error_response(400, "invalid_request", _describe_validation(errors))
+        return error_response(400, "invalid_request", describe_validation(errors))
 
     @api.exception_handler(AuthenticationError)
     def auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:

@@ -4,7 +4,7 @@
     sandbox-ide exec NAME -- CMD...    sandbox-ide shell NAME
     sandbox-ide cp SRC DEST            (NAME:/path on one side)
     sandbox-ide expose NAME PORT       sandbox-ide rm NAME
-    sandbox-ide update-starter NAME
+    sandbox-ide update-starter NAME    sandbox-ide mcp    (an MCP server on stdio)
     sandbox-ide template create|list|upload|refresh|rm ...
     sandbox-ide course create|list|invite|join|roster|update|reset|rm ...
 
@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rm", help="destroy sandboxes (container and workspace)")
     p.add_argument("names", nargs="+", metavar="name")
     p.set_defaults(handler=cmd_rm)
+
+    p = sub.add_parser("mcp", help="serve the sandboxes to an MCP client on stdin/stdout")
+    p.set_defaults(handler=cmd_mcp)
 
     p = sub.add_parser("update-starter", help="merge the template's newest starter code")
     p.add_argument("name")
@@ -468,6 +471,20 @@ def cmd_expose(args: argparse.Namespace) -> int:
     with _open(args, args.name) as sb:
         port = sb.ports.expose(args.port, name=args.label)
     print(port.url)
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """stdout carries the protocol: everything else goes to stderr."""
+    try:
+        from .mcp.stdio import main as serve_mcp
+    except ImportError:
+        print(
+            "sandbox-ide: the MCP server needs the mcp package: pip install 'sandbox-ide-sdk[mcp]'",
+            file=sys.stderr,
+        )
+        return 1
+    serve_mcp(args.url, args.token)
     return 0
 
 

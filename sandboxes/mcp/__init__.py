@@ -1,0 +1,1 @@
+"""Sandboxes as a Model Context Protocol server at /mcp (docs/mcp.md)."""
