@@ -23,13 +23,15 @@ if [ "${SANDBOX_BASE_FROM_REGISTRY:-auto}" != "no" ] \
 fi
 
 command -v debootstrap >/dev/null || {
-  echo "debootstrap is missing: install it with 'apt-get install -y debootstrap'" >&2
+  echo "debootstrap is missing, and no registry gave debian:bookworm-slim:" \
+       "install it with 'apt-get install -y debootstrap'" >&2
   exit 1
 }
 root="$(mktemp -d /var/tmp/sandbox-base.XXXXXX)"
 trap 'rm -rf "$root"' EXIT
 echo "bootstrapping Debian bookworm into $root (no registry reachable)"
-debootstrap --variant=minbase bookworm "$root" "$mirror" >/dev/null
+# Its progress (I: Retrieving/Unpacking/Configuring …) is what `make run` shows.
+debootstrap --variant=minbase bookworm "$root" "$mirror"
 # Keep the image small and the apt lists out of it, as the official image does.
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 tar -C "$root" -c . | docker import -c 'CMD ["bash"]' - "$tag" >/dev/null

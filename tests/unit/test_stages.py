@@ -1,0 +1,60 @@
+"""The setup stages' progress, read from what pip and docker build really print."""
+
+from __future__ import annotations
+
+import io
+
+from ide.stages import BuildWatcher, Display, PipWatcher
+
+
+def test_docker_build_steps_become_step_n_of_m() -> None:
+    watcher = BuildWatcher()
+    for line in [
+        "DEPRECATED: The legacy builder is deprecated and will be removed in a future release.",
+        "Sending build context to Docker daemon  180.2kB",
+        "Step 4/16 : RUN apt-get update  && apt-get install -y --no-install-recommends   tini",
+        "Get:1 http://deb.debian.org/debian bookworm InRelease [151 kB]",
+    ]:
+        watcher.feed(line)
+    assert watcher.status == (
+        "step 4 of 16: RUN apt-get update && apt-get install -y --no-install-recommends tini"
+    )
+    watcher.feed("#9 [5/9] RUN sed -i 's/x/y/' /etc/profile")  # BuildKit's plain output
+    assert watcher.status.startswith("step 5 of 9: RUN sed")
+
+
+def test_pip_counts_packages_collected_then_installed() -> None:
+    watcher = PipWatcher(total=3)
+    watcher.feed("Collecting asgiref==3.8.1 (from -r requirements.lock (line 9))")
+    watcher.feed("  Using cached asgiref-3.8.1-py3-none-any.whl.metadata (9.3 kB)")
+    watcher.feed("Collecting django==5.1.4 (from -r requirements.lock (line 30))")
+    assert watcher.status == "collecting 2 of 3 packages"
+    watcher.feed("Installing collected packages: asgiref, django, sqlparse")
+    assert watcher.status == "installing 3 packages"
+    watcher.feed("Successfully installed asgiref-3.8.1 django-5.1.4 sqlparse-0.5.3")
+    assert watcher.installed == 3
+
+
+def test_a_terminal_gets_one_line_updated_in_place() -> None:
+    out = io.StringIO()
+    display = Display(out, tty=True)
+    display.progress("sandbox image", "step 1 of 16: ARG BASE", 1.0)
+    display.progress("sandbox image", "step 2 of 16: FROM", 2.0)
+    display.line("[ok]   sandbox image  built")
+    text = out.getvalue()
+    assert text.count("\r\033[K") == 3 and text.count("\n") == 1
+    assert text.endswith("\r\033[K[ok]   sandbox image  built\n")
+
+
+def test_without_a_terminal_progress_is_sparse_plain_lines() -> None:
+    out = io.StringIO()
+    display = Display(out, tty=False)
+    display.start()
+    for second in range(100):
+        display.progress("sandbox image", f"step {second} of 100", float(second))
+    assert out.getvalue() == ""  # nothing yet: the first line waits SPARSE seconds
+    display._last_print -= 60  # as if a minute had passed
+    display.progress("sandbox image", "step 7 of 9: RUN make", 61.0)
+    display.progress("sandbox image", "step 8 of 9: RUN make", 62.0)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and "step 7 of 9" in lines[0] and "\033" not in lines[0]
