@@ -38,7 +38,7 @@ PYTHON = VENV / "bin" / "python"
 INSTALLED = VENV / ".installed"
 LOCKED = (ROOT / "requirements.lock", ROOT / "pyproject.toml", ROOT / "sdk/python/pyproject.toml")
 TAIL = 30  # log lines shown when a stage fails
-SPARSE = 30.0  # seconds between progress lines without a terminal
+SPARSE = 60.0  # seconds between progress lines without a terminal
 
 
 class StageFailed(Exception):
@@ -51,7 +51,8 @@ class StageFailed(Exception):
 class Watcher:
     """Reads a stage's output as it comes; ``status`` is its progress line."""
 
-    status = ""
+    def __init__(self, doing: str = "") -> None:
+        self.status = doing
 
     def feed(self, line: str) -> None:
         text = line.strip()
@@ -61,6 +62,7 @@ class Watcher:
 
 class PipWatcher(Watcher):
     def __init__(self, total: int) -> None:
+        super().__init__("starting pip")
         self.total = total
         self.seen = 0
         self.installed = 0
@@ -80,6 +82,9 @@ class BuildWatcher(Watcher):
     """``docker build`` steps: ``Step 3/12 : RUN …`` (classic) or ``#7 [3/12] RUN …``."""
 
     STEP = re.compile(r"^(?:Step (\d+)/(\d+) :|#\d+ \[[^\]]*?(\d+)/(\d+)\]) *(.*)")
+
+    def __init__(self) -> None:
+        super().__init__("checking the sandbox image")
 
     def feed(self, line: str) -> None:
         match = self.STEP.match(line)
@@ -118,16 +123,18 @@ class Display:
         return f"{'[' + mark + ']':<6} {name:<13} {text:<42} {clock(elapsed):>6}{where}"
 
     def progress(self, name: str, status: str, elapsed: float) -> None:
-        text = self.stage("..", name, status or "working", elapsed, None)
+        text = self.stage("..", name, status, elapsed, None)
         if self.tty:
             width = shutil.get_terminal_size().columns - 1
-            self.out.write("\r\033[K" + text[:width])
+            if text[:width] == self._last_status:
+                return
+            self._last_status = text[:width]
+            self.out.write("\r\033[K" + self._last_status)
             self.out.flush()
             self._live = True
-        elif status != self._last_status and time.monotonic() - self._last_print >= SPARSE:
+        elif time.monotonic() - self._last_print >= SPARSE:
             self.line(text)
             self._last_print = time.monotonic()
-            self._last_status = status
 
     def start(self) -> None:
         self._last_print = time.monotonic()
@@ -160,14 +167,14 @@ class Runner:
         advice: str,
     ) -> tuple[list[str], Path, float]:
         """Run ``commands`` one after the other into the stage's log; its output lines."""
-        watcher = watcher or Watcher()
+        watcher = watcher or Watcher("working")
         started = time.monotonic()
         log = self.logs / f"{name.replace(' ', '-')}.log"
         lines: list[str] = []
         self.display.start()
         with log.open("w", encoding="utf-8") as sink:
             for command in commands:
-                self._note(sink, lines, f"$ {shlex.join(command)}")
+                self._note(sink, lines, "$ " + shlex.join(command).replace(f"{ROOT}/", ""))
                 code = self._stream(name, command, sink, watcher, lines, started)
                 if code != 0:
                     self._note(sink, lines, f"(exit status {code})")
@@ -262,6 +269,7 @@ def virtualenv(runner: Runner) -> None:
     _, log, started = runner.run(
         "virtualenv",
         [[sys.executable, "-m", "venv", str(VENV)]],
+        watcher=Watcher(f"python3 -m venv {VENV.name}"),
         advice="`python3 -m venv` failed: on Debian or Ubuntu install its module "
         "(`sudo apt-get install python3-venv`), remove .venv and try again.",
     )
@@ -303,6 +311,7 @@ def database(runner: Runner) -> None:
     lines, log, started = runner.run(
         "database",
         [manage("migrate", "--noinput")],
+        watcher=Watcher("manage.py migrate"),
         advice="the database migrations failed: check DATABASE_URL (see "
         "docs/configuration.md), or move var/db.sqlite3 aside to start with an empty one.",
     )
@@ -315,6 +324,7 @@ def engine_check(runner: Runner) -> None:
     lines, log, started = runner.run(
         "engine check",
         [manage("check_engine")],
+        watcher=Watcher("asking the Docker engine"),
         advice="the Docker engine does not answer: start it (`sudo systemctl start docker`) "
         "and check that `docker info` works.",
     )
@@ -329,7 +339,10 @@ BUILD_ADVICE = (
 
 def base_image(runner: Runner) -> None:
     lines, log, started = runner.run(
-        "base image", [manage("build_sandbox_image", "--base")], advice=BUILD_ADVICE
+        "base image",
+        [manage("build_sandbox_image", "--base")],
+        watcher=Watcher("checking the base image"),
+        advice=BUILD_ADVICE,
     )
     runner.done("base image", last_line(lines, "ready"), started, log)
 
