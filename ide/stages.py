@@ -79,24 +79,33 @@ class PipWatcher(Watcher):
 
 
 class BuildWatcher(Watcher):
-    """``docker build`` steps: ``Step 3/12 : RUN …`` (classic) or ``#7 [3/12] RUN …``."""
+    """``docker build`` steps: ``Step 3/12 : RUN …`` (classic) or ``#7 [3/12] RUN …``,
+    then the step's latest output line (apt's ``Get:``, ``Unpacking``, ``Setting up``)."""
 
     STEP = re.compile(r"^(?:Step (\d+)/(\d+) :|#\d+ \[[^\]]*?(\d+)/(\d+)\]) *(.*)")
+    NOISE = re.compile(r"^( ---> |Removing intermediate|Successfully |#\d+ (DONE|CACHED))")
 
     def __init__(self) -> None:
         super().__init__("checking the sandbox image")
+        self.step = ""
 
     def feed(self, line: str) -> None:
         match = self.STEP.match(line)
         if match:
-            n, m = match[1] or match[3], match[2] or match[4]
-            self.status = f"step {n} of {m}: {' '.join(match[5].split())}"
+            self.step = f"step {match[1] or match[3]} of {match[2] or match[4]}"
+            self.status = f"{self.step}: {' '.join(match[5].split())}"
+        elif self.step and line.strip() and not self.NOISE.match(line):
+            self.status = f"{self.step}: {' '.join(line.split())}"
 
 
 def clock(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f}s"
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def shown(path: Path) -> str:
@@ -123,7 +132,7 @@ class Display:
         return f"{'[' + mark + ']':<6} {name:<13} {text:<42} {clock(elapsed):>6}{where}"
 
     def progress(self, name: str, status: str, elapsed: float) -> None:
-        text = self.stage("..", name, status, elapsed, None)
+        text = self.stage("..", name, shorten(status, 42), elapsed, None)
         if self.tty:
             width = shutil.get_terminal_size().columns - 1
             if text[:width] == self._last_status:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandboxes.engine_faults import NO_DEBOOTSTRAP, NOT_RUNNING, PERMISSION_DENIED
+from sandboxes.engine_faults import NO_DEBOOTSTRAP, NO_MIRROR, NOT_RUNNING, PERMISSION_DENIED
 from tests.server import ROOT, running_server
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///tmp/no-docker-here.sock"}
@@ -86,6 +86,19 @@ def test_the_image_build_says_debootstrap_is_missing(docker_engine: None) -> Non
         },
     )
     assert message == f"CommandError: {NO_DEBOOTSTRAP.message}"
+
+
+def test_the_image_build_says_the_debian_mirror_is_unreachable(docker_engine: None) -> None:
+    message = manage(
+        "build_sandbox_image",
+        env={
+            "SANDBOX_IMAGE": "sbxtest-missing-image:none",
+            "SANDBOX_BASE_IMAGE": "sbxtest-missing-base:none",
+            "SANDBOX_BASE_FROM_REGISTRY": "no",
+            "DEBIAN_MIRROR": "http://127.0.0.1:9/debian",  # nothing listens on port 9
+        },
+    )
+    assert message == f"CommandError: {NO_MIRROR.message}"
 
 
 def test_api_answers_503_saying_dockerd_is_not_running(docker_engine: None) -> None:
