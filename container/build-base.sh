@@ -29,7 +29,7 @@ command -v debootstrap >/dev/null || {
 }
 root="$(mktemp -d /var/tmp/sandbox-base.XXXXXX)"
 trap 'rm -rf "$root"' EXIT
-echo "bootstrapping Debian bookworm into $root (no registry reachable)"
+echo "bootstrapping Debian bookworm from $mirror into $root"
 # Its progress (I: Retrieving/Unpacking/Configuring …) is what `make run` shows.
 debootstrap --variant=minbase bookworm "$root" "$mirror"
 # Keep the image small and the apt lists out of it, as the official image does.
