@@ -7,15 +7,16 @@ HOST   ?= 127.0.0.1
 
 .PHONY: run setup test test-unit bench lint format typecheck assets image lock clean
 
+# Setting up runs in named stages (ide/stages.py, run by the system python3 since it
+# makes the virtualenv): one line each, the tools' output in var/logs/STAGE.log.
 # Dependencies come from requirements.lock (exact versions, pip included); the two
 # packages of this repository are then installed on top without resolving anything.
+STAGES := @$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))."; exit 1; }; \
+	  $(PYTHON) -m ide.stages
+
 $(VENV)/.installed: requirements.lock pyproject.toml sdk/python/pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))."; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -r requirements.lock
-	$(VENV)/bin/pip install -q --no-deps -e . -e ./sdk/python
-	@touch $@
+	$(STAGES) venv
 
 # Refresh requirements.lock after changing dependencies in either pyproject.toml:
 # existing pins are kept unless LOCK_ARGS=--upgrade (or --upgrade-package NAME).
@@ -24,14 +25,11 @@ lock: $(VENV)/.installed
 	  --allow-unsafe --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) \
 	  -o requirements.lock pyproject.toml sdk/python/pyproject.toml
 
-setup: $(VENV)/.installed
-	@$(PY) manage.py check_engine
-	$(PY) manage.py migrate --noinput -v0
-	$(PY) manage.py build_sandbox_image
+setup:
+	$(STAGES) setup
 
-run: setup
-	@echo "Serving Sandbox IDE on http://$(HOST):$(PORT)/"
-	$(PY) -m ide.server -b $(HOST) -p $(PORT) ide.asgi:application
+run:
+	$(STAGES) run --host $(HOST) --port $(PORT)
 
 # The browser tests run in their own pytest process: Playwright's sync API keeps an
 # event loop running in the main thread, which the asyncio tests cannot share.

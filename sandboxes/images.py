@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections import deque
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 from django.conf import settings
+
+from sandboxes.engine_faults import classify
 
 CONTEXT = Path(settings.BASE_DIR) / "container"
 BASE_SCRIPT = CONTEXT / "build-base.sh"
@@ -52,9 +55,55 @@ def image_exists(tag: str) -> bool:
     return True
 
 
+class BuildFailed(Exception):
+    """A build command failed; the message names the cause and what to do."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+def run_build(command: list[str], log: Callable[[str], None]) -> None:
+    """Run ``command``, passing its output to ``log`` line by line as it comes; on
+    failure raise ``BuildFailed`` with the cause found in the output's last lines."""
+    tail: deque[str] = deque(maxlen=60)
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+    except FileNotFoundError:
+        raise BuildFailed(
+            f"`{command[0]}` is missing: the image build runs the Docker command-line "
+            "client; install it (e.g. `sudo apt-get install docker.io`) and try again."
+        ) from None
+    with process:
+        assert process.stdout is not None  # noqa: S101 (stdout=PIPE)
+        for line in process.stdout:
+            tail.append(line.rstrip("\n"))
+            log(tail[-1])
+    if process.returncode:
+        fault = classify("\n".join(tail))
+        raise BuildFailed(
+            fault.message
+            if fault
+            else f"`{Path(command[0]).name}` failed (exit status {process.returncode}): "
+            "its last lines above say why."
+        )
+
+
+def ensure_base(log: Callable[[str], None] = print) -> None:
+    """Make the base image (pulled or bootstrapped) unless it is there."""
+    run_build([str(BASE_SCRIPT), settings.SANDBOX_BASE_IMAGE], log)
+
+
 def build_image(tag: str, *, log: Callable[[str], None] = print, no_cache: bool = False) -> None:
     """Make the base image if needed, then build container/Dockerfile on it."""
-    subprocess.run([str(BASE_SCRIPT), settings.SANDBOX_BASE_IMAGE], check=True)
+    ensure_base(log)
     command = [
         "docker",
         "build",
@@ -71,4 +120,4 @@ def build_image(tag: str, *, log: Callable[[str], None] = print, no_cache: bool 
     if no_cache:
         command.insert(2, "--no-cache")
     log(f"building {tag}: {' '.join(command)}")
-    subprocess.run(command, check=True)
+    run_build(command, log)

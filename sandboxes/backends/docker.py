@@ -41,6 +41,7 @@ import docker.errors
 import requests.exceptions
 from django.conf import settings
 
+from sandboxes.engine_faults import DISK_FULL, classify
 from sandboxes.errors import EngineUnavailable, SandboxUnavailable
 
 from . import isolation
@@ -104,6 +105,12 @@ def _env_value(attrs: dict[str, Any], name: str) -> str:
     return ""
 
 
+def engine_error(exc: Exception) -> EngineUnavailable:
+    """The engine failed to answer (or its disk is full): say which cause, when known."""
+    fault = classify(str(exc))
+    return EngineUnavailable(fault.message if fault else None)
+
+
 class DockerBackend(Backend):
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -122,7 +129,7 @@ class DockerBackend(Backend):
             try:
                 self._client = docker.from_env(timeout=60)
             except docker.errors.DockerException as exc:
-                raise EngineUnavailable() from exc
+                raise engine_error(exc) from exc
         return self._client
 
     async def _run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -130,9 +137,10 @@ class DockerBackend(Backend):
         try:
             return await loop.run_in_executor(self._pool, partial(func, *args, **kwargs))
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-            if isinstance(exc, docker.errors.APIError) and exc.status_code is not None:
+            answered = isinstance(exc, docker.errors.APIError) and exc.status_code is not None
+            if answered and classify(str(exc)) is not DISK_FULL:
                 raise
-            raise EngineUnavailable() from exc
+            raise engine_error(exc) from exc
 
     def names(self, sandbox_id: str) -> dict[str, str]:
         return {
@@ -222,7 +230,9 @@ class DockerBackend(Backend):
             container = self.client.containers.create(**kwargs)
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: it exists already (a repeated create)
-                raise SandboxUnavailable(f"Docker could not create the sandbox: {exc}") from exc
+                fault = classify(str(exc))
+                message = fault.message if fault else f"Docker could not create the sandbox: {exc}"
+                raise SandboxUnavailable(message) from exc
             container = self.client.containers.get(names["container"])
             key = _env_value(container.attrs, "SANDBOX_AGENT_KEY")
         return {

@@ -1,14 +1,17 @@
-"""``manage.py build_sandbox_image``: build the sandbox image unless it is there."""
+"""``manage.py build_sandbox_image``: build the sandbox image unless it is there.
+
+The build's output is streamed line by line (``make run`` shows its steps as progress
+and keeps the lines in a log); a failure ends in one sentence naming the cause.
+"""
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sandboxes.errors import EngineUnavailable
-from sandboxes.images import build_image, image_exists, image_tag
+from sandboxes.images import BuildFailed, build_image, ensure_base, image_exists, image_tag
 
 
 class Command(BaseCommand):
@@ -17,18 +20,28 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--force", action="store_true", help="build even if present")
         parser.add_argument("--no-cache", action="store_true", help="ignore the build cache")
+        parser.add_argument(
+            "--base",
+            action="store_true",
+            help="only make the base image, and only if the sandbox image is missing",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         tag = image_tag()
         try:
-            present = image_exists(tag)
+            present = image_exists(tag) and not options["force"]
         except EngineUnavailable as exc:
             raise CommandError(exc.message) from None
-        if present and not options["force"]:
-            self.stdout.write(f"sandbox image {tag} is present")
-            return
         try:
-            build_image(tag, log=self.stdout.write, no_cache=options["no_cache"])
-        except subprocess.CalledProcessError as exc:
-            raise CommandError(f"building the sandbox image failed ({exc}); see above") from None
-        self.stdout.write(self.style.SUCCESS(f"sandbox image {tag} built"))
+            if options["base"]:
+                if present:
+                    self.stdout.write("not needed: the sandbox image is present")
+                else:
+                    ensure_base(log=self.stdout.write)
+            elif present:
+                self.stdout.write(f"{tag} is present")
+            else:
+                build_image(tag, log=self.stdout.write, no_cache=options["no_cache"])
+                self.stdout.write(f"{tag} built")
+        except BuildFailed as exc:
+            raise CommandError(exc.message) from None

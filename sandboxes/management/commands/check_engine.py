@@ -1,7 +1,9 @@
-"""``manage.py check_engine``: one clear sentence and exit 1 when Docker is not there."""
+"""``manage.py check_engine``: exit 1 with one sentence naming the cause when Docker is
+not usable (dockerd not running, the socket not ours, no docker command)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Any
 
@@ -13,16 +15,18 @@ from sandboxes.errors import EngineUnavailable
 
 
 class Command(BaseCommand):
-    help = "Exit 0 if the container engine answers; otherwise say how to start it."
+    help = "Exit 0 if the container engine answers; otherwise say why not and what to do."
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             async_to_sync(get_backend().ping)()
-        except EngineUnavailable:
+        except EngineUnavailable as exc:
+            self.stderr.write(exc.message)
+            sys.exit(1)
+        if shutil.which("docker") is None:
             self.stderr.write(
-                "No Docker engine answers (is dockerd running?): start it with "
-                "`sudo systemctl start docker`, or `sudo dockerd &` where there is no "
-                "systemd, wait until `docker info` works, and try again."
+                "The docker command is missing (the image build runs it): install the "
+                "Docker command-line client, e.g. `sudo apt-get install docker.io`."
             )
             sys.exit(1)
         self.stdout.write("Docker engine is answering.")
