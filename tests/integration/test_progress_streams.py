@@ -192,9 +192,7 @@ def test_class_reset_reports_each_student_and_goes_on_past_a_failure(
     # Neither a student (403 teacher_only) nor a stranger (404) may reset the class.
     for other, status in (("prog-ann", 403), ("prog-stranger", 404)):
         for headers in ({}, STREAM):
-            refused = pserver.client(other).post(
-                f"/courses/{course['id']}/reset", headers=headers
-            )
+            refused = pserver.client(other).post(f"/courses/{course['id']}/reset", headers=headers)
             assert refused.status_code == status, refused.text
             assert refused.headers["content-type"] == "application/json"
     assert sh(pserver.client("prog-ann"), boxes["prog-ann"], "cat /workspace/task.py") == "mine\n"
