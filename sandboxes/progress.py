@@ -48,6 +48,9 @@ class Done(Generic[T]):
     result: T
 
 
+# Reports waiting for a slow listener before the work waits too.
+BACKLOG = 64
+
 # Work whose listener left, kept referenced until it ends (asyncio holds tasks weakly).
 _orphans: set[asyncio.Task[Any]] = set()
 
@@ -55,13 +58,17 @@ _orphans: set[asyncio.Task[Any]] = set()
 async def follow(work: Callable[[Report], Awaitable[T]]) -> AsyncIterator[Step | Done[T]]:
     """Run ``work(report)``; yield each Step it reports, then ``Done(result)``.
 
-    Its error is raised here after the steps reported before it. If the consumer
-    stops early, the work goes on to its end in the background.
+    Its error is raised here after the steps reported before it. Reports wait while
+    the listener is behind (a flood of them cannot pile up in memory); if the
+    listener stops early, later reports are dropped and the work goes on to its end
+    in the background.
     """
-    queue: asyncio.Queue[Step] = asyncio.Queue()
+    queue: asyncio.Queue[Step] = asyncio.Queue(maxsize=BACKLOG)
+    listening = True
 
     async def report(step: Step) -> None:
-        queue.put_nowait(step)
+        if listening:
+            await queue.put(step)
 
     task = asyncio.ensure_future(work(report))
     getter: asyncio.Future[Step] | None = None
@@ -78,8 +85,11 @@ async def follow(work: Callable[[Report], Awaitable[T]]) -> AsyncIterator[Step |
             yield Done(task.result())
             return
     finally:
+        listening = False
         if getter is not None:
             getter.cancel()
+        while not queue.empty():  # wakes a report waiting for room
+            queue.get_nowait()
         if not task.done():
             _orphans.add(task)
             task.add_done_callback(_orphan_done)

@@ -166,6 +166,19 @@ def test_a_clone_of_a_missing_repository_streams_gits_reason(owner: httpx.Client
     assert events[-1][0] == "error" and events[-1][1]["code"] == "already_exists"
 
 
+def test_a_clone_into_someone_elses_sandbox_is_a_plain_404(
+    pserver: LiveServer, owner: httpx.Client, box: str
+) -> None:
+    with pserver.client("prog-stranger") as stranger:
+        response = stranger.post(
+            f"/sandboxes/{box}/git/clone",
+            json={"url": "file:///tmp/src.git", "path": "stolen"},
+            headers=STREAM,
+        )
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    assert "stolen" not in sh(owner, box, "ls /workspace")
+
+
 # ----------------------------------------------------------------- a whole class
 
 
@@ -231,7 +244,9 @@ def test_class_reset_reports_each_student_and_goes_on_past_a_failure(
         "reset",
     ]
 
-    # A starter update streams per student too.
+    # A starter update streams per student too (a student may not start one).
+    refused = pserver.client("prog-ann").post(f"/courses/{course['id']}/update", headers=STREAM)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "teacher_only"
     events = stream(teacher, f"/courses/{course['id']}/update")
     steps = progress(events)
     assert steps[0]["message"] == "Updating 3 students"

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from sandboxes.progress import Done, Report, Step, follow
+from sandboxes.progress import BACKLOG, Done, Report, Step, _orphans, follow
 
 
 async def test_reports_then_the_result() -> None:
@@ -50,3 +50,25 @@ async def test_work_goes_on_when_the_listener_leaves() -> None:
     assert await anext(steps) == Step("students", "Resetting 2 students")
     await steps.aclose()  # the client went away
     await asyncio.wait_for(finished.wait(), 5)
+
+
+async def test_a_flood_of_reports_waits_for_the_listener_and_never_blocks_after_it_left() -> None:
+    sent = 0
+
+    async def work(report: Report) -> int:
+        nonlocal sent
+        for n in range(10_000):
+            await report(Step("clone", str(n)))
+            sent += 1
+        return sent
+
+    steps = follow(work)
+    await anext(steps)
+    await asyncio.sleep(0.05)
+    assert sent <= BACKLOG + 2  # held back while nobody reads
+    await steps.aclose()
+    for _ in range(100):
+        if not _orphans:
+            break
+        await asyncio.sleep(0.01)
+    assert sent == 10_000 and not _orphans
