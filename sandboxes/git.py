@@ -49,6 +49,11 @@ async def run(
     return _checked(op, result, shape)
 
 
+# The agent reports a stage's whole percents, and git counts without a total about
+# once a second: a clone that sends more than this is not a clone.
+MAX_PROGRESS = 20_000
+
+
 async def clone(
     sandbox: Sandbox,
     path: str | None,
@@ -64,8 +69,13 @@ async def clone(
     request = _request("clone", path, {**args, "progress": True}, credentials)
     channel = await agentconn.open_agent(sandbox, request)
     try:
-        while isinstance(message := await receive_message(channel), GitProgress):
+        for _ in range(MAX_PROGRESS):
+            message = await receive_message(channel)
+            if not isinstance(message, GitProgress):
+                break
             await report(_step(message))
+        else:
+            raise AgentProtocolError("it sent more clone progress than a clone makes.")
     finally:
         await channel.close()
     return _checked("clone", expect(message, GitResult).result, shape)
