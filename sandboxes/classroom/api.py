@@ -265,11 +265,33 @@ async def invite_info(request: AuthedRequest, token: str) -> dict[str, Any]:
     }
 
 
-@router.post("/invites/{token}/join", response={200: JoinOut, 201: JoinOut, **ERRORS})
-async def join(request: AuthedRequest, token: str) -> tuple[int, dict[str, Any]]:
+@router.post(
+    "/invites/{token}/join",
+    response={200: JoinOut, 201: JoinOut, **ERRORS},
+    openapi_extra={
+        "responses": {
+            201: {
+                "description": "Joined, or with `Accept: text/event-stream` the stages of "
+                "making the sandbox as `progress` events and one `done` event.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+    },
+)
+async def join(
+    request: AuthedRequest, token: str
+) -> tuple[int, dict[str, Any]] | StreamingHttpResponse:
     """Join the course: your own sandbox from its template, ready (201 first time)."""
+    if sse.wants_stream(request.headers.get("Accept", "")):
+        await classroom.joinable(request.auth, token)  # a bad link is a plain error
+        steps = progress.follow(lambda report: classroom.join(request.auth, token, report))
+        return sse.response(sse.progress(steps, _joined_out))
     joined = await classroom.join(request.auth, token)
-    return (201 if joined.created else 200), {
+    return (201 if joined.created else 200), _joined_out(joined)
+
+
+def _joined_out(joined: classroom.Joined) -> dict[str, Any]:
+    return {
         "course": joined.enrollment.course_id,
         "sandbox": joined.sandbox.id,
         "created": joined.created,

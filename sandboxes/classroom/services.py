@@ -166,18 +166,25 @@ class Joined:
     from_pool: bool = False
 
 
-async def join(user: User, token: str) -> Joined:
-    """Enrol the user (once) and give them their sandbox from the course's template.
-
-    Joining again returns the same sandbox. A ready one is taken from the template's
-    warm pool when there is one; otherwise it is built now.
-    """
+async def joinable(user: User, token: str) -> Invite:
+    """The invite ``user`` may join by (404 unknown, 410 expired or revoked, 400 for
+    the course's own teacher)."""
     invite = await find_invite(token)
-    course = invite.course
-    if course.teacher_id == user.pk:
+    if invite.course.teacher_id == user.pk:
         raise BadRequest(
             "You teach this course; invite links are for your students.", code="is_teacher"
         )
+    return invite
+
+
+async def join(user: User, token: str, report: Report = ignore) -> Joined:
+    """Enrol the user (once) and give them their sandbox from the course's template.
+
+    Joining again returns the same sandbox. A ready one is taken from the template's
+    warm pool when there is one; otherwise it is built now (``report``: its stages).
+    """
+    invite = await joinable(user, token)
+    course = invite.course
     try:
         enrollment = await Enrollment.objects.acreate(course=course, student=user)
         created = True
@@ -188,14 +195,14 @@ async def join(user: User, token: str) -> Joined:
     if enrollment.sandbox_id:
         sandbox = await Sandbox.objects.aget(pk=enrollment.sandbox_id)
         return Joined(enrollment, sandbox, created)
-    sandbox, from_pool = await _sandbox_for(user, course)
+    sandbox, from_pool = await _sandbox_for(user, course, report)
     enrollment.sandbox = sandbox
     enrollment.starter_head = course.template.starter_head
     await enrollment.asave(update_fields=["sandbox", "starter_head"])
     return Joined(enrollment, sandbox, created, from_pool)
 
 
-async def _sandbox_for(user: User, course: Course) -> tuple[Sandbox, bool]:
+async def _sandbox_for(user: User, course: Course, report: Report) -> tuple[Sandbox, bool]:
     name = _sandbox_name(course)
     existing = await Sandbox.objects.filter(owner=user, name=name).afirst()
     if existing is not None:  # a half-finished earlier join
@@ -203,8 +210,10 @@ async def _sandbox_for(user: User, course: Course) -> tuple[Sandbox, bool]:
     await lifecycle.check_sandbox_quota(user, name)
     claimed = await pool.claim(course.template, user, name)
     if claimed is not None:
+        await report(Step("pool", "A ready sandbox was waiting for you"))
         return claimed, True
-    return await create_sandbox_from_template(user, course.template, name), False
+    sandbox = await create_sandbox_from_template(user, course.template, name, report=report)
+    return sandbox, False
 
 
 # ----------------------------------------------------------------------- teacher's view

@@ -252,3 +252,31 @@ def test_class_reset_reports_each_student_and_goes_on_past_a_failure(
     assert steps[0]["message"] == "Updating 3 students"
     assert [s["current"] for s in steps if s["stage"] == "student"] == [1, 2, 3]
     assert events[-1][0] == "done" and len(events[-1][1]["students"]) == 3
+
+
+def test_joining_a_course_streams_the_making_of_the_sandbox(pserver: LiveServer) -> None:
+    teacher = pserver.client("prog-join-teacher")
+    tid = template(teacher, {"task.py": b"# task\n"}, setup="echo getting the class ready")
+    course = teacher.post("/courses", json={"name": "Join 101", "template": tid}).json()
+    invite = teacher.post(f"/courses/{course['id']}/invites", json={}).json()
+
+    # Bad links and the teacher are plain JSON errors, before any stream.
+    bad = pserver.client("prog-joiner").post("/invites/no-such-invite-x/join", headers=STREAM)
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "not_found"
+    own = teacher.post(f"/invites/{invite['token']}/join", headers=STREAM)
+    assert own.status_code == 400 and own.json()["error"]["code"] == "is_teacher"
+
+    events = stream(pserver.client("prog-joiner"), f"/invites/{invite['token']}/join")
+    steps = progress(events)
+    assert [s["stage"] for s in steps][:3] == ["container", "starter", "setup"], steps
+    assert any("getting the class ready" in s["message"] for s in steps)
+    name, joined = events[-1]
+    assert name == "done" and joined["created"] is True
+    assert joined["ide_path"] == f"/sandboxes/{joined['sandbox']}/"
+    # Joining again: the same sandbox, nothing to make.
+    again = stream(pserver.client("prog-joiner"), f"/invites/{invite['token']}/join")
+    assert again == [("done", {**joined, "created": False})]
+
+    teacher.delete(f"/courses/{course['id']}/invites/{invite['id']}")
+    gone = pserver.client("prog-late").post(f"/invites/{invite['token']}/join", headers=STREAM)
+    assert gone.status_code == 410 and gone.json()["error"]["code"] == "invite_expired"
