@@ -2,7 +2,7 @@
 // both clients of the public API.
 import { call, h } from "./api.js";
 import { ago, confirmDialog, flash } from "./page.js";
-import { postWithProgress, ProgressView } from "./progress.js";
+import { postWithProgress, ProgressView } from "./operations.js";
 import { copyText } from "./ui.js";
 
 async function busy(button, label, work) {

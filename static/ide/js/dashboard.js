@@ -1,7 +1,7 @@
 // Dashboard: the caller's sandboxes through the API (list, create, open, sleep, delete).
 import { call, h } from "./api.js";
 import { ago, confirmDialog, flash } from "./page.js";
-import { postWithProgress, ProgressView } from "./progress.js";
+import { postWithProgress, ProgressView } from "./operations.js";
 
 const list = document.getElementById("sandbox-list");
 const slot = document.getElementById("dash-message");

@@ -1,7 +1,7 @@
 // Git: a clone dialog (URL, branch, folder) with git's own progress and clear
 // errors, and a status view of the changed files of a repository in the workspace.
 import { basename, h, joinPath } from "./api.js";
-import { postWithProgress, ProgressView } from "./progress.js";
+import { postWithProgress, ProgressView } from "./operations.js";
 import { READONLY, refuse, stateKey } from "./readonly.js";
 import { status, toast } from "./ui.js";
 

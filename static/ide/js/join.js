@@ -1,7 +1,7 @@
 // The invite landing page: join through the API (watching the sandbox being made:
 // container, starter files, setup command), then open the IDE.
 import { h } from "./api.js";
-import { postWithProgress, ProgressView } from "./progress.js";
+import { postWithProgress, ProgressView } from "./operations.js";
 
 const root = document.getElementById("join");
 const button = document.getElementById("join-btn");

@@ -29,9 +29,9 @@ export async function postWithProgress(path, json, onStep, { signal } = {}) {
 }
 
 function ensureStyles() {
-  if (document.getElementById("progress-css")) return;
-  document.head.append(h("link", { id: "progress-css", rel: "stylesheet",
-    href: new URL("../css/progress.css", import.meta.url).href }));
+  if (document.getElementById("operations-css")) return;
+  document.head.append(h("link", { id: "operations-css", rel: "stylesheet",
+    href: new URL("../css/operations.css", import.meta.url).href }));
 }
 
 // A progress box: title, optional named stages, a bar (indeterminate until a
