@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from .dispatch import on, table
 from .failures import AgentFailure
 from .paths import resolve_path
-from .protocol import Channel, GitRequest, GitResult
+from .protocol import Channel, GitProgress, GitRequest, GitResult
 
 DEFAULT_NAME = "Sandbox User"
 DEFAULT_EMAIL = "sandbox@localhost"
@@ -60,8 +60,11 @@ esac
 class Call:
     """One request's context: its credentials, and how to scrub them from text."""
 
-    def __init__(self, request: GitRequest) -> None:
+    def __init__(
+        self, request: GitRequest, progress: Callable[[GitProgress], None] | None = None
+    ) -> None:
         self.request = request
+        self.progress = progress  # where a clone reports git's progress, if asked
         self.args = request.args if isinstance(request.args, dict) else {}
         self.username = request.username or None
         self.password = request.password or request.token or None
@@ -251,13 +254,54 @@ def clone(call: Call) -> dict[str, Any]:
         options["branch"] = branch
     if depth:
         options["depth"] = depth
+    progress = _progress_reader(call.progress, call.scrub) if call.progress else None
+    if progress is not None:
+        options["progress"] = progress
     with call.env(remote=True) as env:
         try:
             repo = git.Repo.clone_from(url, target, env=env, **options)
         except git.GitCommandError as exc:
+            if progress is not None and not exc.stderr:  # git's reason went to the reader
+                exc.stderr = "\n".join(progress.error_lines or progress.other_lines[-3:])
             raise _git_error(exc, call, f"git clone {url}") from None
     head_branch, commit = _head(repo)
     return {"path": repo.working_tree_dir, "branch": head_branch, "commit": commit}
+
+
+_STAGES = {
+    "COUNTING": "Counting objects",
+    "COMPRESSING": "Compressing objects",
+    "WRITING": "Writing objects",
+    "RECEIVING": "Receiving objects",
+    "RESOLVING": "Resolving deltas",
+    "FINDING_SOURCES": "Finding sources",
+    "CHECKING_OUT": "Checking out files",
+}
+
+
+def _progress_reader(send: Callable[[GitProgress], None], scrub: Callable[[str], str]) -> Any:
+    """A GitPython progress reader (git runs with ``--progress``) that sends each
+    stage and each whole percent of it; it keeps git's other lines for errors."""
+    import git
+
+    class Reader(git.RemoteProgress):
+        last: tuple[str, int] = ("", -1)
+
+        def update(
+            self, op_code: int, cur_count: Any, max_count: Any = None, message: str = ""
+        ) -> None:
+            stage = next(
+                (words for name, words in _STAGES.items() if op_code & getattr(self, name)),
+                "Working",
+            )
+            current, whole = int(float(cur_count or 0)), int(float(max_count or 0))
+            percent = current * 100 // whole if whole else current
+            if (stage, percent) == self.last:
+                return
+            self.last = (stage, percent)
+            send(GitProgress(stage=stage, current=current, total=whole, message=scrub(message)))
+
+    return Reader()
 
 
 _STATUS_NAMES = {
@@ -521,8 +565,10 @@ OPERATIONS: dict[str, Callable[[Call], dict[str, Any]]] = {
 }
 
 
-def _run(request: GitRequest) -> dict[str, Any]:
-    call = Call(request)
+def _run(
+    request: GitRequest, progress: Callable[[GitProgress], None] | None = None
+) -> dict[str, Any]:
+    call = Call(request, progress)
     try:
         return OPERATIONS[request.op](call)
     except AgentFailure:
@@ -540,8 +586,28 @@ def _run(request: GitRequest) -> dict[str, Any]:
 async def handle_git(request: GitRequest, channel: Channel) -> None:
     if request.op not in OPERATIONS:
         raise AgentFailure("bad_request", f"unknown git operation {request.op!r}")
-    result = await asyncio.to_thread(_run, request)
+    progress = None
+    if request.op == "clone" and request.args.get("progress") is True:
+        progress = _sender(channel, asyncio.get_running_loop())
+    result = await asyncio.to_thread(_run, request, progress)
     await channel.send_message(GitResult(result=result))
+
+
+def _sender(channel: Channel, loop: asyncio.AbstractEventLoop) -> Callable[[GitProgress], None]:
+    """Send progress from git's worker thread, in order and before the result; a
+    client that went away stops the reports, not the clone."""
+    broken = False
+
+    def send(progress: GitProgress) -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(channel.send_message(progress), loop).result(60)
+        except Exception:  # noqa: BLE001 - any failure to send means nobody listens
+            broken = True
+
+    return send
 
 
 HANDLERS = table(on(GitRequest, handle_git))

@@ -548,7 +548,8 @@ class GitRequest(Message):
     ``args`` holds its arguments (see ``gitops.py``). Credentials (``username``,
     ``password``, ``token``) reach git through an askpass helper for that one git
     process only: never the remote URL, the repository's config or a log.
-    Answered by ``GitResult``.
+    Answered by ``GitResult``; a clone whose args say ``"progress": true`` sends
+    ``GitProgress`` messages before it.
     """
 
     type: ClassVar[str] = "git"
@@ -564,6 +565,19 @@ class GitRequest(Message):
 class GitResult(Message):
     type: ClassVar[str] = "git_result"
     result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GitProgress(Message):
+    """How far a clone is, from git's own progress output: ``stage`` in git's words
+    ("Receiving objects"), ``current`` of ``total`` (0: not known), ``message`` the
+    rest of git's line (throughput)."""
+
+    type: ClassVar[str] = "git_progress"
+    stage: str = ""
+    current: int = 0
+    total: int = 0
+    message: str = ""
 
 
 # Terminals ---------------------------------------------------------------------------

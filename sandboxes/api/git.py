@@ -7,13 +7,16 @@ for that one call (``username`` + ``password``, or ``token``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
+from django.http import StreamingHttpResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
-from sandboxes import git, lifecycle
+from sandboxes import git, lifecycle, progress
 
+from . import sse
 from .auth import AuthedRequest
 from .sandboxes import ERRORS
 from .schemas import ErrorOut, StrictIn
@@ -148,13 +151,35 @@ def _route(path: str) -> str:
     return f"/sandboxes/{{sandbox_id}}/git/{path}"
 
 
-@router.post(_route("clone"), response={200: CloneOut, **GIT_ERRORS})
-async def clone(request: AuthedRequest, sandbox_id: str, payload: CloneIn) -> dict[str, Any]:
+@router.post(
+    _route("clone"),
+    response={200: CloneOut, **GIT_ERRORS},
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The clone, or with `Accept: text/event-stream` `progress` "
+                "events (git's own stages and counts) and one `done` event.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+    },
+)
+async def clone(
+    request: AuthedRequest, sandbox_id: str, payload: CloneIn
+) -> dict[str, Any] | StreamingHttpResponse:
     """Clone into `path` (default: /workspace/<name of the repository>), which must be
     missing or empty (409 `already_exists`). A bad URL is 400 `git_error` and refused
     credentials 400 `git_auth_failed`, each with git's own reason."""
     sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id)
     args = {"url": payload.url, "branch": payload.branch, "depth": payload.depth}
+    if sse.wants_stream(request.headers.get("Accept", "")):
+
+        def work(report: progress.Report) -> Awaitable[dict[str, Any]]:
+            return git.clone(
+                sandbox, payload.path, args, payload.credentials(), report, shape=CloneOut
+            )
+
+        return sse.response(sse.progress(progress.follow(work), lambda result: result))
     return await git.run(
         sandbox, "clone", payload.path, args, payload.credentials(), shape=CloneOut
     )

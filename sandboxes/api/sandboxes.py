@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Router
 
-from sandboxes import lifecycle
+from sandboxes import lifecycle, progress
 from sandboxes.disk import disk_usage
 from sandboxes.models import Sandbox
 from sandboxes.ports import exposed_out
 from sandboxes.templates import launch, service
 
+from . import sse
 from .auth import AuthedRequest
 from .schemas import ErrorOut, SandboxIn, SandboxList, SandboxOut, SandboxPatch, SleepIn
 
@@ -46,24 +48,43 @@ def _generated_name() -> str:
     return "sandbox-" + secrets.token_hex(4)
 
 
-@router.post("/sandboxes", response={200: SandboxOut, 201: SandboxOut, **ERRORS})
+@router.post(
+    "/sandboxes",
+    response={200: SandboxOut, 201: SandboxOut, **ERRORS},
+    openapi_extra={
+        "responses": {
+            201: {
+                "description": "The new sandbox, or (from a template) with `Accept: "
+                "text/event-stream` `progress` events and one `done` event.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+    },
+)
 async def create_sandbox(
     request: AuthedRequest, payload: SandboxIn | None = None
-) -> tuple[int, dict[str, object]]:
+) -> tuple[int, dict[str, object]] | StreamingHttpResponse:
     """Get or create the caller's sandbox by name (201 new, 200 existing), running."""
     payload = payload or SandboxIn()
     if payload.template and payload.template != launch.DEFAULT_TEMPLATE:
         # a template of the caller's (404 otherwise), its starter installed
         template = await service.get_template(request.auth, payload.template)
-        sandbox, created = await launch.create_sandbox_from_template_ex(
-            request.auth,
-            template,
-            payload.name or _generated_name(),
-            env=payload.env or {},
-            sleep_after=payload.sleep_after,
-            keep_alive=bool(payload.keep_alive),
-            egress=payload.egress or "all",
-        )
+
+        def work(report: progress.Report) -> Awaitable[tuple[Sandbox, bool]]:
+            return launch.create_sandbox_from_template_ex(
+                request.auth,
+                template,
+                payload.name or _generated_name(),
+                env=payload.env or {},
+                sleep_after=payload.sleep_after,
+                keep_alive=bool(payload.keep_alive),
+                egress=payload.egress or "all",
+                report=report,
+            )
+
+        if sse.wants_stream(request.headers.get("Accept", "")):
+            return sse.response(sse.progress(progress.follow(work), lambda r: sandbox_out(r[0])))
+        sandbox, created = await work(progress.ignore)
         return (201 if created else 200), sandbox_out(sandbox)
     options = lifecycle.SandboxSettings(
         name=payload.name or _generated_name(),

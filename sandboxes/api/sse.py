@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import StreamingHttpResponse
 
 from sandboxes.errors import SandboxError
+from sandboxes.progress import Done, Step
+
+T = TypeVar("T")
 
 
 def event(name: str, data: Any) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    """One event; dates and times as in JSON answers (ISO 8601)."""
+    text = json.dumps(data, separators=(",", ":"), cls=DjangoJSONEncoder)
+    return f"event: {name}\ndata: {text}\n\n".encode()
 
 
 def wants_stream(accept: str) -> bool:
@@ -33,3 +39,15 @@ def response(events: AsyncIterator[bytes]) -> StreamingHttpResponse:
     resp["Cache-Control"] = "no-cache"
     resp["X-Accel-Buffering"] = "no"
     return resp
+
+
+async def progress(
+    steps: AsyncIterator[Step | Done[T]], shape: Callable[[T], Any]
+) -> AsyncIterator[bytes]:
+    """A long operation (``sandboxes.progress.follow``) as ``progress`` events, then
+    one ``done`` event holding what the plain JSON answer would hold."""
+    async for item in steps:
+        if isinstance(item, Done):
+            yield event("done", shape(item.result))
+        else:
+            yield event("progress", item.to_dict())

@@ -12,11 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from django.http import FileResponse
+from django.http import FileResponse, StreamingHttpResponse
 from ninja import Router, Schema
 from pydantic import Field, StringConstraints
 
-from sandboxes import ports
+from sandboxes import ports, progress
+from sandboxes.api import sse
 from sandboxes.api.auth import AuthedRequest
 from sandboxes.api.ports import request_origin
 from sandboxes.api.schemas import ErrorOut, StrictIn
@@ -106,6 +107,22 @@ class ArchiveList(Schema):
 class UpdateOut(Schema):
     starter_head: str
     students: list[dict[str, Any]]
+
+
+class ClassResetOut(Schema):
+    students: list[dict[str, Any]]
+
+
+# Whole-class operations answer JSON, or with ``Accept: text/event-stream`` progress.
+STREAMS = {
+    "responses": {
+        200: {
+            "description": "The result, or with `Accept: text/event-stream` `progress` "
+            "events (one per student as each ends) and one `done` event.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    }
+}
 
 
 class ShareIn(StrictIn):
@@ -248,11 +265,33 @@ async def invite_info(request: AuthedRequest, token: str) -> dict[str, Any]:
     }
 
 
-@router.post("/invites/{token}/join", response={200: JoinOut, 201: JoinOut, **ERRORS})
-async def join(request: AuthedRequest, token: str) -> tuple[int, dict[str, Any]]:
+@router.post(
+    "/invites/{token}/join",
+    response={200: JoinOut, 201: JoinOut, **ERRORS},
+    openapi_extra={
+        "responses": {
+            201: {
+                "description": "Joined, or with `Accept: text/event-stream` the stages of "
+                "making the sandbox as `progress` events and one `done` event.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+    },
+)
+async def join(
+    request: AuthedRequest, token: str
+) -> tuple[int, dict[str, Any]] | StreamingHttpResponse:
     """Join the course: your own sandbox from its template, ready (201 first time)."""
+    if sse.wants_stream(request.headers.get("Accept", "")):
+        await classroom.joinable(request.auth, token)  # a bad link is a plain error
+        steps = progress.follow(lambda report: classroom.join(request.auth, token, report))
+        return sse.response(sse.progress(steps, _joined_out))
     joined = await classroom.join(request.auth, token)
-    return (201 if joined.created else 200), {
+    return (201 if joined.created else 200), _joined_out(joined)
+
+
+def _joined_out(joined: classroom.Joined) -> dict[str, Any]:
+    return {
         "course": joined.enrollment.course_id,
         "sandbox": joined.sandbox.id,
         "created": joined.created,
@@ -316,11 +355,42 @@ async def download_archive(request: AuthedRequest, course_id: str, archive_id: i
     )
 
 
-@router.post("/courses/{course_id}/update", response={200: UpdateOut, **ERRORS})
-async def push_update(request: AuthedRequest, course_id: str) -> dict[str, Any]:
+@router.post(
+    "/courses/{course_id}/update", response={200: UpdateOut, **ERRORS}, openapi_extra=STREAMS
+)
+async def push_update(
+    request: AuthedRequest, course_id: str
+) -> dict[str, Any] | StreamingHttpResponse:
     """Merge the latest starter into every student's workspace (edits never lost)."""
     course = await classroom.get_course(request.auth, course_id, "teacher")
+    if sse.wants_stream(request.headers.get("Accept", "")):
+        steps = progress.follow(lambda report: classroom.push_update(course, report))
+        return sse.response(sse.progress(steps, lambda result: result))
     return await classroom.push_update(course)
+
+
+@router.post(
+    "/courses/{course_id}/reset", response={200: ClassResetOut, **ERRORS}, openapi_extra=STREAMS
+)
+async def reset_class(
+    request: AuthedRequest, course_id: str
+) -> dict[str, Any] | StreamingHttpResponse:
+    """Reset every student's workspace (each archived first); one student's failure
+    is reported for that student and the others go on."""
+    course = await classroom.get_course(request.auth, course_id, "teacher")
+
+    def shape(result: dict[str, Any]) -> dict[str, Any]:
+        students = []
+        for line in result["students"]:
+            if "archive" in line:
+                line = {**line, "archive": _archive_out(course, line["archive"])}
+            students.append(line)
+        return {"students": students}
+
+    if sse.wants_stream(request.headers.get("Accept", "")):
+        steps = progress.follow(lambda report: classroom.reset_class(course, report))
+        return sse.response(sse.progress(steps, shape))
+    return shape(await classroom.reset_class(course))
 
 
 # ----------------------------------------------------------------------- sharing

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from sandboxes.classroom.models import Archive, Course, Enrollment, Invite, Shar
 from sandboxes.errors import BadRequest, Conflict, Forbidden, NotFound, SandboxError
 from sandboxes.execs import ExecRequest, exec_collect
 from sandboxes.models import Sandbox, Template
+from sandboxes.progress import Report, Step, ignore
 from sandboxes.templates import pool, starter
 from sandboxes.templates.launch import create_sandbox_from_template
 
@@ -164,18 +166,25 @@ class Joined:
     from_pool: bool = False
 
 
-async def join(user: User, token: str) -> Joined:
-    """Enrol the user (once) and give them their sandbox from the course's template.
-
-    Joining again returns the same sandbox. A ready one is taken from the template's
-    warm pool when there is one; otherwise it is built now.
-    """
+async def joinable(user: User, token: str) -> Invite:
+    """The invite ``user`` may join by (404 unknown, 410 expired or revoked, 400 for
+    the course's own teacher)."""
     invite = await find_invite(token)
-    course = invite.course
-    if course.teacher_id == user.pk:
+    if invite.course.teacher_id == user.pk:
         raise BadRequest(
             "You teach this course; invite links are for your students.", code="is_teacher"
         )
+    return invite
+
+
+async def join(user: User, token: str, report: Report = ignore) -> Joined:
+    """Enrol the user (once) and give them their sandbox from the course's template.
+
+    Joining again returns the same sandbox. A ready one is taken from the template's
+    warm pool when there is one; otherwise it is built now (``report``: its stages).
+    """
+    invite = await joinable(user, token)
+    course = invite.course
     try:
         enrollment = await Enrollment.objects.acreate(course=course, student=user)
         created = True
@@ -186,14 +195,14 @@ async def join(user: User, token: str) -> Joined:
     if enrollment.sandbox_id:
         sandbox = await Sandbox.objects.aget(pk=enrollment.sandbox_id)
         return Joined(enrollment, sandbox, created)
-    sandbox, from_pool = await _sandbox_for(user, course)
+    sandbox, from_pool = await _sandbox_for(user, course, report)
     enrollment.sandbox = sandbox
     enrollment.starter_head = course.template.starter_head
     await enrollment.asave(update_fields=["sandbox", "starter_head"])
     return Joined(enrollment, sandbox, created, from_pool)
 
 
-async def _sandbox_for(user: User, course: Course) -> tuple[Sandbox, bool]:
+async def _sandbox_for(user: User, course: Course, report: Report) -> tuple[Sandbox, bool]:
     name = _sandbox_name(course)
     existing = await Sandbox.objects.filter(owner=user, name=name).afirst()
     if existing is not None:  # a half-finished earlier join
@@ -201,8 +210,10 @@ async def _sandbox_for(user: User, course: Course) -> tuple[Sandbox, bool]:
     await lifecycle.check_sandbox_quota(user, name)
     claimed = await pool.claim(course.template, user, name)
     if claimed is not None:
+        await report(Step("pool", "A ready sandbox was waiting for you"))
         return claimed, True
-    return await create_sandbox_from_template(user, course.template, name), False
+    sandbox = await create_sandbox_from_template(user, course.template, name, report=report)
+    return sandbox, False
 
 
 # ----------------------------------------------------------------------- teacher's view
@@ -306,38 +317,97 @@ async def get_archive(course: Course, user: User, archive_id: int) -> Archive:
     return archive
 
 
-async def push_update(course: Course) -> dict[str, Any]:
+async def _students_with_sandboxes(course: Course) -> list[Enrollment]:
+    return [
+        e
+        async for e in Enrollment.objects.filter(course=course, sandbox__isnull=False)
+        .select_related("student", "sandbox", "course__template")
+        .order_by("student__username")
+    ]
+
+
+async def _each_student(
+    enrollments: list[Enrollment],
+    verb: str,
+    work: Callable[[Enrollment], Awaitable[dict[str, Any]]],
+    report: Report,
+) -> list[dict[str, Any]]:
+    """``work`` on every student, FAN_OUT at a time, reporting each one as it ends.
+
+    One student's failure is that student's result (``status: "failed"`` with the
+    reason), never the end of the others.
+    """
+    total = len(enrollments)
+    done = 0
+    gate = asyncio.Semaphore(FAN_OUT)
+    await report(Step("students", f"{verb} {total} students", current=0, total=total))
+
+    async def one(enrollment: Enrollment) -> dict[str, Any]:
+        nonlocal done
+        name = enrollment.student.get_username()
+        async with gate:
+            try:
+                result = await work(enrollment)
+            except SandboxError as exc:
+                result = {"status": "failed", "error": exc.message}
+            except OSError as exc:  # the server's own disk (an archive being written)
+                log.exception("%s for %s failed", verb, name)
+                result = {"status": "failed", "error": f"The server could not do it: {exc}"}
+        done += 1
+        line = {"student": name, "student_id": enrollment.student_id, **result}
+        error = result.get("error")
+        outcome = f"failed: {error}" if error else result["status"].replace("_", " ")
+        await report(
+            Step(
+                "student",
+                f"{done} of {total} students: {name} {outcome}",
+                current=done,
+                total=total,
+                detail={k: v for k, v in line.items() if k != "archive"},
+            )
+        )
+        return line
+
+    return list(await asyncio.gather(*(one(e) for e in enrollments)))
+
+
+async def push_update(course: Course, report: Report = ignore) -> dict[str, Any]:
     """Fetch the starter again (if it comes from a repository) and merge it into every
     student's workspace, nbgitpuller-style: students' edits are never overwritten."""
     template = course.template
     if template.repo_url:
+        await report(Step("fetch", f"Fetching the starter from {template.repo_url}"))
         await starter.import_repo(template)
-    enrollments = [
-        e
-        async for e in Enrollment.objects.filter(
-            course=course, sandbox__isnull=False
-        ).select_related("student", "sandbox")
-    ]
-    gate = asyncio.Semaphore(FAN_OUT)
 
     async def one(enrollment: Enrollment) -> dict[str, Any]:
-        async with gate:
-            assert enrollment.sandbox is not None  # noqa: S101 - filtered above
-            try:
-                report = await starter.update(enrollment.sandbox, template)
-            except SandboxError as exc:
-                report = {"status": "failed", "error": exc.message}
-            report["at"] = timezone.now().isoformat()
-            enrollment.last_update = report
-            fields = ["last_update"]
-            if report.get("status") in ("updated", "up_to_date"):
-                enrollment.starter_head = template.starter_head
-                fields.append("starter_head")
-            await enrollment.asave(update_fields=fields)
-            return {"student": enrollment.student.get_username(), **report}
+        assert enrollment.sandbox is not None  # noqa: S101 - filtered above
+        try:
+            result = await starter.update(enrollment.sandbox, template)
+        except SandboxError as exc:
+            result = {"status": "failed", "error": exc.message}
+        result["at"] = timezone.now().isoformat()
+        enrollment.last_update = result
+        fields = ["last_update"]
+        if result.get("status") in ("updated", "up_to_date"):
+            enrollment.starter_head = template.starter_head
+            fields.append("starter_head")
+        await enrollment.asave(update_fields=fields)
+        return result
 
-    results = await asyncio.gather(*(one(e) for e in enrollments))
-    return {"starter_head": template.starter_head, "students": list(results)}
+    enrollments = await _students_with_sandboxes(course)
+    results = await _each_student(enrollments, "Updating", one, report)
+    return {"starter_head": template.starter_head, "students": results}
+
+
+async def reset_class(course: Course, report: Report = ignore) -> dict[str, Any]:
+    """``reset_workspace`` for every student who has a sandbox; each result is
+    ``{"status": "reset", "archive": Archive}`` or ``{"status": "failed", "error"}``."""
+
+    async def one(enrollment: Enrollment) -> dict[str, Any]:
+        return {"status": "reset", "archive": await reset_workspace(enrollment)}
+
+    enrollments = await _students_with_sandboxes(course)
+    return {"students": await _each_student(enrollments, "Resetting", one, report)}
 
 
 # ----------------------------------------------------------------------- sharing

@@ -16,6 +16,7 @@ from django.dispatch import Signal
 from sandboxes import lifecycle
 from sandboxes.errors import BadRequest, NotFound, SandboxError
 from sandboxes.models import Sandbox, Template
+from sandboxes.progress import Report, Step, ignore
 
 from . import starter
 
@@ -36,8 +37,10 @@ async def create_sandbox_from_template_ex(
     egress: str = "all",
     sleep_after: int | None = None,
     keep_alive: bool = False,
+    report: Report = ignore,
 ) -> tuple[Sandbox, bool]:
-    """Like ``create_sandbox_from_template``; also says whether it was made now.
+    """Like ``create_sandbox_from_template``; also says whether it was made now, and
+    tells ``report`` each stage (container, starter files, setup command).
 
     An existing sandbox of that name is returned as it is. A new one that cannot be
     given its starter (or whose setup command fails) is removed again, and the error
@@ -53,12 +56,14 @@ async def create_sandbox_from_template_ex(
         limits=dict(template.limits),
         image=template.image,
     )
+    await report(Step("container", f"Starting the sandbox {name}"))
     sandbox, created = await lifecycle.get_or_create_sandbox(user, options)
     if not created:
         return sandbox, False
     try:
-        await starter.install(sandbox, template)
+        await starter.install(sandbox, template, report)
     except BaseException:
+        await report(Step("cleanup", f"Removing the unfinished sandbox {name}"))
         with contextlib.suppress(SandboxError):
             await lifecycle.destroy_sandbox(sandbox)
         raise

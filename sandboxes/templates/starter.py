@@ -32,6 +32,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,10 @@ from container.agent.protocol import StarterInstall, StarterResult, StarterUpdat
 from sandboxes import files
 from sandboxes.agentconn import call_agent
 from sandboxes.errors import AgentError, BadRequest, PayloadTooLarge, SandboxError
-from sandboxes.execs import ExecRequest, exec_collect
+from sandboxes.execs import ExecRequest, Text, exec_stream, text_events
 from sandboxes.locks import KeyedLocks
 from sandboxes.models import Sandbox, Template
+from sandboxes.progress import Report, Step, ignore
 from sandboxes.templates import MAX_UPLOAD_BYTES
 
 DEFAULT_BRANCH = "main"
@@ -583,31 +585,51 @@ async def _send_bundle_now(
     return reply.result
 
 
-async def install(sandbox: Sandbox, template: Template) -> None:
+async def install(sandbox: Sandbox, template: Template, report: Report = ignore) -> None:
     """Put the template's starter into the sandbox's /workspace as a git working
-    copy, then run the template's setup command there."""
+    copy, then run the template's setup command there (``report``: each stage)."""
     if template.starter_head:
+        await report(
+            Step("starter", f"Copying the starter files (commit {template.starter_head[:7]})")
+        )
         await _send_bundle(sandbox, template, StarterInstall)
-    await run_setup(sandbox, template)
+    await run_setup(sandbox, template, report)
 
 
-async def run_setup(sandbox: Sandbox, template: Template) -> None:
-    if not template.setup_command.strip():
+# The end of the setup command's output kept for its error message, and how often at
+# most its latest line is reported.
+SETUP_TAIL = 1500
+SETUP_REPORT_EVERY = 0.25
+
+
+async def run_setup(sandbox: Sandbox, template: Template, report: Report = ignore) -> None:
+    command = template.setup_command.strip()
+    if not command:
         return
-    result = await exec_collect(
-        sandbox,
-        ExecRequest(command=template.setup_command, cwd="/workspace", timeout=SETUP_TIMEOUT),
-    )
-    if result.exit_code == 0 and not result.timed_out:
+    await report(Step("setup", f"Running the setup command: {command[:200]}"))
+    request = ExecRequest(command=template.setup_command, cwd="/workspace", timeout=SETUP_TIMEOUT)
+    tail = ""
+    reported = 0.0
+    exit_ = None
+    async for item in text_events(exec_stream(sandbox, request)):
+        if not isinstance(item, Text):
+            exit_ = item.exit
+            continue
+        tail = (tail + item.text)[-SETUP_TAIL:]
+        lines = [line for line in re.split(r"[\r\n]+", tail) if line.strip()]
+        now = time.monotonic()
+        if lines and now - reported >= SETUP_REPORT_EVERY:
+            reported = now
+            await report(Step("setup", f"Running the setup command: {lines[-1].strip()[:300]}"))
+    if exit_ is not None and exit_.exit_code == 0 and not exit_.timed_out:
         return
-    tail = (result.stdout + result.stderr).strip()[-1500:]
     what = (
         f"timed out after {SETUP_TIMEOUT:g}s"
-        if result.timed_out
-        else f"failed with exit code {result.exit_code}"
+        if exit_ is None or exit_.timed_out
+        else f"failed with exit code {exit_.exit_code}"
     )
     raise BadRequest(
-        f"The template's setup command {what}. Output (the end): {tail or '(none)'}",
+        f"The template's setup command {what}. Output (the end): {tail.strip() or '(none)'}",
         code="setup_failed",
     )
 

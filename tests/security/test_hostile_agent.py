@@ -2,10 +2,10 @@
 
 A hostile agent here is an asyncio unix-socket server in the test that passes the
 handshake (it holds the sandbox's key: a tenant's own agent does) and then speaks
-the protocol badly: a frame header announcing 4 GiB, endless control frames, a
-listing of ten million entries, fields of the wrong types, gigabytes of log. The
-server-side functions (and the API, in process) must answer 502
-``agent_protocol_error`` with their memory flat (tracemalloc's peak, which also
+the protocol badly: a frame header announcing 4 GiB, endless control frames (or
+clone progress), a listing of ten million entries, fields of the wrong types,
+gigabytes of log. The server-side functions (and the API, in process) must answer
+502 ``agent_protocol_error`` with their memory flat (tracemalloc's peak, which also
 counts the bytes the fake agent itself sends, stays within a few MiB of what a
 legitimate answer may hold).
 """
@@ -40,6 +40,7 @@ from sandboxes.agent.client import AgentClient
 from sandboxes.backends.base import AgentAddress
 from sandboxes.errors import AgentProtocolError
 from sandboxes.models import ApiToken, Sandbox
+from sandboxes.progress import Step
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -192,6 +193,45 @@ async def test_endless_control_frames_end_a_code_run(agent: HostileAgent, sandbo
 
     agent.behavior = chatty
     await refused(code.collect(code.run_stream(sandbox, code.RunRequest(code="1"))))
+
+
+async def test_endless_clone_progress_is_cut(agent: HostileAgent, sandbox: Sandbox) -> None:
+    async def chatty(request: Message, writer: asyncio.StreamWriter) -> None:
+        step = message("git_progress", stage="Receiving objects", current=1, total=2, message="")
+        await forever(writer, step * 100)
+
+    agent.behavior = chatty
+    reports = 0
+
+    async def report(step: Step) -> None:
+        nonlocal reports
+        reports += 1
+
+    with peak_memory() as peak:
+        error = await refused(git.clone(sandbox, None, {"url": "x"}, None, report))
+    assert "more clone progress than a clone makes" in error.message
+    assert reports == git.MAX_PROGRESS + 1  # the "connect" step, then each relayed one
+    assert peak[0] < 2 * MiB
+    await agent.ended.wait()
+
+
+async def test_a_stage_name_from_the_agent_is_cut_short(
+    agent: HostileAgent, sandbox: Sandbox
+) -> None:
+    async def long_names(request: Message, writer: asyncio.StreamWriter) -> None:
+        writer.write(message("git_progress", stage="A" * 10_000, current=5, total=-3, message=""))
+        writer.write(message("git_result", result={"path": "/w", "branch": None, "commit": None}))
+        await writer.drain()
+
+    agent.behavior = long_names
+    steps: list[Step] = []
+
+    async def report(step: Step) -> None:
+        steps.append(step)
+
+    result = await git.clone(sandbox, None, {"url": "x"}, None, report)
+    assert result["path"] == "/w"
+    assert steps[-1].message == "A" * 80 + ": 5" and steps[-1].total is None
 
 
 async def test_endless_answers_to_a_one_answer_call_are_not_read(

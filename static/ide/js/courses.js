@@ -2,6 +2,7 @@
 // both clients of the public API.
 import { call, h } from "./api.js";
 import { ago, confirmDialog, flash } from "./page.js";
+import { postWithProgress, ProgressView } from "./operations.js";
 import { copyText } from "./ui.js";
 
 async function busy(button, label, work) {
@@ -214,17 +215,63 @@ async function coursePage(root) {
             h("td.right", {}, view, " ", reset));
         })));
     }
-    const push = document.getElementById("push-update");
-    push.addEventListener("click", async () => {
-      const report = document.getElementById("update-report");
+    // Whole-class operations: one line per student as each one ends ("12 of 30
+    // students"); a student's failure is shown for that student and the rest go on.
+    const report = document.getElementById("update-report");
+    async function forTheClass(button, { path, title, busyLabel, testid, verb, line }) {
+      const view = new ProgressView({ title, testid });
+      report.replaceChildren(view.el);
+      const old = button.textContent;
+      button.disabled = true;
+      button.textContent = busyLabel;
       try {
-        const result = await busy(push, "Updating…", () => call("POST", `/courses/${id}/update`));
-        report.replaceChildren(h("div.flash.flash-success", { role: "status" },
-          `Starter ${result.starter_head.slice(0, 7)} merged: `,
-          ...result.students.map((s) => h("span", { "data-testid": "update-result" },
-            `${s.student}: ${s.status}${(s.conflicts || []).length ? ` (${s.conflicts.map((c) => `${c.path} → ${c.kept_as}`).join(", ")})` : ""}; `))));
-        roster();
-      } catch (err) { flash(report, "error", `Could not push the update: ${err.message}`); }
+        const result = await postWithProgress(path, {}, (step) => {
+          view.step(step);
+          if (step.stage === "student") {
+            const d = step.detail;
+            view.item(d.error ? `${d.student}: failed: ${d.error}` : line(d), !d.error,
+              { "data-student": d.student, "data-testid": `${testid}-student` });
+          }
+        });
+        const failed = result.students.filter((st) => st.status === "failed").length;
+        const total = result.students.length;
+        if (!total) view.finish("No student has a workspace yet.");
+        else if (!failed) view.finish(`All ${total} students ${verb}.`);
+        else view.finish(`${total - failed} of ${total} students ${verb}; ${failed} failed (see below).`,
+          failed === total ? "failed" : "partial");
+        return result;
+      } catch (err) {
+        view.fail(`Could not finish: ${err.message}`);
+        return null;
+      } finally {
+        button.disabled = false;
+        button.textContent = old;
+        roster().catch(() => {});
+      }
+    }
+
+    const push = document.getElementById("push-update");
+    push.addEventListener("click", () => forTheClass(push, {
+      path: `/courses/${id}/update`, title: "Pushing the starter update", busyLabel: "Updating…",
+      testid: "update", verb: "updated",
+      line: (d) => `${d.student}: ${d.status.replace("_", " ")}${(d.conflicts || []).length
+        ? ` (${d.conflicts.map((c) => `${c.path} → ${c.kept_as}`).join(", ")})` : ""}`,
+    }));
+
+    const resetAll = document.getElementById("reset-class");
+    resetAll.addEventListener("click", async () => {
+      const ok = await confirmDialog("Reset every student's workspace?",
+        "Each workspace is saved as an archive you can download, then restored to the template.", "Reset all");
+      if (!ok) return;
+      const result = await forTheClass(resetAll, {
+        path: `/courses/${id}/reset`, title: "Resetting every workspace", busyLabel: "Resetting…",
+        testid: "class-reset", verb: "reset", line: (d) => `${d.student}: reset`,
+      });
+      for (const st of result?.students || []) {
+        if (!st.archive) continue;
+        const item = report.querySelector(`li[data-student="${CSS.escape(st.student)}"]`);
+        item?.append(" · ", h("a", { href: st.archive.path }, "old workspace"));
+      }
     });
     const safe = (f) => f().catch((err) => flash(slot, "error", err.message));
     safe(invites);

@@ -1,6 +1,7 @@
 // Dashboard: the caller's sandboxes through the API (list, create, open, sleep, delete).
 import { call, h } from "./api.js";
 import { ago, confirmDialog, flash } from "./page.js";
+import { postWithProgress, ProgressView } from "./operations.js";
 
 const list = document.getElementById("sandbox-list");
 const slot = document.getElementById("dash-message");
@@ -9,12 +10,14 @@ const createBtn = document.getElementById("create-btn");
 const templateSelect = document.getElementById("create-template");
 // The caller's templates by id, to offer them and to name them on cards.
 const templateNames = new Map();
+const templateInfo = new Map();
 
 async function loadTemplates() {
   try {
     const { templates } = await call("GET", "/templates");
     for (const t of templates) {
       templateNames.set(t.id, t.name);
+      templateInfo.set(t.id, t);
       if (!templateSelect.querySelector(`option[value="${t.id}"]`)) {
         const label = t.description ? `${t.name} — ${t.description.slice(0, 60)}` : t.name;
         templateSelect.append(h("option", { value: t.id, "data-template": t.name }, label));
@@ -89,6 +92,14 @@ async function refresh() {
   }
 }
 
+// The stages a sandbox from this template goes through (those it has).
+function templateStages(t) {
+  const stages = [["container", "Container"]];
+  if (!t || t.starter_head) stages.push(["starter", "Starter files"]);
+  if (!t || t.setup_command) stages.push(["setup", "Setup command"]);
+  return stages;
+}
+
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
   const name = form.elements.name.value.trim();
@@ -96,15 +107,28 @@ form.addEventListener("submit", async (e) => {
   createBtn.disabled = true;
   createBtn.textContent = "Creating…";
   slot.replaceChildren();
+  const body = { template };
+  if (name) body.name = name;
+  // From a template: container, starter files and setup command, each shown as it
+  // happens (the setup command's latest output line too).
+  const fromTemplate = template && template !== "default";
+  const view = fromTemplate ? new ProgressView({
+    title: `Creating ${name ? `“${name}”` : "a sandbox"} from ${templateNames.get(template) || template}`,
+    stages: templateStages(templateInfo.get(template)),
+    testid: "create-progress",
+  }) : null;
+  if (view) slot.replaceChildren(view.el);
   try {
-    const body = { template };
-    if (name) body.name = name;
-    const s = await call("POST", "/sandboxes", { json: body });
-    flash(slot, "success", `Sandbox “${s.name}” is ${s.status}.`);
+    const s = fromTemplate
+      ? await postWithProgress("/sandboxes", body, (step) => view.step(step))
+      : await call("POST", "/sandboxes", { json: body });
+    if (view) view.finish(`Sandbox “${s.name}” is ${s.status}.`);
+    else flash(slot, "success", `Sandbox “${s.name}” is ${s.status}.`);
     form.reset();
     await refresh();
   } catch (err) {
-    flash(slot, "error", `Could not create the sandbox: ${err.message}`);
+    if (view) view.fail(`Could not create the sandbox: ${err.message}`);
+    else flash(slot, "error", `Could not create the sandbox: ${err.message}`);
   } finally {
     createBtn.disabled = false;
     createBtn.textContent = "Create sandbox";

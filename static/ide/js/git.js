@@ -1,6 +1,7 @@
-// Git: a clone dialog (URL, branch, folder) with progress and clear errors, and a
-// status view of the changed files of a repository in the workspace.
+// Git: a clone dialog (URL, branch, folder) with git's own progress and clear
+// errors, and a status view of the changed files of a repository in the workspace.
 import { basename, h, joinPath } from "./api.js";
+import { postWithProgress, ProgressView } from "./operations.js";
 import { READONLY, refuse, stateKey } from "./readonly.js";
 import { status, toast } from "./ui.js";
 
@@ -52,22 +53,25 @@ export class Git {
     const path = document.getElementById("clone-path").value.trim() || joinPath("/workspace", repoName(url));
     const errorBox = document.getElementById("clone-error");
     const progress = document.getElementById("clone-progress");
-    const text = document.getElementById("clone-progress-text");
     const submit = document.getElementById("clone-submit");
     if (!url) return;
     errorBox.hidden = true;
+    // Counting, receiving, resolving, checking out: git's own stages and counts.
+    const view = new ProgressView({ title: `Cloning into ${path}`, testid: "clone-progress" });
+    progress.replaceChildren(view.el);
     progress.hidden = false;
+    let transferred = false;
     submit.disabled = true;
-    const started = Date.now();
-    const tick = () => { text.textContent = `Cloning ${url} into ${path}… ${Math.round((Date.now() - started) / 1000)} s`; };
-    tick();
-    const timer = setInterval(tick, 1000);
     try {
       const body = { url, path };
       if (branch) body.branch = branch;
-      const result = await this.sb.clone(body);
+      const result = await postWithProgress(`${this.sb.base}/git/clone`, body, (step) => {
+        transferred ||= step.stage === "clone";
+        view.step(step);
+      });
       this.dialog.close();
       this.form.reset();
+      progress.hidden = true;
       const where = result.path || path;
       toast(`Cloned into ${where}${result.branch ? ` (branch ${result.branch}${result.commit ? ` @ ${result.commit.slice(0, 7)}` : ""})` : ""}`, "success");
       this.setPath(where);
@@ -76,11 +80,12 @@ export class Git {
       if (node && !node.open) await this.tree.expand(node);
       this.refresh();
     } catch (err) {
+      // Where a transfer stopped stays on screen; the reason is in the error box.
+      if (transferred) view.fail(`Stopped at ${view.text.textContent}`);
+      else progress.hidden = true;
       errorBox.textContent = `Clone failed: ${err.message}`;
       errorBox.hidden = false;
     } finally {
-      clearInterval(timer);
-      progress.hidden = true;
       submit.disabled = false;
     }
   }
