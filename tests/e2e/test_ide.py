@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import re
 import secrets
 import tarfile
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from .conftest import ConsoleLog, new_context, shot
 
@@ -585,6 +586,42 @@ def test_login_logout_and_token_revocation(account: Account, browser: Browser, s
         assert not log.errors, log.errors
     finally:
         context.close()
+
+
+def test_start_up_never_takes_the_keyboard_from_the_user(account: Account) -> None:
+    """The saved editor tab and the terminal listing arrive whenever they do; a user
+    who clicked into the interpreter meanwhile keeps the panel and the keyboard."""
+    path = "/workspace/focus_kept.py"
+    account.api.put(
+        f"/sandboxes/{account.sandbox_id}/files/content", params={"path": path}, content=b"a = 1\n"
+    )
+    page = account.context.new_page()
+    _open_pages.append(page)
+    log = ConsoleLog(page)
+    tabs = json.dumps({"open": [path], "active": path})
+    page.add_init_script(f"localStorage.setItem('ide-tabs-{account.sandbox_id}', {tabs!r})")
+    held: list[Route] = []
+    slow = re.compile(r"/files/content\?path=%2Fworkspace%2Ffocus_kept|/terminals$")
+    page.route(slow, lambda route: held.append(route))
+    page.goto(f"/sandboxes/{account.sandbox_id}/")
+    page.locator("#interp-tab").click()
+    page.locator("#interp-editor .cm-content").click()
+    page.keyboard.type("print('kept',")
+    assert len(held) == 2, [r.request.url for r in held]
+    for route in held:
+        route.continue_()
+    page.unroute(slow)
+    expect(page.locator('.term-tab[data-terminal="t1"] .term-dot:not(.off)')).to_be_visible(
+        timeout=60_000
+    )
+    expect(page.locator(f'.tab[data-path="{path}"]')).to_be_visible()
+    expect(page.locator("#editor-area .cm-content").first).to_contain_text("a = 1")
+    page.keyboard.type(" 6 * 7)")
+    page.keyboard.press("Shift+Enter")
+    expect(page.locator("#interp-cells .cell-out").last).to_have_text("kept 42\n", timeout=60_000)
+    expect(page.locator("#interpreter")).to_be_visible()
+    expect(page.locator(f'.tab[data-path="{path}"]')).not_to_have_class(re.compile("is-dirty"))
+    assert not log.errors, log.errors
 
 
 def test_code_interpreter_rich_output(account: Account) -> None:

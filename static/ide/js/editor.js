@@ -99,7 +99,7 @@ export class Editors {
   async open(path, { size, quiet = false, activate = true, line } = {}) {
     let tab = this.tabs.get(path);
     if (tab) {
-      if (activate) this.activate(path);
+      if (activate) this.activate(path, { focus: !quiet });
       if (line) this.gotoLine(tab, line);
       return tab;
     }
@@ -114,7 +114,10 @@ export class Editors {
       tab.pane.replaceChildren(h("div.editor-notice", { style: "inset:0" },
         h("p", {}, h("strong", {}, basename(path))), h("p.field-error", {}, err.message)));
     }
-    if (activate && this.active === tab) this.activate(path);
+    // A quiet open (tabs restored at start-up, a template's files) finishes whenever its
+    // file arrives: by then the user may be typing elsewhere, and keeps the keyboard.
+    const untouched = document.activeElement === document.body || !document.activeElement;
+    if (activate && this.active === tab) this.activate(path, { focus: !quiet || untouched });
     return tab;
   }
 
@@ -194,7 +197,7 @@ export class Editors {
     this.emit();
   }
 
-  activate(path) {
+  activate(path, { focus = true } = {}) {
     const tab = this.tabs.get(path);
     if (!tab) return;
     for (const t of this.tabs.values()) {
@@ -206,7 +209,7 @@ export class Editors {
     this.empty.hidden = true;
     tab.el.scrollIntoView({ block: "nearest", inline: "nearest" });
     document.getElementById("status-lang").textContent = tab.kind === "text" ? (languageForPath(path) || "plain text") : "";
-    if (tab.editor) requestAnimationFrame(() => tab.editor.focus());
+    if (tab.editor && focus) requestAnimationFrame(() => tab.editor.focus());
     this.showCursor();
     this.emit();
   }

@@ -85,7 +85,7 @@ export class Terminals {
     names.sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
     if (!names.length) names = ["t1"];
     for (const n of names) this.add(n, false);
-    this.activate(this.terms.has(saved.active) ? saved.active : names[0]);
+    this.activate(this.terms.has(saved.active) ? saved.active : names[0], { quiet: true });
   }
 
   // ------------------------------------------------------------- read-only
@@ -100,7 +100,7 @@ export class Terminals {
     }
     this.sync(listed.terminals || []);
     const names = [...this.terms.keys()];
-    if (names.length) this.activate(this.terms.has(saved.active) ? saved.active : names[0]);
+    if (names.length) this.activate(this.terms.has(saved.active) ? saved.active : names[0], { quiet: true });
     // Terminals the owner opens (or closes) later show up by themselves.
     // (Not while the sandbox sleeps: listing would wake it.)
     this.watchTimer = setInterval(() => {
@@ -119,7 +119,7 @@ export class Terminals {
       let t = this.terms.get(info.name);
       if (!t) {
         t = this.add(info.name, false, info);
-        if (first || !this.active) this.activate(info.name);
+        if (first || !this.active) this.activate(info.name, { quiet: true });
         continue;
       }
       if (info.cols && info.rows && (info.cols !== t.term.cols || info.rows !== t.term.rows)) {
@@ -307,17 +307,21 @@ export class Terminals {
     };
   }
 
-  activate(name) {
+  // `quiet`: terminals restored at start-up. The listing answers whenever it does, and
+  // by then the user may have opened another panel or clicked into an editor: a quiet
+  // activation neither switches the panel back nor takes the keyboard from them.
+  activate(name, { quiet = false } = {}) {
     const t = this.terms.get(name);
     if (!t) return;
-    document.dispatchEvent(new CustomEvent("panelshow", { detail: { panel: "terminals" } }));
+    if (!quiet) document.dispatchEvent(new CustomEvent("panelshow", { detail: { panel: "terminals" } }));
     for (const o of this.terms.values()) {
       o.pane.hidden = o !== t;
       o.tab.classList.toggle("active", o === t);
     }
     this.active = t;
     this.remember();
-    requestAnimationFrame(() => { this.fitActive(); if (!READONLY) t.term.focus(); });
+    const untouched = document.activeElement === document.body || !document.activeElement;
+    requestAnimationFrame(() => { this.fitActive(); if (!READONLY && (!quiet || untouched)) t.term.focus(); });
   }
 
   fitActive() {
