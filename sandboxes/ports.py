@@ -210,7 +210,7 @@ async def share(
     """Change who may open an exposed port (``level``; None keeps it) and for how
     long (``expires_in`` seconds, None: no end; ``keep_expiry``: the current end
     stays while the level does). Going back to private revokes the link at once."""
-    row = await ExposedPort.objects.filter(sandbox=sandbox, port=port).afirst()
+    row = await ExposedPort.objects.filter(sandbox=sandbox, port=validate_port(port)).afirst()
     if row is None:
         raise NotFound(f"Port {port} is not exposed.", code="not_found")
     now = timezone.now()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Annotated
 
 import segno
@@ -108,12 +109,13 @@ async def list_ports(request: AuthedRequest, sandbox_id: str) -> dict[str, objec
 async def port_qr(request: AuthedRequest, sandbox_id: str, port: int) -> HttpResponse:
     """The share link as a QR code (SVG), for phones in the same room."""
     sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, access="read")
-    row = await ports.find_exposed(sandbox.id, port)
+    row = await ports.find_exposed(sandbox.id, ports.validate_port(port))
     if row is None:
         raise NotFound(f"Port {port} is not exposed.", code="not_found")
     qr = segno.make(ports.share_url(row, request_origin(request)), error="m")
-    svg = qr.svg_inline(scale=4, border=2, dark="#000", light="#fff", omitsize=True)
-    response = HttpResponse(svg, content_type="image/svg+xml")
+    svg = io.BytesIO()
+    qr.save(svg, kind="svg", scale=4, border=2, dark="#000", light="#fff", xmldecl=False)
+    response = HttpResponse(svg.getvalue(), content_type="image/svg+xml")
     response["Cache-Control"] = "no-store"
     return response
 
