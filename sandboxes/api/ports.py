@@ -105,7 +105,18 @@ async def list_ports(request: AuthedRequest, sandbox_id: str) -> dict[str, objec
     return {"exposed": exposed, "listening": await ports.listening_ports(sandbox)}
 
 
-@router.get("/sandboxes/{sandbox_id}/ports/{port}/qr", response={200: None, **ERRORS})
+@router.get(
+    "/sandboxes/{sandbox_id}/ports/{port}/qr",
+    response={200: None, **ERRORS},
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The share link as a QR code.",
+                "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+            }
+        }
+    },
+)
 async def port_qr(request: AuthedRequest, sandbox_id: str, port: int) -> HttpResponse:
     """The share link as a QR code (SVG), for phones in the same room."""
     sandbox = await lifecycle.get_sandbox(request.auth, sandbox_id, access="read")
