@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from django.conf import settings
 from django.http.request import validate_host
 
-from sandboxes import ports
+from sandboxes import callers, ports
 
 from . import private
 from .fallback import FALLBACK_PREFIX, fallback_upstream
@@ -86,4 +86,7 @@ async def _preview_upstream(scope: Scope, send: Send, host: str, name: str) -> U
     ):
         return None
     path = request_path(scope, scope.get("raw_path") or b"")
-    return Upstream(exposed.sandbox, exposed.port, path, host)
+    watch = None
+    if scope["type"] == "websocket":  # asked again while it stays open
+        watch = private.admission(target, callers.preview_cookie_user(scope, name))
+    return Upstream(exposed.sandbox, exposed.port, path, host, admission=watch)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -73,6 +74,27 @@ async def admitted(scope: Scope, send: Send, host: str, name: str, exposed: Expo
     else:  # the IDE's sign-in says who is asking, and answers if they may not
         await redirect(send, _login_url(scope, host))
     return False
+
+
+def admission(target: Target, user_id: int | None) -> Callable[[], Awaitable[int | None]]:
+    """Asked while a WebSocket to ``target`` stays open (``ws_relay``): None while
+    ``user_id`` (None: whoever holds the link) may still open the port, else the
+    close code: 4404 unexposed or exposed anew, 4410 expired or revoked, 4403 else."""
+
+    async def check() -> int | None:
+        exposed = await ports.find_exposed(target.sandbox_id, target.port)
+        if exposed is None or not hmac.compare_digest(
+            exposed.token.encode(), target.token.encode()
+        ):
+            return 4404
+        level = ports.visibility(exposed)
+        if level == Level.PUBLIC or (
+            user_id is not None and await _may_open_cached(user_id, exposed, level)
+        ):
+            return None
+        return 4410 if ports.ended(exposed) else 4403
+
+    return check
 
 
 def ended_page(ended: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from tests.integration.preview_apps import WS_APP
@@ -291,6 +291,27 @@ def test_revoke_holds_at_once_on_every_server_process(
     share(shared, shared.ws, visibility="private")
     with pytest.raises(InvalidStatus):
         ws_open(second, shared.ws["url"], "")
+
+
+def test_an_open_websocket_ends_when_its_share_does(
+    school: LiveServer, second: LiveServer, shared: Shared
+) -> None:
+    """A socket opened on one process while public is closed (4410) once the owner
+    revokes on the other; the owner's own socket stays open."""
+    share(shared, shared.ws, visibility="public")
+    owner_cookie = shared.clients["owner"].ws_cookie  # type: ignore[attr-defined]
+    with (
+        ws_open(second, shared.ws["url"], "") as stranger,
+        ws_open(second, shared.ws["url"], owner_cookie) as owner,
+    ):
+        assert stranger.recv().startswith("hello /") and owner.recv().startswith("hello /")
+        share(shared, shared.ws, visibility="private")
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                stranger.recv(timeout=30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4410
+        owner.send("still here")
+        assert owner.recv(timeout=30) == "still here"
 
 
 def test_expiry_holds_on_every_server_process(
