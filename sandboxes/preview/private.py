@@ -128,16 +128,18 @@ def _login_url(scope: Scope, host: str) -> str:
 
 
 def origin_allowed(scope: Scope) -> bool:
-    """A WebSocket to a private port, which the preview cookie authenticates, must come
-    from a page of that same preview host (scheme, host and port).
+    """A WebSocket to a port that is not public, which the preview cookie
+    authenticates, must come from a page of that same preview host (scheme, host
+    and port).
 
     Not from the IDE's origin: the cookie is host-only on the preview host, and the
     page that talks to the app's WebSocket is the app's own page on that host (in the
     IDE's preview pane too, an iframe whose origin is the preview host); the IDE
     itself never opens one. And never from a sibling preview, another local port or
-    ``null``: SameSite=Lax sends the cookie to every port of the same site, and every
-    preview subdomain is the same site, so another tenant's app could otherwise talk
-    to this one as the user who opened it.
+    ``null``: the browser sends the cookie along from pages of the same site
+    (SameSite=Lax), or under the same top-level site (the partitioned one), and
+    every preview subdomain is the same site, so another tenant's app could
+    otherwise talk to this one as the user who opened it.
     """
     return wsauth.origin_allowed(scope, wsauth.own_origins(scope))
 
