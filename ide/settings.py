@@ -190,14 +190,12 @@ API_MAX_JSON_BODY = env_bytes("API_MAX_JSON_BODY", "4m")
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_JSON_BODY
 
 # --------------------------------------------------------------------- preview URLs
-# The IDE's own origin, where private previews send the browser to check the login,
-# e.g. "https://ide.example.com". Empty: http://localhost:<the preview request's port>.
+# The IDE's own origin, where previews that are not public send the browser to check
+# the login and where short share links live, e.g. "https://ide.example.com".
+# Empty: http://localhost:<the request's port>.
 IDE_BASE_URL = env_str("IDE_BASE_URL", "").rstrip("/")
 # How long the cookie that opens a private preview lasts (seconds).
 PREVIEW_COOKIE_MAX_AGE = env_int("PREVIEW_COOKIE_MAX_AGE", 12 * 3600, minimum=60)
-# A server process reuses an exposed port's lookup this long (0: query every request);
-# unexposing is seen at once by the process that served it, by others within this.
-PREVIEW_CACHE_SECONDS = env_float("PREVIEW_CACHE_SECONDS", 1.0)
 
 # --------------------------------------------------------------------- terminals
 # A terminal with no client attached for this long (seconds) ends; clients may ask

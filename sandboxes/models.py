@@ -169,18 +169,42 @@ def new_preview_token() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
 
 
-class ExposedPort(models.Model):
-    """A port of a sandbox reachable at its preview URL; the token is the capability.
+# Letters and digits nobody confuses when reading a link aloud (no 0/o, 1/l/i).
+_SHARE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 
-    Exposing again mints a new token (the old URL stops working); deleting the row
-    revokes it at once.
+
+def new_share_code() -> str:
+    """``xxxx-xxxx-xxxx``: 12 characters of 31 (about 59 bits), readable aloud."""
+    chars = "".join(secrets.choice(_SHARE_ALPHABET) for _ in range(12))
+    return f"{chars[:4]}-{chars[4:8]}-{chars[8:]}"
+
+
+class ExposedPort(models.Model):
+    """A port of a sandbox reachable at its preview URL, for whom its visibility says.
+
+    The token in the preview host and the short share code are what a link carries;
+    the visibility decides who, holding it, gets in. Exposing again mints a new token
+    and code (old links stop working); deleting the row revokes both at once.
     """
+
+    class Visibility(models.TextChoices):
+        PRIVATE = "private"  # the owner and those who may view the sandbox
+        COURSE = "course"  # ... and members of a course the sandbox belongs to
+        AUTHENTICATED = "authenticated"  # ... and any logged-in user
+        PUBLIC = "public"  # anyone with the link
 
     sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="exposed_ports")
     port = models.PositiveIntegerField()
     name = models.CharField(max_length=100, blank=True, default="")
     token = models.CharField(max_length=16, default=new_preview_token)
-    private = models.BooleanField(default=False)
+    visibility = models.CharField(
+        max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE
+    )
+    # When a shared level ends (the port is private again); null: it does not.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # When sharing was last taken back (set to private); cleared when shared again.
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    share_code = models.CharField(max_length=14, unique=True, default=new_share_code)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

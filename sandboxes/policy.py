@@ -12,8 +12,10 @@ Actions:
   shared or private preview).
 - ``"manage"``: lifecycle (change settings, sleep, delete).
 
-The same registration answers one question about accounts: with SIGNUP=invite,
-which sign-ups an app's invitation allows (``invited``).
+The same registration answers two more questions: which users belong with a
+sandbox in a group (``member``: the classroom's courses; a preview shared at the
+``course`` level asks it), and, with SIGNUP=invite, which sign-ups an app's
+invitation allows (``invited``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,31 @@ async def may(user: User | AnonymousUser, action: Action, sandbox: Sandbox) -> b
         answer = await rule(user, action, sandbox)
         if answer is not None:
             return answer
+    return False
+
+
+# Whether a user belongs with a sandbox in a group (a course it is enrolled in).
+Membership = Callable[["User", "Sandbox"], Awaitable[bool]]
+_memberships: list[Membership] = []
+
+
+def register_membership(check: Membership) -> None:
+    """Add what knows a sandbox's groups (the classroom: the course it is enrolled in,
+    its teacher and students)."""
+    if check not in _memberships:
+        _memberships.append(check)
+
+
+async def member(user: User | AnonymousUser, sandbox: Sandbox) -> bool:
+    """Whether an active, logged-in ``user`` shares a group with ``sandbox`` (its
+    owner always does); nobody does by default."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.pk == sandbox.owner_id:
+        return True
+    for check in _memberships:
+        if await check(user, sandbox):
+            return True
     return False
 
 

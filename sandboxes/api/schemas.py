@@ -69,11 +69,22 @@ class SandboxPatch(StrictIn):
     _env = field_validator("env")(check_env)
 
 
+Visibility = Literal["private", "course", "authenticated", "public"]
+
+
 class PortOut(Schema):
     port: int
     name: str = ""
     url: str
     token: str
+    # Who may open it, that in one sentence, when a shared level ends (or ended) and
+    # why it ended ("expired", "revoked"), the short share link.
+    visibility: Visibility = "public"
+    audience: str = ""
+    expires_at: datetime | None = None
+    ended: Literal["expired", "revoked"] | None = None
+    share_url: str = ""
+    # Derived, for clients of old: anything but public needs a login.
     private: bool = False
 
 

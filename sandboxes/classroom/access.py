@@ -4,6 +4,9 @@ Owners do everything with their sandboxes. Beyond that, and only to look (files,
 terminal output, status, previews): the teacher of a course the sandbox is
 enrolled in, and, while a student shares a read-only view with a course, that
 course's teacher and students. Nobody but the owner ever changes a sandbox.
+
+``in_course`` says who a preview shared at the ``course`` level admits: the
+teacher and the students of the course the sandbox is enrolled in.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ async def can_view(user: User | AnonymousUser, sandbox_id: str) -> bool:
         .filter(Q(course__teacher=user) | Q(course__enrollments__student=user))
         .aexists()
     )
+
+
+async def in_course(user: User, sandbox: Sandbox) -> bool:
+    """The teacher or a student of a course the sandbox is enrolled in."""
+    return await Enrollment.objects.filter(
+        Q(course__teacher=user) | Q(course__enrollments__student=user),
+        sandbox_id=sandbox.id,
+    ).aexists()
 
 
 async def rule(user: User | AnonymousUser, action: Action, sandbox: Sandbox) -> bool | None:

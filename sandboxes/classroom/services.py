@@ -429,8 +429,11 @@ async def share(user: User, course: Course, sandbox_id: str, kind: str, port: in
         raise BadRequest("kind must be 'view' or 'preview'.", code="invalid_kind")
     if kind == Share.Kind.PREVIEW:
         port = ports.validate_port(port)
-        if not await sandbox.exposed_ports.filter(port=port).aexists():
+        exposed = await sandbox.exposed_ports.filter(port=port).afirst()
+        if exposed is None:
             await ports.expose(sandbox, port)
+        elif ports.visibility(exposed) == ports.Visibility.PRIVATE:  # opened in the IDE
+            await ports.share(sandbox, port, ports.Visibility.COURSE)
     else:
         port = None
     existing = await Share.objects.filter(

@@ -35,6 +35,7 @@ from container.agent.protocol import signal_number
 from sandboxes import code, files, git, lifecycle, ports, processes
 from sandboxes.api.errors import describe_validation
 from sandboxes.api.git import CloneOut, StatusOut
+from sandboxes.api.ports import expose_level
 from sandboxes.api.sandboxes import sandbox_out
 from sandboxes.api.schemas import SandboxIn
 from sandboxes.api.serialize import exit_out
@@ -259,7 +260,8 @@ async def stop_process(call: Call, args: c.StopProcessArgs) -> types.CallToolRes
 
 async def expose_port(call: Call, args: c.ExposePortArgs) -> types.CallToolResult:
     sandbox = await _sandbox(call, args)
-    row, _created = await ports.expose(sandbox, args.port, args.name, args.private)
+    level = expose_level(args)
+    row, _created = await ports.expose(sandbox, args.port, args.name, level, args.expires_in)
     await lifecycle.touch(sandbox)
     return json_result(ports.port_out(row, call.origin))
 

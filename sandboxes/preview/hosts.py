@@ -56,6 +56,4 @@ def is_preview_domain(name: str) -> bool:
 
 def ide_origin(scheme: str, preview_port: int | None) -> str:
     """The IDE's origin as seen from a preview reached on ``scheme`` and port."""
-    if settings.IDE_BASE_URL:
-        return str(settings.IDE_BASE_URL)
-    return f"{scheme}://" + ports.Origin(scheme, preview_port).netloc("localhost")
+    return ports.ide_base(ports.Origin(scheme, preview_port))

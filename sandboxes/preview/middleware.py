@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from django.conf import settings
 from django.http.request import validate_host
 
-from sandboxes import ports
+from sandboxes import callers, ports
 
 from . import private
 from .fallback import FALLBACK_PREFIX, fallback_upstream
@@ -63,10 +63,10 @@ async def proxy(scope: Scope, receive: Receive, send: Send, upstream: Upstream) 
 
 async def _preview_upstream(scope: Scope, send: Send, host: str, name: str) -> Upstream | None:
     """Where a request to preview host ``name`` goes: the token is checked against the
-    exposed port (constant time), a private port's caller too. None when it has been
-    answered instead."""
+    exposed port (constant time), then the caller against its visibility, unless it
+    is public. None when it has been answered instead."""
     target = parse_preview_host(name)
-    exposed = await ports.find_exposed_recent(target.sandbox_id, target.port) if target else None
+    exposed = await ports.find_exposed(target.sandbox_id, target.port) if target else None
     if (
         target is None
         or exposed is None
@@ -81,7 +81,12 @@ async def _preview_upstream(scope: Scope, send: Send, host: str, name: str) -> U
             "link was mistyped. Ask the sandbox's owner for a fresh link.",
         )
         return None
-    if exposed.private and not await private.admitted(scope, send, host, name, exposed.sandbox):
+    if ports.visibility(exposed) != ports.Visibility.PUBLIC and not await private.admitted(
+        scope, send, host, name, exposed
+    ):
         return None
     path = request_path(scope, scope.get("raw_path") or b"")
-    return Upstream(exposed.sandbox, exposed.port, path, host)
+    watch = None
+    if scope["type"] == "websocket":  # asked again while it stays open
+        watch = private.admission(target, callers.preview_cookie_user(scope, name))
+    return Upstream(exposed.sandbox, exposed.port, path, host, admission=watch)

@@ -11,16 +11,23 @@ _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;
 color:#222}}h1{{font-size:1.4em}}code{{background:#eee;padding:0 .2em}}</style></head>
-<body><h1>{title}</h1><p>{message}</p><p><small>Sandbox preview</small></p></body></html>
+<body><h1>{title}</h1><p>{message}</p>{link}<p><small>Sandbox preview</small></p></body></html>
 """
 
+# (href, text) of a link shown under the message.
+Link = tuple[str, str]
 
-def page_html(title: str, message: str) -> str:
-    return _PAGE.format(title=html.escape(title), message=html.escape(message))
+
+def page_html(title: str, message: str, link: Link | None = None) -> str:
+    shown = ""
+    if link is not None:
+        href, text = (html.escape(part) for part in link)
+        shown = f'<p><a href="{href}">{text}</a></p>'
+    return _PAGE.format(title=html.escape(title), message=html.escape(message), link=shown)
 
 
-async def page(send: Send, status: int, title: str, message: str) -> None:
-    body = page_html(title, message).encode()
+async def page(send: Send, status: int, title: str, message: str, link: Link | None = None) -> None:
+    body = page_html(title, message, link).encode()
     await send(
         {
             "type": "http.response.start",

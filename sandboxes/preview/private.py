@@ -1,21 +1,26 @@
-"""Private ports: the owner's login, or that of someone who may look at the sandbox
-(``policy.may(user, "view", sandbox)``: the classroom lets a course's teacher and a
-class it is shared with), on top of the preview link.
+"""Ports that are not public: who is asking, and whether the port's visibility
+admits them (``private``: the owner, or someone who may look at the sandbox,
+``policy.may(user, "view", sandbox)``; ``course``: also members of a course the
+sandbox belongs to, ``policy.member``; ``authenticated``: any active user).
 
 The preview host cannot see the IDE's session (a different origin, on purpose), so
 it sends the browser once through ``/preview-auth/`` on the IDE origin, which checks
 the session and sends it back to ``/__sandbox_preview_auth?ticket=…`` with a
 signed, one-minute ticket bound to the preview host and the user; this layer then
-sets a host-only ``sandbox_preview`` cookie (signed, HttpOnly, SameSite=Lax, naming
-the user; sandboxes/callers.py reads it) and never sees the IDE's session cookie.
-A viewer's cookie is checked against the policy again every few seconds, so a
-revoked view stops opening the preview even with a cookie already issued.
+sets a host-only ``sandbox_preview`` cookie (signed, HttpOnly, naming the user;
+sandboxes/callers.py reads it) and never sees the IDE's session cookie.
+
+The visibility is read from the database on every request (``ports.find_exposed``),
+so a revoke or an expiry holds at once; only the answer to "may this user look at
+this sandbox / is this user in its course" is reused for a few seconds, so a
+withdrawn right stops opening the preview within that time.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -26,9 +31,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
-from sandboxes import callers, ports, wsauth
-from sandboxes.models import Sandbox
-from sandboxes.policy import may
+from sandboxes import callers, policy, ports, wsauth
+from sandboxes.models import ExposedPort
 
 from .hosts import Target, ide_origin, parse_preview_host, split_host
 from .pages import page, page_html, redirect
@@ -38,16 +42,20 @@ AUTH_PATH = "/__sandbox_preview_auth"
 TICKET_SALT = "sandboxes.preview.ticket"
 TICKET_MAX_AGE = 60
 
-# A viewer's "yes" from ``may_open`` is reused for this many seconds (a page load's
-# requests then cost one query); a revoked view stops opening previews within it.
-VIEWER_RECHECK_SECONDS = 5.0
-_viewers: dict[tuple[int, str], float] = {}
+# A "yes" from ``may_open`` for a non-owner is reused for this many seconds (a page
+# load's requests then cost one query); a withdrawn right stops within it. The key
+# holds the level, so a port shared more narrowly is asked again at once.
+RIGHTS_RECHECK_SECONDS = 5.0
+_rights: dict[tuple[int, str, str], float] = {}
+
+Level = ports.Visibility
 
 
-async def admitted(scope: Scope, send: Send, host: str, name: str, sandbox: Sandbox) -> bool:
-    """Whether a request to a private port of ``sandbox`` may go on; if not, it has
-    been answered: the ticket turned into a cookie, a refusal, or a detour through
-    the IDE's sign-in."""
+async def admitted(scope: Scope, send: Send, host: str, name: str, exposed: ExposedPort) -> bool:
+    """Whether a request to a port that is not public may go on; if not, it has been
+    answered: the ticket turned into a cookie, a refusal, a page saying the link
+    ended, or a detour through the IDE's sign-in (which refuses those the level
+    does not admit)."""
     if scope["type"] == "http" and scope["path"] == AUTH_PATH:
         await _accept_ticket(scope, send, name)
         return False
@@ -55,13 +63,61 @@ async def admitted(scope: Scope, send: Send, host: str, name: str, sandbox: Sand
         await send({"type": "websocket.close", "code": 4403})
         return False
     user_id = callers.preview_cookie_user(scope, name)
-    if user_id is None or not await _may_open_cached(user_id, sandbox):
-        if scope["type"] == "http":
-            await redirect(send, _login_url(scope, host))
-        else:
-            await send({"type": "websocket.close", "code": 4403})
-        return False
-    return True
+    level = ports.visibility(exposed)
+    if user_id is not None and await _may_open_cached(user_id, exposed, level):
+        return True
+    ended = ports.ended(exposed)
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4410 if ended else 4403})
+    elif ended:
+        await page(send, 410, *ended_page(ended), link=(_login_url(scope, host), "Sign in"))
+    else:  # the IDE's sign-in says who is asking, and answers if they may not
+        await redirect(send, _login_url(scope, host))
+    return False
+
+
+def admission(target: Target, user_id: int | None) -> Callable[[], Awaitable[int | None]]:
+    """Asked while a WebSocket to ``target`` stays open (``ws_relay``): None while
+    ``user_id`` (None: whoever holds the link) may still open the port, else the
+    close code: 4404 unexposed or exposed anew, 4410 expired or revoked, 4403 else."""
+
+    async def check() -> int | None:
+        exposed = await ports.find_exposed(target.sandbox_id, target.port)
+        if exposed is None or not hmac.compare_digest(
+            exposed.token.encode(), target.token.encode()
+        ):
+            return 4404
+        level = ports.visibility(exposed)
+        if level == Level.PUBLIC or (
+            user_id is not None and await _may_open_cached(user_id, exposed, level)
+        ):
+            return None
+        return 4410 if ports.ended(exposed) else 4403
+
+    return check
+
+
+def ended_page(ended: str) -> tuple[str, str]:
+    """Title and text of the page an expired or revoked link answers."""
+    if ended == "expired":
+        return (
+            "This link has expired",
+            "Its owner shared this preview for a limited time, which is over. "
+            "Ask them for a new link; if this sandbox is yours, sign in to open it.",
+        )
+    return (
+        "This link was revoked",
+        "Its owner stopped sharing this preview. Ask them to share it again; "
+        "if this sandbox is yours, sign in to open it.",
+    )
+
+
+def not_shared_page(level: str) -> tuple[str, str]:
+    return (
+        "Not shared with you",
+        "You are signed in, but this preview is not shared with you: "
+        + ports.AUDIENCE[Level(level)],
+    )
 
 
 def _login_url(scope: Scope, host: str) -> str:
@@ -72,42 +128,51 @@ def _login_url(scope: Scope, host: str) -> str:
 
 
 def origin_allowed(scope: Scope) -> bool:
-    """A WebSocket to a private port, which the preview cookie authenticates, must come
-    from a page of that same preview host (scheme, host and port).
+    """A WebSocket to a port that is not public, which the preview cookie
+    authenticates, must come from a page of that same preview host (scheme, host
+    and port).
 
     Not from the IDE's origin: the cookie is host-only on the preview host, and the
     page that talks to the app's WebSocket is the app's own page on that host (in the
     IDE's preview pane too, an iframe whose origin is the preview host); the IDE
     itself never opens one. And never from a sibling preview, another local port or
-    ``null``: SameSite=Lax sends the cookie to every port of the same site, and every
-    preview subdomain is the same site, so another tenant's app could otherwise talk
-    to this one as the user who opened it.
+    ``null``: the browser sends the cookie along from pages of the same site
+    (SameSite=Lax), or under the same top-level site (the partitioned one), and
+    every preview subdomain is the same site, so another tenant's app could
+    otherwise talk to this one as the user who opened it.
     """
     return wsauth.origin_allowed(scope, wsauth.own_origins(scope))
 
 
-async def may_open(user_id: int, sandbox: Sandbox) -> bool:
-    """Whether a user may open the sandbox's private previews: its owner, or an
-    active user the policy lets ``view`` it."""
-    if user_id == sandbox.owner_id:
+async def may_open(user_id: int, exposed: ExposedPort, level: str) -> bool:
+    """Whether a user may open a port at ``level``: its owner always; otherwise an
+    active user whom the level admits."""
+    sandbox = exposed.sandbox
+    if level == Level.PUBLIC or user_id == sandbox.owner_id:
         return True
     user = await get_user_model().objects.filter(pk=user_id, is_active=True).afirst()
-    return user is not None and await may(user, "view", sandbox)
-
-
-async def _may_open_cached(user_id: int, sandbox: Sandbox) -> bool:
-    if user_id == sandbox.owner_id:
-        return True
-    key = (user_id, sandbox.id)
-    now = time.monotonic()
-    if _viewers.get(key, 0.0) > now:
-        return True
-    if not await may_open(user_id, sandbox):
-        _viewers.pop(key, None)
+    if user is None:
         return False
-    if len(_viewers) >= 10_000:
-        _viewers.clear()
-    _viewers[key] = now + VIEWER_RECHECK_SECONDS
+    if level == Level.AUTHENTICATED:
+        return True
+    if level == Level.COURSE and await policy.member(user, sandbox):
+        return True
+    return await policy.may(user, "view", sandbox)
+
+
+async def _may_open_cached(user_id: int, exposed: ExposedPort, level: str) -> bool:
+    if user_id == exposed.sandbox.owner_id:
+        return True
+    key = (user_id, exposed.sandbox_id, level)
+    now = time.monotonic()
+    if _rights.get(key, 0.0) > now:
+        return True
+    if not await may_open(user_id, exposed, level):
+        _rights.pop(key, None)
+        return False
+    if len(_rights) >= 10_000:
+        _rights.clear()
+    _rights[key] = now + RIGHTS_RECHECK_SECONDS
     return True
 
 
@@ -134,10 +199,15 @@ async def _accept_ticket(scope: Scope, send: Send, name: str) -> None:
     morsel["path"] = "/"
     morsel["max-age"] = settings.PREVIEW_COOKIE_MAX_AGE
     morsel["httponly"] = True
-    morsel["samesite"] = "Lax"
-    if http_scheme(scope) == "https":
+    if http_scheme(scope) == "https" or name.endswith(".localhost"):
+        # Partitioned (by the top-level site): it then works in the IDE's preview pane,
+        # another site's frame, and is still sent to this host under no other site.
+        morsel["samesite"] = "None"
         morsel["secure"] = True
-    await redirect(send, next_path, morsel.OutputString())
+        await redirect(send, next_path, morsel.OutputString() + "; Partitioned")
+    else:  # plain HTTP elsewhere: no Secure cookie; it works in a tab of its own
+        morsel["samesite"] = "Lax"
+        await redirect(send, next_path, morsel.OutputString())
 
 
 def local_path(value: object) -> str | None:
@@ -207,14 +277,15 @@ async def preview_auth_view(request: HttpRequest) -> HttpResponse:
         )
     target = back.target
     exposed = await ports.find_exposed(target.sandbox_id, target.port)
-    if (
-        exposed is None
-        or not hmac.compare_digest(exposed.token.encode(), target.token.encode())
-        or not await may_open(user.pk, exposed.sandbox)
-    ):
+    if exposed is None or not hmac.compare_digest(exposed.token.encode(), target.token.encode()):
         return HttpResponse(
             page_html("No preview here", "This preview does not exist or is not shared with you."),
             status=404,
         )
+    if not await may_open(user.pk, exposed, ports.visibility(exposed)):
+        ended = ports.ended(exposed)
+        if ended:
+            return HttpResponse(page_html(*ended_page(ended)), status=410)
+        return HttpResponse(page_html(*not_shared_page(ports.visibility(exposed))), status=404)
     ticket = signing.dumps({"h": back.name, "n": back.path, "u": user.pk}, salt=TICKET_SALT)
     return HttpResponseRedirect(f"{back.base}{AUTH_PATH}?{urlencode({'ticket': ticket})}")

@@ -6,6 +6,7 @@ for the app. Shared by the HTTP and the WebSocket relay."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -62,7 +63,9 @@ class PortClosed(Exception):
 class Upstream:
     """Where one request goes: the app on ``port`` in ``sandbox``, asked for ``path``
     (path and query) by a client that addressed ``host``. ``drop_headers`` are not
-    forwarded; ``response_headers`` are added to the app's answer."""
+    forwarded; ``response_headers`` are added to the app's answer. ``admission``, if
+    any, is asked again while a WebSocket stays open: the close code to end it with
+    once the caller may no longer open the port, or None while it still may."""
 
     sandbox: Sandbox
     port: int
@@ -70,6 +73,7 @@ class Upstream:
     host: str
     drop_headers: frozenset[bytes] = frozenset()
     response_headers: tuple[tuple[bytes, bytes], ...] = ()
+    admission: Callable[[], Awaitable[int | None]] | None = None
 
 
 def connection_listed(headers: list[tuple[bytes, bytes]]) -> set[bytes]:

@@ -1,12 +1,16 @@
 """WebSocket through a tunnel: the upgrade replayed to the app (wsproto) and,
 once the app accepts, frames relayed both ways, text and binary kept apart. The
-client is accepted only after the app accepted, with the subprotocol it chose."""
+client is accepted only after the app accepted, with the subprotocol it chose.
+While it is open, the caller's right to the port is asked again every second, so a
+revoke or an expiry ends it too."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from wsproto import ConnectionType, WSConnection
 from wsproto import events as ws
@@ -19,6 +23,9 @@ from .scope import Receive, Scope, Send
 from .tunnel import NUDGE_AFTER, PortClosed, Upstream, nudge, open_tunnel, request_headers
 
 log = logging.getLogger(__name__)
+
+# An open WebSocket's admission is asked again this often (seconds).
+READMIT_SECONDS = 1.0
 
 
 async def proxy_websocket(scope: Scope, receive: Receive, send: Send, upstream: Upstream) -> None:
@@ -62,15 +69,36 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send, upstream: 
     await touch(upstream.sandbox)
     upstream_task = asyncio.ensure_future(_client_to_app(receive, conn, writer))
     downstream_task = asyncio.ensure_future(_app_to_client(conn, reader, writer, send))
+    tasks: set[asyncio.Future[Any]] = {upstream_task, downstream_task}
+    watch = (
+        asyncio.ensure_future(_until_refused(upstream.admission)) if upstream.admission else None
+    )
+    if watch is not None:
+        tasks.add(watch)
+    refused: int | None = None
     try:
-        await asyncio.wait({upstream_task, downstream_task}, return_when=asyncio.FIRST_COMPLETED)
+        ended, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if watch is not None and watch in ended:
+            refused = watch.result() if watch.exception() is None else 1011
     finally:
-        for task in (upstream_task, downstream_task):
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if refused is not None:  # the caller may no longer open the port
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": refused})
         await channel.close()
         await touch(upstream.sandbox)
+
+
+async def _until_refused(admission: Callable[[], Awaitable[int | None]]) -> int:
+    """The close code once ``admission`` refuses the caller."""
+    while True:
+        await asyncio.sleep(READMIT_SECONDS)
+        code = await admission()
+        if code is not None:
+            return code
 
 
 async def _handshake(

@@ -166,6 +166,12 @@ def test_expose_and_rm(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert exposed.returncode == 0, exposed.stderr
     url = exposed.stdout.strip()
     assert url.startswith("http://8080-") and ".preview." in url
+    shared = run(cli_env, "share", "cli-tmp", "8080", "authenticated", "--expires", "600")
+    assert shared.returncode == 0, shared.stderr
+    assert "/p/" in shared.stdout and "Anyone with an account" in shared.stderr
+    assert "Until " in shared.stderr
+    wrong = run(cli_env, "share", "cli-tmp", "8080", "friends")
+    assert wrong.returncode != 0 and "invalid choice" in wrong.stderr
     bad = run(cli_env, "expose", "cli-tmp", "70000")
     assert bad.returncode == 1 and "sandbox-ide:" in bad.stderr
     removed = run(cli_env, "rm", "cli-tmp")

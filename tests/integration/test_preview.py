@@ -440,7 +440,9 @@ def test_private_port_needs_the_owners_login(server: LiveServer, apps: dict) -> 
             assert landed.status_code == 302 and landed.headers["location"] == "/echo?a=1"
             set_cookie = landed.headers["set-cookie"]
             assert set_cookie.startswith("sandbox_preview=")
-            assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
+            # *.localhost counts as secure: partitioned, so it also works in the IDE's pane
+            assert "HttpOnly" in set_cookie and "SameSite=None" in set_cookie
+            assert "Secure" in set_cookie and "Partitioned" in set_cookie
             assert "Domain" not in set_cookie and "sessionid" not in set_cookie
             cookie = set_cookie.split(";")[0]
             ok = browser.get(

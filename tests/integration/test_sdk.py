@@ -399,6 +399,18 @@ def test_wait_for_port_and_expose(sb: Sandbox, server: LiveServer) -> None:
     host = httpx.URL(exposed.url).host
     page = httpx.get(server.url + "/", headers={"Host": f"{host}:{server.port}"}, timeout=30)
     assert page.status_code == 200 and "from the sandbox" in page.text
+    assert exposed.visibility == "public" and not exposed.private  # as it always was
+    # Sharing: private sends a browser to sign in; a timed public share lets it in.
+    closed = sb.ports.revoke(8765)
+    assert closed.visibility == "private" and closed.ended == "revoked" and closed.audience
+    shut = httpx.get(server.url + "/", headers={"Host": f"{host}:{server.port}"}, timeout=30)
+    assert shut.status_code == 410 and "revoked" in shut.text
+    timed = sb.ports.share(8765, "public", expires_in=3600)
+    assert timed.visibility == "public" and timed.expires_at and "/p/" in timed.share_url
+    assert [p.visibility for p in sb.ports.list().exposed] == ["public"]
+    with pytest.raises(InvalidRequestError) as bad:
+        sb.ports.share(8765, "private", expires_in=60)
+    assert bad.value.code == "invalid_expiry"
     sb.ports.unexpose(8765)
     assert sb.ports.list().exposed == []
     gone = httpx.get(server.url + "/", headers={"Host": f"{host}:{server.port}"}, timeout=30)

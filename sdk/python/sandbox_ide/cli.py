@@ -4,6 +4,7 @@
     sandbox-ide exec NAME -- CMD...    sandbox-ide shell NAME
     sandbox-ide cp SRC DEST            (NAME:/path on one side)
     sandbox-ide expose NAME PORT       sandbox-ide rm NAME
+    sandbox-ide share NAME PORT LEVEL  (private, course, authenticated, public)
     sandbox-ide update-starter NAME    sandbox-ide mcp    (an MCP server on stdio)
     sandbox-ide template create|list|upload|refresh|rm ...
     sandbox-ide course create|list|invite|join|roster|update|reset|rm ...
@@ -106,7 +107,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("port", type=int)
     p.add_argument("--label", dest="label", help="a name for the port")
+    p.add_argument(
+        "--visibility",
+        choices=LEVELS,
+        help="who may open it (default: public, anyone with the URL)",
+    )
+    p.add_argument("--expires", type=int, metavar="SECONDS", help="the share ends after this")
     p.set_defaults(handler=cmd_expose)
+
+    p = sub.add_parser("share", help="say who may open an exposed port, and for how long")
+    p.add_argument("name")
+    p.add_argument("port", type=int)
+    p.add_argument("visibility", choices=LEVELS, help="private revokes the link at once")
+    p.add_argument("--expires", type=int, metavar="SECONDS", help="the share ends after this")
+    p.set_defaults(handler=cmd_share)
 
     p = sub.add_parser("rm", help="destroy sandboxes (container and workspace)")
     p.add_argument("names", nargs="+", metavar="name")
@@ -467,9 +481,14 @@ def _size(n: float) -> str:
 # -- expose / rm --------------------------------------------------------------------------------
 
 
+LEVELS = ("private", "course", "authenticated", "public")
+
+
 def cmd_expose(args: argparse.Namespace) -> int:
     with _open(args, args.name) as sb:
-        port = sb.ports.expose(args.port, name=args.label)
+        port = sb.ports.expose(
+            args.port, name=args.label, visibility=args.visibility, expires_in=args.expires
+        )
     print(port.url)
     return 0
 
@@ -485,6 +504,16 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         )
         return 1
     serve_mcp(args.url, args.token)
+    return 0
+
+
+def cmd_share(args: argparse.Namespace) -> int:
+    """Prints the short share link, then who can open it (and until when)."""
+    with _open(args, args.name) as sb:
+        port = sb.ports.share(args.port, args.visibility, expires_in=args.expires)
+    print(port.share_url)
+    until = f" Until {port.expires_at.isoformat()}." if port.expires_at else ""
+    print(port.audience + until, file=sys.stderr)
     return 0
 
 

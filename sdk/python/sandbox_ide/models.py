@@ -21,12 +21,24 @@ def _time(value: Any) -> datetime | None:
 
 @dataclass
 class ExposedPort:
-    """A port reachable from outside at ``url`` (the ``token`` is in the URL)."""
+    """A port reachable from outside at ``url`` (the ``token`` is in the URL), for
+    whom ``visibility`` says (``audience`` in one sentence); ``share_url`` is the
+    short link to it."""
 
     port: int
     url: str
     token: str = ""
     name: str = ""
+    visibility: str = "public"
+    audience: str = ""
+    expires_at: datetime | None = None
+    ended: str | None = None  # "expired" or "revoked" once a share ended that way
+    share_url: str = ""
+
+    @property
+    def private(self) -> bool:
+        """Whether opening it needs a login (any level but public)."""
+        return self.visibility != "public"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExposedPort:
@@ -35,6 +47,11 @@ class ExposedPort:
             url=data.get("url", ""),
             token=data.get("token", ""),
             name=data.get("name") or "",
+            visibility=data.get("visibility") or ("private" if data.get("private") else "public"),
+            audience=data.get("audience") or "",
+            expires_at=_time(data.get("expires_at")),
+            ended=data.get("ended"),
+            share_url=data.get("share_url") or "",
         )
 
 

@@ -1,6 +1,9 @@
 // Preview pane: ports that programs listen on, offered for preview; an embedded
-// page with its own address bar, reload, open in a new tab, copy the share link,
-// and unexpose (the share link stops working at once).
+// page with its own address bar, reload, open in a new tab, and unexpose (its links
+// stop working at once). A port opened here is private (the owner and those who may
+// look at the sandbox); sharing it is a separate act in the share panel: a level,
+// an optional expiry, the sentence saying who can open it, a short link and its QR
+// code, and "Stop sharing", which revokes the link at once.
 // Read-only (someone else's workspace): the owner's exposed ports only, to open here
 // or in a new tab; ports that listen unshared are named, never exposed from here.
 import { h } from "./api.js";
@@ -19,6 +22,7 @@ export class Preview {
     this.address = document.getElementById("preview-address");
     this.strip = document.getElementById("port-strip");
     this.empty = document.getElementById("preview-empty");
+    this.sharePanel = document.getElementById("preview-share");
     document.getElementById("preview-reload").addEventListener("click", () => this.reload());
     document.getElementById("preview-open").addEventListener("click", () => this.openTab());
     document.getElementById("preview-copy").addEventListener("click", () => this.copy());
@@ -52,6 +56,7 @@ export class Preview {
         if (isHidden("preview")) setHidden("preview", false);
       }
       if (READONLY && this.current) this.followShared();
+      else if (this.current) this.renderShare();
     } catch (err) {
       if (READONLY && err.status === 404) {
         endAccess(); // the view was taken away
@@ -115,10 +120,10 @@ export class Preview {
     let entry = this.exposed.find((e) => e.port === port);
     try {
       if (!entry) {
-        status(`Sharing port ${port}…`);
-        entry = await this.sb.expose(port);
+        status(`Opening port ${port}…`);
+        entry = await this.sb.expose(port, "private");
         this.exposed = [...this.exposed.filter((e) => e.port !== port), entry];
-        status(`Port ${port} is shared: anyone with its link can open it`);
+        status(`Port ${port} is private: only you and people who may look at this sandbox can open it`);
       }
     } catch (err) {
       toast(`Could not preview port ${port}: ${err.message}`, "error");
@@ -126,7 +131,67 @@ export class Preview {
     }
     const base = entry.url.replace(/\/$/, "");
     this.current = { port, url: entry.url };
-    this.show(base + (path.startsWith("/") ? path : `/${path}`));
+    this.show(base + (path.startsWith("/") ? path : `/${path}`), entry);
+    this.renderStrip();
+    this.renderShare();
+  }
+
+  entry() {
+    return this.current && this.exposed.find((e) => e.port === this.current.port);
+  }
+
+  // The share panel of the open port: level, expiry, who can open it, link and QR.
+  renderShare() {
+    const entry = READONLY ? null : this.entry();
+    this.sharePanel.hidden = !entry;
+    if (!entry) { this.sharePanel.replaceChildren(); return; }
+    const key = [entry.port, entry.token, entry.visibility, entry.expires_at, entry.ended].join("|");
+    if (this.shareKey === key) return; // unchanged: keep the open menus as they are
+    this.shareKey = key;
+    const level = h("select", { id: "preview-share-level", "aria-label": "Who can open this port" },
+      ...LEVELS.map(([value, label]) => h("option", { value, selected: value === entry.visibility }, label)));
+    level.addEventListener("change", () => this.setShare({ visibility: level.value, expires_in: null }));
+    const running = entry.expires_at && !entry.ended
+      ? [["keep", `until ${new Date(entry.expires_at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}`]] : [];
+    const expiry = h("select", { id: "preview-share-expiry", "aria-label": "For how long", disabled: entry.visibility === "private" },
+      ...[...running, ...EXPIRIES].map(([value, label]) => h("option", { value }, label)));
+    expiry.value = running.length ? "keep" : "";
+    expiry.addEventListener("change", () => {
+      if (expiry.value !== "keep") this.setShare({ expires_in: expiry.value ? Number(expiry.value) : null });
+    });
+    const link = h("a.share-link", { id: "preview-share-link", href: entry.share_url, target: "_blank", rel: "noopener" },
+      entry.share_url.replace(/^https?:\/\//, ""));
+    const copy = h("button.btn.small", { type: "button", onclick: () => this.copy() }, "Copy link");
+    const revoke = entry.visibility === "private" ? null
+      : h("button.btn.small.danger", { id: "preview-share-revoke", type: "button", onclick: () => this.setShare({ visibility: "private", expires_in: null }) }, "Stop sharing");
+    const qr = h("img.share-qr", {
+      id: "preview-share-qr",
+      src: `${this.sb.portQrUrl(entry.port)}?v=${encodeURIComponent(entry.token)}`,
+      alt: `QR code of ${entry.share_url}`, width: 112, height: 112,
+    });
+    this.sharePanel.replaceChildren(
+      h("div.share-row", {}, h("label", {}, "Shared with ", level), h("label", {}, " for ", expiry)),
+      h("p.share-audience", { id: "preview-share-audience", role: "status" }, entry.audience),
+      shareState(entry) ? h("p.share-state.muted", { id: "preview-share-state" }, shareState(entry)) : null,
+      h("div.share-body", {}, qr, h("div.share-link-box", {}, link, h("div", {}, copy, " ", revoke))),
+    );
+  }
+
+  async setShare(body) {
+    const entry = this.entry();
+    if (!entry) return;
+    try {
+      const updated = await this.sb.sharePort(entry.port, body);
+      this.exposed = [...this.exposed.filter((e) => e.port !== entry.port), updated];
+      status(`Port ${entry.port}: ${updated.audience}`);
+      if ((updated.visibility === "public") !== (entry.visibility === "public")) {
+        this.show(this.address.value || updated.url, updated); // a login is now needed, or no more
+      }
+    } catch (err) {
+      toast(`Could not change who can open port ${entry.port}: ${err.message}`, "error");
+    }
+    this.shareKey = null;
+    this.renderShare();
     this.renderStrip();
   }
 
@@ -179,17 +244,22 @@ export class Preview {
     this.address.value = "";
   }
 
-  show(url) {
+  // A port that is not public is opened through the IDE's own sign-in, which sends
+  // the frame on to the preview with a ticket for it.
+  show(url, entry = null) {
     if (this.emptyDefault) this.empty.replaceChildren(...this.emptyDefault);
     this.address.value = url;
     this.frame.hidden = false;
     this.empty.hidden = true;
-    this.frame.src = url;
+    const viaLogin = entry && entry.visibility !== "public" && url.startsWith(entry.url);
+    this.frame.src = viaLogin ? `/preview-auth/?next=${encodeURIComponent(url)}` : url;
   }
 
   navigate(value) {
     if (!value) return;
     let url = value;
+    const entry = this.exposed.find((e) => value.startsWith(e.url));
+    if (entry) { this.show(value, entry); return; }
     if (/^\d+(\/.*)?$/.test(value)) { // "8000/path": a port number
       const [port, ...rest] = value.split("/");
       this.openPort(Number(port), "/" + rest.join("/"));
@@ -212,15 +282,16 @@ export class Preview {
   }
 
   async copy() {
-    if (!this.current) { toast("Open a port first: its share link is copied.", "error"); return; }
-    const ok = await copyText(this.current.url);
-    toast(ok ? `Share link copied: anyone with it can open port ${this.current.port}.` : `Copy this link: ${this.current.url}`, ok ? "success" : "info");
+    const entry = this.entry();
+    if (!entry) { toast("Open a port first: its share link is copied.", "error"); return; }
+    const ok = await copyText(entry.share_url);
+    toast(ok ? `Share link copied. ${entry.audience}` : `Copy this link: ${entry.share_url}`, ok ? "success" : "info");
   }
 
   async unexpose() {
     if (READONLY || !this.current) return; // the button is not there for a viewer
     const { port } = this.current;
-    const ok = await confirmDialog({ title: `Stop sharing port ${port}?`, text: "The preview link stops working at once, for everyone.", ok: "Unexpose" });
+    const ok = await confirmDialog({ title: `Close port ${port}?`, text: "Its preview and share links stop working at once, for everyone.", ok: "Unexpose" });
     if (!ok) return;
     try {
       await this.sb.unexpose(port);
@@ -231,11 +302,28 @@ export class Preview {
       this.empty.hidden = false;
       this.address.value = "";
       this.renderStrip();
-      status(`Port ${port} is no longer shared`);
+      this.renderShare();
+      status(`Port ${port} is closed: its links no longer work`);
     } catch (err) {
       toast(`Could not unexpose port ${port}: ${err.message}`, "error");
     }
   }
+}
+
+const LEVELS = [
+  ["private", "only me (private)"],
+  ["course", "my course"],
+  ["authenticated", "anyone logged in"],
+  ["public", "anyone with the link"],
+];
+const EXPIRIES = [["", "no end"], ["3600", "1 hour"], ["86400", "1 day"], ["604800", "7 days"]];
+
+// When a share ends, or why it did.
+function shareState(entry) {
+  if (entry.ended === "expired") return "The shared link expired: it is private again.";
+  if (entry.ended === "revoked") return "Sharing was stopped: the link now answers that it was revoked.";
+  if (entry.expires_at) return `Shared until ${new Date(entry.expires_at).toLocaleString()}.`;
+  return "";
 }
 
 function unsharedText(ports) {

@@ -1,6 +1,6 @@
 # GENERATED from sandbox_ide/_async/ports.py by sdk/python/unasync.py: edit that file, then run
 # `python sdk/python/unasync.py`.
-"""Ports: exposing the sandbox's ports at preview URLs."""
+"""Ports: exposing the sandbox's ports at preview URLs, and sharing them."""
 
 from __future__ import annotations
 
@@ -10,13 +10,39 @@ from .resource import Part
 
 
 class Ports(Part):
-    """Expose ports of the sandbox at preview URLs (anyone with the URL can open it)."""
+    """Expose ports of the sandbox at preview URLs, and say who may open them:
+    ``"private"`` (the owner and those who may look at the sandbox), ``"course"``,
+    ``"authenticated"`` or ``"public"`` (anyone with the URL)."""
 
     _prefix = "ports"
 
-    def expose(self, port: int, name: str | None = None) -> ExposedPort:
-        body = _api.drop_none(port=int(port), name=name)
+    def expose(
+        self,
+        port: int,
+        name: str | None = None,
+        visibility: str | None = None,
+        expires_in: int | None = None,
+    ) -> ExposedPort:
+        """Expose ``port`` with a new URL; without ``visibility`` it is public."""
+        body = _api.drop_none(
+            port=int(port), name=name, visibility=visibility, expires_in=expires_in
+        )
         return ExposedPort.from_json(self._http.json("POST", self._url(), json=body))
+
+    def share(
+        self, port: int, visibility: str | None = None, expires_in: int | None = None
+    ) -> ExposedPort:
+        """Change who may open ``port`` (``visibility``; None keeps it) and for how
+        many seconds (``expires_in``; None: no end). ``"private"`` revokes the link."""
+        body: dict[str, object] = {"expires_in": expires_in}
+        if visibility is not None:
+            body["visibility"] = visibility
+        data = self._http.json("PATCH", self._url(int(port)), json=body)
+        return ExposedPort.from_json(data)
+
+    def revoke(self, port: int) -> ExposedPort:
+        """Stop sharing ``port`` at once: only the owner (and viewers) may open it."""
+        return self.share(port, "private")
 
     def list(self) -> PortList:
         return PortList.from_json(self._http.json("GET", self._url()))
