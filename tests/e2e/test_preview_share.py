@@ -81,6 +81,9 @@ def test_share_control_shows_level_sentence_link_and_qr(
     audience = page.locator("#preview-share-audience")
     expect(audience).to_have_text(entry["audience"])
     assert audience.inner_text().startswith("Only the owner")
+    panel = page.locator("#preview-share")
+    expect(panel).not_to_contain_text("null")  # no end of sharing: nothing said about it
+    expect(page.locator("#preview-share-state")).to_have_count(0)
     link = page.locator("#preview-share-link")
     expect(link).to_have_text(re.compile(r"^localhost:\d+/p/[2-9a-z]{4}-[2-9a-z]{4}-[2-9a-z]{4}$"))
     assert link.get_attribute("href") == entry["share_url"]

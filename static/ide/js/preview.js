@@ -169,10 +169,11 @@ export class Preview {
       src: `${this.sb.portQrUrl(entry.port)}?v=${encodeURIComponent(entry.token)}`,
       alt: `QR code of ${entry.share_url}`, width: 112, height: 112,
     });
+    const state = shareState(entry);
     this.sharePanel.replaceChildren(
       h("div.share-row", {}, h("label", {}, "Shared with ", level), h("label", {}, " for ", expiry)),
       h("p.share-audience", { id: "preview-share-audience", role: "status" }, entry.audience),
-      shareState(entry) ? h("p.share-state.muted", { id: "preview-share-state" }, shareState(entry)) : null,
+      ...(state ? [h("p.share-state.muted", { id: "preview-share-state" }, state)] : []),
       h("div.share-body", {}, qr, h("div.share-link-box", {}, link, h("div", {}, copy, " ", revoke))),
     );
   }
