@@ -3,9 +3,12 @@ running process or command, in pieces, then closed; and every way to get it wron
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
+import pytest
+from sandbox_ide import AsyncSandbox, ConflictError, Sandbox
 from websockets.sync.client import ClientConnection, connect
 
 from tests.server import LiveServer
@@ -103,22 +106,6 @@ def test_a_body_over_the_limit_is_refused(api: httpx.Client, shared_sandbox: dic
     api.delete(f"{base(shared_sandbox)}/{cat['pid']}?signal=KILL")
 
 
-def test_a_process_that_never_reads_cannot_fill_the_agent(
-    api: httpx.Client, shared_sandbox: dict
-) -> None:
-    """The agent keeps at most 4 MiB of unread input per process; more is 429, whole,
-    and the process takes input again once it reads."""
-    sleeper = start(api, shared_sandbox, command="sleep 600; cat > /dev/null", stdin=True)
-    url = f"{base(shared_sandbox)}/{sleeper['pid']}/stdin"
-    chunk = b"y" * (3 * 1024 * 1024)
-    assert api.post(url, content=chunk).status_code == 200
-    for _ in range(3):  # refused every time, never queued
-        error = error_of(api.post(url, content=chunk), 429)
-        assert error["code"] == "stdin_full" and "has not read" in error["message"]
-    assert api.post(url, content=b"z" * 1024).status_code == 200  # what fits is taken
-    api.delete(f"{base(shared_sandbox)}/{sleeper['pid']}?signal=KILL")
-
-
 # ------------------------------------------------------------------ exec WebSocket
 
 
@@ -171,17 +158,35 @@ def test_exec_websocket_stdin_refusals(server: LiveServer, shared_sandbox: dict)
     assert output == "kept\n"
 
 
-def test_exec_websocket_input_a_command_never_reads_is_bounded(
-    server: LiveServer, shared_sandbox: dict
-) -> None:
-    with exec_ws(server, shared_sandbox) as ws:
-        ws.send(json.dumps({"command": "sleep 600", "stdin": True, "timeout": 120}))
-        block = b"q" * (256 * 1024)
-        full = None
-        for _ in range(64):  # 16 MiB offered; the pipes and the window take far less
-            ws.send(block)
-        while full is None:
-            event = json.loads(ws.recv(timeout=60))
-            if event["type"] == "error":
-                full = event
-        assert full["code"] == "stdin_full"
+# ------------------------------------------------------------------------ the SDK
+
+
+def test_sdk_process_send_and_close_stdin(server: LiveServer) -> None:
+    conn = {"url": server.url, "token": server.token("alice")}
+    with Sandbox.get_or_create("shared", **conn) as sb:
+        adder = sb.processes.start(SUM, stdin=True)
+        adder.send_stdin("1\n2")
+        adder.send_stdin(b"0\n300\n")
+        adder.send_stdin("1000\n")
+        adder.close_stdin()
+        assert sb.processes.wait(adder.pid, timeout=30).exit_code == 0
+        assert sb.processes.logs(adder.pid).stdout == "1321\n"
+        with pytest.raises(ConflictError) as closed:
+            adder.send_stdin("1\n")
+        assert closed.value.code in ("stdin_closed", "process_exited")
+        plain = sb.processes.start(["sleep", "600"])
+        with pytest.raises(ConflictError) as refused:
+            plain.send_stdin("1\n")
+        assert refused.value.code == "stdin_not_open"
+        sb.processes.kill(plain.pid, "KILL")
+
+    async def run_async() -> str:
+        async with await AsyncSandbox.get_or_create("shared", **conn) as asb:
+            adder = await asb.processes.start(SUM, stdin=True)
+            for piece in ("4\n", "5\n", "6\n"):
+                await adder.send_stdin(piece)
+            await adder.close_stdin()
+            await asb.processes.wait(adder.pid, timeout=30)
+            return (await asb.processes.logs(adder.pid)).stdout
+
+    assert asyncio.run(run_async()) == "15\n"
