@@ -211,8 +211,12 @@ class Process:
             )
         if self.stdin == "closed":
             raise AgentFailure("stdin_closed", f"The stdin of process {self.pid} is closed.")
-        if self.exit_code is not None or self.proc.stdin.is_closing():
+        if self.exit_code is not None:
             raise _exited(self, "so its stdin takes nothing more")
+        if self.proc.stdin.is_closing():  # it closed its end of the pipe itself
+            raise AgentFailure(
+                "stdin_closed", f"Process {self.pid} closed its stdin; it reads no more input."
+            )
         return self.proc.stdin
 
     async def wait_change(self, timeout: float | None = None) -> None:

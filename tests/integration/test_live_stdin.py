@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -92,6 +93,16 @@ def test_process_stdin_refusals(api: httpx.Client, shared_sandbox: dict) -> None
     logs_when_exited(api, shared_sandbox, ended["pid"])
     error = error_of(api.post(f"{base(shared_sandbox)}/{ended['pid']}/stdin", content=b"x"), 409)
     assert error["code"] == "process_exited"
+
+    # a process that closes its own stdin takes no more input
+    shut = start(api, shared_sandbox, command="exec 0<&-; sleep 600", stdin=True)
+    url = f"{base(shared_sandbox)}/{shut['pid']}/stdin"
+    deadline = time.monotonic() + 30
+    while (response := api.post(url, content=b"x")).status_code == 200:
+        assert time.monotonic() < deadline, "the closed pipe was never noticed"
+        time.sleep(0.2)
+    assert error_of(response, 409)["code"] == "stdin_closed"
+    api.delete(f"{base(shared_sandbox)}/{shut['pid']}?signal=KILL")
 
     bad = api.post(base(shared_sandbox), json={"command": ["cat"], "stdin": "yes"})
     assert bad.status_code == 400
