@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from sandboxes import terminals
 from sandboxes.api.schemas import ExecIn
 from sandboxes.api.serialize import exit_out
-from sandboxes.errors import BadRequest, Forbidden, SandboxError
-from sandboxes.execs import ExecRequest, Text, exec_stream, text_events
+from sandboxes.errors import BadRequest, Conflict, Forbidden, SandboxError
+from sandboxes.execs import ExecRequest, StdinFeed, Text, exec_stream, text_events
 from sandboxes.lifecycle import get_sandbox
 from sandboxes.models import Sandbox
 from sandboxes.policy import Action, until_denied
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # The WebSocket's own send buffer may hold this much before output is paused.
 SEND_WINDOW_HIGH = 256 * 1024
 SEND_WINDOW_LOW = 64 * 1024
+# Live input the command has not read yet may wait here up to this much; more is
+# refused with a ``stdin_full`` error event (the command goes on).
+STDIN_WINDOW = 1024 * 1024
 
 
 def close_code(exc: SandboxError) -> int:
@@ -145,26 +148,61 @@ class TerminalConsumer(_SandboxConsumer):
 
 class ExecConsumer(_SandboxConsumer):
     """``/ws/sandboxes/{sandbox_id}/exec``: the first text message is the exec body
-    (as ``POST …/exec``); then ``stdout``/``stderr`` events and one ``exit``."""
+    (as ``POST …/exec``, where ``"stdin": true`` asks for live input); then
+    ``stdout``/``stderr`` events and one ``exit``. Meanwhile the client may send
+    input: binary messages or ``{"type": "stdin", "data"}``, and
+    ``{"type": "stdin_close"}`` to end it."""
+
+    stdin: StdinFeed | None = None
 
     async def connect(self) -> None:
         if await self.authorize():
             await self.accept()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.relay is not None:
-            return  # one command per connection; later messages are ignored
-        try:
-            request = parse_exec(text_data)
-        except SandboxError as exc:
-            await self.fail(exc)
+        if self.relay is None:
+            try:
+                request = parse_exec(text_data)
+            except SandboxError as exc:
+                await self.fail(exc)
+                return
+            self.stdin = StdinFeed(STDIN_WINDOW) if request.stdin_stream else None
+            self.relay = asyncio.create_task(self.run(request))
             return
-        self.relay = asyncio.create_task(self.run(request))
+        try:
+            self.take_input(text_data, bytes_data)
+        except SandboxError as exc:  # the command goes on; only this input is refused
+            await self.send(text_data=json.dumps(terminals.error_event(exc)))
+
+    def take_input(self, text: str | None, data: bytes | None) -> None:
+        """One message after the command: input for its stdin, or the end of it."""
+        if self.stdin is None:
+            raise Conflict(
+                'This command was started without live stdin; send "stdin": true in '
+                "the first message to write to it.",
+                code="stdin_not_open",
+            )
+        if data is not None:
+            self.stdin.write(data)
+            return
+        try:
+            message: Any = json.loads(text or "")
+        except ValueError:
+            message = None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "stdin" and isinstance(message.get("data"), str):
+            self.stdin.write(message["data"].encode())
+        elif kind == "stdin_close":
+            self.stdin.close()
+        else:
+            raise BadRequest(
+                'Send {"type": "stdin", "data": "text"}, {"type": "stdin_close"} or binary input.'
+            )
 
     async def run(self, request: ExecRequest) -> None:
         assert self.sandbox is not None  # noqa: S101 - set in connect
         out = self.output()
-        events = text_events(exec_stream(self.sandbox, request))
+        events = text_events(exec_stream(self.sandbox, request, self.stdin))
         try:
             async for item in events:
                 if isinstance(item, Text):
@@ -180,11 +218,15 @@ class ExecConsumer(_SandboxConsumer):
 
 
 def parse_exec(text: str | None) -> ExecRequest:
-    """The first message: the HTTP exec body, validated the same way."""
+    """The first message: the HTTP exec body, validated the same way, where
+    ``"stdin": true`` (not a text) means input follows on the WebSocket."""
     if not text:
         raise BadRequest("Send the command as a JSON text message first.")
+    stream = False
     try:
         body: Any = json.loads(text)
+        if isinstance(body, dict) and isinstance(body.get("stdin"), bool):
+            stream = body.pop("stdin")
         payload = ExecIn.model_validate(body)
     except ValueError as exc:
         message = str(exc).splitlines()
@@ -199,4 +241,5 @@ def parse_exec(text: str | None) -> ExecRequest:
         env=payload.env or {},
         timeout=payload.timeout,
         stdin=payload.stdin,
+        stdin_stream=stream,
     )

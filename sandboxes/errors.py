@@ -157,6 +157,9 @@ AGENT_CODES: dict[str, str] = {
     "permission_denied": "forbidden",
     # processes, sessions and git
     "process_exited": "conflict",
+    "stdin_not_open": "conflict",
+    "stdin_closed": "conflict",
+    "stdin_full": "limit_reached",
     "git_error": "bad_request",
     "git_auth_failed": "bad_request",
     "not_a_repository": "bad_request",

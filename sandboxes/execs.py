@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import collections
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -17,11 +18,11 @@ from typing import Literal, Protocol, TypeVar
 
 from django.conf import settings
 
-from container.agent.protocol import Exec
+from container.agent.protocol import CHUNK, Channel, Exec, Kind
 from sandboxes import buffers
 from sandboxes.agent.client import ExecEvent, exec_events
 from sandboxes.agentconn import open_agent
-from sandboxes.errors import BadRequest, LimitReached, SandboxError
+from sandboxes.errors import BadRequest, Conflict, LimitReached, SandboxError
 from sandboxes.lifecycle import ensure_running, touch
 from sandboxes.models import Sandbox
 
@@ -34,16 +35,71 @@ class ExecRequest:
     timeout: float | None = None
     stdin: str | None = None
     session: str | None = None
+    # Stdin comes later, through a ``StdinFeed`` given to ``exec_stream``.
+    stdin_stream: bool = False
 
-    def to_message(self) -> Exec:
+    def to_message(self, sandbox_env: dict[str, str]) -> Exec:
         return Exec(
             command=self.command,
             cwd=self.cwd,
             env=self.env,
             timeout=self.timeout,
             stdin=self.stdin,
+            stdin_stream=self.stdin_stream,
             session=self.session,
+            sandbox_env=sandbox_env,
         )
+
+
+class StdinFeed:
+    """Input for a running command, sent to the agent as the command reads it.
+
+    What the command has not read yet waits here, at most ``limit`` bytes: a writer
+    faster than the command (or a command that never reads) gets ``LimitReached``
+    rather than a server that holds everything it was sent.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._closed = False
+        self._ready = asyncio.Event()
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise Conflict("The command's stdin is closed already.", code="stdin_closed")
+        if self._size + len(data) > self.limit:
+            raise LimitReached(
+                f"The command has not read {self._size} bytes of its input yet; at most "
+                f"{self.limit} may wait.",
+                code="stdin_full",
+            )
+        if data:
+            self._pending.append(data)
+            self._size += len(data)
+            self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def pump(self, channel: Channel) -> None:
+        """Send what was written as STDIN frames (the agent's reading paces it), then
+        the empty frame that ends the input."""
+        with contextlib.suppress(ConnectionError, OSError):
+            while True:
+                await self._ready.wait()
+                while self._pending:
+                    data = self._pending[0]
+                    for start in range(0, len(data), CHUNK):
+                        await channel.send(Kind.STDIN, data[start : start + CHUNK])
+                    self._pending.popleft()
+                    self._size -= len(data)
+                if self._closed:
+                    await channel.send(Kind.STDIN, b"")
+                    return
+                self._ready.clear()
 
 
 _running_execs: dict[str, int] = {}
@@ -53,8 +109,11 @@ _running_execs: dict[str, int] = {}
 NUDGE_AFTER = 2.0
 
 
-async def exec_stream(sandbox: Sandbox, request: ExecRequest) -> AsyncGenerator[ExecEvent, None]:
-    """Run a command and yield its output as it is produced, then its exit.
+async def exec_stream(
+    sandbox: Sandbox, request: ExecRequest, stdin: StdinFeed | None = None
+) -> AsyncGenerator[ExecEvent, None]:
+    """Run a command and yield its output as it is produced, then its exit; ``stdin``
+    (with ``request.stdin_stream``) feeds its input meanwhile.
 
     A running command counts as activity: the sandbox does not fall asleep under it.
     """
@@ -71,8 +130,12 @@ async def exec_stream(sandbox: Sandbox, request: ExecRequest) -> AsyncGenerator[
         )
     _running_execs[sandbox.id] = running + 1
     awake = asyncio.create_task(_keep_awake(sandbox))
+    feeding: asyncio.Task[None] | None = None
     try:
-        events = exec_events(await open_agent(sandbox, request.to_message()))
+        channel = await open_agent(sandbox, request.to_message(dict(sandbox.env)))
+        if stdin is not None and request.stdin_stream:
+            feeding = asyncio.create_task(stdin.pump(channel))
+        events = exec_events(channel)
         try:
             first = await _first_event(sandbox, events)
         except BaseException:
@@ -86,6 +149,8 @@ async def exec_stream(sandbox: Sandbox, request: ExecRequest) -> AsyncGenerator[
             await events.aclose()
     finally:
         awake.cancel()
+        if feeding is not None:
+            feeding.cancel()
         _running_execs[sandbox.id] -= 1
         if not _running_execs[sandbox.id]:
             del _running_execs[sandbox.id]

@@ -150,7 +150,21 @@ async def get_or_create_sandbox(user: User, options: SandboxSettings) -> tuple[S
     return sandbox, created
 
 
+# When each setting PATCH changes takes effect, as the sandbox object says it
+# (docs/api.md): ``now`` for the next decision that reads it; ``new_programs`` for
+# every exec, process, terminal and session started after (each request to the
+# agent carries the sandbox's environment), while programs already running keep
+# the environment they started with; ``at_create`` cannot be changed.
+SETTINGS_APPLY = {
+    "env": "new_programs",
+    "sleep_after": "now",
+    "keep_alive": "now",
+    "egress": "at_create",
+}
+
+
 async def update_sandbox(sandbox: Sandbox, changes: dict[str, Any]) -> Sandbox:
+    """Change the row; nothing in the container needs telling (``SETTINGS_APPLY``)."""
     allowed = {"sleep_after", "keep_alive", "env"}
     for key, value in changes.items():
         if key in allowed and value is not None:

@@ -9,6 +9,7 @@ hold at most PROCESS_LOG_BUFFER of each stream (what the agent was asked to keep
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from container.agent.protocol import (
+    CHUNK,
     Error,
     Kind,
     LogMatch,
@@ -28,6 +30,7 @@ from container.agent.protocol import (
     ProcessLogs,
     ProcessSignal,
     ProcessStart,
+    ProcessStdin,
     ProcessWaitLog,
     ProcessWaitPort,
     SessionCreate,
@@ -38,7 +41,7 @@ from container.agent.protocol import (
     SessionListing,
 )
 from sandboxes import agentconn
-from sandboxes.agent.client import decode_control, nested, receive_frame
+from sandboxes.agent.client import decode_control, nested, receive_frame, receive_message
 from sandboxes.errors import AgentProtocolError, BadRequest, from_agent
 from sandboxes.models import Sandbox
 
@@ -70,12 +73,45 @@ def _check_timeout(timeout: float) -> None:
 
 
 async def start_process(
-    sandbox: Sandbox, command: str | list[str], cwd: str | None, env: dict[str, str]
+    sandbox: Sandbox,
+    command: str | list[str],
+    cwd: str | None,
+    env: dict[str, str],
+    stdin: bool = False,
 ) -> dict[str, Any]:
     request = ProcessStart(
-        command=command, cwd=cwd, env=env, log_buffer=settings.PROCESS_LOG_BUFFER
+        command=command,
+        cwd=cwd,
+        env=env,
+        log_buffer=settings.PROCESS_LOG_BUFFER,
+        stdin=stdin,
+        sandbox_env=dict(sandbox.env),
     )
     return process_out(_expect(await agentconn.call_agent(sandbox, request), ProcessInfo))
+
+
+async def send_stdin(sandbox: Sandbox, pid: int, data: bytes) -> dict[str, Any]:
+    """Append ``data`` to the stdin of a process started with ``stdin`` (the agent
+    takes it whole or refuses it: 409 when its stdin is not open, 429 when the
+    process has left too much unread)."""
+    channel = await agentconn.open_agent(sandbox, ProcessStdin(pid=pid))
+    try:
+        _expect(await receive_message(channel), ProcessInfo)  # it can take input
+        # If the agent breaks off while reading, its answer says why.
+        with contextlib.suppress(ConnectionError, OSError):
+            for start in range(0, len(data), CHUNK):
+                await channel.send(Kind.DATA, data[start : start + CHUNK])
+            await channel.send(Kind.DATA, b"")
+        reply = await receive_message(channel)
+    finally:
+        await channel.close()
+    return process_out(_expect(reply, ProcessInfo))
+
+
+async def close_stdin(sandbox: Sandbox, pid: int) -> dict[str, Any]:
+    """End the process's input: it reads end-of-file once it has read what was sent."""
+    reply = await agentconn.call_agent(sandbox, ProcessStdin(pid=pid, close=True))
+    return process_out(_expect(reply, ProcessInfo))
 
 
 async def list_processes(sandbox: Sandbox) -> list[dict[str, Any]]:
@@ -182,7 +218,7 @@ def session_out(info: SessionInfo | dict[str, Any]) -> dict[str, Any]:
 async def create_session(
     sandbox: Sandbox, session_id: str | None, cwd: str | None, env: dict[str, str]
 ) -> dict[str, Any]:
-    request = SessionCreate(id=session_id, cwd=cwd, env=env)
+    request = SessionCreate(id=session_id, cwd=cwd, env=env, sandbox_env=dict(sandbox.env))
     return session_out(_expect(await agentconn.call_agent(sandbox, request), SessionInfo))
 
 

@@ -44,9 +44,10 @@ async def handle_exec(request: Exec, channel: Channel) -> None:
             run.finish()
         return
     procs.check_env(request.env)
+    procs.check_sandbox_env(request.sandbox_env)
     argv = procs.argv_for(request.command)
     cwd = working_directory(resolve_path(request.cwd))
-    await _run(argv, cwd, procs.child_env(request.env), request, channel)
+    await _run(argv, cwd, procs.child_env(request.env, request.sandbox_env), request, channel)
 
 
 async def _run(

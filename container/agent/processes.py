@@ -37,6 +37,7 @@ from .protocol import (
     ProcessLogs,
     ProcessSignal,
     ProcessStart,
+    ProcessStdin,
     ProcessWaitLog,
     ProcessWaitPort,
     signal_number,
@@ -56,6 +57,10 @@ MAX_RUNNING = 256
 _DRAIN_AFTER_EXIT = 0.5
 _POLL = 0.1
 _MAX_LINE = 64 * 1024
+# Bytes written to a process's stdin that it has not read yet, at most (beyond the
+# pipe's own buffer). A write that would pass it is refused whole: a process that
+# never reads cannot make the agent (or the server) hold its input.
+STDIN_BUFFER = 4 * 1024 * 1024
 
 
 def _now() -> str:
@@ -135,6 +140,7 @@ class Process:
         self.exit_code: int | None = None
         self.signal: str | None = None
         self.finished = False  # exited and its output collected
+        self.stdin: str | None = "open" if request.stdin and proc.stdin is not None else None
         self.streams = {
             "stdout": LogStream(os.path.join(LOG_DIR, f"{self.pid}.stdout"), limit),
             "stderr": LogStream(os.path.join(LOG_DIR, f"{self.pid}.stderr"), limit),
@@ -177,7 +183,41 @@ class Process:
             signal=self.signal,
             started_at=self.started_at,
             exited_at=self.exited_at,
+            stdin=self.stdin,
         )
+
+    def write_stdin(self, data: bytes) -> None:
+        """Queue ``data`` for the process's stdin, or refuse it whole (``AgentFailure``)."""
+        writer = self.open_stdin()
+        waiting = writer.transport.get_write_buffer_size()
+        if waiting + len(data) > STDIN_BUFFER:
+            raise AgentFailure(
+                "stdin_full",
+                f"Process {self.pid} has not read {waiting} bytes of its input yet; "
+                f"at most {STDIN_BUFFER} may wait. Retry once it has read some.",
+            )
+        writer.write(data)
+
+    def close_stdin(self) -> None:
+        self.open_stdin().close()
+        self.stdin = "closed"
+
+    def open_stdin(self) -> asyncio.StreamWriter:
+        if self.stdin is None or self.proc.stdin is None:
+            raise AgentFailure(
+                "stdin_not_open",
+                f"Process {self.pid} was started without stdin; start it with "
+                '"stdin": true to write to it.',
+            )
+        if self.stdin == "closed":
+            raise AgentFailure("stdin_closed", f"The stdin of process {self.pid} is closed.")
+        if self.exit_code is not None:
+            raise _exited(self, "so its stdin takes nothing more")
+        if self.proc.stdin.is_closing():  # it closed its end of the pipe itself
+            raise AgentFailure(
+                "stdin_closed", f"Process {self.pid} closed its stdin; it reads no more input."
+            )
+        return self.proc.stdin
 
     async def wait_change(self, timeout: float | None = None) -> None:
         async with self.changed:
@@ -233,6 +273,9 @@ async def _client_gone(channel: Channel) -> None:
 
 async def handle_start(request: ProcessStart, channel: Channel) -> None:
     procs.check_env(request.env)
+    procs.check_sandbox_env(request.sandbox_env)
+    if not isinstance(request.stdin, bool):
+        raise AgentFailure("bad_request", "stdin must be true or false")
     argv = procs.argv_for(request.command)
     cwd = working_directory(resolve_path(request.cwd))
     if sum(1 for p in PROCESSES.values() if p.exit_code is None) >= MAX_RUNNING:
@@ -242,7 +285,10 @@ async def handle_start(request: ProcessStart, channel: Channel) -> None:
         os.makedirs(LOG_DIR, mode=0o700, exist_ok=True)
     try:
         proc = await procs.spawn(
-            argv, cwd, procs.child_env(request.env), asyncio.subprocess.DEVNULL
+            argv,
+            cwd,
+            procs.child_env(request.env, request.sandbox_env),
+            asyncio.subprocess.PIPE if request.stdin else asyncio.subprocess.DEVNULL,
         )
     except (FileNotFoundError, PermissionError) as exc:
         reason = "command not found" if isinstance(exc, FileNotFoundError) else "permission denied"
@@ -271,6 +317,35 @@ async def handle_signal(request: ProcessSignal, channel: Channel) -> None:
     process = _lookup(request.pid)
     if process.exit_code is None:
         procs.kill_group(process.pid, number)
+    await channel.send_message(process.info())
+
+
+async def handle_stdin(request: ProcessStdin, channel: Channel) -> None:
+    """Check, then read the data to its end (at most STDIN_BUFFER) and write it whole."""
+    process = _lookup(request.pid)
+    if request.close:
+        process.close_stdin()
+        await channel.send_message(process.info())
+        return
+    process.open_stdin()
+    await channel.send_message(process.info())
+    data = bytearray()
+    while True:
+        frame = await channel.receive()
+        if frame is None:
+            return  # the client went away before the end: nothing is written
+        kind, payload = frame
+        if kind != Kind.DATA:
+            raise AgentFailure("bad_request", "stdin data comes as DATA frames")
+        if not payload:
+            break
+        if len(data) + len(payload) > STDIN_BUFFER:
+            raise AgentFailure(
+                "stdin_full", f"At most {STDIN_BUFFER} bytes of input may be sent at once."
+            )
+        data += payload
+    if data:
+        process.write_stdin(bytes(data))
     await channel.send_message(process.info())
 
 
@@ -400,6 +475,7 @@ HANDLERS = table(
     on(ProcessList, handle_list),
     on(ProcessGet, handle_get),
     on(ProcessSignal, handle_signal),
+    on(ProcessStdin, handle_stdin),
     on(ProcessLogs, handle_logs),
     on(ProcessWaitPort, handle_wait_port),
     on(ProcessWaitLog, handle_wait_log),

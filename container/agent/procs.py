@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
@@ -23,10 +24,38 @@ from .protocol import CHUNK
 _PRIVATE_ENV = ("SANDBOX_AGENT_", "PYTHONPATH")
 
 
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV)}
+def _started_with() -> frozenset[str]:
+    """The names of the sandbox's own variables the container was made with (the
+    server lists them in ``SANDBOX_AGENT_TENANT_ENV``; empty when it did not)."""
+    try:
+        names = json.loads(os.environ.get("SANDBOX_AGENT_TENANT_ENV", "[]"))
+    except ValueError:
+        return frozenset()
+    return (
+        frozenset(n for n in names if isinstance(n, str))
+        if isinstance(names, list)
+        else frozenset()
+    )
+
+
+def child_env(extra: dict[str, str], sandbox_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The agent's environment without its own settings, then ``sandbox_env`` (the
+    sandbox's variables as they are now, replacing those the container was made
+    with: a variable removed since is gone), then ``extra`` (this call's own)."""
+    dropped = _started_with() if sandbox_env is not None else frozenset()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV) and k not in dropped
+    }
+    if sandbox_env:
+        env.update({k: v for k, v in sandbox_env.items() if not k.startswith(_PRIVATE_ENV)})
     env.update(extra)
     return env
+
+
+def check_sandbox_env(env: object) -> None:
+    """Like ``check_env`` for a request's ``sandbox_env``, which may be absent."""
+    if env is not None:
+        check_env(env)
 
 
 def check_env(env: object) -> None:

@@ -156,6 +156,9 @@ class Exec(Message):
     # A session (see SessionCreate) whose cwd and environment the command starts in
     # and whose ``cd`` / ``export`` it carries over to the next exec naming it.
     session: str | None = None
+    # The sandbox's own environment as it is now (changed since the container was
+    # made): it replaces the one the container started with. None: keep that one.
+    sandbox_env: dict[str, str] | None = None
 
 
 @dataclass
@@ -385,6 +388,8 @@ class ProcessStart(Message):
 
     Answered by ``ProcessInfo``. ``log_buffer``: bytes of each stream kept in memory
     (0 = the agent's default); the whole output is also appended to files on disk.
+    With ``stdin`` its stdin is a pipe that ``ProcessStdin`` writes to; otherwise
+    it reads end-of-file at once.
     """
 
     type: ClassVar[str] = "process_start"
@@ -392,6 +397,26 @@ class ProcessStart(Message):
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     log_buffer: int = 0
+    stdin: bool = False
+    # The sandbox's own environment as it is now (changed since the container was
+    # made): it replaces the one the container started with. None: keep that one.
+    sandbox_env: dict[str, str] | None = None
+
+
+@dataclass
+class ProcessStdin(Message):
+    """Append to the stdin of a process started with ``stdin``, or (``close``) end
+    it. The agent answers ``ProcessInfo`` once it has checked the process can take
+    input (an Error otherwise); to write, the client then sends DATA frames and an
+    empty one, and the agent answers ``ProcessInfo`` again.
+
+    All or nothing: data that would take the bytes the process has not read yet
+    past the agent's bound is refused whole (``stdin_full``).
+    """
+
+    type: ClassVar[str] = "process_stdin"
+    pid: int = 0
+    close: bool = False
 
 
 @dataclass
@@ -466,6 +491,7 @@ class ProcessInfo(Message):
     signal: str | None = None
     started_at: str = ""
     exited_at: str | None = None
+    stdin: str | None = None  # open | closed; None when started without stdin
 
 
 @dataclass
@@ -499,6 +525,9 @@ class SessionCreate(Message):
     id: str | None = None
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The sandbox's own environment as it is now (changed since the container was
+    # made): it replaces the one the container started with. None: keep that one.
+    sandbox_env: dict[str, str] | None = None
 
 
 @dataclass
@@ -605,6 +634,8 @@ class TerminalAttach(Message):
     idle_timeout: float | None = None
     replay_limit: int | None = None
     max_terminals: int | None = None  # refuse to create beyond this many
+    # The sandbox's environment as it is now (see ``Exec``), for a terminal it creates.
+    sandbox_env: dict[str, str] | None = None
 
 
 @dataclass

@@ -70,14 +70,16 @@ def _parse_state(raw: bytes) -> tuple[str, dict[str, str]] | None:
     return cwd, env
 
 
-async def _login_env(cwd: str, extra: dict[str, str]) -> dict[str, str]:
+async def _login_env(
+    cwd: str, extra: dict[str, str], sandbox_env: dict[str, str] | None
+) -> dict[str, str]:
     """The environment a login shell has in ``cwd`` with ``extra`` set."""
     proc = await asyncio.create_subprocess_exec(
         "bash",
         "-lc",
         "env -0",
         cwd=cwd,
-        env=procs.child_env(extra),
+        env=procs.child_env(extra, sandbox_env),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -89,7 +91,7 @@ async def _login_env(cwd: str, extra: dict[str, str]) -> dict[str, str]:
         procs.kill_group(proc.pid)
         out = b""
     state = _parse_state(b"/\0" + out) if out else None
-    env = state[1] if state else procs.child_env({})
+    env = state[1] if state else procs.child_env({}, sandbox_env)
     env.update(extra)  # what the caller asked for wins over profile scripts
     for key in (*_VOLATILE, "OLDPWD"):
         env.pop(key, None)
@@ -105,9 +107,10 @@ async def handle_create(request: SessionCreate, channel: Channel) -> None:
     if not isinstance(session_id, str) or not ID_PATTERN.fullmatch(session_id):
         raise AgentFailure("bad_request", "session id must match [a-z0-9][a-z0-9_-]{0,63}")
     procs.check_env(request.env)
+    procs.check_sandbox_env(request.sandbox_env)
     _check_new(session_id)
     cwd = working_directory(resolve_path(request.cwd))
-    env = await _login_env(cwd, request.env)
+    env = await _login_env(cwd, request.env, request.sandbox_env)
     _check_new(session_id)  # it may have been created meanwhile
     session = SESSIONS[session_id] = Session(session_id, cwd, env)
     await channel.send_message(session.info())

@@ -235,12 +235,16 @@ class Terminal:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def spawn(self, cwd: str, env: dict[str, str]) -> None:
+    async def spawn(
+        self, cwd: str, env: dict[str, str], sandbox_env: dict[str, str] | None = None
+    ) -> None:
         master, slave = os.openpty()
         try:
             _set_size(master, self.cols, self.rows)
             os.set_blocking(master, False)
-            env = procs.child_env({"TERM": "xterm-256color", "COLORTERM": "truecolor", **env})
+            env = procs.child_env(
+                {"TERM": "xterm-256color", "COLORTERM": "truecolor", **env}, sandbox_env
+            )
             setsid = shutil.which("setsid")
             # The shell must lead a new session with the PTY as its controlling
             # terminal (job control, Ctrl-C). util-linux's `setsid --ctty` does the
@@ -492,6 +496,7 @@ def _check_attach(request: TerminalAttach) -> None:
     if request.cwd is not None and not isinstance(request.cwd, str):
         raise bad("cwd must be a string")
     procs.check_env(request.env)
+    procs.check_sandbox_env(request.sandbox_env)
 
 
 async def _get_or_create(request: TerminalAttach) -> tuple[Terminal, bool]:
@@ -519,7 +524,7 @@ async def _get_or_create(request: TerminalAttach) -> tuple[Terminal, bool]:
             IDLE_TIMEOUT if request.idle_timeout is None else float(request.idle_timeout),
             REPLAY_LIMIT if request.replay_limit is None else request.replay_limit,
         )
-        await terminal.spawn(cwd, request.env)
+        await terminal.spawn(cwd, request.env, request.sandbox_env)
         TERMINALS[request.name] = terminal
         return terminal, True
 

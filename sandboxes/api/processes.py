@@ -4,7 +4,7 @@ sessions (``POST /sessions``, then ``exec`` with ``session``)."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from django.http import StreamingHttpResponse
 from ninja import Router, Schema
@@ -25,6 +25,7 @@ from .serialize import process_exit_out
 router = Router(tags=["processes"])
 
 WAIT_ERRORS = {**ERRORS, 408: ErrorOut, 409: ErrorOut}
+STDIN_ERRORS = {**ERRORS, 409: ErrorOut, 413: ErrorOut, 429: ErrorOut}
 SESSION_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 CwdStr = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
@@ -33,6 +34,8 @@ class ProcessIn(StrictIn):
     command: Command
     cwd: CwdStr | None = None
     env: EnvMap | None = None
+    # Give it a stdin that POST …/stdin writes to (otherwise it reads end-of-file).
+    stdin: bool = False
 
     _env = field_validator("env")(check_env)
 
@@ -46,6 +49,7 @@ class ProcessOut(Schema):
     cwd: str = ""
     signal: str | None = None
     exited_at: str | None = None
+    stdin: Literal["open", "closed"] | None = None
 
 
 class ProcessListOut(Schema):
@@ -106,7 +110,7 @@ async def start_process(
     """Start a background process: a string under `bash -lc`, a list as argv."""
     sandbox = await get_sandbox(request.auth, sandbox_id)
     process = await processes.start_process(
-        sandbox, payload.command, payload.cwd, payload.env or {}
+        sandbox, payload.command, payload.cwd, payload.env or {}, stdin=payload.stdin
     )
     return 201, process
 
@@ -172,6 +176,33 @@ async def signal_process(
     sandbox = await get_sandbox(request.auth, sandbox_id)
     await processes.signal_process(sandbox, pid, signal)
     return 204, None
+
+
+@router.post(
+    "/sandboxes/{sandbox_id}/processes/{pid}/stdin",
+    response={200: ProcessOut, **STDIN_ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            "description": "Raw bytes, appended to the process's stdin as they are.",
+        }
+    },
+)
+async def write_stdin(request: AuthedRequest, sandbox_id: str, pid: int) -> dict[str, Any]:
+    """Append the raw body to the stdin of a process started with `"stdin": true`
+    (409 otherwise or once closed; 429 `stdin_full` while it leaves too much unread)."""
+    sandbox = await get_sandbox(request.auth, sandbox_id)
+    return await processes.send_stdin(sandbox, pid, request.body)
+
+
+@router.post(
+    "/sandboxes/{sandbox_id}/processes/{pid}/stdin/close",
+    response={200: ProcessOut, **STDIN_ERRORS},
+)
+async def close_stdin(request: AuthedRequest, sandbox_id: str, pid: int) -> dict[str, Any]:
+    """End the process's input: it reads end-of-file after what was written."""
+    sandbox = await get_sandbox(request.auth, sandbox_id)
+    return await processes.close_stdin(sandbox, pid)
 
 
 @router.post(

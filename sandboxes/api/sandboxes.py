@@ -41,6 +41,7 @@ def sandbox_out(sandbox: Sandbox) -> dict[str, object]:
         # could not be installed (egress_detail says so).
         "egress": "none" if sandbox.egress_detail else sandbox.egress,
         "egress_detail": sandbox.egress_detail,
+        "settings_apply": lifecycle.SETTINGS_APPLY,
     }
 
 

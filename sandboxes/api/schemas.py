@@ -114,6 +114,8 @@ class SandboxOut(Schema):
     egress_detail: str = ""
     # GET /sandboxes/{id} of a running sandbox with a disk quota: what its files use.
     disk: DiskOut | None = None
+    # When a changed setting takes effect (see ``lifecycle.SETTINGS_APPLY``).
+    settings_apply: dict[str, str] = {}
 
 
 class SandboxList(Schema):

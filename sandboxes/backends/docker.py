@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -84,8 +85,13 @@ def disk_quota(spec: SandboxSpec) -> int:
 
 
 def agent_environment(spec: SandboxSpec, key: str) -> dict[str, str]:
-    """The agent's configuration: only ever from the server."""
-    return {"SANDBOX_AGENT_DISK_QUOTA": str(disk_quota(spec)), "SANDBOX_AGENT_KEY": key}
+    """The agent's configuration: only ever from the server. ``TENANT_ENV`` names the
+    sandbox's own variables, which the agent replaces by their current values."""
+    return {
+        "SANDBOX_AGENT_DISK_QUOTA": str(disk_quota(spec)),
+        "SANDBOX_AGENT_KEY": key,
+        "SANDBOX_AGENT_TENANT_ENV": json.dumps(sorted(spec.env)),
+    }
 
 
 def agent_dir_binding(path: Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from .files import AsyncFiles
 from .git import AsyncGit
 from .http import AsyncHTTP
 from .ports import AsyncPorts
-from .processes import AsyncProcesses
+from .processes import AsyncProcess, AsyncProcesses
 from .sandbox import AsyncSandbox
 from .templates import AsyncTemplate
 from .terminals import AsyncTerminal, AsyncTerminals
@@ -21,6 +21,7 @@ __all__ = [
     "AsyncGit",
     "AsyncHTTP",
     "AsyncPorts",
+    "AsyncProcess",
     "AsyncProcesses",
     "AsyncSandbox",
     "AsyncSessions",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +18,28 @@ from ..models import ProcessInfo, ProcessLogs
 from .resource import AsyncPart
 
 
+class AsyncProcess(ProcessInfo):
+    """A process as ``start`` answers it: its info, and a way to write to its stdin
+    (when started with ``stdin=True``)."""
+
+    _processes: AsyncProcesses
+
+    @classmethod
+    def bound(cls, data: dict[str, Any], processes: AsyncProcesses) -> AsyncProcess:
+        info = ProcessInfo.from_json(data)
+        process = cls(**{f.name: getattr(info, f.name) for f in dataclasses.fields(info)})
+        process._processes = processes
+        return process
+
+    async def send_stdin(self, data: str | bytes) -> None:
+        """Append ``data`` to its stdin (text is sent as UTF-8)."""
+        await self._processes.send_stdin(self.pid, data)
+
+    async def close_stdin(self) -> None:
+        """End its input: it reads end-of-file after what was sent."""
+        await self._processes.close_stdin(self.pid)
+
+
 class AsyncProcesses(AsyncPart):
     """Background processes: they outlive the request that started them."""
 
@@ -28,9 +51,23 @@ class AsyncProcesses(AsyncPart):
         *,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
-    ) -> ProcessInfo:
-        body = _api.drop_none(command=_api.command(command), cwd=cwd, env=env)
-        return ProcessInfo.from_json(await self._http.json("POST", self._url(), json=body))
+        stdin: bool = False,
+    ) -> AsyncProcess:
+        """Start it; with ``stdin=True`` its input is written with ``send_stdin``."""
+        body = _api.drop_none(command=_api.command(command), cwd=cwd, env=env, stdin=stdin or None)
+        return AsyncProcess.bound(await self._http.json("POST", self._url(), json=body), self)
+
+    async def send_stdin(self, pid: int, data: str | bytes) -> None:
+        """Append ``data`` to the stdin of a process started with ``stdin=True``.
+
+        ConflictError when it has none (or it is closed, or the process ended);
+        RateLimitError (``stdin_full``) while it leaves too much of its input unread.
+        """
+        content = data.encode() if isinstance(data, str) else bytes(data)
+        await self._http.request("POST", self._url(int(pid), "stdin"), content=content)
+
+    async def close_stdin(self, pid: int) -> None:
+        await self._http.request("POST", self._url(int(pid), "stdin", "close"))
 
     async def list(self) -> builtins.list[ProcessInfo]:
         data = await self._http.json("GET", self._url())

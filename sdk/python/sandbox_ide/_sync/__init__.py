@@ -12,7 +12,7 @@ from .files import Files
 from .git import Git
 from .http import HTTP
 from .ports import Ports
-from .processes import Processes
+from .processes import Process, Processes
 from .sandbox import Sandbox
 from .templates import Template
 from .terminals import Terminal, Terminals
@@ -23,6 +23,7 @@ __all__ = [
     "Git",
     "HTTP",
     "Ports",
+    "Process",
     "Processes",
     "Sandbox",
     "Sessions",

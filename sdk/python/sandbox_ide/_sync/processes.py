@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +20,28 @@ from ..models import ProcessInfo, ProcessLogs
 from .resource import Part
 
 
+class Process(ProcessInfo):
+    """A process as ``start`` answers it: its info, and a way to write to its stdin
+    (when started with ``stdin=True``)."""
+
+    _processes: Processes
+
+    @classmethod
+    def bound(cls, data: dict[str, Any], processes: Processes) -> Process:
+        info = ProcessInfo.from_json(data)
+        process = cls(**{f.name: getattr(info, f.name) for f in dataclasses.fields(info)})
+        process._processes = processes
+        return process
+
+    def send_stdin(self, data: str | bytes) -> None:
+        """Append ``data`` to its stdin (text is sent as UTF-8)."""
+        self._processes.send_stdin(self.pid, data)
+
+    def close_stdin(self) -> None:
+        """End its input: it reads end-of-file after what was sent."""
+        self._processes.close_stdin(self.pid)
+
+
 class Processes(Part):
     """Background processes: they outlive the request that started them."""
 
@@ -30,9 +53,23 @@ class Processes(Part):
         *,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
-    ) -> ProcessInfo:
-        body = _api.drop_none(command=_api.command(command), cwd=cwd, env=env)
-        return ProcessInfo.from_json(self._http.json("POST", self._url(), json=body))
+        stdin: bool = False,
+    ) -> Process:
+        """Start it; with ``stdin=True`` its input is written with ``send_stdin``."""
+        body = _api.drop_none(command=_api.command(command), cwd=cwd, env=env, stdin=stdin or None)
+        return Process.bound(self._http.json("POST", self._url(), json=body), self)
+
+    def send_stdin(self, pid: int, data: str | bytes) -> None:
+        """Append ``data`` to the stdin of a process started with ``stdin=True``.
+
+        ConflictError when it has none (or it is closed, or the process ended);
+        RateLimitError (``stdin_full``) while it leaves too much of its input unread.
+        """
+        content = data.encode() if isinstance(data, str) else bytes(data)
+        self._http.request("POST", self._url(int(pid), "stdin"), content=content)
+
+    def close_stdin(self, pid: int) -> None:
+        self._http.request("POST", self._url(int(pid), "stdin", "close"))
 
     def list(self) -> builtins.list[ProcessInfo]:
         data = self._http.json("GET", self._url())
