@@ -119,7 +119,18 @@ class AgentClient:
 
     @staticmethod
     async def _check_welcome(channel: Channel, key: bytes, nonce: str) -> None:
-        kind, payload = await receive_frame(channel)
+        try:
+            frame = await channel.receive()
+        except ConnectionResetError as exc:
+            # Reset before a single byte came back: a listener that died with our
+            # connection in its backlog (an agent killed and restarting). Unreachable,
+            # so the caller waits for the new agent, as for a refused connection.
+            raise AgentUnreachable() from exc
+        except ProtocolError as exc:
+            raise AgentProtocolError(f"{exc}.") from exc
+        if frame is None:
+            raise AgentError("The sandbox's agent closed the connection (did the sandbox stop?).")
+        kind, payload = frame
         try:
             welcome = decode_message(payload) if kind == Kind.CONTROL else None
         except ProtocolError:
