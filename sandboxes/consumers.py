@@ -154,6 +154,7 @@ class ExecConsumer(_SandboxConsumer):
     ``{"type": "stdin_close"}`` to end it."""
 
     stdin: StdinFeed | None = None
+    ended = False  # the exit went out and the socket is closing: later input is moot
 
     async def connect(self) -> None:
         if await self.authorize():
@@ -169,10 +170,13 @@ class ExecConsumer(_SandboxConsumer):
             self.stdin = StdinFeed(STDIN_WINDOW) if request.stdin_stream else None
             self.relay = asyncio.create_task(self.run(request))
             return
+        if self.ended:
+            return
         try:
             self.take_input(text_data, bytes_data)
         except SandboxError as exc:  # the command goes on; only this input is refused
-            await self.send(text_data=json.dumps(terminals.error_event(exc)))
+            with contextlib.suppress(Exception):  # unless the socket closed meanwhile
+                await self.send(text_data=json.dumps(terminals.error_event(exc)))
 
     def take_input(self, text: str | None, data: bytes | None) -> None:
         """One message after the command: input for its stdin, or the end of it."""
@@ -208,6 +212,7 @@ class ExecConsumer(_SandboxConsumer):
                 if isinstance(item, Text):
                     await out.event({"type": item.stream, "data": item.text})
                 elif item.exit is not None:
+                    self.ended = True
                     await out.event({"type": "exit", **exit_out(item.exit)})
                     await self.close(code=1000)
                     return

@@ -157,7 +157,8 @@ def test_exec_websocket_stdin_refusals(server: LiveServer, shared_sandbox: dict)
     assert {"type": "stdout", "data": "done\n"} in events  # the command went on
 
     with exec_ws(server, shared_sandbox) as ws:
-        ws.send(json.dumps({"command": ["cat"], "stdin": True}))
+        # Still running after its input ended, so the late messages are answered.
+        ws.send(json.dumps({"command": ["sh", "-c", "cat; sleep 2"], "stdin": True}))
         ws.send(json.dumps({"type": "stdin", "data": "kept\n"}))
         ws.send(json.dumps({"type": "stdin_close"}))
         ws.send(json.dumps({"type": "stdin", "data": "late\n"}))
