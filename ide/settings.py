@@ -252,6 +252,12 @@ CLASSROOM_DIR = VAR_DIR / "classroom"
 TEMPLATE_IMAGES = env_list("TEMPLATE_IMAGES", [])
 # A starter repository (its git objects) larger than this is refused; 0: no limit.
 TEMPLATE_REPO_MAX_SIZE = env_bytes("TEMPLATE_REPO_MAX_SIZE", "512m")
+# A tutorial step's verify script is stopped after this many seconds (a failed
+# check), and at most this much of its output is kept and shown.
+TUTORIAL_VERIFY_TIMEOUT = env_float("TUTORIAL_VERIFY_TIMEOUT", 30.0, minimum=1.0)
+TUTORIAL_OUTPUT_LIMIT = env_bytes("TUTORIAL_OUTPUT_LIMIT", "16k")
+# Background scripts (run when a step opens) are stopped after this many seconds.
+TUTORIAL_BACKGROUND_TIMEOUT = env_float("TUTORIAL_BACKGROUND_TIMEOUT", 600.0, minimum=1.0)
 
 # ------------------------------------------------------------------ accounts (security)
 # Who may create an account in the browser: "open" (anyone), "invite" (only through

@@ -21,6 +21,7 @@ __all__ = [
     "Invite",
     "Share",
     "Template",
+    "TutorialProgress",
 ]
 
 
@@ -118,3 +119,27 @@ class Archive(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+class TutorialProgress(models.Model):
+    """How far a learner got in their sandbox's tutorial; reset with the workspace.
+
+    Keyed by sandbox (a sandbox made from a template outside any course has a
+    tutorial too); ``checks`` is every check, oldest first (the last
+    ``MAX_CHECKS``), ``events`` what the background scripts and assets did.
+    """
+
+    MAX_CHECKS = 200
+
+    sandbox = models.OneToOneField(
+        Sandbox, primary_key=True, on_delete=models.CASCADE, related_name="tutorial_progress"
+    )
+    current = models.PositiveIntegerField(default=1)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    checks = models.JSONField(default=list, blank=True)
+    events = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.sandbox_id} at step {self.current}"

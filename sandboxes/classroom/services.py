@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from sandboxes import files, lifecycle, ports
+from sandboxes.classroom import tutorials
 from sandboxes.classroom.models import Archive, Course, Enrollment, Invite, Share
 from sandboxes.errors import BadRequest, Conflict, Forbidden, NotFound, SandboxError
 from sandboxes.execs import ExecRequest, exec_collect
@@ -220,6 +221,9 @@ async def _sandbox_for(user: User, course: Course, report: Report) -> tuple[Sand
 
 
 async def roster(course: Course) -> list[dict[str, Any]]:
+    """Each student's sandbox, starter and, when the template has a tutorial, the
+    step reached and last check (``tutorial``: null before they start it)."""
+    steps = await tutorials.roster_columns(course)
     rows = []
     async for e in Enrollment.objects.filter(course=course).select_related("student", "sandbox"):
         box = e.sandbox
@@ -238,6 +242,7 @@ async def roster(course: Course) -> list[dict[str, Any]]:
                 },
                 "starter_head": e.starter_head,
                 "last_update": e.last_update,
+                "tutorial": steps.get(e.sandbox_id or ""),
             }
         )
     return rows
@@ -285,7 +290,8 @@ async def archive_workspace(enrollment: Enrollment) -> Archive:
 
 
 async def reset_workspace(enrollment: Enrollment) -> Archive:
-    """Archive the workspace, empty it and install the template's starter afresh."""
+    """Archive the workspace, empty it and install the template's starter afresh;
+    the tutorial starts over too."""
     archive = await archive_workspace(enrollment)
     sandbox = enrollment.sandbox
     assert sandbox is not None  # noqa: S101 - archive_workspace checked
@@ -300,6 +306,7 @@ async def reset_workspace(enrollment: Enrollment) -> Archive:
     enrollment.starter_head = template.starter_head
     enrollment.last_update = {}
     await enrollment.asave(update_fields=["starter_head", "last_update"])
+    await tutorials.reset(sandbox)
     return archive
 
 

@@ -502,6 +502,47 @@ def delete_repo(template: Template) -> None:
             bundle.unlink()
 
 
+# ------------------------------------------------------------------ reading on the server
+
+# What ``read_files`` holds in memory at most: one file, and all of them.
+READ_FILE_MAX = 8 * 1024 * 1024
+READ_TOTAL_MAX = 64 * 1024 * 1024
+
+
+def _read_files(path: Path, commit: str, prefixes: tuple[str, ...]) -> dict[str, tuple[int, bytes]]:
+    repo = _open(path)
+    env = _env()
+    listing = repo.git.ls_tree("-r", "-l", "-z", "--full-tree", commit, env=env)
+    found: dict[str, tuple[int, bytes]] = {}
+    total = 0
+    for entry in listing.split("\0"):
+        if not entry:
+            continue
+        meta, _, name = entry.partition("\t")
+        mode, kind, sha, size = meta.split()
+        if kind != "blob" or not name.startswith(prefixes) or int(size) > READ_FILE_MAX:
+            continue
+        total += int(size)
+        if total > READ_TOTAL_MAX:
+            break
+        found[name] = (int(mode, 8), repo.odb.stream(bytes.fromhex(sha)).read())
+    return found
+
+
+async def read_files(
+    template: Template, commit: str, prefixes: tuple[str, ...] = ("",)
+) -> dict[str, tuple[int, bytes]]:
+    """The starter's files at ``commit`` under ``prefixes``, as ``{path: (git mode,
+    content)}``, from the server's own copy (what a student edits in their
+    workspace never reaches it). Files over READ_FILE_MAX are left out."""
+    import git
+
+    try:
+        return await asyncio.to_thread(_read_files, repo_path(template), commit, prefixes)
+    except git.GitCommandError as exc:
+        raise SandboxError(f"The starter could not be read: {_reason(exc)}") from None
+
+
 # ------------------------------------------------------------------ into sandboxes
 
 

@@ -1,0 +1,2 @@
+#!/bin/bash
+echo "intro background ran" > /tmp/tutorial-intro.txt

@@ -1,0 +1,2 @@
+#!/bin/bash
+touch /tmp/step3-ready

@@ -1,0 +1,2 @@
+#!/bin/bash
+echo "Step 3: the helper is in ~/bin"
