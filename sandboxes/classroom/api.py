@@ -22,6 +22,7 @@ from sandboxes.api.auth import AuthedRequest
 from sandboxes.api.ports import request_origin
 from sandboxes.api.schemas import ErrorOut, StrictIn
 from sandboxes.classroom import services as classroom
+from sandboxes.classroom import tutorials
 from sandboxes.classroom.models import Course, Invite, Share
 from sandboxes.errors import NotFound
 
@@ -91,6 +92,8 @@ class JoinOut(Schema):
 
 class RosterOut(Schema):
     students: list[dict[str, Any]]
+    # The course's tutorial ({"title", "total"}), or null when its template has none.
+    tutorial: dict[str, Any] | None = None
 
 
 class ArchiveOut(Schema):
@@ -305,9 +308,13 @@ def _joined_out(joined: classroom.Joined) -> dict[str, Any]:
 
 @router.get("/courses/{course_id}/students", response={200: RosterOut, **ERRORS})
 async def roster(request: AuthedRequest, course_id: str) -> dict[str, Any]:
-    """Each student with their sandbox's status and last activity."""
+    """Each student with their sandbox's status, last activity and, when the template
+    has a tutorial, their step and last check."""
     course = await classroom.get_course(request.auth, course_id, "teacher")
-    return {"students": await classroom.roster(course)}
+    return {
+        "students": await classroom.roster(course),
+        "tutorial": await tutorials.roster_tutorial(course),
+    }
 
 
 @router.post(

@@ -205,7 +205,9 @@ class _Reader:
                     self.scenario.steps.append(page)
         if details.get("finish") is not None:
             finish_index = len(self.scenario.steps) + 1
-            self.scenario.finish = self.page(details["finish"], finish_index, "details.finish", "")
+            self.scenario.finish = self.page(
+                details["finish"], finish_index, "details.finish", "Finished"
+            )
         self.assets(details.get("assets"))
         return self.scenario
 

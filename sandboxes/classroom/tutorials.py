@@ -445,14 +445,27 @@ def student_row(
     }
 
 
-async def roster_columns(course: Course) -> dict[str, dict[str, Any]]:
-    """For the roster: each enrolled sandbox's step and last check (empty when the
-    course's template has no valid tutorial)."""
+async def _course_scenario(course: Course) -> reader.Scenario | None:
+    """The course's tutorial if it has a valid one (the roster shows it then)."""
     try:
         found = await read_scenario(course.template)
     except SandboxError:
-        return {}
-    if found is None or not found.valid:
+        return None
+    return found if found is not None and found.valid else None
+
+
+async def roster_tutorial(course: Course) -> dict[str, Any] | None:
+    found = await _course_scenario(course)
+    if found is None:
+        return None
+    return {"title": found.title, "total": len(found.steps)}
+
+
+async def roster_columns(course: Course) -> dict[str, dict[str, Any]]:
+    """For the roster: each enrolled sandbox's step and last check (empty when the
+    course's template has no valid tutorial)."""
+    found = await _course_scenario(course)
+    if found is None:
         return {}
     total = len(found.steps)
     out: dict[str, dict[str, Any]] = {}

@@ -180,14 +180,14 @@ async function coursePage(root) {
 
     const rosterTable = document.getElementById("roster");
     async function roster() {
-      const { students } = await call("GET", `/courses/${id}/students`);
+      const { students, tutorial } = await call("GET", `/courses/${id}/students`);
       if (!students.length) {
         rosterTable.replaceChildren(h("tbody", {}, h("tr", {}, h("td.muted", {}, "No students yet: share an invite link."))));
         return;
       }
       rosterTable.replaceChildren(
         h("thead", {}, h("tr", {}, h("th", {}, "Student"), h("th", {}, "Sandbox"), h("th", {}, "Last active"),
-          h("th", {}, "Starter"), h("th", {}))),
+          h("th", {}, "Starter"), tutorial ? [h("th", {}, "Step"), h("th", {}, "Last check")] : null, h("th", {}))),
         h("tbody", {}, ...students.map((st) => {
           const box = st.sandbox;
           const update = st.last_update || {};
@@ -212,9 +212,21 @@ async function coursePage(root) {
             h("td", {}, box ? h("span.status-pill", { "data-status": box.status }, box.status) : h("span.muted", {}, "none")),
             h("td.muted", {}, box ? ago(box.last_active_at, "never") : ""),
             h("td.small", {}, update.status ? `${update.status}${conflicts ? ` · ${conflicts} conflict${conflicts > 1 ? "s" : ""} kept aside` : ""}` : (st.starter_head || "").slice(0, 7)),
+            tutorial ? tutorialCells(st.tutorial, tutorial) : null,
             h("td.right", {}, view, " ", reset));
         })));
     }
+    // The tutorial's columns: the step a student reached and their last check.
+    function tutorialCells(progress, tutorial) {
+      const step = !progress ? h("span.muted", {}, "not started")
+        : progress.finished ? h("strong", {}, "finished") : `${progress.current} of ${tutorial.total}`;
+      const last = progress?.last_check;
+      const check = last ? h(`span.${last.passed ? "check-passed" : "check-failed"}`, {},
+        `step ${last.step} ${last.passed ? "passed" : "failed"} · ${ago(last.at, "")}`) : h("span.muted", {}, "none");
+      return [h("td.small", { "data-testid": "tutorial-step" }, step),
+        h("td.small", { "data-testid": "tutorial-last-check" }, check)];
+    }
+    tutorialCard(id, root.dataset.templateId).catch(() => {});
     // Whole-class operations: one line per student as each one ends ("12 of 30
     // students"); a student's failure is shown for that student and the rest go on.
     const report = document.getElementById("update-report");
@@ -302,6 +314,42 @@ async function coursePage(root) {
     }
   }
   shares();
+}
+
+// ------------------------------------------------------------------ the tutorial
+// The course's tutorial for its teacher: the validator's report (every problem with
+// its file and line), a preview of every page as students will see it, and the
+// class's progress as CSV.
+async function tutorialCard(courseId, templateId) {
+  const card = document.getElementById("tutorial-card");
+  if (!card || !templateId) return;
+  const report = await call("GET", `/templates/${templateId}/tutorial/validate`);
+  if (!report.found) return;
+  card.hidden = false;
+  const problems = report.problems.map((p) => h(`li.${p.level}`, { "data-testid": "tutorial-problem" },
+    h("code", {}, p.line ? `${p.file}:${p.line}` : p.file), ` ${p.level}: ${p.message}`));
+  const preview = h("div.tutorial-preview", { id: "tutorial-preview", hidden: true });
+  const show = h("button.btn.small", { type: "button", "data-testid": "tutorial-preview-button", disabled: !report.valid }, "Preview");
+  show.addEventListener("click", async () => {
+    if (!preview.hidden) { preview.hidden = true; return; }
+    const { renderMarkdown } = await import("../vendor/markdown.js");
+    const data = await call("GET", `/templates/${templateId}/tutorial/preview`);
+    preview.replaceChildren(...data.pages.map((page) => {
+      const body = h("div.markdown");
+      body.innerHTML = renderMarkdown(page.markdown);
+      const label = page.kind === "step" ? `Step ${page.index}: ${page.title}` : page.kind === "intro" ? "Introduction" : "Finish";
+      return h("section.tutorial-page", {}, h("h3", {}, label, page.verify ? h("span.muted.small", {}, " · checked") : null), body);
+    }));
+    preview.hidden = false;
+  });
+  card.replaceChildren(
+    h("div.row", {}, h("h2.grow", {}, `Tutorial: ${report.title || "(untitled)"}`), show, " ",
+      h("a.btn.small", { href: `/api/v1/courses/${courseId}/progress?format=csv`, "data-testid": "progress-csv" }, "Progress (CSV)")),
+    h("p.muted", {}, `${report.steps} step${report.steps === 1 ? "" : "s"}`
+      + (report.valid ? "" : " · students cannot start it until the errors below are fixed")
+      + (report.unsupported.length ? ` · not available here: ${report.unsupported.join(", ")}` : "")),
+    problems.length ? h("ul.tutorial-problems", {}, ...problems) : h("p.muted.small", {}, "No problems found."),
+    preview);
 }
 
 const list = document.getElementById("courses");

@@ -11,6 +11,7 @@ import { applyTemplate } from "./starter.js";
 import { Terminals } from "./terminals.js";
 import { toggleTheme } from "./theme.js";
 import { ROOT, Tree } from "./tree.js";
+import { Tutorial } from "./tutorial.js";
 import { download } from "./transfers.js";
 import { status, toast } from "./ui.js";
 
@@ -93,6 +94,7 @@ const terminals = new Terminals(sb, {
 const runner = new Runner(sb, { editors, showPanel });
 const interpreter = new Interpreter(sb);
 const git = new Git(sb, { tree, editors, showSide });
+const tutorial = new Tutorial(sb, { terminals, showSide });
 
 // `writes`: left out of a read-only view (someone else's workspace).
 const allCommands = () => [
@@ -185,9 +187,11 @@ setInterval(() => { if (!document.hidden) refreshStatus(); }, 20000);
 showPanel("terminals");
 // Opening the IDE wakes a sleeping sandbox: show its new status once files answer.
 tree.init().then(refreshStatus).catch((err) => toast(`Files: ${err.message}`, "error"));
-terminals.init().catch((err) => toast(`Terminals: ${err.message}`, "error"));
+terminals.init().catch((err) => toast(`Terminals: ${err.message}`, "error"))
+  .then(() => tutorial.init()) // a template's guided tutorial, if it has one
+  .catch((err) => toast(`Tutorial: ${err.message}`, "error"));
 preview.start(); // a viewer sees the owner's shared ports (never shares one)
 applyTemplate({ sb, editors, preview, readonly: READONLY }); // its files, its port
 refreshStatus();
 status(READONLY ? `Viewing ${OWNER}'s workspace (read-only)` : "Ready");
-window.ide = { sb, editors, tree, terminals, preview, runner, interpreter, git, palette };
+window.ide = { sb, editors, tree, terminals, preview, runner, interpreter, git, palette, tutorial };
