@@ -10,12 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sandbox_ide import Course, Sandbox
 
 from tests.integration.test_classroom import Class, join, read, sh
 from tests.server import LiveServer, running_server
@@ -330,3 +334,48 @@ def test_verify_scripts_that_hang_or_flood_are_bounded(school: LiveServer) -> No
             assert len(body["output"]) < 5000
             assert "more bytes of output not shown" in body["output"]
     del teacher
+
+
+def cli(server: LiveServer, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_IDE")}
+    env.update(SANDBOX_IDE_URL=server.url, SANDBOX_IDE_TOKEN=server.token(user))
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "sandbox-ide"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_sdk_and_cli_follow(school: LiveServer) -> None:
+    k = tutorial_class(school, "teacher-tut-sdk", "shellsdk", sample_files())
+    joined = join(school, "learner-sdk", k.invite["token"])
+    assert joined.status_code == 201, joined.text
+    sid = joined.json()["sandbox"]
+    with Sandbox.connect(sid, url=school.url, token=school.token("learner-sdk")) as sb:
+        info = sb.tutorial.get()
+        assert info.title == "Shell basics" and info.current == 1 and len(info.steps) == 3
+        assert sb.tutorial.step(1).actions[0]["code"] == "echo hello > greeting.txt"
+        failed = sb.tutorial.check()
+        assert not failed.passed and "greeting.txt is missing" in failed.output
+        shown = cli(school, "learner-sdk", "tutorial", "show", sb.name)
+        assert shown.returncode == 0, shown.stderr
+        assert "[>] 1. Write a greeting" in shown.stdout
+        check = cli(school, "learner-sdk", "tutorial", "check", sb.name)
+        assert check.returncode == 1 and "greeting.txt is missing" in check.stdout
+        sb.exec("echo hello > /workspace/greeting.txt", check=True)
+        assert cli(school, "learner-sdk", "tutorial", "check", sb.name).returncode == 0
+        assert sb.tutorial.get().steps[0].done
+    with Course.from_name(
+        k.course["id"], url=school.url, token=school.token("teacher-tut-sdk")
+    ) as course:
+        rows = course.progress()["students"]
+        assert rows[0]["current"] == 2
+        assert "learner-sdk" in course.progress_csv()
+    progress = cli(school, "teacher-tut-sdk", "course", "progress", k.course["id"])
+    assert progress.returncode == 0 and "learner-sdk" in progress.stdout, progress.stderr
+    valid = cli(school, "teacher-tut-sdk", "template", "validate", k.template["id"])
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    assert "step1/verify.sh:1: warning" in valid.stdout

@@ -86,6 +86,11 @@ from .models import (
     Student,
     TemplateInfo,
     TerminalInfo,
+    TutorialCheck,
+    TutorialInfo,
+    TutorialPage,
+    TutorialStepInfo,
+    TutorialValidation,
     WriteResult,
 )
 
@@ -160,6 +165,11 @@ __all__ = [
     "Terminal",
     "TerminalInfo",
     "Terminals",
+    "TutorialCheck",
+    "TutorialInfo",
+    "TutorialPage",
+    "TutorialStepInfo",
+    "TutorialValidation",
     "WriteResult",
     "__version__",
 ]

@@ -135,7 +135,23 @@ def _parser() -> argparse.ArgumentParser:
 
     _template_parser(sub)
     _course_parser(sub)
+    _tutorial_parser(sub)
     return parser
+
+
+def _tutorial_parser(sub: Any) -> None:
+    group = sub.add_parser("tutorial", help="a sandbox's guided tutorial: steps and checks")
+    usub = group.add_subparsers(metavar="ACTION")
+    group.set_defaults(handler=lambda args: _usage(group))
+
+    p = usub.add_parser("show", help="the steps and where you are, or one step's text")
+    p.add_argument("name", help="sandbox name or id")
+    p.add_argument("step", nargs="?", type=int, help="0: intro, 1..N: a step, N+1: finish")
+    p.set_defaults(handler=cmd_tutorial_show)
+
+    p = usub.add_parser("check", help="run the current step's check (exit 1 if it fails)")
+    p.add_argument("name", help="sandbox name or id")
+    p.set_defaults(handler=cmd_tutorial_check)
 
 
 def _template_parser(sub: Any) -> None:
@@ -178,6 +194,10 @@ def _template_parser(sub: Any) -> None:
     p.add_argument("template", help="name or id")
     p.set_defaults(handler=cmd_template_refresh)
 
+    p = tsub.add_parser("validate", help="check the starter's tutorial (exit 1 on errors)")
+    p.add_argument("template", help="name or id")
+    p.set_defaults(handler=cmd_template_validate)
+
     p = tsub.add_parser("rm", help="delete templates")
     p.add_argument("templates", nargs="+", metavar="template")
     p.set_defaults(handler=cmd_template_rm)
@@ -210,6 +230,11 @@ def _course_parser(sub: Any) -> None:
     p.add_argument("course", help="name or id")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_course_roster)
+
+    p = csub.add_parser("progress", help="each student's tutorial step and last check")
+    p.add_argument("course", help="name or id")
+    p.add_argument("--csv", action="store_true", help="print CSV")
+    p.set_defaults(handler=cmd_course_progress)
 
     p = csub.add_parser("update", help="merge the newest starter into every student's work")
     p.add_argument("course", help="name or id")
@@ -722,6 +747,65 @@ def cmd_course_roster(args: argparse.Namespace) -> int:
         )
     _table(table)
     return 0
+
+
+def cmd_course_progress(args: argparse.Namespace) -> int:
+    with _course(args, args.course) as course:
+        if args.csv:
+            sys.stdout.write(course.progress_csv())
+            return 0
+        data = course.progress()
+    table = [("STUDENT", "STEP", "LAST CHECK", "CHECKS")]
+    for row in data["students"]:
+        step = "-" if row["current"] is None else f"{row['current']}/{data['total']}"
+        if row["finished"]:
+            step = "finished"
+        last = row["last_check"]
+        check = f"step {last['step']} {'passed' if last['passed'] else 'failed'}" if last else "-"
+        table.append((row["student"]["username"], step, check, str(row["checks"])))
+    print(data["title"])
+    _table(table)
+    return 0
+
+
+def cmd_template_validate(args: argparse.Namespace) -> int:
+    with _template(args, args.template) as template:
+        report = template.validate_tutorial()
+    for problem in report.problems:
+        where = problem["file"] + (f":{problem['line']}" if problem["line"] else "")
+        print(f"{where}: {problem['level']}: {problem['message']}")
+    for what in report.unsupported:
+        print(f"not available here: {what}")
+    if report.found:
+        state = "valid" if report.valid else "invalid"
+        print(f"{report.title or '(untitled)'}: {report.steps} steps, {state}")
+    return 0 if report.valid else 1
+
+
+def cmd_tutorial_show(args: argparse.Namespace) -> int:
+    with _open(args, args.name) as sb:
+        if args.step is not None:
+            page = sb.tutorial.step(args.step)
+            print(f"# {page.title}\n\n{page.markdown}")
+            return 0
+        info = sb.tutorial.get()
+    print(info.title + (" (finished)" if info.finished else ""))
+    for step in info.steps:
+        mark = "x" if step.done else (">" if step.index == info.current else " ")
+        print(f"[{mark}] {step.index}. {step.title}")
+    for what in info.unsupported:
+        print(f"not available here: {what}")
+    return 0
+
+
+def cmd_tutorial_check(args: argparse.Namespace) -> int:
+    with _open(args, args.name) as sb:
+        result = sb.tutorial.check()
+    if result.output:
+        print(result.output.rstrip())
+    state = "passed" if result.passed else "not done yet"
+    print(f"step {result.step} {state}; now at step {result.current}")
+    return 0 if result.passed else 1
 
 
 def cmd_course_update(args: argparse.Namespace) -> int:

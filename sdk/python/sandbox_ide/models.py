@@ -761,3 +761,129 @@ class Share:
             url=data.get("url"),
             created_at=_time(data.get("created_at")),
         )
+
+
+@dataclass
+class TutorialCheck:
+    """One press of Check: the step, whether its verify script passed (exit 0), what
+    it printed (bounded), and where the learner is now (``current``)."""
+
+    step: int
+    passed: bool
+    output: str = ""
+    current: int = 0
+    finished: bool = False
+    at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TutorialCheck:
+        return cls(
+            step=int(data["step"]),
+            passed=bool(data["passed"]),
+            output=data.get("output", ""),
+            current=int(data.get("current", 0)),
+            finished=bool(data.get("finished", False)),
+            at=_time(data.get("at")),
+        )
+
+
+@dataclass
+class TutorialStepInfo:
+    """A step of a tutorial as listed: its number (from 1), title and whether it is done."""
+
+    index: int
+    title: str
+    done: bool = False
+    verify: bool = False
+    last_check: TutorialCheck | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TutorialStepInfo:
+        last = data.get("last_check")
+        return cls(
+            index=int(data["index"]),
+            title=data.get("title", ""),
+            done=bool(data.get("done", False)),
+            verify=bool(data.get("verify", False)),
+            last_check=TutorialCheck.from_json(last) if last else None,
+        )
+
+
+@dataclass
+class TutorialInfo:
+    """A sandbox's tutorial and the learner's progress: ``current`` is the step they
+    are on (``total + 1`` once finished); ``unsupported`` names what the scenario asks
+    that this server cannot give."""
+
+    title: str
+    steps: list[TutorialStepInfo] = field(default_factory=list)
+    current: int = 1
+    total: int = 0
+    finished: bool = False
+    description: str = ""
+    unsupported: list[str] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TutorialInfo:
+        return cls(
+            title=data.get("title", ""),
+            steps=[TutorialStepInfo.from_json(s) for s in data.get("steps", [])],
+            current=int(data.get("current", 1)),
+            total=int(data.get("total", 0)),
+            finished=bool(data.get("finished", False)),
+            description=data.get("description", ""),
+            unsupported=list(data.get("unsupported", [])),
+            warnings=list(data.get("warnings", [])),
+        )
+
+
+@dataclass
+class TutorialPage:
+    """One page of a tutorial (0: the intro, 1..N: the steps, N+1: the finish): its
+    markdown and the actions of its marked code (``{"index", "kind", "code",
+    "interrupt"}``)."""
+
+    index: int
+    kind: str
+    title: str
+    markdown: str
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    verify: bool = False
+    foreground: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TutorialPage:
+        return cls(
+            index=int(data["index"]),
+            kind=data.get("kind", "step"),
+            title=data.get("title", ""),
+            markdown=data.get("markdown", ""),
+            actions=list(data.get("actions", [])),
+            verify=bool(data.get("verify", False)),
+            foreground=data.get("foreground"),
+        )
+
+
+@dataclass
+class TutorialValidation:
+    """The validator's report on a template's tutorial: each problem is ``{"file",
+    "line", "message", "level"}`` (``error`` stops students from starting it)."""
+
+    found: bool
+    valid: bool
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
+    title: str = ""
+    steps: int = 0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TutorialValidation:
+        return cls(
+            found=bool(data.get("found", False)),
+            valid=bool(data.get("valid", False)),
+            problems=list(data.get("problems", [])),
+            unsupported=list(data.get("unsupported", [])),
+            title=data.get("title", ""),
+            steps=int(data.get("steps", 0)),
+        )

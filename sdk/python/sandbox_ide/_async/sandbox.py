@@ -16,6 +16,7 @@ from .ports import AsyncPorts
 from .processes import AsyncProcesses
 from .resource import AsyncResource
 from .terminals import AsyncTerminal, AsyncTerminals
+from .tutorial import AsyncTutorial
 
 if TYPE_CHECKING:
     from .templates import AsyncTemplate
@@ -47,6 +48,7 @@ class AsyncSandbox(AsyncResource[SandboxInfo], AsyncCommands, AsyncCode):
         self.ports = AsyncPorts(self)
         self.terminals = AsyncTerminals(self)
         self.sessions = AsyncSessions(self)
+        self.tutorial = AsyncTutorial(self)
 
     @classmethod
     def _info(cls, data: Any) -> SandboxInfo:

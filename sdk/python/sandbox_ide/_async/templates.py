@@ -10,7 +10,7 @@ from typing import Any
 from .. import _api, _transfer
 from .._wire import NO_READ_TIMEOUT
 from ..errors import InvalidRequestError, SandboxIDEError
-from ..models import TemplateInfo
+from ..models import TemplateInfo, TutorialPage, TutorialValidation
 from .resource import AsyncResource
 
 
@@ -125,6 +125,16 @@ class AsyncTemplate(AsyncResource[TemplateInfo]):
         data = await self._http.json("POST", self._path + "/refresh", timeout=NO_READ_TIMEOUT)
         self.info = TemplateInfo.from_json(data)
         return self.info
+
+    async def validate_tutorial(self) -> TutorialValidation:
+        """Check the tutorial in the starter: every problem with its file and line."""
+        data = await self._http.json("GET", self._path + "/tutorial/validate")
+        return TutorialValidation.from_json(data)
+
+    async def preview_tutorial(self) -> builtins.list[TutorialPage]:
+        """Every page of the tutorial as students will see them (intro, steps, finish)."""
+        data = await self._http.json("GET", self._path + "/tutorial/preview")
+        return [TutorialPage.from_json(p) for p in data["pages"]]
 
     async def delete(self) -> None:
         """Delete the template (ConflictError ``template_in_use`` while a course

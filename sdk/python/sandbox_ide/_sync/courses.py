@@ -144,6 +144,20 @@ class Course(Resource[CourseInfo]):
         data = self._http.json("GET", self._path + "/students")
         return [Student.from_json(s) for s in data["students"]]
 
+    def progress(self) -> dict[str, Any]:
+        """Every student's step and checks in the course's tutorial::
+
+        {"title", "total", "steps": [{"index", "title"}], "students": [{"student",
+         "sandbox", "current", "finished", "checks", "last_check", "steps": [...]}]}
+        """
+        result: dict[str, Any] = self._http.json("GET", self._path + "/progress")
+        return result
+
+    def progress_csv(self) -> str:
+        """The same as CSV: a row per student, two columns per step."""
+        response = self._http.request("GET", self._path + "/progress", params={"format": "csv"})
+        return response.text
+
     def _student_id(self, student: Student | int | str) -> int:
         if isinstance(student, Student):
             return student.id

@@ -18,6 +18,7 @@ from .ports import Ports
 from .processes import Processes
 from .resource import Resource
 from .terminals import Terminal, Terminals
+from .tutorial import Tutorial
 
 if TYPE_CHECKING:
     from .templates import Template
@@ -49,6 +50,7 @@ class Sandbox(Resource[SandboxInfo], Commands, Code):
         self.ports = Ports(self)
         self.terminals = Terminals(self)
         self.sessions = Sessions(self)
+        self.tutorial = Tutorial(self)
 
     @classmethod
     def _info(cls, data: Any) -> SandboxInfo:
