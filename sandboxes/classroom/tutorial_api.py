@@ -20,6 +20,14 @@ from sandboxes.classroom import tutorials
 from sandboxes.templates import service as templates
 
 router = Router(tags=["tutorials"])
+IMAGE = {
+    "responses": {
+        200: {
+            "description": "The image (PNG, JPEG, GIF or WebP).",
+            "content": {kind: {"schema": {"type": "string"}} for kind in tutorials.IMAGE_TYPES},
+        }
+    }
+}
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 503: ErrorOut}
 
 
@@ -133,7 +141,11 @@ async def check_step(
     return await tutorials.check(tutorial, payload.step if payload else None)
 
 
-@router.get("/sandboxes/{sandbox_id}/tutorial/files/{path:path}", response={200: None, **ERRORS})
+@router.get(
+    "/sandboxes/{sandbox_id}/tutorial/files/{path:path}",
+    response={200: None, **ERRORS},
+    openapi_extra=IMAGE,
+)
 async def tutorial_file(request: AuthedRequest, sandbox_id: str, path: str) -> HttpResponse:
     """An image of the tutorial's folder, from the template's starter."""
     tutorial = await tutorials.open_tutorial(request.auth, sandbox_id)
@@ -200,7 +212,11 @@ async def preview_tutorial(request: AuthedRequest, template_id: str) -> dict[str
     }
 
 
-@router.get("/templates/{template_id}/tutorial/files/{path:path}", response={200: None, **ERRORS})
+@router.get(
+    "/templates/{template_id}/tutorial/files/{path:path}",
+    response={200: None, **ERRORS},
+    openapi_extra=IMAGE,
+)
 async def template_tutorial_file(
     request: AuthedRequest, template_id: str, path: str
 ) -> HttpResponse:

@@ -105,6 +105,17 @@ def test_a_student_follows_the_tutorial_and_the_teacher_sees_it(browser: Browser
     expect(page.locator("#tutorial-step-title")).to_have_text("Finished", timeout=60_000)
     expect(panel).to_contain_text("Well done")
 
+    # What the panel renders is sanitised: no script, handlers or javascript: links.
+    html = page.evaluate(
+        """async () => (await import("/static/ide/vendor/markdown.js")).renderMarkdown(
+          '<img src=x onerror=alert(1)><script>alert(2)</script>' +
+          '\\n\\n[a](javascript:alert(3)) <a href="javascript:alert(4)">b</a>' +
+          '<iframe src="/"></iframe> <b style="x">ok</b>')"""
+    )
+    for bad in ("onerror", "<script", 'href="javascript:', "<iframe", "style="):
+        assert bad not in html, html
+    assert "<b>ok</b>" in html
+
     # The teacher's roster shows it (it refreshes by itself).
     row = t_page.locator(f'tr[data-student="{student}"]')
     expect(row.get_by_test_id("tutorial-step")).to_have_text("finished", timeout=15_000)

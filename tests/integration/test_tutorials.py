@@ -141,15 +141,6 @@ def test_a_learner_goes_through_the_sample(
     passed = a.post(f"/sandboxes/{sid}/tutorial/check").json()
     assert passed["passed"] is True and passed["step"] == 1 and passed["current"] == 2
 
-    # Editing the workspace's copy of a verify script changes nothing: the server
-    # runs the starter's own.
-    assert sh(a, sid, "printf 'exit 0\\n' > /workspace/step2/verify.sh")["exit_code"] == 0
-    cheat = a.post(f"/sandboxes/{sid}/tutorial/check").json()
-    assert cheat["passed"] is False and "loud.txt should hold HELLO" in cheat["output"]
-    # Nor can a later step be checked first.
-    locked = a.post(f"/sandboxes/{sid}/tutorial/check", json={"step": 3})
-    assert error(locked, 409)["code"] == "step_locked"
-
     sh(a, sid, "cd /workspace && tr a-z A-Z < greeting.txt > loud.txt")
     assert a.post(f"/sandboxes/{sid}/tutorial/check").json()["current"] == 3
     # Opening step 3 ran its background script.
@@ -163,10 +154,9 @@ def test_a_learner_goes_through_the_sample(
     assert again["current"] == 3
     assert again["last_check"]["step"] == 2 and again["last_check"]["passed"] is True
 
-    # The teacher sees the same without changing it, and cannot check for them.
+    # The teacher sees the same.
     view = klass.teacher.get(f"/sandboxes/{sid}/tutorial")
     assert view.status_code == 200 and view.json()["current"] == 3
-    assert error(klass.teacher.post(f"/sandboxes/{sid}/tutorial/check"), 403)["code"] == "read_only"
 
     sh(a, sid, "cd /workspace && ~/bin/count-lines.sh greeting.txt loud.txt > count.txt")
     done = a.post(f"/sandboxes/{sid}/tutorial/check").json()
@@ -200,28 +190,6 @@ def test_the_teacher_sees_progress_live_and_as_csv(
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     line = next(r for r in rows if r["student"] == "learner-b")
     assert line["step"] == "1" and line["of"] == "3" and line["last_check_passed"] == "no"
-
-
-def test_who_may_see_whose_progress(
-    school: LiveServer, klass: Class, students: dict[str, str]
-) -> None:
-    a, b = school.client("learner-a"), school.client("learner-b")
-    stranger = school.client("tut-stranger")
-    course = klass.course["id"]
-    other = students["learner-b"]
-    # A classmate or a stranger: the sandbox's tutorial does not exist for them.
-    for who in (a, stranger):
-        assert error(who.get(f"/sandboxes/{other}/tutorial"), 404)["code"] == "not_found"
-        assert error(who.get(f"/sandboxes/{other}/tutorial/steps/1"), 404)["code"] == "not_found"
-        assert error(who.post(f"/sandboxes/{other}/tutorial/check"), 404)["code"] == "not_found"
-        image = f"/sandboxes/{other}/tutorial/files/images/steps.png"
-        assert error(who.get(image), 404)["code"] == "not_found"
-    # The course's progress is the teacher's.
-    assert error(b.get(f"/courses/{course}/progress"), 403)["code"] == "teacher_only"
-    assert error(stranger.get(f"/courses/{course}/progress"), 404)["code"] == "not_found"
-    template = klass.template["id"]
-    assert error(b.get(f"/templates/{template}/tutorial/validate"), 404)["code"] == "not_found"
-    assert error(b.get(f"/templates/{template}/tutorial/preview"), 404)["code"] == "not_found"
 
 
 def test_reset_starts_the_tutorial_over(school: LiveServer) -> None:
