@@ -16,11 +16,22 @@ from tests.bench.lifecycle import bench_lifecycle
 from tests.bench.preview import bench_preview
 from tests.bench.scale import bench_sandboxes, bench_terminals
 from tests.bench.terminal import bench_terminal
+from tests.bench.tutorial import bench_tutorial
 from tests.server import LiveServer, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SECTIONS = ("foundation", "lifecycle", "terminal", "preview", "code", "files", "scale", "classroom")
+SECTIONS = (
+    "foundation",
+    "lifecycle",
+    "terminal",
+    "preview",
+    "code",
+    "files",
+    "scale",
+    "classroom",
+    "tutorial",
+)
 
 
 def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
@@ -42,6 +53,8 @@ def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
         return bench_files(server, int(os.environ.get("BENCH_FILES_MB", "1024")))
     if name == "classroom":
         return bench_classroom(server)
+    if name == "tutorial":
+        return bench_tutorial(server)
     if name == "scale":
         return {
             "terminals": bench_terminals(server, int(os.environ.get("BENCH_WEBSOCKETS", "200"))),

@@ -347,3 +347,22 @@ def test_the_sdk_and_cli_follow(school: LiveServer) -> None:
     valid = cli(school, "teacher-tut-sdk", "template", "validate", k.template["id"])
     assert valid.returncode == 0, valid.stdout + valid.stderr
     assert "step1/verify.sh:1: warning" in valid.stdout
+
+
+def test_progress_survives_sleep_and_a_server_restart(school: LiveServer) -> None:
+    k = tutorial_class(school, "teacher-tut-s", "shellsleep", sample_files())
+    joined = join(school, "learner-s", k.invite["token"])
+    assert joined.status_code == 201, joined.text
+    sid = joined.json()["sandbox"]
+    s = school.client("learner-s")
+    sh(s, sid, "cd /workspace && echo hello > greeting.txt")
+    assert s.post(f"/sandboxes/{sid}/tutorial/check").json()["current"] == 2
+    slept = s.post(f"/sandboxes/{sid}/sleep")
+    assert slept.status_code == 200, slept.text
+    school.restart()
+    after = school.client("learner-s").get(f"/sandboxes/{sid}/tutorial").json()
+    assert after["current"] == 2 and after["steps"][0]["done"] is True
+    assert after["last_check"]["step"] == 1 and after["last_check"]["passed"] is True
+    # A check wakes the sandbox and runs as before.
+    result = school.client("learner-s").post(f"/sandboxes/{sid}/tutorial/check").json()
+    assert result["passed"] is False and "loud.txt should hold HELLO" in result["output"]
