@@ -128,7 +128,8 @@ async def get_step(request: AuthedRequest, sandbox_id: str, n: int) -> dict[str,
     the current one are locked (409 `step_locked`)."""
     tutorial = await tutorials.open_tutorial(request.auth, sandbox_id)
     total = len(tutorial.scenario.steps)
-    return tutorials.page(tutorial.scenario, n, min(tutorial.progress.current, total + 1))
+    current = min(tutorial.progress.current, total + 1)
+    return tutorials.page(tutorial.scenario, n, current, tutorial.files_url)
 
 
 @router.post("/sandboxes/{sandbox_id}/tutorial/check", response={200: CheckOut, **ERRORS})
@@ -200,9 +201,11 @@ async def validate_tutorial(request: AuthedRequest, template_id: str) -> dict[st
 async def preview_tutorial(request: AuthedRequest, template_id: str) -> dict[str, Any]:
     """Every page of the template's tutorial, as students will see them."""
     template = await templates.get_template(request.auth, template_id)
-    found = await tutorials.preview(template, f"/api/v1/templates/{template.id}/tutorial/files")
+    found = await tutorials.preview(template)
+    files = f"/api/v1/templates/{template.id}/tutorial/files"
     total = len(found.steps)
-    pages = [tutorials.page(found, n, None) for n in range(0 if found.intro else 1, total + 2)]
+    first = 0 if found.intro else 1
+    pages = [tutorials.page(found, n, None, files) for n in range(first, total + 2)]
     return {
         "title": found.title,
         "description": found.description,

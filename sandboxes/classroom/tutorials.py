@@ -33,6 +33,7 @@ from sandboxes.classroom import scenario as reader
 from sandboxes.classroom.models import Course, Enrollment, TutorialProgress
 from sandboxes.errors import BadRequest, Conflict, NotFound, SandboxError
 from sandboxes.execs import ExecRequest, exec_collect, exec_stream
+from sandboxes.locks import KeyedLocks
 from sandboxes.models import Sandbox, Template
 from sandboxes.policy import Action
 from sandboxes.templates import starter
@@ -40,29 +41,32 @@ from sandboxes.templates.launch import template_of
 
 log = logging.getLogger(__name__)
 
-# Parsed scenarios by (template, commit, image URL prefix); a starter commit never
-# changes, so entries never go stale, and the oldest are dropped.
-_CACHE: OrderedDict[tuple[str, str, str], reader.Scenario | None] = OrderedDict()
+# Parsed scenarios by (template, commit); a starter commit never changes, so entries
+# never go stale, and the oldest are dropped. Relative images point at FILES, which
+# each answer replaces with its own route (a sandbox's, or the template preview's).
+_CACHE: OrderedDict[tuple[str, str], reader.Scenario | None] = OrderedDict()
+FILES = "/__tutorial_files__"
 CACHE_SIZE = 64
 # The files a step's markdown may show (no SVG: it could carry script).
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 _background: set[asyncio.Task[None]] = set()
+_checking = KeyedLocks()
 
 
 # ----------------------------------------------------------------------- loading
 
 
-async def read_scenario(template: Template, files_url: str = "") -> reader.Scenario | None:
+async def read_scenario(template: Template) -> reader.Scenario | None:
     """The template's tutorial at its current starter commit (None: it has none)."""
     commit = template.starter_head
     if not commit:
         return None
-    key = (template.id, commit, files_url)
+    key = (template.id, commit)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
     files = await starter.read_files(template, commit)
-    found = reader.read(files, files_url)
+    found = reader.read(files, FILES)
     _CACHE[key] = found
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -90,9 +94,9 @@ class Tutorial:
     progress: TutorialProgress
     owner: bool  # the caller may act (check, start); else a read-only look
 
-
-def files_url(sandbox_id: str) -> str:
-    return f"/api/v1/sandboxes/{sandbox_id}/tutorial/files"
+    @property
+    def files_url(self) -> str:
+        return f"/api/v1/sandboxes/{self.sandbox.id}/tutorial/files"
 
 
 async def open_tutorial(user: User, sandbox_id: str, action: Action = "view") -> Tutorial:
@@ -107,7 +111,7 @@ async def open_tutorial(user: User, sandbox_id: str, action: Action = "view") ->
         raise NotFound(
             "This sandbox was not made from a template with a tutorial.", code="no_tutorial"
         )
-    found = _require(await read_scenario(template, files_url(sandbox.id)))
+    found = _require(await read_scenario(template))
     owner = sandbox.owner_id == user.pk
     progress = await TutorialProgress.objects.filter(sandbox=sandbox).afirst()
     if progress is None:
@@ -167,12 +171,14 @@ def summary(found: reader.Scenario, progress: TutorialProgress) -> dict[str, Any
     }
 
 
-def page_out(found: reader.Scenario, page: reader.Page, kind: str) -> dict[str, Any]:
+def page_out(
+    found: reader.Scenario, page: reader.Page, kind: str, files_url: str
+) -> dict[str, Any]:
     return {
         "index": page.index,
         "kind": kind,
         "title": page.title,
-        "markdown": page.markdown,
+        "markdown": page.markdown.replace(f"]({FILES}/", f"]({files_url}/"),
         "actions": [a.as_dict() for a in page.actions],
         "verify": page.verify is not None,
         "foreground": page.foreground,
@@ -180,8 +186,9 @@ def page_out(found: reader.Scenario, page: reader.Page, kind: str) -> dict[str, 
     }
 
 
-def page(found: reader.Scenario, n: int, current: int | None) -> dict[str, Any]:
-    """``GET .../tutorial/steps/{n}``: 0 the intro, 1..N the steps, N+1 the finish.
+def page(found: reader.Scenario, n: int, current: int | None, files_url: str) -> dict[str, Any]:
+    """``GET .../tutorial/steps/{n}``: 0 the intro, 1..N the steps, N+1 the finish;
+    images through ``files_url``.
 
     With ``current`` (a learner's), steps beyond it are locked: 409 ``step_locked``.
     """
@@ -196,7 +203,7 @@ def page(found: reader.Scenario, n: int, current: int | None) -> dict[str, Any]:
     if n == 0:
         if found.intro is None:
             raise NotFound("This tutorial has no intro.", code="not_found")
-        return page_out(found, found.intro, "intro")
+        return page_out(found, found.intro, "intro", files_url)
     if n == total + 1:
         if found.finish is None:
             return {
@@ -209,8 +216,8 @@ def page(found: reader.Scenario, n: int, current: int | None) -> dict[str, Any]:
                 "foreground": None,
                 "total": total,
             }
-        return page_out(found, found.finish, "finish")
-    return page_out(found, found.steps[n - 1], "step")
+        return page_out(found, found.finish, "finish", files_url)
+    return page_out(found, found.steps[n - 1], "step", files_url)
 
 
 # ----------------------------------------------------------------------- checks
@@ -247,7 +254,16 @@ async def run_script(sandbox: Sandbox, script: str, timeout: float, limit: int) 
 
 async def check(tutorial: Tutorial, step: int | None = None) -> dict[str, Any]:
     """Run the step's verify script (default: the current step) and move on when it
-    exits 0; a step without one passes. Only the owner checks (others get 403)."""
+    exits 0; a step without one passes. Only the owner checks (others get 403).
+
+    One check of a sandbox at a time (two tabs pressing Check at once must not both
+    move the learner on), on the progress as stored when it starts."""
+    async with _checking(tutorial.sandbox.id):
+        tutorial.progress = await TutorialProgress.objects.aget(sandbox_id=tutorial.sandbox.id)
+        return await _check_now(tutorial, step)
+
+
+async def _check_now(tutorial: Tutorial, step: int | None) -> dict[str, Any]:
     found, progress = tutorial.scenario, tutorial.progress
     total = len(found.steps)
     current = min(progress.current, total + 1)
@@ -285,7 +301,7 @@ async def check(tutorial: Tutorial, step: int | None = None) -> dict[str, Any]:
         progress.current = n + 1
         if n + 1 > total:
             progress.finished_at = timezone.now()
-    await progress.asave()
+    await progress.asave(update_fields=["current", "finished_at", "checks", "updated_at"])
     if moved and n + 1 <= total:
         _background_script(tutorial.sandbox, found.steps[n], progress.sandbox_id)
     return {
@@ -544,8 +560,8 @@ async def validate(template: Template) -> dict[str, Any]:
     }
 
 
-async def preview(template: Template, files_url_: str) -> reader.Scenario:
-    return _require(await read_scenario(template, files_url_))
+async def preview(template: Template) -> reader.Scenario:
+    return _require(await read_scenario(template))
 
 
 async def tutorial_file(template: Template, path: str) -> tuple[bytes, str]:
