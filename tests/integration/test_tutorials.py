@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -73,6 +74,7 @@ def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyp
 def school(sandbox_image: str) -> Iterator[LiveServer]:
     settings = {
         "CLASSROOM_WARM_POOL": "0",
+        "TEMPLATE_REPO_ALLOW_LOCAL": "1",
         "TUTORIAL_VERIFY_TIMEOUT": "3",
         "TUTORIAL_OUTPUT_LIMIT": "4k",
     }
@@ -233,6 +235,21 @@ def test_authoring_validate_and_preview(school: LiveServer, klass: Class) -> Non
     # Only images are served from the tutorial's folder.
     script = klass.teacher.get(f"/templates/{template}/tutorial/files/step1/verify.sh")
     assert error(script, 404)["code"] == "not_found"
+
+
+def test_a_tutorial_from_a_repository(school: LiveServer, tmp_path: Path) -> None:
+    """A scenario kept in git keeps its executable verify scripts: no warnings."""
+    repo = tmp_path / "scenario"
+    shutil.copytree(SAMPLE, repo)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "s"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    teacher = school.client("teacher-tut-repo")
+    made = teacher.post("/templates", json={"name": "fromrepo", "repo_url": f"file://{repo}"})
+    assert made.status_code == 201, made.text
+    checked = teacher.get(f"/templates/{made.json()['id']}/tutorial/validate").json()
+    assert checked["valid"] is True and checked["problems"] == [] and checked["steps"] == 3
 
 
 def test_broken_tutorials_are_reported_with_file_and_line(school: LiveServer) -> None:
