@@ -95,6 +95,9 @@ export class Tutorial {
     for (const e of info.events.filter((e) => !e.ok)) {
       children.push(h("div.tutorial-note.error", { role: "alert" }, `${e.what}: ${e.message}`));
     }
+    // The page's own first heading, when it says the same, is not repeated.
+    const heading = body.firstElementChild;
+    if (heading && /^H[1-3]$/.test(heading.tagName) && heading.textContent.trim() === page.title.trim()) heading.remove();
     children.push(h("h2.tutorial-step-title", { id: "tutorial-step-title" }, page.title), body);
     if (this.lastOutput && this.lastOutput.step === page.index) {
       const { passed, output } = this.lastOutput;
