@@ -121,6 +121,15 @@ def test_a_student_follows_the_tutorial_and_the_teacher_sees_it(browser: Browser
     expect(row.get_by_test_id("tutorial-step")).to_have_text("finished", timeout=15_000)
     expect(row.get_by_test_id("tutorial-last-check")).to_contain_text("step 3 passed")
     shot(t_page, "tutorial-roster")
+    # Viewing the student's workspace, the teacher reads the tutorial without Run or Check.
+    row.get_by_test_id("view-student").click()
+    expect(t_page.locator("#tutorial")).to_be_visible(timeout=60_000)
+    expect(t_page.locator("#tutorial-step-title")).to_have_text("Finished")
+    t_page.locator('.tutorial-steps li[data-step="2"]').click()
+    expect(t_page.locator("#tutorial-step-title")).to_have_text("Say it louder")
+    expect(t_page.locator("#tutorial .tutorial-copy").first).to_be_visible()
+    expect(t_page.locator("#tutorial .tutorial-run")).to_have_count(0)
+    expect(t_page.locator("#tutorial-check")).to_have_count(0)
     for errors in (log.errors, t_log.errors):
         assert not errors, errors
     context.close()

@@ -32,6 +32,13 @@ export class Tutorial {
   // Show the panel when the sandbox's template has a tutorial; say why when it is broken.
   async init() {
     try {
+      // Only a sandbox made from a template can have one (no 404 for the others).
+      const hints = await call("GET", `${this.sb.base}/starter`);
+      if (!hints?.template) return false;
+    } catch {
+      return false;
+    }
+    try {
       this.info = await call("GET", this.base);
     } catch (err) {
       if (err.status === 404 && err.code === "no_tutorial") return false;
