@@ -46,9 +46,14 @@ class ErrorOut(Schema):
     error: ErrorBody
 
 
+SnapshotId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{12}$")]
+
+
 class SandboxIn(StrictIn):
     name: SandboxName | None = None
     template: Annotated[str, StringConstraints(max_length=64)] | None = None
+    # A snapshot of yours (POST /sandboxes/{id}/snapshots) to start from.
+    snapshot: SnapshotId | None = None
     env: EnvMap | None = None
     sleep_after: Annotated[int, Field(ge=0, le=MAX_SLEEP_AFTER)] | None = None
     keep_alive: bool | None = None
@@ -120,6 +125,45 @@ class SandboxOut(Schema):
 
 class SandboxList(Schema):
     sandboxes: list[SandboxOut]
+
+
+class SnapshotIn(StrictIn):
+    name: SandboxName | None = None
+    # Running programs' memory too: not supported (answered with 400).
+    memory: bool = False
+
+
+class SnapshotOut(Schema):
+    id: str
+    name: str
+    sandbox: str
+    size_bytes: int
+    created_at: datetime
+    paused_ms: float
+
+
+class SnapshotList(Schema):
+    snapshots: list[SnapshotOut]
+
+
+class ForkIn(StrictIn):
+    count: Annotated[int, Field(ge=1, le=10)] = 1
+
+
+class ForkError(Schema):
+    index: int
+    code: str
+    message: str
+
+
+class ForkOut(Schema):
+    snapshot: SnapshotOut
+    sandboxes: list[SandboxOut]
+    errors: list[ForkError]
+
+
+class RestoreIn(StrictIn):
+    snapshot: SnapshotId
 
 
 def _check_command(value: str | list[str]) -> str | list[str]:
