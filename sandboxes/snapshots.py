@@ -73,7 +73,7 @@ async def take_snapshot(sandbox: Sandbox, name: str = "", *, memory: bool = Fals
     if memory:
         raise BadRequest(
             "Snapshots keep files only, not the memory of running programs: checkpointing "
-            "processes (CRIU) is not supported by this server. Leave out \"memory\"; "
+            'processes (CRIU) is not supported by this server. Leave out "memory"; '
             "programs start afresh in a sandbox made from the snapshot.",
             code="memory_snapshot_unsupported",
         )
@@ -109,10 +109,10 @@ async def delete_snapshot(snapshot: Snapshot) -> None:
 
 
 async def create_from_snapshot(
-    user: User, snapshot: Snapshot, options: lifecycle.SandboxSettings
+    user: User, snapshot_id: str, options: lifecycle.SandboxSettings
 ) -> tuple[Sandbox, bool]:
-    """The user's sandbox ``options.name``, made from ``snapshot`` if it is new."""
-    options.snapshot = snapshot
+    """The user's sandbox ``options.name``, made from their snapshot if it is new."""
+    options.snapshot = await get_snapshot(user, snapshot_id)
     return await lifecycle.get_or_create_sandbox(user, options)
 
 

@@ -10,7 +10,6 @@ from ninja import Router
 
 from sandboxes import lifecycle, progress, snapshots
 from sandboxes.disk import disk_usage
-from sandboxes.errors import BadRequest
 from sandboxes.models import Sandbox
 from sandboxes.ports import exposed_out
 from sandboxes.templates import launch, service
@@ -68,11 +67,6 @@ async def create_sandbox(
 ) -> tuple[int, dict[str, object]] | StreamingHttpResponse:
     """Get or create the caller's sandbox by name (201 new, 200 existing), running."""
     payload = payload or SandboxIn()
-    if payload.snapshot and payload.template:
-        raise BadRequest(
-            "Give a template or a snapshot, not both: a snapshot already holds the files.",
-            code="bad_request",
-        )
     if payload.template and payload.template != launch.DEFAULT_TEMPLATE:
         # a template of the caller's (404 otherwise), its starter installed
         template = await service.get_template(request.auth, payload.template)
@@ -102,8 +96,9 @@ async def create_sandbox(
         egress=payload.egress or "all",
     )
     if payload.snapshot:
-        snapshot = await snapshots.get_snapshot(request.auth, payload.snapshot)
-        sandbox, created = await snapshots.create_from_snapshot(request.auth, snapshot, options)
+        sandbox, created = await snapshots.create_from_snapshot(
+            request.auth, payload.snapshot, options
+        )
         return (201 if created else 200), sandbox_out(sandbox)
     sandbox, created = await lifecycle.get_or_create_sandbox(request.auth, options)
     return (201 if created else 200), sandbox_out(sandbox)

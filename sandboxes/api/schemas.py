@@ -10,7 +10,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from sandboxes.envpolicy import refuse_reserved
 from sandboxes.models import NAME_PATTERN
@@ -60,6 +67,12 @@ class SandboxIn(StrictIn):
     egress: Literal["all", "none"] | None = None
 
     _env = field_validator("env")(check_env)
+
+    @model_validator(mode="after")
+    def _template_or_snapshot(self) -> SandboxIn:
+        if self.template and self.snapshot:
+            raise ValueError("give a template or a snapshot, not both")
+        return self
 
 
 class SleepIn(StrictIn):

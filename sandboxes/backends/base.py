@@ -94,9 +94,7 @@ class Backend(abc.ABC):
     def agent_address(self, state: BackendState) -> AgentAddress:
         """Where to dial the sandbox's agent."""
 
-    async def snapshot(
-        self, state: BackendState, snapshot_id: str, owner_id: int
-    ) -> BackendState:
+    async def snapshot(self, state: BackendState, snapshot_id: str, owner_id: int) -> BackendState:
         """Capture the sandbox's files (its root filesystem's changes and its
         workspace) into something that outlives it, with a brief pause at most.
 
@@ -108,6 +106,7 @@ class Backend(abc.ABC):
 
     async def remove_snapshot(self, state: BackendState) -> None:
         """Remove what ``snapshot`` made. Missing parts are fine."""
+        return None
 
     async def managed(self) -> list[Managed]:
         """Every sandbox container this deployment owns, for adoption and orphan

@@ -471,9 +471,7 @@ class DockerBackend(Backend):
             "volume": f"{self.prefix}-snapshot-{snapshot_id}",
         }
 
-    async def snapshot(
-        self, state: BackendState, snapshot_id: str, owner_id: int
-    ) -> BackendState:
+    async def snapshot(self, state: BackendState, snapshot_id: str, owner_id: int) -> BackendState:
         return await self._run(self._snapshot, state, snapshot_id, owner_id)
 
     def _snapshot(self, state: BackendState, snapshot_id: str, owner_id: int) -> BackendState:

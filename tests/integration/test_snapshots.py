@@ -76,7 +76,9 @@ def test_a_snapshot_outlives_its_sandbox_and_starts_new_ones(snapper: LiveServer
         # its own agent key, never the parent's; the snapshot's image keeps none
         assert agent_key(snapper, copy["id"]) != parent_key
         image = f"{snapper.prefix}-snapshot:{snap['id']}"
-        assert "SANDBOX_AGENT_KEY=\"" in docker("inspect", "-f", "{{json .Config.Env}}", image).stdout
+        assert (
+            'SANDBOX_AGENT_KEY="' in docker("inspect", "-f", "{{json .Config.Env}}", image).stdout
+        )
 
         assert api.delete(f"/snapshots/{snap['id']}").status_code == 204
         assert api.get(f"/snapshots/{snap['id']}").status_code == 404
