@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from sandbox_ide import InvalidRequestError, NotFoundError, Sandbox
 
 from tests.server import LiveServer, running_server
+
+CLI = str(Path(sys.executable).parent / "sandbox-ide")
 
 # A package installed as the sandbox user installs one: under ~/.local, on the root
 # filesystem (not in /workspace).
@@ -135,3 +142,57 @@ def test_memory_and_out_of_range_counts_are_refused_with_a_sentence(snapper: Liv
             response = api.post(f"/sandboxes/{box['id']}/fork", json={"count": count})
             assert response.status_code == 400, response.text
         assert api.get("/snapshots").json()["snapshots"] == []
+
+
+def test_the_sdk_snapshots_forks_creates_from_and_restores(snapper: LiveServer) -> None:
+    conn = {"url": snapper.url, "token": snapper.token("sdk-snap")}
+    with Sandbox.create("sdkbox", **conn) as sb:
+        sb.exec("echo one > /workspace/f")
+        snap = sb.snapshot("one")
+        assert (snap.name, snap.sandbox) == ("one", sb.id) and snap.size_bytes > 0
+        assert [s.id for s in sb.snapshots()] == [snap.id]
+        sb.exec("echo two > /workspace/f")
+
+        result = sb.fork(count=1)
+        assert result.errors == [] and result.snapshot.sandbox == sb.id
+        with result.sandboxes[0] as copy:
+            assert copy.exec("cat /workspace/f").stdout == "two\n"
+
+        with Sandbox.create("fromsnap", snapshot=snap, **conn) as made:
+            assert made.exec("cat /workspace/f").stdout == "one\n"
+
+        assert sb.restore(snap).id == sb.id
+        assert sb.exec("cat /workspace/f").stdout == "one\n"
+        with pytest.raises(InvalidRequestError):
+            sb.fork(count=11)
+    Sandbox.delete_snapshot(snap, **conn)
+    assert snap.id not in {s.id for s in Sandbox.list_snapshots(**conn)}
+    with pytest.raises(NotFoundError):
+        Sandbox.delete_snapshot(snap.id, **conn)
+
+
+def test_the_cli_snapshots_forks_and_restores(snapper: LiveServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_IDE")}
+    env.update(SANDBOX_IDE_URL=snapper.url, SANDBOX_IDE_TOKEN=snapper.token("cli-snap"))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    assert cli("create", "clisnap").returncode == 0
+    made = cli("snapshot", "create", "clisnap", "--name", "base")
+    assert made.returncode == 0, made.stderr
+    name, snap_id, _size, paused = made.stdout.strip().split("\t")
+    assert name == "base" and paused.startswith("paused ")
+    listed = cli("snapshot", "list", "clisnap", "--json")
+    assert [s["id"] for s in json.loads(listed.stdout)] == [snap_id]
+
+    forked = cli("fork", "clisnap", "--count", "3")  # SANDBOX_MAX_PER_USER is 3
+    assert forked.returncode == 1
+    assert len(forked.stdout.strip().splitlines()) == 2
+    assert "too_many_sandboxes" in forked.stderr
+
+    restored = cli("restore", "clisnap", snap_id)
+    assert restored.returncode == 0 and f"restored from {snap_id}" in restored.stdout
+    assert cli("snapshot", "rm", snap_id).stdout.strip() == snap_id
+    gone = cli("snapshot", "rm", snap_id)
+    assert gone.returncode == 1 and "No snapshot" in gone.stderr
