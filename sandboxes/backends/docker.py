@@ -186,9 +186,11 @@ class DockerBackend(Backend):
         try:
             image = self.client.images.get(spec.image)
         except docker.errors.ImageNotFound:
-            if spec.snapshot:
+            if spec.snapshot or spec.image.startswith(f"{self.prefix}-snapshot:"):
                 raise SandboxUnavailable(
-                    f"The snapshot's image {spec.image} is gone: the snapshot was deleted."
+                    f"The image of the snapshot this sandbox was made from ({spec.image}) "
+                    "is gone: the snapshot was deleted. Make a new sandbox, or restore this "
+                    "one from a snapshot that still exists."
                 ) from None
             raise SandboxUnavailable(
                 f"The sandbox image {spec.image} is missing: build it with "

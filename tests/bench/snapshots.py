@@ -104,8 +104,10 @@ def bench_snapshots(
 
             started = time.perf_counter()
             fork = api.post(f"/sandboxes/{sid}/fork", json={"count": 1}).json()
+            add("fork_call_ms", _ms(started))
             _first_exec(api, fork["sandboxes"][0]["id"])
             add("fork_to_first_exec_ms", _ms(started))
+            add("fork_paused_ms", fork["snapshot"]["paused_ms"])
 
             commit_ms, run_ms = _baseline(container, f"{server.prefix}-bench:{run}")
             add("docker_commit_ms", commit_ms)
@@ -120,4 +122,5 @@ def bench_snapshots(
     for key, values in series.items():
         results[f"{key}_p50"] = statistics.median(values)
     results["runs"] = runs
+    results["each_run"] = {key: [round(v) for v in values] for key, values in series.items()}
     return results

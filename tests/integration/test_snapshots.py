@@ -91,9 +91,12 @@ def test_a_snapshot_outlives_its_sandbox_and_starts_new_ones(snapper: LiveServer
         assert api.get(f"/snapshots/{snap['id']}").status_code == 404
         assert docker("image", "inspect", image).returncode != 0
         assert docker("volume", "inspect", f"{snapper.prefix}-snapshot-{snap['id']}").returncode
-        # a sandbox made from it runs on, with its files
+        # a sandbox made from it runs on, with its files; the image goes with the last
         assert run(api, copy["id"], "cat /workspace/data.txt")["stdout"] == "kept\n"
-        api.delete(f"/sandboxes/{copy['id']}")
+        image_id = docker("inspect", "-f", "{{.Image}}", f"{snapper.prefix}-{copy['id']}").stdout
+        assert docker("image", "inspect", image_id.strip()).returncode == 0
+        assert api.delete(f"/sandboxes/{copy['id']}").status_code == 204
+        assert docker("image", "inspect", image_id.strip()).returncode != 0
 
 
 def test_fork_starts_independent_copies_and_reports_each_failure(snapper: LiveServer) -> None:
