@@ -485,8 +485,9 @@ class DockerBackend(Backend):
         directory) but not its agent key, blanked here; new containers get their own.
         The tenant's variables of the time are named in a label, so that a sandbox
         made from the image drops those it does not set itself (``agent_environment``).
-        Neither the image nor the volume carries the deployment label that the
-        orphan sweep looks for, and neither depends on the sandbox's own volume.
+        Neither depends on the sandbox's container or volume. The orphan sweep
+        removes containers only (``_managed``), and the copy helper carries no
+        deployment label, so neither is taken for a sandbox's leftover.
         """
         names = self.snapshot_names(snapshot_id)
         container = self._container(state)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,13 @@ INSTALL = (
 
 @pytest.fixture(scope="module")
 def snapper(sandbox_image: str) -> Iterator[LiveServer]:
-    with running_server("sbxsnap", {"SANDBOX_MAX_PER_USER": "3"}) as server:
+    settings = {
+        "SANDBOX_MAX_PER_USER": "3",
+        # the orphan sweep runs often and at once: it must leave snapshots alone
+        "SANDBOX_ORPHAN_GRACE": "0",
+        "SANDBOX_REAP_INTERVAL": "0.2",
+    }
+    with running_server("sbxsnap", settings) as server:
         yield server
 
 
@@ -64,7 +71,11 @@ def test_a_snapshot_outlives_its_sandbox_and_starts_new_ones(snapper: LiveServer
 
         parent_key = agent_key(snapper, box["id"])
         assert api.delete(f"/sandboxes/{box['id']}").status_code == 204
+        time.sleep(1.5)  # several passes of the reaper and its orphan sweep
         assert api.get(f"/snapshots/{snap['id']}").json()["id"] == snap["id"]
+        assert (
+            docker("volume", "inspect", f"{snapper.prefix}-snapshot-{snap['id']}").returncode == 0
+        )
 
         response = api.post("/sandboxes", json={"name": "copy", "snapshot": snap["id"]})
         assert response.status_code == 201, response.text
