@@ -229,6 +229,9 @@ TERMINAL_MAX_PER_SANDBOX = env_int("TERMINAL_MAX_PER_SANDBOX", 16, minimum=1)
 # Disk a sandbox may fill (/workspace, its home and temporary directories), kept by
 # its agent; a template may ask for less (limits.disk_mb). "0": no quota.
 SANDBOX_DISK_QUOTA = env_bytes("SANDBOX_DISK_QUOTA", "5g")
+# What one user's snapshots (their workspaces and installed packages) may occupy
+# together; a snapshot past it is refused with 429. "0": no quota.
+SANDBOX_SNAPSHOT_QUOTA = env_bytes("SANDBOX_SNAPSHOT_QUOTA", "20g")
 
 # ------------------------------------------------------------------ classroom
 # Ready sandboxes kept per template (a template may set its own number), so a class

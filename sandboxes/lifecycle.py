@@ -24,7 +24,7 @@ from sandboxes.backends import SandboxSpec, get_backend
 from sandboxes.errors import Forbidden, LimitReached, NotFound, SandboxError, SandboxUnavailable
 from sandboxes.images import image_tag
 from sandboxes.locks import KeyedLocks
-from sandboxes.models import Sandbox
+from sandboxes.models import Sandbox, Snapshot
 from sandboxes.policy import Action, may
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 ACTIVITY_RESOLUTION = timedelta(seconds=5)
 
 sandbox_lock = KeyedLocks()
+_quota_lock = KeyedLocks()
 
 
 # ----------------------------------------------------------------------- queries
@@ -97,6 +98,8 @@ class SandboxSettings:
     # an image other than the default.
     limits: dict[str, Any] = field(default_factory=dict)
     image: str = ""
+    # A snapshot (``sandboxes.snapshots``) to start from: its image and files.
+    snapshot: Snapshot | None = None
 
 
 async def check_sandbox_quota(user: User, name: str) -> None:
@@ -129,23 +132,28 @@ async def get_or_create_sandbox(user: User, options: SandboxSettings) -> tuple[S
     sleep_after = (
         settings.SANDBOX_DEFAULT_SLEEP_AFTER if options.sleep_after is None else options.sleep_after
     )
-    await check_sandbox_quota(user, options.name)
-    try:
-        sandbox = await Sandbox.objects.acreate(
-            owner=user,
-            name=options.name,
-            template=options.template,
-            env=options.env,
-            sleep_after=sleep_after,
-            keep_alive=options.keep_alive,
-            egress=options.egress,
-            image=options.image or image_tag(),
-            limits=dict(options.limits),
-        )
-        created = True
-    except IntegrityError:
-        sandbox = await _sandboxes().aget(owner=user, name=options.name)
-        created = False
+    snapshot = options.snapshot
+    # Checked and inserted under one lock per user: several sandboxes made at once
+    # (a fork) must not all pass the count before any is inserted.
+    async with _quota_lock(str(user.pk)):
+        await check_sandbox_quota(user, options.name)
+        try:
+            sandbox = await Sandbox.objects.acreate(
+                owner=user,
+                name=options.name,
+                template=options.template,
+                env=options.env,
+                sleep_after=sleep_after,
+                keep_alive=options.keep_alive,
+                egress=options.egress,
+                image=snapshot.backend_state["image"] if snapshot else options.image or image_tag(),
+                limits=dict(options.limits),
+                source_snapshot=snapshot.id if snapshot else "",
+            )
+            created = True
+        except IntegrityError:
+            sandbox = await _sandboxes().aget(owner=user, name=options.name)
+            created = False
     await ensure_running(sandbox)
     return sandbox, created
 
@@ -178,6 +186,20 @@ async def destroy_sandbox(sandbox: Sandbox) -> None:
         if sandbox.backend_state:
             await get_backend().remove(sandbox.backend_state)
         await sandbox.adelete()
+
+
+async def restore_sandbox(sandbox: Sandbox, snapshot: Snapshot) -> AgentClient:
+    """Roll ``sandbox`` back to ``snapshot``: its container and workspace are removed
+    and made again from the snapshot's image and files, under the same id (its
+    running programs end; its settings and shared ports stay)."""
+    async with sandbox_lock(sandbox.id):
+        if sandbox.backend_state:
+            await get_backend().remove(sandbox.backend_state)
+        sandbox.backend_state = {}
+        sandbox.image = str(snapshot.backend_state["image"])
+        sandbox.source_snapshot = snapshot.id
+        await sandbox.asave(update_fields=["backend_state", "image", "source_snapshot"])
+    return await ensure_running(sandbox)
 
 
 async def hand_over(sandbox_id: str, giver: User, user: User, name: str) -> Sandbox | None:
@@ -272,6 +294,11 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
 
 
 async def _provision(sandbox: Sandbox) -> None:
+    snapshot = None
+    if sandbox.source_snapshot:
+        snapshot = await Snapshot.objects.filter(
+            pk=sandbox.source_snapshot, owner_id=sandbox.owner_id
+        ).afirst()
     spec = SandboxSpec(
         sandbox_id=sandbox.id,
         owner_id=sandbox.owner_id,
@@ -279,6 +306,7 @@ async def _provision(sandbox: Sandbox) -> None:
         env=dict(sandbox.env),
         egress=sandbox.egress,
         limits=dict(sandbox.limits),
+        snapshot=snapshot.backend_state if snapshot else None,
     )
     sandbox.backend_state = await get_backend().create(spec)
     # Set when the backend had to give no network (fails closed): the API says why.

@@ -51,6 +51,9 @@ class Sandbox(models.Model):
     # Per-sandbox resource limits from a template: {"memory_mb", "cpus", "disk_mb"}.
     limits = models.JSONField(default=dict, blank=True)
     backend_state = models.JSONField(default=dict, blank=True)
+    # The snapshot (an id) whose files the sandbox was made from or rolled back to:
+    # a new workspace volume is seeded from it.
+    source_snapshot = models.CharField(max_length=12, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     last_active_at = models.DateTimeField(auto_now_add=True)
 
@@ -60,6 +63,32 @@ class Sandbox(models.Model):
         ]
         ordering = ["-created_at"]
         verbose_name_plural = "sandboxes"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class Snapshot(models.Model):
+    """A sandbox's files at one moment: its workspace and its root filesystem's
+    changes (installed packages), kept by the backend (``backend_state``).
+
+    It outlives its sandbox (``sandbox_id`` is no foreign key) and belongs to the
+    sandbox's owner; new sandboxes start from it, or a sandbox is rolled back to it.
+    """
+
+    id = models.CharField(primary_key=True, max_length=12, default=new_sandbox_id, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="snapshots"
+    )
+    name = models.CharField(max_length=39)
+    sandbox_id = models.CharField(max_length=12, db_index=True)
+    size_bytes = models.BigIntegerField(default=0)
+    paused_ms = models.FloatField(default=0)
+    backend_state = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"

@@ -143,16 +143,17 @@ def _remove_prefixed(prefix: str) -> None:
 
 
 def _remove_labelled(prefix: str) -> None:
-    for kind in ("container", "volume", "network"):
+    # containers before the images (snapshots') they use, and the volumes they mount
+    for kind in ("container", "image", "volume", "network"):
         ids = subprocess.run(
             ["docker", kind, "ls", "-q", "--filter", f"label=sandbox-ide.prefix={prefix}"]
-            + (["-a"] if kind == "container" else []),
+            + (["-a"] if kind in ("container", "image") else []),
             capture_output=True,
             text=True,
             check=False,
         ).stdout.split()
         if ids:
-            flag = ["-f"] if kind in ("container", "volume") else []
+            flag = ["-f"] if kind in ("container", "image", "volume") else []
             subprocess.run(["docker", kind, "rm", *flag, *ids], capture_output=True, check=False)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Router
 
-from sandboxes import lifecycle, progress
+from sandboxes import lifecycle, progress, snapshots
 from sandboxes.disk import disk_usage
 from sandboxes.models import Sandbox
 from sandboxes.ports import exposed_out
@@ -95,6 +95,11 @@ async def create_sandbox(
         keep_alive=bool(payload.keep_alive),
         egress=payload.egress or "all",
     )
+    if payload.snapshot:
+        sandbox, created = await snapshots.create_from_snapshot(
+            request.auth, payload.snapshot, options
+        )
+        return (201 if created else 200), sandbox_out(sandbox)
     sandbox, created = await lifecycle.get_or_create_sandbox(request.auth, options)
     return (201 if created else 200), sandbox_out(sandbox)
 

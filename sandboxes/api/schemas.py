@@ -10,7 +10,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from sandboxes.envpolicy import refuse_reserved
 from sandboxes.models import NAME_PATTERN
@@ -46,15 +53,26 @@ class ErrorOut(Schema):
     error: ErrorBody
 
 
+SnapshotId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{12}$")]
+
+
 class SandboxIn(StrictIn):
     name: SandboxName | None = None
     template: Annotated[str, StringConstraints(max_length=64)] | None = None
+    # A snapshot of yours (POST /sandboxes/{id}/snapshots) to start from.
+    snapshot: SnapshotId | None = None
     env: EnvMap | None = None
     sleep_after: Annotated[int, Field(ge=0, le=MAX_SLEEP_AFTER)] | None = None
     keep_alive: bool | None = None
     egress: Literal["all", "none"] | None = None
 
     _env = field_validator("env")(check_env)
+
+    @model_validator(mode="after")
+    def _template_or_snapshot(self) -> SandboxIn:
+        if self.template and self.snapshot:
+            raise ValueError("give a template or a snapshot, not both")
+        return self
 
 
 class SleepIn(StrictIn):
@@ -120,6 +138,45 @@ class SandboxOut(Schema):
 
 class SandboxList(Schema):
     sandboxes: list[SandboxOut]
+
+
+class SnapshotIn(StrictIn):
+    name: SandboxName | None = None
+    # Running programs' memory too: not supported (answered with 400).
+    memory: bool = False
+
+
+class SnapshotOut(Schema):
+    id: str
+    name: str
+    sandbox: str
+    size_bytes: int
+    created_at: datetime
+    paused_ms: float
+
+
+class SnapshotList(Schema):
+    snapshots: list[SnapshotOut]
+
+
+class ForkIn(StrictIn):
+    count: Annotated[int, Field(ge=1, le=10)] = 1
+
+
+class ForkError(Schema):
+    index: int
+    code: str
+    message: str
+
+
+class ForkOut(Schema):
+    snapshot: SnapshotOut
+    sandboxes: list[SandboxOut]
+    errors: list[ForkError]
+
+
+class RestoreIn(StrictIn):
+    snapshot: SnapshotId
 
 
 def _check_command(value: str | list[str]) -> str | list[str]:

@@ -13,6 +13,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sandboxes.errors import BadRequest
+
 BackendState = dict[str, Any]
 Status = Literal["running", "paused", "stopped", "missing", "error"]
 
@@ -40,6 +42,9 @@ class SandboxSpec:
     egress: str = "all"  # "none": no network interface but loopback
     # Lower than the server's settings only: {"memory_mb", "cpus", "disk_mb"}.
     limits: dict[str, float] = field(default_factory=dict)
+    # A snapshot's state (from ``Backend.snapshot``): the sandbox starts on its image
+    # with a workspace seeded from its copy.
+    snapshot: BackendState | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,20 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def agent_address(self, state: BackendState) -> AgentAddress:
         """Where to dial the sandbox's agent."""
+
+    async def snapshot(self, state: BackendState, snapshot_id: str, owner_id: int) -> BackendState:
+        """Capture the sandbox's files (its root filesystem's changes and its
+        workspace) into something that outlives it, with a brief pause at most.
+
+        The state returned holds ``size_bytes`` and ``paused_ms`` besides what the
+        backend needs to start sandboxes from it (``SandboxSpec.snapshot``)."""
+        raise BadRequest(
+            "This server's container backend cannot take snapshots.", code="snapshots_unsupported"
+        )
+
+    async def remove_snapshot(self, state: BackendState) -> None:
+        """Remove what ``snapshot`` made. Missing parts are fine."""
+        return None
 
     async def managed(self) -> list[Managed]:
         """Every sandbox container this deployment owns, for adoption and orphan

@@ -84,13 +84,18 @@ def disk_quota(spec: SandboxSpec) -> int:
     return max(0, quota)
 
 
-def agent_environment(spec: SandboxSpec, key: str) -> dict[str, str]:
+def agent_environment(spec: SandboxSpec, key: str, inherited: str = "") -> dict[str, str]:
     """The agent's configuration: only ever from the server. ``TENANT_ENV`` names the
-    sandbox's own variables, which the agent replaces by their current values."""
+    sandbox's own variables, which the agent replaces by their current values; with
+    ``inherited`` (a snapshot image's label: the variables of the sandbox it was taken
+    of, baked into the image) those too, so that the new sandbox's env alone counts."""
+    names = set(spec.env)
+    with contextlib.suppress(ValueError, TypeError):
+        names.update(str(name) for name in json.loads(inherited or "[]"))
     return {
         "SANDBOX_AGENT_DISK_QUOTA": str(disk_quota(spec)),
         "SANDBOX_AGENT_KEY": key,
-        "SANDBOX_AGENT_TENANT_ENV": json.dumps(sorted(spec.env)),
+        "SANDBOX_AGENT_TENANT_ENV": json.dumps(sorted(names)),
     }
 
 
@@ -178,15 +183,26 @@ class DockerBackend(Backend):
         labels = self.labels(spec)
         agent_dir = self._make_agent_dir(spec.sandbox_id)
         key = secrets.token_hex(32)
-        with contextlib.suppress(docker.errors.APIError):
-            self.client.volumes.create(name=names["volume"], labels=labels)
         try:
             image = self.client.images.get(spec.image)
         except docker.errors.ImageNotFound:
+            if spec.snapshot or spec.image.startswith(f"{self.prefix}-snapshot:"):
+                raise SandboxUnavailable(
+                    f"The image of the snapshot this sandbox was made from ({spec.image}) "
+                    "is gone: the snapshot was deleted. Make a new sandbox, or restore this "
+                    "one from a snapshot that still exists."
+                ) from None
             raise SandboxUnavailable(
                 f"The sandbox image {spec.image} is missing: build it with "
                 "`python manage.py build_sandbox_image` (make run does this)."
             ) from None
+        try:
+            self.client.volumes.get(names["volume"])
+        except docker.errors.NotFound:
+            with contextlib.suppress(docker.errors.APIError):
+                self.client.volumes.create(name=names["volume"], labels=labels)
+            if spec.snapshot:  # only a new volume: a repeated create keeps what is there
+                self._copy_volume(spec.snapshot["volume"], names["volume"], image.id)
         memory, cpus = resource_limits(spec)
         kwargs: dict[str, Any] = {
             "image": image.id,
@@ -195,7 +211,10 @@ class DockerBackend(Backend):
             "labels": labels,
             # SANDBOX_AGENT_* is the agent's own: the programs it runs never see it, and
             # the API refuses it in a tenant's env (reserved_env). Ours come last.
-            "environment": {**spec.env, **agent_environment(spec, key)},
+            "environment": {
+                **spec.env,
+                **agent_environment(spec, key, image.labels.get(f"{LABEL}.tenant-env", "")),
+            },
             # root only for the agent, which drops to the sandbox user at once and runs
             # every program as that user (see container/agent/identity.py)
             "user": "0:0",
@@ -392,6 +411,9 @@ class DockerBackend(Backend):
         await self._run(self._remove, state)
 
     def _remove(self, state: BackendState) -> None:
+        image_id = ""
+        with contextlib.suppress(docker.errors.NotFound):
+            image_id = self.client.containers.get(state["container"]).attrs.get("Image", "")
         removers: tuple[Callable[[], None], ...] = (
             lambda: self.client.containers.get(state["container"]).remove(force=True),
             lambda: self.client.volumes.get(state["volume"]).remove(force=True),
@@ -406,6 +428,19 @@ class DockerBackend(Backend):
                     raise
         if state.get("agent_dir"):
             shutil.rmtree(state["agent_dir"], ignore_errors=True)
+        if image_id:
+            self._drop_deleted_snapshot_image(image_id)
+
+    def _drop_deleted_snapshot_image(self, image_id: str) -> None:
+        """A deleted snapshot's image stays (untagged) while sandboxes made from it
+        live; the last of them to go takes it along."""
+        try:
+            image = self.client.images.get(image_id)
+        except docker.errors.NotFound:
+            return
+        if image.labels.get(f"{LABEL}.snapshot-id") and not image.tags:
+            with contextlib.suppress(docker.errors.APIError):  # 409: still in use
+                self.client.images.remove(image_id)
 
     async def status(self, state: BackendState) -> Status:
         return await self._run(self._status, state)
@@ -429,6 +464,137 @@ class DockerBackend(Backend):
             unix_path=str(Path(state["agent_dir"]) / AGENT_SOCKET),
             key=bytes.fromhex(state.get("agent_key") or ""),
         )
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot_names(self, snapshot_id: str) -> dict[str, str]:
+        return {
+            "image": f"{self.prefix}-snapshot:{snapshot_id}",
+            "volume": f"{self.prefix}-snapshot-{snapshot_id}",
+        }
+
+    async def snapshot(self, state: BackendState, snapshot_id: str, owner_id: int) -> BackendState:
+        return await self._run(self._snapshot, state, snapshot_id, owner_id)
+
+    def _snapshot(self, state: BackendState, snapshot_id: str, owner_id: int) -> BackendState:
+        """``docker commit`` (the engine pauses the container meanwhile) for the root
+        filesystem's changes, then a copy of the workspace volume into a volume of
+        the snapshot's own while the sandbox runs again.
+
+        The image keeps the container's configuration (user, entrypoint, working
+        directory) but not its agent key, blanked here; new containers get their own.
+        The tenant's variables of the time are named in a label, so that a sandbox
+        made from the image drops those it does not set itself (``agent_environment``).
+        Neither depends on the sandbox's container or volume. The orphan sweep
+        removes containers only (``_managed``), and the copy helper carries no
+        deployment label, so neither is taken for a sandbox's leftover.
+        """
+        names = self.snapshot_names(snapshot_id)
+        container = self._container(state)
+        labels = {
+            f"{LABEL}.prefix": self.prefix,
+            f"{LABEL}.snapshot-id": snapshot_id,
+            f"{LABEL}.owner-id": str(owner_id),
+        }
+        tenant_env = _env_value(container.attrs, "SANDBOX_AGENT_TENANT_ENV") or "[]"
+        repository, tag = names["image"].split(":")
+        started = time.monotonic()
+        try:
+            image = container.commit(
+                repository=repository,
+                tag=tag,
+                pause=True,
+                conf={
+                    "Env": ["SANDBOX_AGENT_KEY="],
+                    "Labels": {**labels, f"{LABEL}.tenant-env": tenant_env},
+                },
+            )
+        except docker.errors.APIError as exc:
+            raise SandboxUnavailable(f"Docker could not snapshot the sandbox: {exc}") from exc
+        # The engine freezes a running container for the whole commit; a sleeping one
+        # (paused or stopped) has nothing to freeze.
+        running = container.status == "running" and not container.attrs["State"].get("Paused")
+        paused_ms = (time.monotonic() - started) * 1000 if running else 0.0
+        snapshot: BackendState = {
+            "image": names["image"],
+            "image_id": image.id,
+            "volume": names["volume"],
+            "paused_ms": round(paused_ms, 1),
+        }
+        try:
+            self.client.volumes.create(name=names["volume"], labels=labels)
+            workspace = self._copy_volume(state["volume"], names["volume"], image.id)
+            base = self.client.images.get(container.attrs["Image"])
+            image.reload()
+            root = max(0, int(image.attrs.get("Size") or 0) - int(base.attrs.get("Size") or 0))
+        except BaseException:
+            self._remove_snapshot(snapshot)
+            raise
+        snapshot["size_bytes"] = workspace + root
+        return snapshot
+
+    def _copy_volume(self, source: str, target: str, image: str) -> int:
+        """Copy one volume's files into another (owners, modes, links kept) in a
+        short-lived helper container; return the bytes copied.
+
+        The helper has no network, only the capabilities ``cp -a`` needs to keep
+        owners and modes, the source read-only, and no deployment label (it is no
+        sandbox). Symbolic links are copied as links, never followed.
+        """
+        script = "cp -a /from/. /to/ && du -sb /to | cut -f1"
+        kwargs: dict[str, Any] = {
+            "image": image,
+            "entrypoint": ["/bin/sh", "-c"],
+            "command": [script],
+            "name": f"{self.prefix}-copy-{secrets.token_hex(4)}",
+            "user": "0:0",
+            "working_dir": "/",
+            "network_mode": "none",
+            "cap_drop": ["ALL"],
+            "cap_add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"],
+            "security_opt": ["no-new-privileges:true"],
+            "pids_limit": 64,
+            "labels": {f"{LABEL}.prefix": self.prefix, f"{LABEL}.helper": "copy"},
+            "mounts": [
+                docker.types.Mount("/from", source, type="volume", read_only=True),
+                docker.types.Mount("/to", target, type="volume"),
+            ],
+            "remove": True,
+            "stdout": True,
+            "stderr": True,
+        }
+        if settings.SANDBOX_RUNTIME:
+            kwargs["runtime"] = settings.SANDBOX_RUNTIME
+        try:
+            output = self.client.containers.run(**kwargs)
+        except docker.errors.ContainerError as exc:
+            stderr = exc.stderr.decode(errors="replace")[-300:] if exc.stderr else ""
+            raise SandboxUnavailable(f"Copying the workspace failed: {stderr}") from None
+        try:
+            return int(bytes(output).split()[-1])
+        except (IndexError, ValueError):
+            return 0
+
+    async def remove_snapshot(self, state: BackendState) -> None:
+        await self._run(self._remove_snapshot, state)
+
+    def _remove_snapshot(self, state: BackendState) -> None:
+        """Untag the image (sandboxes made from it keep using it: the last one to
+        go removes it, see ``_drop_deleted_snapshot_image``) and remove the volume."""
+        removers: tuple[Callable[[], None], ...] = (
+            lambda: self.client.images.remove(state["image"], force=True),
+            lambda: self.client.volumes.get(state["volume"]).remove(force=True),
+        )
+        for remove in removers:
+            try:
+                remove()
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+        if state.get("image_id"):
+            self._drop_deleted_snapshot_image(state["image_id"])
 
     async def managed(self) -> list[Managed]:
         return await self._run(self._managed)

@@ -108,7 +108,8 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         "create_sandbox",
         "Get or create one of your sandboxes by name (a new one is started); answers the "
-        "sandbox, whose `id` the other tools take. Without a name a new one is made.",
+        "sandbox, whose `id` the other tools take. Without a name a new one is made; "
+        "with `snapshot` (an id) it starts with that snapshot's files.",
         SandboxIn,
     ),
     ToolSpec("list_sandboxes", "Your sandboxes, with their ids and status.", NoArgs),

@@ -32,7 +32,7 @@ from sandbox_ide.mcp.layer import (
 from sandbox_ide.mcp.layer import json_result as layer_json_result
 
 from container.agent.protocol import signal_number
-from sandboxes import code, files, git, lifecycle, ports, processes
+from sandboxes import code, files, git, lifecycle, ports, processes, snapshots
 from sandboxes.api.errors import describe_validation
 from sandboxes.api.git import CloneOut, StatusOut
 from sandboxes.api.ports import expose_level
@@ -98,7 +98,8 @@ async def _sandbox(call: Call, args: c.SandboxArgs, action: Action = "use") -> S
 
 
 async def create_sandbox(call: Call, args: SandboxIn) -> types.CallToolResult:
-    """As POST /sandboxes: get or create by name, from a template of the caller's."""
+    """As POST /sandboxes: get or create by name, from a template or a snapshot of the
+    caller's."""
     name = args.name or "sandbox-" + secrets.token_hex(4)
     if args.template and args.template != launch.DEFAULT_TEMPLATE:
         template = await service.get_template(call.user, args.template)
@@ -120,7 +121,10 @@ async def create_sandbox(call: Call, args: SandboxIn) -> types.CallToolResult:
             keep_alive=bool(args.keep_alive),
             egress=args.egress or "all",
         )
-        sandbox, _ = await lifecycle.get_or_create_sandbox(call.user, options)
+        if args.snapshot:
+            sandbox, _ = await snapshots.create_from_snapshot(call.user, args.snapshot, options)
+        else:
+            sandbox, _ = await lifecycle.get_or_create_sandbox(call.user, options)
     return json_result(sandbox_out(sandbox))
 
 

@@ -15,6 +15,7 @@ from tests.bench.foundation import bench_foundation
 from tests.bench.lifecycle import bench_lifecycle
 from tests.bench.preview import bench_preview
 from tests.bench.scale import bench_sandboxes, bench_terminals
+from tests.bench.snapshots import bench_snapshots
 from tests.bench.terminal import bench_terminal
 from tests.bench.tutorial import bench_tutorial
 from tests.server import LiveServer, running_server
@@ -28,6 +29,7 @@ SECTIONS = (
     "preview",
     "code",
     "files",
+    "snapshots",
     "scale",
     "classroom",
     "tutorial",
@@ -51,6 +53,13 @@ def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
             return bench_code(server.url, server.token("bench"), box.json()["id"])
     if name == "files":
         return bench_files(server, int(os.environ.get("BENCH_FILES_MB", "1024")))
+    if name == "snapshots":
+        return bench_snapshots(
+            server,
+            int(os.environ.get("BENCH_SNAPSHOT_MB", "256")),
+            int(os.environ.get("BENCH_SNAPSHOT_PACKAGES_MB", "100")),
+            int(os.environ.get("BENCH_SNAPSHOT_RUNS", "3")),
+        )
     if name == "classroom":
         return bench_classroom(server)
     if name == "tutorial":

@@ -75,7 +75,7 @@ def test_the_sync_and_async_clients_have_the_same_surface() -> None:
         for name in sandbox_ide.__all__
         if name.startswith("Async")
     ]
-    assert len(pairs) == 11
+    assert len(pairs) == 12
     for async_cls, sync_cls in pairs:
         names = {n for n in dir(async_cls) if not n.startswith("_")}
         assert names == {n for n in dir(sync_cls) if not n.startswith("_")}, async_cls

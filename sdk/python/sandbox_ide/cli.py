@@ -6,6 +6,8 @@
     sandbox-ide expose NAME PORT       sandbox-ide rm NAME
     sandbox-ide share NAME PORT LEVEL  (private, course, authenticated, public)
     sandbox-ide update-starter NAME    sandbox-ide mcp    (an MCP server on stdio)
+    sandbox-ide fork NAME [--count N]  sandbox-ide restore NAME SNAPSHOT
+    sandbox-ide snapshot create|list|rm ...
     sandbox-ide template create|list|upload|refresh|rm ...
     sandbox-ide course create|list|invite|join|roster|update|reset|rm ...
 
@@ -73,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("create", help="get or create a sandbox")
     p.add_argument("name")
     p.add_argument("--template")
+    p.add_argument("--snapshot", help="start from this snapshot (an id)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--sleep-after", type=int, metavar="SECONDS")
     p.add_argument("--keep-alive", action="store_true", default=None)
@@ -133,6 +136,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.set_defaults(handler=cmd_update_starter)
 
+    p = sub.add_parser("fork", help="snapshot a sandbox and start copies of it")
+    p.add_argument("name")
+    p.add_argument("--count", type=int, default=1, help="how many copies, 1 to 10 (default 1)")
+    p.set_defaults(handler=cmd_fork)
+
+    p = sub.add_parser("restore", help="roll a sandbox back to one of your snapshots")
+    p.add_argument("name")
+    p.add_argument("snapshot", help="the snapshot's id")
+    p.set_defaults(handler=cmd_restore)
+
+    _snapshot_parser(sub)
     _template_parser(sub)
     _course_parser(sub)
     _tutorial_parser(sub)
@@ -152,6 +166,26 @@ def _tutorial_parser(sub: Any) -> None:
     p = usub.add_parser("check", help="run the current step's check (exit 1 if it fails)")
     p.add_argument("name", help="sandbox name or id")
     p.set_defaults(handler=cmd_tutorial_check)
+
+
+def _snapshot_parser(sub: Any) -> None:
+    group = sub.add_parser("snapshot", help="snapshots: a sandbox's files kept")
+    ssub = group.add_subparsers(metavar="ACTION")
+    group.set_defaults(handler=lambda args: _usage(group))
+
+    p = ssub.add_parser("create", help="snapshot a sandbox's workspace and installed packages")
+    p.add_argument("sandbox")
+    p.add_argument("--name", help="the snapshot's name (default: generated)")
+    p.set_defaults(handler=cmd_snapshot_create)
+
+    p = ssub.add_parser("list", aliases=["ls"], help="your snapshots (of one sandbox)")
+    p.add_argument("sandbox", nargs="?")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_snapshot_list)
+
+    p = ssub.add_parser("rm", help="delete snapshots (by id)")
+    p.add_argument("ids", nargs="+", metavar="id")
+    p.set_defaults(handler=cmd_snapshot_rm)
 
 
 def _template_parser(sub: Any) -> None:
@@ -270,6 +304,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     with Sandbox.get_or_create(
         args.name,
         template=args.template,
+        snapshot=args.snapshot,
         env=_env(args.env),
         sleep_after=args.sleep_after,
         keep_alive=args.keep_alive,
@@ -567,6 +602,71 @@ def cmd_update_starter(args: argparse.Namespace) -> int:
     for conflict in report.conflicts:
         print(f"conflict\t{conflict.path}\tstarter's version: {conflict.kept_as or '-'}")
     return 0
+
+
+def cmd_fork(args: argparse.Namespace) -> int:
+    with _open(args, args.name) as sb:
+        result = sb.fork(args.count)
+    for copy in result.sandboxes:
+        with copy:
+            print(f"{copy.name}\t{copy.id}\t{copy.status}")
+    for error in result.errors:
+        print(f"sandbox-ide: fork {error.index}: {error.message} ({error.code})", file=sys.stderr)
+    return 1 if result.errors else 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    with _open(args, args.name) as sb:
+        info = sb.restore(args.snapshot)
+    print(f"{info.name}\t{info.id}\t{info.status}\trestored from {args.snapshot}")
+    return 0
+
+
+def cmd_snapshot_create(args: argparse.Namespace) -> int:
+    with _open(args, args.sandbox) as sb:
+        snap = sb.snapshot(args.name)
+    print(f"{snap.name}\t{snap.id}\t{_size(snap.size_bytes)}\tpaused {snap.paused_ms:.0f} ms")
+    return 0
+
+
+def cmd_snapshot_list(args: argparse.Namespace) -> int:
+    if args.sandbox:
+        with _open(args, args.sandbox) as sb:
+            snapshots = sb.snapshots()
+    else:
+        snapshots = Sandbox.list_snapshots(url=args.url, token=args.token)
+    if args.json:
+        rows = [
+            {
+                "id": s.id,
+                "name": s.name,
+                "sandbox": s.sandbox,
+                "size_bytes": s.size_bytes,
+                "created_at": str(s.created_at),
+                "paused_ms": s.paused_ms,
+            }
+            for s in snapshots
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("NAME", "ID", "SANDBOX", "SIZE", "CREATED")]
+    for s in snapshots:
+        table.append((s.name, s.id, s.sandbox, _size(s.size_bytes), _when(s.created_at)))
+    _table(table)
+    return 0
+
+
+def cmd_snapshot_rm(args: argparse.Namespace) -> int:
+    status = 0
+    for snapshot_id in args.ids:
+        try:
+            Sandbox.delete_snapshot(snapshot_id, url=args.url, token=args.token)
+        except NotFoundError as exc:
+            print(f"sandbox-ide: {exc.message}", file=sys.stderr)
+            status = 1
+            continue
+        print(snapshot_id)
+    return status
 
 
 # -- templates and courses ------------------------------------------------------------------

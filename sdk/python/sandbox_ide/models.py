@@ -104,6 +104,47 @@ class SandboxInfo:
 
 
 @dataclass
+class SnapshotInfo:
+    """A sandbox's files (workspace and installed packages) kept at one moment; it
+    outlives the sandbox (``sandbox`` is that sandbox's id)."""
+
+    id: str
+    name: str
+    sandbox: str = ""
+    size_bytes: int = 0
+    created_at: datetime | None = None
+    paused_ms: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SnapshotInfo:
+        return cls(
+            id=data["id"],
+            name=data.get("name", ""),
+            sandbox=data.get("sandbox", ""),
+            size_bytes=int(data.get("size_bytes") or 0),
+            created_at=_time(data.get("created_at")),
+            paused_ms=float(data.get("paused_ms") or 0),
+        )
+
+
+@dataclass
+class ForkError:
+    """Why one fork (``index``, from 0) was not made: the error's code and sentence."""
+
+    index: int
+    code: str
+    message: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ForkError:
+        return cls(
+            index=int(data.get("index") or 0),
+            code=data.get("code", ""),
+            message=data.get("message", ""),
+        )
+
+
+@dataclass
 class CommandResult:
     """What a command did. ``exit_code`` is None when it timed out."""
 

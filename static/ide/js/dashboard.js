@@ -1,4 +1,5 @@
-// Dashboard: the caller's sandboxes through the API (list, create, open, sleep, delete).
+// Dashboard: the caller's sandboxes through the API (list, create, open, sleep, delete,
+// snapshot, fork, restore).
 import { call, h } from "./api.js";
 import { ago, confirmDialog, flash } from "./page.js";
 import { postWithProgress, ProgressView } from "./operations.js";
@@ -67,13 +68,60 @@ function card(s) {
         (kept.length ? `; your version kept for ${kept.join(", ")}.` : "."));
     }, "Updating…"));
   }
+  const [snap, fork, restore] = snapshotButtons(s);
   return h("article.sandbox-card", { "data-sandbox": s.name, "data-id": s.id },
     h("div.card-top",
       h("a.sandbox-name", { href: `/sandboxes/${s.id}/` }, s.name),
       h("span.status-pill", { "data-status": s.status }, s.status)),
     h("div.muted.small", `${templateNames.get(s.template) || s.template || "default"} · active ${ago(s.last_active_at)} · ${s.id}`),
     s.status_detail && s.status === "error" ? h("div.field-error", s.status_detail) : null,
-    h("div.card-actions", open, sleep, pull, del));
+    h("div.card-actions", open, sleep, pull, snap, fork, restore, del));
+}
+
+function megabytes(bytes) {
+  return `${(bytes / 1048576).toFixed(1)} MB`;
+}
+
+// Snapshot (keep the files now), fork (a running copy) and restore (back to the
+// newest snapshot), each saying what happened in the message slot.
+function snapshotButtons(s) {
+  const button = (testid, label, title) =>
+    h("button.btn.ghost", { type: "button", "data-testid": testid, title }, label);
+  const snap = button("snapshot", "Snapshot", "Keep the workspace and installed packages as they are now");
+  snap.addEventListener("click", () => act(s, snap, async () => {
+    const r = await call("POST", `/sandboxes/${s.id}/snapshots`, { json: {} });
+    flash(slot, "success", `${s.name}: snapshot “${r.name}” saved (${megabytes(r.size_bytes)}, ` +
+      `paused ${Math.round(r.paused_ms)} ms).`);
+  }, "Saving…"));
+  const fork = button("fork", "Fork", "Snapshot this sandbox and start a copy of it");
+  fork.addEventListener("click", () => act(s, fork, async () => {
+    const r = await call("POST", `/sandboxes/${s.id}/fork`, { json: { count: 1 } });
+    if (r.errors.length) throw new Error(`the copy was not made: ${r.errors[0].message}`);
+    flash(slot, "success", `${s.name}: forked into “${r.sandboxes[0].name}”.`);
+  }, "Forking…"));
+  const restore = button("restore", "Restore", "Roll back to this sandbox's newest snapshot");
+  restore.addEventListener("click", async () => {
+    let snapshots;
+    try {
+      ({ snapshots } = await call("GET", `/sandboxes/${s.id}/snapshots`));
+    } catch (err) {
+      flash(slot, "error", `${s.name}: ${err.message}`);
+      return;
+    }
+    if (!snapshots.length) {
+      flash(slot, "warning", `${s.name}: there is no snapshot to restore yet; take one with Snapshot.`);
+      return;
+    }
+    const newest = snapshots[0];
+    const ok = await confirmDialog(`Restore “${s.name}” to “${newest.name}”?`,
+      `Its files and installed packages go back to the snapshot of ${ago(newest.created_at)}; ` +
+      "running programs end and later changes are lost.", "Restore");
+    if (ok) act(s, restore, async () => {
+      await call("POST", `/sandboxes/${s.id}/restore`, { json: { snapshot: newest.id } });
+      flash(slot, "success", `${s.name}: restored to snapshot “${newest.name}”.`);
+    }, "Restoring…");
+  });
+  return [snap, fork, restore];
 }
 
 async function refresh() {

@@ -11,13 +11,14 @@ from .git import AsyncGit
 from .http import AsyncHTTP
 from .ports import AsyncPorts
 from .processes import AsyncProcess, AsyncProcesses
-from .sandbox import AsyncSandbox
+from .sandbox import AsyncForkResult, AsyncSandbox
 from .templates import AsyncTemplate
 from .terminals import AsyncTerminal, AsyncTerminals
 
 __all__ = [
     "AsyncCourse",
     "AsyncFiles",
+    "AsyncForkResult",
     "AsyncGit",
     "AsyncHTTP",
     "AsyncPorts",

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import builtins
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _api
 from .._wire import NO_READ_TIMEOUT
-from ..models import JoinResult, SandboxInfo, StarterUpdate, TemplateInfo
+from ..models import (
+    ForkError,
+    JoinResult,
+    SandboxInfo,
+    SnapshotInfo,
+    StarterUpdate,
+    TemplateInfo,
+)
 from .code import AsyncCode
 from .commands import AsyncCommands, AsyncSessions
 from .files import AsyncFiles
@@ -69,22 +78,52 @@ class AsyncSandbox(AsyncResource[SandboxInfo], AsyncCommands, AsyncCode):
         sleep_after: int | None = None,
         keep_alive: bool | None = None,
         *,
+        snapshot: SnapshotInfo | str | None = None,
         url: str | None = None,
         token: str | None = None,
     ) -> AsyncSandbox:
         """The caller's sandbox called ``name``, made (and started) if it is new.
 
         With a ``template`` (an id or a template object) a new sandbox gets its image,
-        env, limits and starter code, and its setup command is run.
+        env, limits and starter code, and its setup command is run; with a
+        ``snapshot`` (from ``sandbox.snapshot()``, or its id) it gets that snapshot's
+        files and installed packages.
         """
         body = _api.drop_none(
             name=name,
             template=_api.ref(template) if template is not None else None,
+            snapshot=_api.ref(snapshot) if snapshot is not None else None,
             env=env,
             sleep_after=sleep_after,
             keep_alive=keep_alive,
         )
         return await cls._create(body, url, token, timeout=NO_READ_TIMEOUT)
+
+    @classmethod
+    async def create(
+        cls,
+        name: str | None = None,
+        *,
+        snapshot: SnapshotInfo | str | None = None,
+        template: AsyncTemplate | TemplateInfo | str | None = None,
+        env: dict[str, str] | None = None,
+        sleep_after: int | None = None,
+        keep_alive: bool | None = None,
+        url: str | None = None,
+        token: str | None = None,
+    ) -> AsyncSandbox:
+        """A new sandbox (a generated name when ``name`` is None), from a ``snapshot``
+        or a ``template`` if given; an existing ``name`` answers that sandbox."""
+        return await cls.get_or_create(
+            name,
+            template,
+            env,
+            sleep_after,
+            keep_alive,
+            snapshot=snapshot,
+            url=url,
+            token=token,
+        )
 
     @classmethod
     async def connect(
@@ -134,6 +173,76 @@ class AsyncSandbox(AsyncResource[SandboxInfo], AsyncCommands, AsyncCode):
         )
         return StarterUpdate.from_json(data)
 
+    # -- snapshots ----------------------------------------------------------------------
+
+    async def snapshot(self, name: str | None = None) -> SnapshotInfo:
+        """Keep the sandbox's files (``/workspace`` and installed packages) while it
+        runs on; its processes are frozen for ``paused_ms`` only. Running programs'
+        memory is not kept."""
+        data = await self._http.json(
+            "POST",
+            self._path + "/snapshots",
+            json=_api.drop_none(name=name),
+            timeout=NO_READ_TIMEOUT,
+        )
+        return SnapshotInfo.from_json(data)
+
+    async def snapshots(self) -> builtins.list[SnapshotInfo]:
+        """This sandbox's snapshots, newest first."""
+        data = await self._http.json("GET", self._path + "/snapshots")
+        return [SnapshotInfo.from_json(s) for s in data["snapshots"]]
+
+    async def fork(self, count: int = 1) -> AsyncForkResult:
+        """Snapshot the sandbox and start ``count`` (1 to 10) copies of it; each copy
+        succeeds or fails on its own (``result.errors``). Close the copies (or use
+        them with ``async with``) when done."""
+        data = await self._http.json(
+            "POST", self._path + "/fork", json={"count": count}, timeout=NO_READ_TIMEOUT
+        )
+        return AsyncForkResult(
+            snapshot=SnapshotInfo.from_json(data["snapshot"]),
+            sandboxes=[
+                AsyncSandbox(SandboxInfo.from_json(s), AsyncHTTP(self._http.url, self._http.token))
+                for s in data["sandboxes"]
+            ],
+            errors=[ForkError.from_json(e) for e in data["errors"]],
+        )
+
+    async def restore(self, snapshot: SnapshotInfo | str) -> SandboxInfo:
+        """Roll the sandbox back to one of your snapshots: its files and installed
+        packages become the snapshot's; running programs end, the id stays."""
+        data = await self._http.json(
+            "POST",
+            self._path + "/restore",
+            json={"snapshot": _api.ref(snapshot)},
+            timeout=NO_READ_TIMEOUT,
+        )
+        self.info = SandboxInfo.from_json(data)
+        return self.info
+
+    @staticmethod
+    async def list_snapshots(
+        *, url: str | None = None, token: str | None = None
+    ) -> builtins.list[SnapshotInfo]:
+        """All your snapshots, those of deleted sandboxes too."""
+        http = AsyncHTTP(url, token)
+        try:
+            data = await http.json("GET", "/snapshots")
+        finally:
+            await http.aclose()
+        return [SnapshotInfo.from_json(s) for s in data["snapshots"]]
+
+    @staticmethod
+    async def delete_snapshot(
+        snapshot: SnapshotInfo | str, *, url: str | None = None, token: str | None = None
+    ) -> None:
+        """Remove a snapshot of yours; sandboxes made from it keep their files."""
+        http = AsyncHTTP(url, token)
+        try:
+            await http.request("DELETE", _api.path("snapshots", _api.ref(snapshot)))
+        finally:
+            await http.aclose()
+
     # -- terminals ----------------------------------------------------------------------
 
     def terminal(self, name: str = "main", *, cols: int = 80, rows: int = 24) -> AsyncTerminal:
@@ -142,3 +251,13 @@ class AsyncSandbox(AsyncResource[SandboxInfo], AsyncCommands, AsyncCode):
         Use as a context manager, or call ``connect()``; ``send``/``recv`` connect lazily.
         """
         return AsyncTerminal(self, name, cols, rows)
+
+
+@dataclass
+class AsyncForkResult:
+    """What ``sandbox.fork()`` made: the snapshot, the copies that started and why the
+    others did not."""
+
+    snapshot: SnapshotInfo
+    sandboxes: builtins.list[AsyncSandbox] = field(default_factory=builtins.list)
+    errors: builtins.list[ForkError] = field(default_factory=builtins.list)

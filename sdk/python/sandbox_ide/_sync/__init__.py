@@ -13,13 +13,14 @@ from .git import Git
 from .http import HTTP
 from .ports import Ports
 from .processes import Process, Processes
-from .sandbox import Sandbox
+from .sandbox import ForkResult, Sandbox
 from .templates import Template
 from .terminals import Terminal, Terminals
 
 __all__ = [
     "Course",
     "Files",
+    "ForkResult",
     "Git",
     "HTTP",
     "Ports",
