@@ -252,6 +252,8 @@ CLASSROOM_DIR = VAR_DIR / "classroom"
 TEMPLATE_IMAGES = env_list("TEMPLATE_IMAGES", [])
 # A starter repository (its git objects) larger than this is refused; 0: no limit.
 TEMPLATE_REPO_MAX_SIZE = env_bytes("TEMPLATE_REPO_MAX_SIZE", "512m")
+# The most a template's Dockerfile may add to the sandbox image; 0: no limit.
+TEMPLATE_IMAGE_MAX_GROWTH = env_bytes("TEMPLATE_IMAGE_MAX_GROWTH", "4g")
 
 # ------------------------------------------------------------------ accounts (security)
 # Who may create an account in the browser: "open" (anyone), "invite" (only through

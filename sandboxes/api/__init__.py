@@ -5,7 +5,7 @@ Apps built on the core add their routers at ``ready()`` (the classroom's courses
 
 from __future__ import annotations
 
-from . import code, commands, files, git, ports, processes, sandboxes, templates, terminals
+from . import builds, code, commands, files, git, ports, processes, sandboxes, templates, terminals
 from .auth import ApiAuth
 from .errors import install_handlers
 from .openapi import SandboxAPI
@@ -23,5 +23,5 @@ api = SandboxAPI(
 install_handlers(api)
 api.add_router("", sandboxes.router)
 api.add_router("", commands.router)
-for area in (files, processes, git, terminals, ports, code, templates):
+for area in (files, processes, git, terminals, ports, code, templates, builds):
     api.add_router("", area.router)

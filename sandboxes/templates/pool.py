@@ -136,7 +136,7 @@ async def _fill_logged(template_id: str) -> None:
 def _image(template: Template) -> str:
     """The image a sandbox of this template gets now (a rebuilt image makes older
     pooled sandboxes stale, like a new starter does)."""
-    return template.image or image_tag()
+    return template.built_image or template.image or image_tag()
 
 
 Demand = Callable[[Template], Awaitable[bool]]

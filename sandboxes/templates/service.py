@@ -22,7 +22,7 @@ from sandboxes.errors import BadRequest, Conflict, NotFound
 from sandboxes.images import image_tag
 from sandboxes.models import NAME_PATTERN, Template
 
-from . import pool, starter
+from . import dockerfile, pool, starter
 from .pool import MAX_WARM_POOL
 
 MAX_OPEN_FILES = 20
@@ -38,6 +38,7 @@ FIELDS = (
     "repo_url",
     "repo_branch",
     "setup_command",
+    "dockerfile",
     "env",
     "limits",
     "open_files",
@@ -170,6 +171,12 @@ def _validate(data: dict[str, Any], template: Template | None) -> dict[str, Any]
                 )
             if key == "repo_branch" and value:
                 starter.check_branch(value)
+        elif key == "dockerfile":
+            value = "" if value is None else value
+            if not isinstance(value, str):
+                raise _bad("dockerfile must be a string.", "invalid_dockerfile")
+            if value.strip():
+                dockerfile.validate(value)
         elif key == "env":
             value = validate_env(value)
         elif key == "limits":
@@ -245,6 +252,8 @@ async def update_template(template: Template, data: dict[str, Any]) -> Template:
     )
     for key, value in values.items():
         setattr(template, key, value)
+    if not template.dockerfile.strip():
+        template.built_image = ""
     if refetch and template.repo_url:
         await starter.import_repo(template)
     try:
