@@ -98,9 +98,9 @@ def _shown(build: TemplateBuild) -> TemplateBuild:
         build.status = Status.FAILED
         build.error = "The server stopped during this build; start the build again."
         build.finished_at = timezone.now()
-        TemplateBuild.objects.filter(pk=build.pk, status__in=[Status.QUEUED, Status.RUNNING]).update(
-            status=build.status, error=build.error, finished_at=build.finished_at
-        )
+        TemplateBuild.objects.filter(
+            pk=build.pk, status__in=[Status.QUEUED, Status.RUNNING]
+        ).update(status=build.status, error=build.error, finished_at=build.finished_at)
     return build
 
 

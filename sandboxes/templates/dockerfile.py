@@ -49,7 +49,10 @@ KNOWN |= {"EXPOSE", "MAINTAINER", *REFUSED}
 # The base image's working folder (container/Dockerfile).
 BASE_WORKDIR = "/workspace"
 # Appended to every Dockerfile: the user and folder the agent starts with.
-TRAILER = f"\n# Added by the server: the agent starts as root (container/Dockerfile).\nUSER root\nWORKDIR {BASE_WORKDIR}\n"
+TRAILER = (
+    "\n# Added by the server: the agent starts as root (container/Dockerfile).\n"
+    f"USER root\nWORKDIR {BASE_WORKDIR}\n"
+)
 _ROOT = re.compile(r"^(root|0)(:.*)?$")
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z]+)\s*=")
 
@@ -59,6 +62,7 @@ class Instruction:
     line: int
     keyword: str
     args: str
+    end: int  # its last line (continuations)
 
 
 def _bad(line: int, message: str, code: str = "invalid_dockerfile") -> BadRequest:
@@ -87,7 +91,7 @@ def parse(text: str) -> list[Instruction]:
         if not joined:
             continue
         keyword, _, args = joined.partition(" ")
-        out.append(Instruction(start, keyword.upper(), args.strip()))
+        out.append(Instruction(start, keyword.upper(), args.strip(), number))
     if pending.strip():
         raise _bad(start, "the last instruction ends with a line continuation `\\`.")
     return out
@@ -226,7 +230,7 @@ def render(text: str) -> str:
     first = items[0]
     words = _words(first.args)
     stage = f" AS {words[2]}" if len(words) == 3 else ""
-    lines[first.line - 1] = f"FROM {current_tag()}{stage}"
+    lines[first.line - 1 : first.end] = [f"FROM {current_tag()}{stage}"]
     return "\n".join(lines) + "\n" + TRAILER
 
 

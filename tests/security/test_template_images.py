@@ -100,9 +100,7 @@ def test_builds_are_their_owners_alone(
     assert wait_build(owner, build)["status"] == "succeeded"
 
 
-def test_one_owner_may_run_only_a_few_builds_at_once(
-    owner: httpx.Client, images: set[str]
-) -> None:
+def test_one_owner_may_run_only_a_few_builds_at_once(owner: httpx.Client, images: set[str]) -> None:
     slow = [
         make_template(owner, f"FROM sandbox\nRUN sleep 3 && echo {marker()}\n") for _ in range(3)
     ]
