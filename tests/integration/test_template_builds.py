@@ -7,10 +7,13 @@ inputs) is this run's own; the images built are removed at the end.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -220,3 +223,40 @@ def test_an_image_that_grows_too_much_is_refused(
     assert state["status"] == "failed" and "TEMPLATE_IMAGE_MAX_GROWTH" in state["error"], state
     gone = subprocess.run(["docker", "image", "inspect", state["image"]], capture_output=True)
     assert gone.returncode != 0
+
+
+def test_the_sdk_and_cli_build_with_the_log(
+    bserver: LiveServer, built_images: set[str], tmp_path: Path
+) -> None:
+    from sandbox_ide import Template
+
+    token = bserver.token("builder")
+    mark = marker()
+    lines: list[str] = []
+    with Template.create(
+        f"sdk-{mark}",
+        dockerfile=f"FROM sandbox\nRUN echo sdk-{mark} > /opt/sdk\n",
+        url=bserver.url,
+        token=token,
+    ) as template:
+        build = template.build(on_log=lines.append)
+        built_images.add(build.image)
+        assert build.ok and build.image == template.info.built_image, build
+        assert f"Step 2/5 : RUN echo sdk-{mark}" in "".join(lines)
+        assert [b.id for b in template.builds()] == [build.id]
+
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(f"FROM sandbox\nRUN echo cli-{mark} && exit 5\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_IDE")}
+    env.update(SANDBOX_IDE_URL=bserver.url, SANDBOX_IDE_TOKEN=token)
+    cli = [str(Path(sys.executable).parent / "sandbox-ide")]
+    out = subprocess.run(
+        [*cli, "template", "create", f"cli-{mark}", "--dockerfile", str(dockerfile)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 1, out
+    assert f"cli-{mark}" in out.stdout and "Step 2/5" in out.stdout
+    assert "non-zero code: 5" in out.stderr

@@ -56,6 +56,7 @@ from .errors import (
 )
 from .models import (
     Archive,
+    BuildInfo,
     CloneResult,
     CodeContext,
     CommandResult,
@@ -103,6 +104,7 @@ __all__ = [
     "AsyncSandbox",
     "AsyncSessions",
     "AsyncTemplate",
+    "BuildInfo",
     "AsyncTerminal",
     "AsyncTerminals",
     "AuthenticationError",
