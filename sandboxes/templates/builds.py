@@ -210,7 +210,11 @@ def _run(build_id: str, rendered: str, tag: str) -> None:
             recorder.flush(status=Status.RUNNING, started_at=timezone.now())
             reused = _build(rendered, tag, recorder)
             recorder.flush(status=Status.SUCCEEDED, reused=reused, finished_at=timezone.now())
-            Template.objects.filter(builds__pk=build_id).update(built_image=tag)
+            template = Template.objects.get(builds__pk=build_id)
+            replaced = template.built_image
+            Template.objects.filter(pk=template.pk).update(built_image=tag)
+            if replaced != tag:
+                forget_image(replaced)
     except BuildError as exc:
         failed_step = recorder.step_text if recorder.steps else ""
         last_lines = list(recorder.tail) if failed_step else []
@@ -222,7 +226,7 @@ def _run(build_id: str, rendered: str, tag: str) -> None:
             last_lines=last_lines,
             finished_at=timezone.now(),
         )
-    except TemplateBuild.DoesNotExist:
+    except (TemplateBuild.DoesNotExist, Template.DoesNotExist):
         pass  # the template was deleted meanwhile
     except Exception as exc:
         log.exception("template build %s failed", build_id)
@@ -297,6 +301,15 @@ def _build(rendered: str, tag: str, recorder: _Recorder) -> bool:
         raise
     recorder.write(f"Built {tag}\n")
     return False
+
+
+def forget_image(tag: str) -> None:
+    """Remove a template image no template uses any more (kept while a container,
+    a sandbox's or a pooled one, still uses it: the engine refuses then)."""
+    if not tag or Template.objects.filter(built_image=tag).exists():
+        return
+    with contextlib.suppress(docker.errors.DockerException):
+        _client().images.remove(tag)
 
 
 # ------------------------------------------------------------------ verifying

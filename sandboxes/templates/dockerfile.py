@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 
 from sandboxes.errors import BadRequest
+from sandboxes.images import image_tag
 
 MAX_BYTES = 64 * 1024
 PLACEHOLDER = "sandbox"
@@ -161,7 +162,7 @@ def validate(text: str) -> list[Instruction]:
         raise _bad(0, "it holds no instructions; start it with `FROM sandbox`.")
     first = items[0]
     base = _words(first.args)
-    allowed = {PLACEHOLDER, current_tag()}
+    allowed = {PLACEHOLDER, image_tag()}
     if (
         first.keyword != "FROM"
         or not base
@@ -216,12 +217,6 @@ def validate(text: str) -> list[Instruction]:
     return items
 
 
-def current_tag() -> str:
-    from sandboxes.images import image_tag
-
-    return image_tag()
-
-
 def render(text: str) -> str:
     """The text the engine builds: the FROM names the current sandbox image, and the
     trailer restores the user and folder the agent starts with."""
@@ -230,7 +225,7 @@ def render(text: str) -> str:
     first = items[0]
     words = _words(first.args)
     stage = f" AS {words[2]}" if len(words) == 3 else ""
-    lines[first.line - 1 : first.end] = [f"FROM {current_tag()}{stage}"]
+    lines[first.line - 1 : first.end] = [f"FROM {image_tag()}{stage}"]
     return "\n".join(lines) + "\n" + TRAILER
 
 

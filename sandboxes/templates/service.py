@@ -22,7 +22,7 @@ from sandboxes.errors import BadRequest, Conflict, NotFound
 from sandboxes.images import image_tag
 from sandboxes.models import NAME_PATTERN, Template
 
-from . import dockerfile, pool, starter
+from . import builds, dockerfile, pool, starter
 from .pool import MAX_WARM_POOL
 
 MAX_OPEN_FILES = 20
@@ -252,17 +252,23 @@ async def update_template(template: Template, data: dict[str, Any]) -> Template:
     )
     for key, value in values.items():
         setattr(template, key, value)
-    if not template.dockerfile.strip():
+    # Only what changed is saved: a build ending meanwhile records its image itself.
+    fields = [*values, "updated_at"]
+    replaced = template.built_image
+    if replaced and not template.dockerfile.strip():
         template.built_image = ""
+        fields.append("built_image")
     if refetch and template.repo_url:
         await starter.import_repo(template)
     try:
-        await template.asave()
+        await template.asave(update_fields=fields)
     except IntegrityError:
         await template.arefresh_from_db()
         raise Conflict(
             f"You already have a template named {values.get('name')!r}.", code="already_exists"
         ) from None
+    if replaced and not template.built_image:
+        await asyncio.to_thread(builds.forget_image, replaced)
     return template
 
 
@@ -294,3 +300,4 @@ async def delete_template(template: Template) -> None:
             "Something uses this template: delete that first.", code="template_in_use"
         ) from None
     await asyncio.to_thread(starter.delete_repo, template)
+    await asyncio.to_thread(builds.forget_image, template.built_image)

@@ -156,6 +156,12 @@ def test_a_dockerfile_builds_streams_its_log_and_sandboxes_get_it(
     replay = sse_events(owner, f"/builds/{again['id']}/logs")
     assert "built before" in "".join(d["text"] for n, d in replay if n == "log")
 
+    # Deleting the template removes its image (no other template, no container uses it).
+    assert owner.delete(f"/templates/{template['id']}").status_code == 204
+    gone = subprocess.run(["docker", "image", "inspect", build["image"]], capture_output=True)
+    assert gone.returncode != 0, "the deleted template's image was kept"
+    assert error(owner.get(f"/builds/{build['id']}"), 404)["code"] == "not_found"
+
 
 def test_a_failing_step_is_named_with_its_last_lines(
     owner: httpx.Client, built_images: set[str]
