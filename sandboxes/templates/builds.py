@@ -315,19 +315,47 @@ def forget_image(tag: str) -> None:
 # ------------------------------------------------------------------ verifying
 
 
+class _Chunks(io.RawIOBase):
+    """A file over the engine's archive stream (chunks as they arrive), so a large
+    tree is hashed without holding it in memory."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.rest:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.rest = chunk
+        size = min(len(buffer), len(self.rest))
+        buffer[:size] = self.rest[:size]
+        self.rest = self.rest[size:]
+        return size
+
+
 def _tree_digest(stream: Iterator[bytes]) -> str:
     """A digest of a tar stream's entries: names, kinds, owners, modes, link targets
-    and contents (the engine's archive of a path, read without running the image)."""
-    data = io.BytesIO(b"".join(stream))
-    digest = hashlib.sha256()
-    with tarfile.open(fileobj=data) as tar:
-        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+    and contents (the engine's archive of a path, read without running the image),
+    whatever order the engine lists them in."""
+    entries: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BufferedReader(_Chunks(stream)), mode="r|") as tar:
+        for member in tar:
             head = (member.name, member.type, member.mode, member.uid, member.gid)
-            digest.update(repr((*head, member.linkname)).encode())
+            digest = hashlib.sha256(repr((*head, member.linkname)).encode())
             handle = tar.extractfile(member) if member.isfile() else None
             if handle is not None:
-                digest.update(hashlib.sha256(handle.read()).digest())
-    return digest.hexdigest()
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+            entries[member.name] = digest.digest()
+    whole = hashlib.sha256()
+    for name in sorted(entries):
+        whole.update(entries[name])
+    return whole.hexdigest()
 
 
 def fingerprint(client: docker.DockerClient, image: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.bench.builds import bench_builds
 from tests.bench.classroom import bench_classroom
 from tests.bench.code import bench_code
 from tests.bench.files import bench_files
@@ -20,7 +21,17 @@ from tests.server import LiveServer, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SECTIONS = ("foundation", "lifecycle", "terminal", "preview", "code", "files", "scale", "classroom")
+SECTIONS = (
+    "foundation",
+    "lifecycle",
+    "terminal",
+    "preview",
+    "code",
+    "files",
+    "scale",
+    "classroom",
+    "builds",
+)
 
 
 def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
@@ -42,6 +53,8 @@ def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
         return bench_files(server, int(os.environ.get("BENCH_FILES_MB", "1024")))
     if name == "classroom":
         return bench_classroom(server)
+    if name == "builds":
+        return bench_builds(server, image)
     if name == "scale":
         return {
             "terminals": bench_terminals(server, int(os.environ.get("BENCH_WEBSOCKETS", "200"))),
