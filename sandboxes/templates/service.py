@@ -196,6 +196,13 @@ def _validate(data: dict[str, Any], template: Template | None) -> dict[str, Any]
             if value > MAX_WARM_POOL:
                 raise _bad(f"warm_pool may be at most {MAX_WARM_POOL}.", "invalid_warm_pool")
         out[key] = value
+    image = out.get("image", template.image if template else "")
+    if image and (out.get("dockerfile", template.dockerfile if template else "") or "").strip():
+        raise _bad(
+            "A template with a Dockerfile builds on the sandbox image: leave image empty "
+            "(or remove the Dockerfile to use that image).",
+            "invalid_image",
+        )
     return out
 
 

@@ -219,6 +219,17 @@ def test_unsafe_dockerfiles_are_refused_with_a_sentence(
     assert error(owner.post(f"/templates/{template['id']}/build"), 400)["code"] == "no_dockerfile"
 
 
+def test_a_dockerfile_always_builds_on_the_sandbox_image(
+    owner: httpx.Client, sandbox_image: str
+) -> None:
+    body = {"name": f"both-{secrets.token_hex(3)}", "dockerfile": "FROM sandbox\nRUN true\n"}
+    refused = error(owner.post("/templates", json={**body, "image": sandbox_image}), 400)
+    assert refused["code"] == "invalid_image" and "leave image empty" in refused["message"]
+    with_image = make_template(owner, "", image=sandbox_image)
+    refused = error(owner.patch(f"/templates/{with_image['id']}", json=body), 400)
+    assert refused["code"] == "invalid_image"
+
+
 def test_an_image_that_grows_too_much_is_refused(
     owner: httpx.Client, built_images: set[str]
 ) -> None:
