@@ -91,16 +91,16 @@ class BuildError(Exception):
 # ------------------------------------------------------------------ queries
 
 
-def _shown(build: TemplateBuild) -> TemplateBuild:
+async def _current(build: TemplateBuild) -> TemplateBuild:
     """The build, marked failed if the process that ran it stopped."""
     active = build.status in (Status.QUEUED, Status.RUNNING)
     if active and build.updated_at < timezone.now() - timedelta(seconds=STALE_AFTER):
         build.status = Status.FAILED
         build.error = "The server stopped during this build; start the build again."
         build.finished_at = timezone.now()
-        TemplateBuild.objects.filter(
+        await TemplateBuild.objects.filter(
             pk=build.pk, status__in=[Status.QUEUED, Status.RUNNING]
-        ).update(status=build.status, error=build.error, finished_at=build.finished_at)
+        ).aupdate(status=build.status, error=build.error, finished_at=build.finished_at)
     return build
 
 
@@ -111,13 +111,14 @@ async def get_build(user: User, build_id: str) -> TemplateBuild:
         build.template.owner_id != user.pk and not getattr(user, "is_staff", False)
     ):
         raise NotFound(f"No build with id {build_id!r}.", code="not_found")
-    return await asyncio.to_thread(_shown, build)
+    return await _current(build)
 
 
 async def recent(template: Template, count: int = 20) -> list[TemplateBuild]:
     """The template's newest builds, newest first."""
-    found = [b async for b in TemplateBuild.objects.filter(template=template)[:count]]
-    return await asyncio.to_thread(lambda: [_shown(b) for b in found])
+    return [
+        await _current(b) async for b in TemplateBuild.objects.filter(template=template)[:count]
+    ]
 
 
 # ------------------------------------------------------------------ starting
@@ -136,8 +137,7 @@ async def start(template: Template) -> TemplateBuild:
     active = TemplateBuild.objects.filter(
         template__owner_id=template.owner_id, status__in=[Status.QUEUED, Status.RUNNING]
     )
-    busy = [b async for b in active]
-    busy = [b for b in await asyncio.to_thread(lambda: [_shown(b) for b in busy])]
+    busy = [await _current(b) async for b in active]
     if sum(b.status in (Status.QUEUED, Status.RUNNING) for b in busy) >= PER_USER:
         raise LimitReached(
             f"At most {PER_USER} template builds may run at once for one owner; wait for "
@@ -421,7 +421,7 @@ async def follow(build_id: str) -> AsyncIterator[tuple[str, Any]]:
         build = await TemplateBuild.objects.filter(pk=build_id).afirst()
         if build is None:
             return
-        build = await asyncio.to_thread(_shown, build)
+        build = await _current(build)
         finished = build.status in (Status.SUCCEEDED, Status.FAILED)
         if position < build.log_dropped:
             yield "log", "[earlier lines dropped]\n"

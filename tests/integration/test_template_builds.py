@@ -277,3 +277,24 @@ def test_the_sdk_and_cli_build_with_the_log(
     assert out.returncode == 1, out
     assert f"cli-{mark}" in out.stdout and "Step 2/5" in out.stdout
     assert "non-zero code: 5" in out.stderr
+
+
+def test_a_build_whose_server_stopped_is_failed_when_read(
+    bserver: LiveServer, owner: httpx.Client
+) -> None:
+    template = make_template(owner, f"FROM sandbox\nRUN echo {marker()}\n")
+    # A build row another server process left running, untouched for two minutes.
+    code = (
+        "from datetime import timedelta\n"
+        "from django.utils import timezone\n"
+        "from sandboxes.models import TemplateBuild\n"
+        f"b = TemplateBuild.objects.create(template_id={template['id']!r}, status='running')\n"
+        "TemplateBuild.objects.filter(pk=b.pk).update("
+        "updated_at=timezone.now() - timedelta(seconds=120))\n"
+        "print(b.pk)\n"
+    )
+    build_id = bserver.manage("shell", "-c", code).strip().splitlines()[-1]
+    state = ok(owner.get(f"/builds/{build_id}"))
+    assert state["status"] == "failed" and "server stopped" in state["error"], state
+    events = sse_events(owner, f"/builds/{build_id}/logs")
+    assert events == [("done", state)]
