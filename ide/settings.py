@@ -254,6 +254,8 @@ TEMPLATE_IMAGES = env_list("TEMPLATE_IMAGES", [])
 TEMPLATE_REPO_MAX_SIZE = env_bytes("TEMPLATE_REPO_MAX_SIZE", "512m")
 # The most a template's Dockerfile may add to the sandbox image; 0: no limit.
 TEMPLATE_IMAGE_MAX_GROWTH = env_bytes("TEMPLATE_IMAGE_MAX_GROWTH", "4g")
+# Seconds a template image build may take before it is stopped.
+TEMPLATE_BUILD_TIMEOUT = env_int("TEMPLATE_BUILD_TIMEOUT", 1800, minimum=1)
 
 # ------------------------------------------------------------------ accounts (security)
 # Who may create an account in the browser: "open" (anyone), "invite" (only through

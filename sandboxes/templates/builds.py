@@ -24,7 +24,9 @@ import contextlib
 import hashlib
 import io
 import logging
+import os
 import re
+import subprocess
 import tarfile
 import threading
 import time
@@ -269,28 +271,8 @@ def _build(rendered: str, tag: str, recorder: _Recorder) -> bool:
     else:
         recorder.write(f"Using {tag}, built before from the same Dockerfile.\n")
         return True
-    memory = int(settings.SANDBOX_MEMORY_LIMIT)
     recorder.write(f"Building {tag} on {image_tag()}\n")
-    try:
-        for chunk in client.api.build(
-            fileobj=io.BytesIO(rendered.encode()),
-            tag=tag,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            decode=True,
-            labels={LABEL: "true"},
-            container_limits={"memory": memory, "memswap": memory},
-        ):
-            if "stream" in chunk:
-                recorder.write(str(chunk["stream"]))
-            elif "error" in chunk:
-                detail = chunk.get("errorDetail") or {}
-                message = str(detail.get("message") or chunk["error"]).strip()
-                where = recorder.step_text or "The build"
-                raise BuildError(f"{where} failed: {message}")
-    except docker.errors.APIError as exc:
-        raise BuildError(f"The engine refused the build: {exc.explanation or exc}") from None
+    _engine_build(rendered, tag, recorder)
     recorder.write("Checking that the sandbox agent is unchanged\n")
     recorder.flush()
     try:
@@ -301,6 +283,63 @@ def _build(rendered: str, tag: str, recorder: _Recorder) -> bool:
         raise
     recorder.write(f"Built {tag}\n")
     return False
+
+
+def _engine_build(rendered: str, tag: str, recorder: _Recorder) -> None:
+    """``docker build`` of ``rendered`` (sent as the only file of the context), its
+    output into the log; stopped after ``TEMPLATE_BUILD_TIMEOUT`` seconds (the engine
+    cancels a build whose client leaves, and removes its step's container)."""
+    memory = str(int(settings.SANDBOX_MEMORY_LIMIT))
+    command = ["docker", "build", "--rm", "--force-rm", "--label", f"{LABEL}=true"]
+    command += ["--memory", memory, "--memory-swap", memory, "-t", tag, "-"]
+    limit = float(settings.TEMPLATE_BUILD_TIMEOUT)
+    try:
+        process = subprocess.Popen(  # noqa: S603 - a fixed command; the text goes to stdin
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},  # its log names each step
+            text=True,
+            errors="replace",
+        )
+    except FileNotFoundError:
+        raise BuildError(
+            "The Docker command-line client (`docker`) is missing on the server, and "
+            "template images are built with it: install it and start the build again."
+        ) from None
+    stopped = threading.Event()
+
+    def stop() -> None:
+        stopped.set()
+        process.kill()
+
+    timer = threading.Timer(limit, stop)
+    timer.start()
+    last = ""
+    try:
+        assert process.stdin is not None and process.stdout is not None  # noqa: S101 (PIPE)
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write(rendered)
+            process.stdin.close()
+        for line in process.stdout:
+            recorder.write(line)
+            last = line.strip() or last
+        process.wait()
+    finally:
+        timer.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    where = recorder.step_text or "The build"
+    if stopped.is_set():
+        raise BuildError(
+            f"{where} was stopped: the build took longer than {limit:g} s (TEMPLATE_BUILD_TIMEOUT)."
+        )
+    if process.returncode:
+        if recorder.tail and recorder.tail[-1] == last:
+            recorder.tail.pop()  # the engine's reason: it is in the message
+        raise BuildError(f"{where} failed: {last or 'the engine gave no reason'}")
 
 
 def forget_image(tag: str) -> None:

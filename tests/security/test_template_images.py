@@ -4,12 +4,15 @@ The text checks refuse the obvious ways (tests/integration/test_template_builds.
 here a ``RUN`` step, which runs as root in the image and passes every text rule,
 tries to change what the agent is or runs on. The check after the build compares
 the built image with the sandbox image without running either, fails the build and
-removes the image. Builds are their template owner's: anyone else gets 404.
+removes the image. Builds are their template owner's: anyone else gets 404; one
+owner runs two at once, and a build that never ends is stopped, its step's
+container removed, so nobody holds the server's builders.
 """
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -26,11 +29,12 @@ from tests.integration.test_template_builds import (
 from tests.server import LiveServer, running_server
 
 AGENT = "/usr/lib/python3/dist-packages/sandbox_agent"
+TIMEOUT = 15
 
 
 @pytest.fixture(scope="module")
 def server(sandbox_image: str) -> Iterator[LiveServer]:
-    with running_server("sbxbldsec") as server:
+    with running_server("sbxbldsec", {"TEMPLATE_BUILD_TIMEOUT": str(TIMEOUT)}) as server:
         yield server
 
 
@@ -110,3 +114,32 @@ def test_one_owner_may_run_only_a_few_builds_at_once(owner: httpx.Client, images
     for build in started:
         assert wait_build(owner, build)["status"] == "succeeded"
     images.add(wait_build(owner, start_build(owner, slow[2], images))["image"])
+
+
+def test_a_build_that_never_ends_is_stopped(owner: httpx.Client, images: set[str]) -> None:
+    mark = marker()
+    template = make_template(owner, f"FROM sandbox\nRUN echo {mark} && sleep 3600\n")
+    started = time.monotonic()
+    state = wait_build(owner, start_build(owner, template, images))
+    assert state["status"] == "failed" and "TEMPLATE_BUILD_TIMEOUT" in state["error"], state
+    assert "sleep 3600" in state["error"] and time.monotonic() - started < TIMEOUT + 20
+    # The engine cancelled the step: its container is gone.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        running = subprocess.run(
+            ["docker", "ps", "-q", "--filter", "status=running"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        commands = subprocess.run(
+            ["docker", "inspect", "--format", "{{json .Config.Cmd}}", *running],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        if mark not in commands:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the stopped build's step still runs")
