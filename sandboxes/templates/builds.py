@@ -64,7 +64,6 @@ HEARTBEAT = 5.0
 STALE_AFTER = 60.0
 # How often a reader looks for more log.
 POLL = 0.3
-LABEL = "sandbox-ide.template-image"
 # What the agent is and runs on, compared between the sandbox image and a built one.
 CHECKED = (
     *dockerfile.PROTECTED,
@@ -290,7 +289,7 @@ def _engine_build(rendered: str, tag: str, recorder: _Recorder) -> None:
     output into the log; stopped after ``TEMPLATE_BUILD_TIMEOUT`` seconds (the engine
     cancels a build whose client leaves, and removes its step's container)."""
     memory = str(int(settings.SANDBOX_MEMORY_LIMIT))
-    command = ["docker", "build", "--rm", "--force-rm", "--label", f"{LABEL}=true"]
+    command = ["docker", "build", "--rm", "--force-rm"]
     command += ["--memory", memory, "--memory-swap", memory, "-t", tag, "-"]
     limit = float(settings.TEMPLATE_BUILD_TIMEOUT)
     try:

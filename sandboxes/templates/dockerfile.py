@@ -14,8 +14,8 @@ exists); a refusal is a ``BadRequest`` whose sentence names the line and the fix
   never run as root in a sandbox, whatever the image says;
 - at most ``MAX_BYTES`` bytes.
 
-``render`` gives the text built: the placeholder replaced by the tag, and a trailer
-that restores the user and working folder the agent starts with.
+``render`` gives the text built: the placeholder replaced by the tag, and the user
+and working folder the agent starts with restored when the Dockerfile changed them.
 """
 
 from __future__ import annotations
@@ -49,11 +49,9 @@ KNOWN = {"FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "LABEL", "WORKDIR", "USER",
 KNOWN |= {"EXPOSE", "MAINTAINER", *REFUSED}
 # The base image's working folder (container/Dockerfile).
 BASE_WORKDIR = "/workspace"
-# Appended to every Dockerfile: the user and folder the agent starts with.
-TRAILER = (
-    "\n# Added by the server: the agent starts as root (container/Dockerfile).\n"
-    f"USER root\nWORKDIR {BASE_WORKDIR}\n"
-)
+# Appended after a Dockerfile that changed them: the user and folder the agent
+# starts with (container/Dockerfile).
+RESTORE = {"USER": "USER root", "WORKDIR": f"WORKDIR {BASE_WORKDIR}"}
 _ROOT = re.compile(r"^(root|0)(:.*)?$")
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z]+)\s*=")
 
@@ -219,14 +217,19 @@ def validate(text: str) -> list[Instruction]:
 
 def render(text: str) -> str:
     """The text the engine builds: the FROM names the current sandbox image, and the
-    trailer restores the user and folder the agent starts with."""
+    user and folder the agent starts with are restored if the Dockerfile changed them
+    (otherwise its steps are the Dockerfile's own, one for one)."""
     items = validate(text)
     lines = text.splitlines()
     first = items[0]
     words = _words(first.args)
     stage = f" AS {words[2]}" if len(words) == 3 else ""
     lines[first.line - 1 : first.end] = [f"FROM {image_tag()}{stage}"]
-    return "\n".join(lines) + "\n" + TRAILER
+    used = {item.keyword for item in items}
+    restore = [line for keyword, line in RESTORE.items() if keyword in used]
+    if restore:
+        lines += ["# Added by the server: how the agent starts (container/Dockerfile).", *restore]
+    return "\n".join(lines) + "\n"
 
 
 def image_for(rendered: str) -> str:

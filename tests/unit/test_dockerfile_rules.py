@@ -70,7 +70,11 @@ def test_render_names_the_current_image_and_restores_the_start() -> None:
     rendered = dockerfile.render("FROM sandbox AS lesson\nUSER sandbox\nRUN make\n")
     lines = rendered.splitlines()
     assert lines[0] == f"FROM {image_tag()} AS lesson"
-    assert lines[-2:] == ["USER root", "WORKDIR /workspace"]
+    assert lines[-1] == "USER root"  # its USER is undone; WORKDIR was never changed
+    plain = dockerfile.render("FROM sandbox\nRUN make\n").splitlines()
+    assert plain == [f"FROM {image_tag()}", "RUN make"]  # its own steps, one for one
+    moved = dockerfile.render("FROM sandbox\nWORKDIR /opt\nUSER sandbox\n").splitlines()
+    assert moved[-2:] == ["USER root", "WORKDIR /workspace"]
     same = dockerfile.image_for(rendered)
     assert same == dockerfile.image_for(
         dockerfile.render("FROM sandbox AS lesson\nUSER sandbox\nRUN make\n")
