@@ -422,18 +422,9 @@ def fingerprint(client: docker.DockerClient, image: str) -> dict[str, str]:
 
 
 def _verify(client: docker.DockerClient, tag: str) -> None:
+    """Refuse an image that grew too much (checked first: it is cheap, and bounds what
+    the comparison reads) or that changed what the agent is or runs on."""
     base = image_tag()
-    if base not in _fingerprints:
-        _fingerprints[base] = fingerprint(client, base)
-    expected = _fingerprints[base]
-    found = fingerprint(client, tag)
-    changed = [path for path, digest in expected.items() if found.get(path) != digest]
-    if changed:
-        raise BuildError(
-            "The built image changes what the sandbox agent is or runs on "
-            f"({', '.join(changed)}); a template may add to the sandbox image, never "
-            "replace its agent. The image was removed."
-        )
     limit = int(settings.TEMPLATE_IMAGE_MAX_GROWTH)
     if limit:
         grown = int(client.images.get(tag).attrs.get("Size") or 0) - int(
@@ -445,6 +436,17 @@ def _verify(client: docker.DockerClient, tag: str) -> None:
                 f"{limit // 2**20} MB (TEMPLATE_IMAGE_MAX_GROWTH) are allowed. "
                 "The image was removed."
             )
+    if base not in _fingerprints:
+        _fingerprints[base] = fingerprint(client, base)
+    expected = _fingerprints[base]
+    found = fingerprint(client, tag)
+    changed = [path for path, digest in expected.items() if found.get(path) != digest]
+    if changed:
+        raise BuildError(
+            "The built image changes what the sandbox agent is or runs on "
+            f"({', '.join(changed)}); a template may add to the sandbox image, never "
+            "replace its agent. The image was removed."
+        )
 
 
 # ------------------------------------------------------------------ following

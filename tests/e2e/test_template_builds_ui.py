@@ -1,6 +1,6 @@
-"""A template with a Dockerfile, made in the browser: the form shows the build's
-progress line and its live log; a failing step is named with its last lines and the
-form keeps the Dockerfile to fix. Screenshots: test-artifacts/template-build-*.png."""
+"""A template with a Dockerfile, made in the browser: a refused one says why at
+once; the form shows the build's progress line and its live log; a failing step is
+named with its last lines and the form keeps the Dockerfile to fix. Screenshots: test-artifacts/template-build-*.png."""
 
 from __future__ import annotations
 
@@ -36,9 +36,15 @@ def test_the_template_form_shows_the_build(browser: Browser, server) -> None:  #
         page.get_by_role("button", name="Log in").click()
         page.goto("/courses/")
 
-        # A step that fails: its progress line, the step and its last lines.
+        # A Dockerfile on another image is refused at once, with the sentence.
         page.get_by_text("New template").click()
         page.fill("#template-form input[name=name]", "with-image")
+        page.fill("#template-form textarea[name=dockerfile]", "FROM debian\nRUN true\n")
+        page.get_by_role("button", name="Create template").click()
+        expect(page.locator("#courses-message")).to_contain_text("must be `FROM sandbox`")
+        expect(page.get_by_test_id("build")).to_have_count(0)
+
+        # A step that fails: its progress line, the step and its last lines.
         page.fill(
             "#template-form textarea[name=dockerfile]",
             f"FROM sandbox\nRUN echo warming-{mark}\nRUN echo broken-{mark} >&2; exit 4\n",
