@@ -1,6 +1,7 @@
 """A template with a Dockerfile, made in the browser: a refused one says why at
 once; the form shows the build's progress line and its live log; a failing step is
-named with its last lines and the form keeps the Dockerfile to fix. Screenshots: test-artifacts/template-build-*.png."""
+named with its last lines and the form keeps the Dockerfile to fix.
+Screenshots: test-artifacts/template-build-*.png."""
 
 from __future__ import annotations
 
