@@ -86,7 +86,12 @@ _fingerprints: dict[str, dict[str, str]] = {}
 
 
 class BuildError(Exception):
-    """Why a build failed, in a sentence for the template's owner."""
+    """Why a build failed, in a sentence for the template's owner; ``in_step``: the
+    step the log was on failed (not a check after the steps)."""
+
+    def __init__(self, message: str, *, in_step: bool = False) -> None:
+        super().__init__(message)
+        self.in_step = in_step
 
 
 # ------------------------------------------------------------------ queries
@@ -217,7 +222,7 @@ def _run(build_id: str, rendered: str, tag: str) -> None:
             if replaced != tag:
                 forget_image(replaced)
     except BuildError as exc:
-        failed_step = recorder.step_text if recorder.steps else ""
+        failed_step = recorder.step_text if exc.in_step and recorder.steps else ""
         last_lines = list(recorder.tail) if failed_step else []
         recorder.write(f"\n{exc}\n")
         recorder.flush(
@@ -255,7 +260,7 @@ def _heartbeat(build_id: str, done: threading.Event) -> None:
 
 def _client() -> docker.DockerClient:
     try:
-        return docker.from_env(timeout=3600)
+        return docker.from_env(timeout=120)
     except docker.errors.DockerException as exc:
         raise BuildError(f"The container engine cannot be reached: {exc}") from None
 
@@ -333,12 +338,14 @@ def _engine_build(rendered: str, tag: str, recorder: _Recorder) -> None:
     where = recorder.step_text or "The build"
     if stopped.is_set():
         raise BuildError(
-            f"{where} was stopped: the build took longer than {limit:g} s (TEMPLATE_BUILD_TIMEOUT)."
+            f"{where} was stopped: the build took longer than {limit:g} s "
+            "(TEMPLATE_BUILD_TIMEOUT).",
+            in_step=True,
         )
     if process.returncode:
         if recorder.tail and recorder.tail[-1] == last:
             recorder.tail.pop()  # the engine's reason: it is in the message
-        raise BuildError(f"{where} failed: {last or 'the engine gave no reason'}")
+        raise BuildError(f"{where} failed: {last or 'the engine gave no reason'}", in_step=True)
 
 
 def forget_image(tag: str) -> None:

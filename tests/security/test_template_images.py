@@ -70,6 +70,8 @@ def test_a_run_step_that_changes_the_agent_fails_the_build(
     state = wait_build(owner, start_build(owner, template, images))
     assert state["status"] == "failed", state
     assert "sandbox agent" in state["error"] and named in state["error"], state
+    # The steps all ran: it is the check after them that failed, not a step.
+    assert state["failed_step"] == "" and state["last_lines"] == []
     gone = subprocess.run(["docker", "image", "inspect", state["image"]], capture_output=True)
     assert gone.returncode != 0, "the refused image was kept"
     assert ok(owner.get(f"/templates/{template['id']}"))["built_image"] == ""
