@@ -261,6 +261,10 @@ TUTORIAL_VERIFY_TIMEOUT = env_float("TUTORIAL_VERIFY_TIMEOUT", 30.0, minimum=1.0
 TUTORIAL_OUTPUT_LIMIT = env_bytes("TUTORIAL_OUTPUT_LIMIT", "16k")
 # Background scripts (run when a step opens) are stopped after this many seconds.
 TUTORIAL_BACKGROUND_TIMEOUT = env_float("TUTORIAL_BACKGROUND_TIMEOUT", 600.0, minimum=1.0)
+# The most a template's Dockerfile may add to the sandbox image; 0: no limit.
+TEMPLATE_IMAGE_MAX_GROWTH = env_bytes("TEMPLATE_IMAGE_MAX_GROWTH", "4g")
+# Seconds a template image build may take before it is stopped.
+TEMPLATE_BUILD_TIMEOUT = env_int("TEMPLATE_BUILD_TIMEOUT", 1800, minimum=1)
 
 # ------------------------------------------------------------------ accounts (security)
 # Who may create an account in the browser: "open" (anyone), "invite" (only through

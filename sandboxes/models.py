@@ -117,6 +117,10 @@ class Template(models.Model):
     repo_url = models.CharField(max_length=500, blank=True, default="")
     repo_branch = models.CharField(max_length=200, blank=True, default="")
     setup_command = models.TextField(blank=True, default="")
+    # Steps on top of the sandbox image (sandboxes.templates.dockerfile), and the
+    # image its latest successful build made, which new sandboxes get.
+    dockerfile = models.TextField(blank=True, default="")
+    built_image = models.CharField(max_length=200, blank=True, default="")
     env = models.JSONField(default=dict, blank=True)
     # {"memory_mb": int, "cpus": float, "disk_mb": int}; each capped by the server's.
     limits = models.JSONField(default=dict, blank=True)
@@ -137,6 +141,43 @@ class Template(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
+
+
+class TemplateBuild(models.Model):
+    """One build of a template's Dockerfile: a job run by the server in the background
+    (sandboxes.templates.builds). Its log is kept here, bounded: the oldest text is
+    dropped first and ``log_dropped`` counts it, so readers can follow by offset."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.CharField(primary_key=True, max_length=12, default=new_sandbox_id, editable=False)
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="builds")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    image = models.CharField(max_length=200, blank=True, default="")
+    reused = models.BooleanField(default=False)
+    step = models.PositiveIntegerField(default=0)
+    steps = models.PositiveIntegerField(default=0)
+    step_text = models.TextField(blank=True, default="")
+    log = models.TextField(blank=True, default="")
+    log_dropped = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    failed_step = models.TextField(blank=True, default="")
+    last_lines = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Touched while the build runs: a stale one was cut off by a server restart.
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"build {self.id} of {self.template_id} ({self.status})"
 
 
 class PoolEntry(models.Model):

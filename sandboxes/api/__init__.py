@@ -6,6 +6,7 @@ Apps built on the core add their routers at ``ready()`` (the classroom's courses
 from __future__ import annotations
 
 from . import (
+    builds,
     code,
     commands,
     files,
@@ -35,5 +36,5 @@ install_handlers(api)
 api.add_router("", sandboxes.router)
 api.add_router("", commands.router)
 api.add_router("", snapshots.router)
-for area in (files, processes, git, terminals, ports, code, templates):
+for area in (files, processes, git, terminals, ports, code, templates, builds):
     api.add_router("", area.router)

@@ -49,6 +49,7 @@ class TemplatePatch(StrictIn):
     repo_url: Short | None = None
     repo_branch: Short | None = None
     setup_command: Text | None = None
+    dockerfile: Annotated[str, StringConstraints(max_length=256 * 1024)] | None = None
     env: EnvMap | None = None
     limits: dict[str, Any] | None = None
     open_files: list[Annotated[str, StringConstraints(max_length=1024)]] | None = None
@@ -70,6 +71,8 @@ class TemplateOut(Schema):
     repo_url: str
     repo_branch: str
     setup_command: str
+    dockerfile: str
+    built_image: str
     env: dict[str, str]
     limits: dict[str, Any]
     open_files: list[str]
@@ -123,6 +126,8 @@ def template_out(template: Template) -> dict[str, Any]:
         "repo_url": _shown_url(template.repo_url),
         "repo_branch": template.repo_branch,
         "setup_command": template.setup_command,
+        "dockerfile": template.dockerfile,
+        "built_image": template.built_image,
         "env": template.env,
         "limits": template.limits,
         "open_files": template.open_files,

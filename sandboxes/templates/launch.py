@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.dispatch import Signal
 
 from sandboxes import lifecycle
-from sandboxes.errors import BadRequest, NotFound, SandboxError
+from sandboxes.errors import BadRequest, Conflict, NotFound, SandboxError
 from sandboxes.models import Sandbox, Template
 from sandboxes.progress import Report, Step, ignore
 
@@ -26,6 +26,20 @@ DEFAULT_TEMPLATE = "default"
 # Sent (``sandbox``, ``report``) after a sandbox's starter update was merged; the
 # classroom records it on the student's enrolment.
 starter_updated = Signal()
+
+
+def image_of(template: Template) -> str:
+    """The image a sandbox of the template gets: the latest build of its Dockerfile
+    if it has one (409 until one succeeded), else its chosen image ("": the default)."""
+    if template.dockerfile.strip():
+        if not template.built_image:
+            raise Conflict(
+                f"The template {template.name!r} has a Dockerfile that has not been built "
+                f"yet: POST /api/v1/templates/{template.id}/build and wait for it to succeed.",
+                code="template_not_built",
+            )
+        return template.built_image
+    return template.image
 
 
 async def create_sandbox_from_template_ex(
@@ -54,7 +68,7 @@ async def create_sandbox_from_template_ex(
         keep_alive=keep_alive,
         egress=egress,
         limits=dict(template.limits),
-        image=template.image,
+        image=image_of(template),
     )
     await report(Step("container", f"Starting the sandbox {name}"))
     sandbox, created = await lifecycle.get_or_create_sandbox(user, options)

@@ -136,7 +136,8 @@ async def _fill_logged(template_id: str) -> None:
 def _image(template: Template) -> str:
     """The image a sandbox of this template gets now (a rebuilt image makes older
     pooled sandboxes stale, like a new starter does)."""
-    return template.image or image_tag()
+    built = template.built_image if template.dockerfile.strip() else ""
+    return built or template.image or image_tag()
 
 
 Demand = Callable[[Template], Awaitable[bool]]
@@ -164,6 +165,8 @@ async def fill(template: Template) -> int:
     async with _locks(template.id):
         await template.arefresh_from_db()
         wanted = template.warm_pool if await _in_demand(template) else 0
+        if template.dockerfile.strip() and not template.built_image:
+            wanted = 0  # its image is not built yet: nothing to pool
         async for entry in (
             PoolEntry.objects.filter(template=template)
             .exclude(starter_head=template.starter_head, sandbox__image=_image(template))

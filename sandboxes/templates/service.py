@@ -22,7 +22,7 @@ from sandboxes.errors import BadRequest, Conflict, NotFound
 from sandboxes.images import image_tag
 from sandboxes.models import NAME_PATTERN, Template
 
-from . import pool, starter
+from . import builds, dockerfile, pool, starter
 from .pool import MAX_WARM_POOL
 
 MAX_OPEN_FILES = 20
@@ -38,6 +38,7 @@ FIELDS = (
     "repo_url",
     "repo_branch",
     "setup_command",
+    "dockerfile",
     "env",
     "limits",
     "open_files",
@@ -170,6 +171,12 @@ def _validate(data: dict[str, Any], template: Template | None) -> dict[str, Any]
                 )
             if key == "repo_branch" and value:
                 starter.check_branch(value)
+        elif key == "dockerfile":
+            value = "" if value is None else value
+            if not isinstance(value, str):
+                raise _bad("dockerfile must be a string.", "invalid_dockerfile")
+            if value.strip():
+                dockerfile.validate(value)
         elif key == "env":
             value = validate_env(value)
         elif key == "limits":
@@ -189,6 +196,13 @@ def _validate(data: dict[str, Any], template: Template | None) -> dict[str, Any]
             if value > MAX_WARM_POOL:
                 raise _bad(f"warm_pool may be at most {MAX_WARM_POOL}.", "invalid_warm_pool")
         out[key] = value
+    image = out.get("image", template.image if template else "")
+    if image and (out.get("dockerfile", template.dockerfile if template else "") or "").strip():
+        raise _bad(
+            "A template with a Dockerfile builds on the sandbox image: leave image empty "
+            "(or remove the Dockerfile to use that image).",
+            "invalid_image",
+        )
     return out
 
 
@@ -245,15 +259,23 @@ async def update_template(template: Template, data: dict[str, Any]) -> Template:
     )
     for key, value in values.items():
         setattr(template, key, value)
+    # Only what changed is saved: a build ending meanwhile records its image itself.
+    fields = [*values, "updated_at"]
+    replaced = template.built_image
+    if replaced and not template.dockerfile.strip():
+        template.built_image = ""
+        fields.append("built_image")
     if refetch and template.repo_url:
         await starter.import_repo(template)
     try:
-        await template.asave()
+        await template.asave(update_fields=fields)
     except IntegrityError:
         await template.arefresh_from_db()
         raise Conflict(
             f"You already have a template named {values.get('name')!r}.", code="already_exists"
         ) from None
+    if replaced and not template.built_image:
+        await asyncio.to_thread(builds.forget_image, replaced)
     return template
 
 
@@ -285,3 +307,4 @@ async def delete_template(template: Template) -> None:
             "Something uses this template: delete that first.", code="template_in_use"
         ) from None
     await asyncio.to_thread(starter.delete_repo, template)
+    await asyncio.to_thread(builds.forget_image, template.built_image)

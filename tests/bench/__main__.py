@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.bench.builds import bench_builds
 from tests.bench.classroom import bench_classroom
 from tests.bench.code import bench_code
 from tests.bench.files import bench_files
@@ -33,6 +34,7 @@ SECTIONS = (
     "scale",
     "classroom",
     "tutorial",
+    "builds",
 )
 
 
@@ -64,6 +66,8 @@ def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
         return bench_classroom(server)
     if name == "tutorial":
         return bench_tutorial(server)
+    if name == "builds":
+        return bench_builds(server, image)
     if name == "scale":
         return {
             "terminals": bench_terminals(server, int(os.environ.get("BENCH_WEBSOCKETS", "200"))),

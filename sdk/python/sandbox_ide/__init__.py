@@ -58,6 +58,7 @@ from .errors import (
 )
 from .models import (
     Archive,
+    BuildInfo,
     CloneResult,
     CodeContext,
     CommandResult,
@@ -113,6 +114,7 @@ __all__ = [
     "AsyncSandbox",
     "AsyncSessions",
     "AsyncTemplate",
+    "BuildInfo",
     "AsyncTerminal",
     "AsyncTerminals",
     "AuthenticationError",

@@ -8,7 +8,7 @@
     sandbox-ide update-starter NAME    sandbox-ide mcp    (an MCP server on stdio)
     sandbox-ide fork NAME [--count N]  sandbox-ide restore NAME SNAPSHOT
     sandbox-ide snapshot create|list|rm ...
-    sandbox-ide template create|list|upload|refresh|rm ...
+    sandbox-ide template create|list|upload|refresh|build|validate|rm ...
     sandbox-ide course create|list|invite|join|roster|update|reset|rm ...
 
 Configured by SANDBOX_IDE_URL and SANDBOX_IDE_TOKEN (or --url / --token).
@@ -206,6 +206,9 @@ def _template_parser(sub: Any) -> None:
     p.add_argument("--branch", dest="repo_branch")
     p.add_argument("--setup", dest="setup_command", metavar="CMD", help="run in new sandboxes")
     p.add_argument("--image")
+    p.add_argument(
+        "--dockerfile", metavar="FILE", help="steps on the sandbox image (FROM sandbox), built now"
+    )
     p.add_argument("--description")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--open", dest="open_files", action="append", metavar="FILE")
@@ -231,6 +234,10 @@ def _template_parser(sub: Any) -> None:
     p = tsub.add_parser("validate", help="check the starter's tutorial (exit 1 on errors)")
     p.add_argument("template", help="name or id")
     p.set_defaults(handler=cmd_template_validate)
+
+    p = tsub.add_parser("build", help="build a template's Dockerfile, printing its log")
+    p.add_argument("template", help="name or id")
+    p.set_defaults(handler=cmd_template_build)
 
     p = tsub.add_parser("rm", help="delete templates")
     p.add_argument("templates", nargs="+", metavar="template")
@@ -695,7 +702,33 @@ def _course(args: argparse.Namespace, ref: str) -> Course:
     return Course.from_name(ref, url=args.url, token=args.token)
 
 
+def _read_dockerfile(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise InvalidRequestError(
+            f"Cannot read the Dockerfile {path}: {exc.strerror}.", code="invalid_dockerfile"
+        ) from None
+
+
+def _build(template: Template) -> int:
+    """Build the template's Dockerfile with its log on stdout (1 when it fails)."""
+    build = template.build(on_log=lambda text: print(text, end="", flush=True))
+    if build.ok:
+        return 0
+    print(f"sandbox-ide: {build.error}", file=sys.stderr)
+    return 1
+
+
+def cmd_template_build(args: argparse.Namespace) -> int:
+    with _template(args, args.template) as template:
+        return _build(template)
+
+
 def cmd_template_create(args: argparse.Namespace) -> int:
+    dockerfile = _read_dockerfile(args.dockerfile)
     with Template.create(
         args.name,
         files=args.files or None,
@@ -704,6 +737,7 @@ def cmd_template_create(args: argparse.Namespace) -> int:
         repo_url=args.repo_url,
         repo_branch=args.repo_branch,
         setup_command=args.setup_command,
+        dockerfile=dockerfile,
         env=_env(args.env),
         open_files=args.open_files,
         preview_port=args.preview_port,
@@ -712,8 +746,9 @@ def cmd_template_create(args: argparse.Namespace) -> int:
         url=args.url,
         token=args.token,
     ) as template:
+        status = _build(template) if dockerfile else 0
         print(f"{template.name}\t{template.id}\t{template.info.starter_head[:10]}")
-    return 0
+    return status
 
 
 def cmd_template_list(args: argparse.Namespace) -> int:

@@ -517,6 +517,8 @@ class TemplateInfo:
     repo_url: str = ""
     repo_branch: str = ""
     setup_command: str = ""
+    dockerfile: str = ""
+    built_image: str = ""
     env: dict[str, str] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
     open_files: list[str] = field(default_factory=list)
@@ -537,6 +539,8 @@ class TemplateInfo:
             repo_url=data.get("repo_url") or "",
             repo_branch=data.get("repo_branch") or "",
             setup_command=data.get("setup_command") or "",
+            dockerfile=data.get("dockerfile") or "",
+            built_image=data.get("built_image") or "",
             env=dict(data.get("env") or {}),
             limits=dict(data.get("limits") or {}),
             open_files=list(data.get("open_files") or []),
@@ -545,6 +549,51 @@ class TemplateInfo:
             starter_head=data.get("starter_head") or "",
             created_at=_time(data.get("created_at")),
             updated_at=_time(data.get("updated_at")),
+        )
+
+
+@dataclass
+class BuildInfo:
+    """A build of a template's Dockerfile. ``status``: queued, running, succeeded or
+    failed; on failure ``error`` says why, and when a step failed ``failed_step`` is
+    its line and ``last_lines`` its last lines of output."""
+
+    id: str
+    template: str
+    status: str
+    image: str = ""
+    reused: bool = False
+    step: int = 0
+    steps: int = 0
+    step_text: str = ""
+    error: str = ""
+    failed_step: str = ""
+    last_lines: list[str] = field(default_factory=list)
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BuildInfo:
+        return cls(
+            id=data["id"],
+            template=data.get("template") or "",
+            status=data.get("status") or "",
+            image=data.get("image") or "",
+            reused=bool(data.get("reused")),
+            step=int(data.get("step") or 0),
+            steps=int(data.get("steps") or 0),
+            step_text=data.get("step_text") or "",
+            error=data.get("error") or "",
+            failed_step=data.get("failed_step") or "",
+            last_lines=list(data.get("last_lines") or []),
+            created_at=_time(data.get("created_at")),
+            started_at=_time(data.get("started_at")),
+            finished_at=_time(data.get("finished_at")),
         )
 
 

@@ -2,6 +2,7 @@
 // both clients of the public API.
 import { call, h } from "./api.js";
 import { ago, confirmDialog, flash } from "./page.js";
+import { buildTemplate } from "./builds.js";
 import { postWithProgress, ProgressView } from "./operations.js";
 import { copyText } from "./ui.js";
 
@@ -53,7 +54,8 @@ async function listPage(root) {
       document.getElementById("template-list").replaceChildren(templates.length
         ? h("ul", {}, ...templates.map((t) => h("li", { "data-template": t.name }, h("strong", {}, t.name),
           ` · ${t.repo_url || "uploaded files"} · ${t.starter_head ? `starter ${t.starter_head.slice(0, 7)}` : "no starter yet"}`
-          + (t.open_files.length ? ` · opens ${t.open_files.join(", ")}` : ""))))
+          + (t.open_files.length ? ` · opens ${t.open_files.join(", ")}` : "")
+          + (t.dockerfile ? (t.built_image ? " · own image" : " · image not built yet") : ""))))
         : "No templates yet.");
     } catch (err) {
       flash(slot, "error", `Could not list your templates: ${err.message}`);
@@ -67,13 +69,18 @@ async function listPage(root) {
     for (const key of ["repo_url", "repo_branch", "setup_command"]) {
       if (f[key].value.trim()) body[key] = f[key].value.trim();
     }
+    const dockerfile = f.dockerfile.value;
+    if (dockerfile.trim()) body.dockerfile = dockerfile;
     const open = f.open_files.value.split(",").map((s) => s.trim()).filter(Boolean);
     if (open.length) body.open_files = open;
     if (f.preview_port.value) body.preview_port = Number(f.preview_port.value);
     const button = document.getElementById("template-create");
+    const buildSlot = document.getElementById("template-build");
+    buildSlot.replaceChildren();
+    let made = null;
     try {
       await busy(button, "Creating…", async () => {
-        const t = await call("POST", "/templates", { json: body });
+        made = await call("POST", "/templates", { json: body });
         // Each part's field name is its path in the starter; a folder's own name is
         // dropped so its contents land at the top of the workspace.
         const data = new FormData();
@@ -82,14 +89,25 @@ async function listPage(root) {
           const path = (file.webkitRelativePath || file.name).split("/").slice(1).join("/") || file.name;
           data.append(path, file, file.name);
         }
-        if ([...data.keys()].length) await call("PUT", `/templates/${t.id}/files`, { body: data });
+        if ([...data.keys()].length) await call("PUT", `/templates/${made.id}/files`, { body: data });
       });
+      if (body.dockerfile) {
+        const build = await busy(button, "Building…", () => buildTemplate(made.id, buildSlot));
+        if (build.status !== "succeeded") {
+          // The form keeps what was typed: fix the Dockerfile and create it again.
+          await call("DELETE", `/templates/${made.id}`).catch(() => {});
+          flash(slot, "error", "The template's image did not build (see the log below): fix the " +
+            "Dockerfile and create the template again.");
+          return;
+        }
+      }
       flash(slot, "success", `Template “${body.name}” is ready: start a course on it.`);
       templateForm.reset();
       document.getElementById("template-new").open = false;
       await loadTemplates();
     } catch (err) {
       flash(slot, "error", `Could not create the template: ${err.message}`);
+      if (made && body.dockerfile) await call("DELETE", `/templates/${made.id}`).catch(() => {});
     }
   });
   await loadTemplates();

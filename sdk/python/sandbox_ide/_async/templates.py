@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _api, _transfer
 from .._wire import NO_READ_TIMEOUT
 from ..errors import InvalidRequestError, SandboxIDEError
-from ..models import TemplateInfo, TutorialPage, TutorialValidation
+from ..models import BuildInfo, TemplateInfo, TutorialPage, TutorialValidation
 from .resource import AsyncResource
 
 
@@ -43,6 +43,7 @@ class AsyncTemplate(AsyncResource[TemplateInfo]):
         repo_url: str | None = None,
         repo_branch: str | None = None,
         setup_command: str | None = None,
+        dockerfile: str | None = None,
         env: dict[str, str] | None = None,
         limits: dict[str, Any] | None = None,
         open_files: Sequence[str] | None = None,
@@ -57,6 +58,8 @@ class AsyncTemplate(AsyncResource[TemplateInfo]):
         local path}``, a local folder, or a list of local files (see ``upload``).
 
         ``warm_pool``: how many ready sandboxes to keep for its courses' joins.
+        ``dockerfile``: steps on the sandbox image (``FROM sandbox``), checked now
+        and built by ``build()``.
         """
         body = _api.drop_none(
             name=name,
@@ -65,6 +68,7 @@ class AsyncTemplate(AsyncResource[TemplateInfo]):
             repo_url=repo_url,
             repo_branch=repo_branch,
             setup_command=setup_command,
+            dockerfile=dockerfile,
             env=env,
             limits=limits,
             open_files=builtins.list(open_files) if open_files is not None else None,
@@ -91,7 +95,7 @@ class AsyncTemplate(AsyncResource[TemplateInfo]):
 
     async def update(self, **changes: Any) -> TemplateInfo:
         """Change fields (``name``, ``description``, ``image``, ``repo_url``,
-        ``repo_branch``, ``setup_command``, ``env``, ``limits``, ``open_files``,
+        ``repo_branch``, ``setup_command``, ``dockerfile``, ``env``, ``limits``, ``open_files``,
         ``preview_port``, ``warm_pool``); a new ``repo_url`` is fetched at once."""
         data = await self._http.json("PATCH", self._path, json=changes, timeout=NO_READ_TIMEOUT)
         self.info = TemplateInfo.from_json(data)
@@ -135,6 +139,26 @@ class AsyncTemplate(AsyncResource[TemplateInfo]):
         """Every page of the tutorial as students will see them (intro, steps, finish)."""
         data = await self._http.json("GET", self._path + "/tutorial/preview")
         return [TutorialPage.from_json(p) for p in data["pages"]]
+
+    async def build(self, on_log: Callable[[str], Any] | None = None) -> BuildInfo:
+        """Build the template's Dockerfile and wait for the end; ``on_log`` gets the
+        log as it comes (whole lines). Returns the finished build: ``.ok``, or
+        ``.error`` with ``.failed_step`` and ``.last_lines``. Sandboxes made from the
+        template afterwards get its image."""
+        data = await self._http.json("POST", self._path + "/build")
+        result = BuildInfo.from_json(data)
+        async for name, event in self._http.events("GET", f"/builds/{result.id}/logs"):
+            if name == "log" and on_log is not None:
+                on_log(event["text"])
+            elif name == "done":
+                result = BuildInfo.from_json(event)
+        await self.refresh()
+        return result
+
+    async def builds(self) -> builtins.list[BuildInfo]:
+        """The template's latest builds, newest first."""
+        data = await self._http.json("GET", self._path + "/builds")
+        return [BuildInfo.from_json(b) for b in data["builds"]]
 
     async def delete(self) -> None:
         """Delete the template (ConflictError ``template_in_use`` while a course
