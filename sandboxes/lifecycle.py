@@ -22,6 +22,7 @@ from django.utils import timezone
 from sandboxes.agent.client import AgentClient, AgentUnreachable
 from sandboxes.backends import SandboxSpec, get_backend
 from sandboxes.egress.policy import Egress, EgressValue, proxy_secret
+from sandboxes.egress.proxy import ensure_listening
 from sandboxes.errors import (
     Conflict,
     Forbidden,
@@ -216,8 +217,6 @@ async def _apply_egress(sandbox: Sandbox) -> None:
     cidrs = [str(n) for n in egress.networks()]
     update = await get_backend().apply_egress(sandbox.backend_state, egress.mode, cidrs)
     if egress.mode == "allow":
-        from sandboxes.egress.proxy import ensure_listening
-
         await ensure_listening()
     if any(sandbox.backend_state.get(k) != v for k, v in update.items()):
         sandbox.backend_state = {**sandbox.backend_state, **update}

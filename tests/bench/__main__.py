@@ -10,6 +10,7 @@ from typing import Any
 
 from tests.bench.classroom import bench_classroom
 from tests.bench.code import bench_code
+from tests.bench.egress import bench_egress
 from tests.bench.files import bench_files
 from tests.bench.foundation import bench_foundation
 from tests.bench.lifecycle import bench_lifecycle
@@ -28,6 +29,7 @@ SECTIONS = (
     "preview",
     "code",
     "files",
+    "egress",
     "scale",
     "classroom",
     "tutorial",
@@ -55,6 +57,8 @@ def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
         return bench_classroom(server)
     if name == "tutorial":
         return bench_tutorial(server)
+    if name == "egress":
+        return bench_egress(server)
     if name == "scale":
         return {
             "terminals": bench_terminals(server, int(os.environ.get("BENCH_WEBSOCKETS", "200"))),

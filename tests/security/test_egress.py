@@ -10,104 +10,33 @@ routes into it, and the test server's proxy resolves the test's names to them
 from __future__ import annotations
 
 import json
-import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
+from tests import netns
 from tests.integration.test_isolation import reach, run
+from tests.netns import sh
 from tests.server import LiveServer, running_server
-
-# The far end: TLS ClientHellos get "TLS-OK" back (they got through), HTTP requests
-# "hello <address it was reached at> host=<Host header>".
-FAR_END = r"""
-import socket, socketserver, sys
-
-class Handler(socketserver.BaseRequestHandler):
-    def handle(self):
-        data = self.request.recv(65536)
-        if data[:1] == b"\x16":
-            self.request.sendall(b"TLS-OK")
-            return
-        while b"\r\n\r\n" not in data:
-            more = self.request.recv(65536)
-            if not more:
-                return
-            data += more
-        host = ""
-        for line in data.decode("latin-1").split("\r\n")[1:]:
-            if line.lower().startswith("host:"):
-                host = line[5:].strip()
-        body = f"hello {self.request.getsockname()[0]} host={host}\n".encode()
-        self.request.sendall(
-            b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-        )
-
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-server = socketserver.ThreadingTCPServer(("0.0.0.0", int(sys.argv[1])), Handler)
-print("ready", flush=True)
-server.serve_forever()
-"""
 
 
 @dataclass
-class FarEnd:
+class Ends:
     allowed_ip: str  # "allowed.test", "www.allowed.test"
     other_ip: str  # "other.test"
     port: int
 
 
-def sh(*args: str) -> str:
-    return subprocess.run(args, capture_output=True, text=True, check=True).stdout
+@pytest.fixture(scope="module")
+def far_end() -> Iterator[Ends]:
+    with netns.far_end() as ends:
+        yield Ends(ends.first_ip, ends.second_ip, ends.port)
 
 
 @pytest.fixture(scope="module")
-def far_end() -> Iterator[FarEnd]:
-    tag = secrets.token_hex(3)
-    ns, host_if, ns_if = f"sbxeg-{tag}", f"egh{tag}", f"egn{tag}"
-    link = f"198.18.{2 + secrets.randbelow(250)}"
-    ends = FarEnd(
-        allowed_ip=f"203.0.113.{2 + secrets.randbelow(250)}",
-        other_ip=f"198.51.100.{2 + secrets.randbelow(250)}",
-        port=18000 + secrets.randbelow(1000),
-    )
-    sh("ip", "netns", "add", ns)
-    listener = None
-    try:
-        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", ns)
-        sh("ip", "addr", "add", f"{link}.1/30", "dev", host_if)
-        sh("ip", "link", "set", host_if, "up")
-        inside = ["ip", "netns", "exec", ns]
-        sh(*inside, "ip", "addr", "add", f"{link}.2/30", "dev", ns_if)
-        sh(*inside, "ip", "link", "set", ns_if, "up")
-        sh(*inside, "ip", "link", "set", "lo", "up")
-        sh(*inside, "ip", "route", "add", "default", "via", f"{link}.1")
-        for address in (ends.allowed_ip, ends.other_ip):
-            sh(*inside, "ip", "addr", "add", f"{address}/32", "dev", "lo")
-            sh("ip", "route", "add", f"{address}/32", "via", f"{link}.2", "dev", host_if)
-            # never a real host: the route must lead into the namespace
-            assert f"dev {host_if}" in sh("ip", "route", "get", address)
-        listener = subprocess.Popen(
-            [*inside, sys.executable, "-c", FAR_END, str(ends.port)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
-        yield ends
-    finally:
-        if listener is not None:
-            listener.kill()
-            listener.wait()
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-
-
-@pytest.fixture(scope="module")
-def egress_server(sandbox_image: str, far_end: FarEnd) -> Iterator[LiveServer]:
+def egress_server(sandbox_image: str, far_end: Ends) -> Iterator[LiveServer]:
     names = {
         "allowed.test": far_end.allowed_ip,
         "www.allowed.test": far_end.allowed_ip,
@@ -211,7 +140,7 @@ def listed(eapi: httpx.Client) -> dict:
 
 
 def test_allowed_names_pass_the_proxy_and_others_get_403(
-    eapi: httpx.Client, listed: dict, far_end: FarEnd
+    eapi: httpx.Client, listed: dict, far_end: Ends
 ) -> None:
     sid = listed["id"]
     status, body = curl(eapi, sid, f"http://allowed.test:{far_end.port}/")
@@ -227,7 +156,7 @@ def test_allowed_names_pass_the_proxy_and_others_get_403(
 
 
 def test_connect_checks_the_host_and_the_tls_server_name(
-    eapi: httpx.Client, listed: dict, far_end: FarEnd
+    eapi: httpx.Client, listed: dict, far_end: Ends
 ) -> None:
     sid = listed["id"]
     target = f"allowed.test:{far_end.port}"
@@ -239,7 +168,7 @@ def test_connect_checks_the_host_and_the_tls_server_name(
 
 
 def test_names_resolving_to_forbidden_addresses_are_refused(
-    eapi: httpx.Client, far_end: FarEnd
+    eapi: httpx.Client, far_end: Ends
 ) -> None:
     box = make(eapi, "rebind", {"allow": ["metadata.test"]})
     status, body = curl(eapi, box["id"], "http://metadata.test/latest/meta-data/")
@@ -248,7 +177,7 @@ def test_names_resolving_to_forbidden_addresses_are_refused(
 
 
 def test_direct_traffic_is_dropped_unless_its_cidr_is_allowed(
-    eapi: httpx.Client, listed: dict, far_end: FarEnd
+    eapi: httpx.Client, listed: dict, far_end: Ends
 ) -> None:
     # an allowed name is reached through the proxy only, never directly
     assert not reach(eapi, listed["id"], far_end.allowed_ip, far_end.port)
@@ -260,7 +189,7 @@ def test_direct_traffic_is_dropped_unless_its_cidr_is_allowed(
 
 
 def test_a_sandbox_cannot_use_another_sandboxs_proxy_identity(
-    eapi: httpx.Client, egress_server: LiveServer, listed: dict, far_end: FarEnd
+    eapi: httpx.Client, egress_server: LiveServer, listed: dict, far_end: Ends
 ) -> None:
     """Another tenant's sandbox with an allow-list of its own reaches the proxy too:
     the victim's credentials are refused from its address."""
@@ -284,7 +213,7 @@ def test_a_sandbox_cannot_use_another_sandboxs_proxy_identity(
 
 
 def test_patch_changes_a_running_sandbox(
-    eapi: httpx.Client, egress_server: LiveServer, far_end: FarEnd
+    eapi: httpx.Client, egress_server: LiveServer, far_end: Ends
 ) -> None:
     box = make(eapi, "patched", {"allow": ["allowed.test"]})
     sid, other = box["id"], f"http://other.test:{far_end.port}/"
@@ -320,7 +249,7 @@ def test_patch_changes_a_running_sandbox(
     assert chain_name(f"{egress_server.prefix}-{sid}") not in bridge_rules
 
 
-def test_all_and_none_behave_as_before(eapi: httpx.Client, far_end: FarEnd) -> None:
+def test_all_and_none_behave_as_before(eapi: httpx.Client, far_end: Ends) -> None:
     box = make(eapi, "open", "all")
     assert box["egress"] == "all"
     assert reach(eapi, box["id"], far_end.allowed_ip, far_end.port)

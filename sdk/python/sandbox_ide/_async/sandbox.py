@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _api
 from .._wire import NO_READ_TIMEOUT
-from ..models import JoinResult, SandboxInfo, StarterUpdate, TemplateInfo
+from ..models import Egress, JoinResult, SandboxInfo, StarterUpdate, TemplateInfo
 from .code import AsyncCode
 from .commands import AsyncCommands, AsyncSessions
 from .files import AsyncFiles
@@ -69,13 +69,15 @@ class AsyncSandbox(AsyncResource[SandboxInfo], AsyncCommands, AsyncCode):
         sleep_after: int | None = None,
         keep_alive: bool | None = None,
         *,
+        egress: Egress | None = None,
         url: str | None = None,
         token: str | None = None,
     ) -> AsyncSandbox:
         """The caller's sandbox called ``name``, made (and started) if it is new.
 
         With a ``template`` (an id or a template object) a new sandbox gets its image,
-        env, limits and starter code, and its setup command is run.
+        env, limits and starter code, and its setup command is run. ``egress``:
+        ``"all"``, ``"none"`` or ``{"allow": [CIDRs and host names]}``.
         """
         body = _api.drop_none(
             name=name,
@@ -83,6 +85,7 @@ class AsyncSandbox(AsyncResource[SandboxInfo], AsyncCommands, AsyncCode):
             env=env,
             sleep_after=sleep_after,
             keep_alive=keep_alive,
+            egress=egress,
         )
         return await cls._create(body, url, token, timeout=NO_READ_TIMEOUT)
 
@@ -101,8 +104,12 @@ class AsyncSandbox(AsyncResource[SandboxInfo], AsyncCommands, AsyncCode):
         sleep_after: int | None = None,
         keep_alive: bool | None = None,
         env: dict[str, str] | None = None,
+        egress: Egress | None = None,
     ) -> SandboxInfo:
-        body = _api.drop_none(sleep_after=sleep_after, keep_alive=keep_alive, env=env)
+        """Change settings; a new ``egress`` holds at once, for running programs too."""
+        body = _api.drop_none(
+            sleep_after=sleep_after, keep_alive=keep_alive, env=env, egress=egress
+        )
         self.info = SandboxInfo.from_json(await self._http.json("PATCH", self._path, json=body))
         return self.info
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _api
 from .._wire import NO_READ_TIMEOUT
-from ..models import JoinResult, SandboxInfo, StarterUpdate, TemplateInfo
+from ..models import Egress, JoinResult, SandboxInfo, StarterUpdate, TemplateInfo
 from .code import Code
 from .commands import Commands, Sessions
 from .files import Files
@@ -71,13 +71,15 @@ class Sandbox(Resource[SandboxInfo], Commands, Code):
         sleep_after: int | None = None,
         keep_alive: bool | None = None,
         *,
+        egress: Egress | None = None,
         url: str | None = None,
         token: str | None = None,
     ) -> Sandbox:
         """The caller's sandbox called ``name``, made (and started) if it is new.
 
         With a ``template`` (an id or a template object) a new sandbox gets its image,
-        env, limits and starter code, and its setup command is run.
+        env, limits and starter code, and its setup command is run. ``egress``:
+        ``"all"``, ``"none"`` or ``{"allow": [CIDRs and host names]}``.
         """
         body = _api.drop_none(
             name=name,
@@ -85,6 +87,7 @@ class Sandbox(Resource[SandboxInfo], Commands, Code):
             env=env,
             sleep_after=sleep_after,
             keep_alive=keep_alive,
+            egress=egress,
         )
         return cls._create(body, url, token, timeout=NO_READ_TIMEOUT)
 
@@ -103,8 +106,12 @@ class Sandbox(Resource[SandboxInfo], Commands, Code):
         sleep_after: int | None = None,
         keep_alive: bool | None = None,
         env: dict[str, str] | None = None,
+        egress: Egress | None = None,
     ) -> SandboxInfo:
-        body = _api.drop_none(sleep_after=sleep_after, keep_alive=keep_alive, env=env)
+        """Change settings; a new ``egress`` holds at once, for running programs too."""
+        body = _api.drop_none(
+            sleep_after=sleep_after, keep_alive=keep_alive, env=env, egress=egress
+        )
         self.info = SandboxInfo.from_json(self._http.json("PATCH", self._path, json=body))
         return self.info
 
