@@ -225,18 +225,20 @@ async def _apply_egress(sandbox: Sandbox) -> None:
 
 def program_env(sandbox: Sandbox) -> dict[str, str]:
     """The environment every program started in the sandbox gets from the server: its
-    own variables, and with an allow-list the egress proxy (with the sandbox's
-    credentials, which only ever open its own allow-list)."""
-    env = dict(sandbox.env)
+    own variables, then the egress proxy's (``proxy_env``)."""
+    return {**sandbox.env, **proxy_env(sandbox)}
+
+
+def proxy_env(sandbox: Sandbox) -> dict[str, str]:
+    """With an allow-list: the egress proxy, with the sandbox's credentials (which
+    only ever open its own allow-list, from its own address); else nothing."""
     proxy = str(sandbox.backend_state.get("egress_proxy") or "")
-    if sandbox.egress == "allow" and proxy:
-        scheme, _, rest = proxy.partition("://")
-        url = f"{scheme}://{sandbox.id}:{proxy_secret(sandbox.id)}@{rest}"
-        local = "localhost,127.0.0.1,::1"
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-            env[name] = url
-        env["NO_PROXY"] = env["no_proxy"] = local
-    return env
+    if sandbox.egress != "allow" or not proxy:
+        return {}
+    scheme, _, rest = proxy.partition("://")
+    url = f"{scheme}://{sandbox.id}:{proxy_secret(sandbox.id)}@{rest}"
+    env = dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), url)
+    return {**env, "NO_PROXY": "localhost,127.0.0.1,::1", "no_proxy": "localhost,127.0.0.1,::1"}
 
 
 async def destroy_sandbox(sandbox: Sandbox) -> None:

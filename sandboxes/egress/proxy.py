@@ -29,6 +29,7 @@ import hmac
 import ipaddress
 import logging
 import socket
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -266,9 +267,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         upstream = await _open(await _destination(sandbox_id, egress, host, port), port)
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
-        first = await _check_tunnel(reader, writer, host, egress)
-        upstream[1].write(first)
-        await _relay(reader, writer, *upstream)
+        await _relay(reader, writer, upstream, _check_tunnel(reader, writer, host, egress))
         return
     if not request.target.lower().startswith("http://"):
         raise Refused(
@@ -284,7 +283,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     head = [f"{request.method} /{path} {request.version}", f"Host: {authority}"]
     head += [f"{k}: {v}" for k, v in kept] + ["Connection: close", "", ""]
     upstream[1].write("\r\n".join(head).encode("latin-1"))
-    await _relay(reader, writer, *upstream)
+    await _relay(reader, writer, upstream)
 
 
 async def _check_tunnel(
@@ -315,21 +314,36 @@ async def _check_tunnel(
     return first
 
 
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while chunk := await source.read(CHUNK):
+            sink.write(chunk)
+            await sink.drain()
+        if sink.can_write_eof():
+            sink.write_eof()
+
+
 async def _relay(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    up_reader: asyncio.StreamReader,
-    up_writer: asyncio.StreamWriter,
+    upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    first: Awaitable[bytes] | None = None,
 ) -> None:
-    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while chunk := await source.read(CHUNK):
-                sink.write(chunk)
-                await sink.drain()
-            if sink.can_write_eof():
-                sink.write_eof()
-
+    """Copy both ways with backpressure until the far end is done. The far end's
+    bytes flow at once (server-first protocols); the sandbox's only after ``first``
+    (the tunnel's checked opening) has been sent on."""
+    up_reader, up_writer = upstream
+    down = asyncio.ensure_future(_pipe(up_reader, writer))
+    up: asyncio.Future[None] | None = None
     try:
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        if first is not None:
+            up_writer.write(await first)
+        up = asyncio.ensure_future(_pipe(reader, up_writer))
+        done, _ = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+        if up in done:  # the sandbox finished sending: the answer may still be coming
+            await down
     finally:
+        for task in (down, up):
+            if task is not None:
+                task.cancel()
         up_writer.close()

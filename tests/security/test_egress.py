@@ -155,6 +155,22 @@ def test_allowed_names_pass_the_proxy_and_others_get_403(
     assert status == "403" and "not on this sandbox's allow-list" in body, body
 
 
+def test_a_created_code_context_goes_through_the_proxy_too(
+    eapi: httpx.Client, listed: dict, far_end: Ends
+) -> None:
+    sid = listed["id"]
+    context = eapi.post(f"/sandboxes/{sid}/code/contexts", json={"language": "python"})
+    assert context.status_code == 201, context.text
+    source = (
+        "import urllib.request\n"
+        f"print(urllib.request.urlopen('http://allowed.test:{far_end.port}/').read().decode())"
+    )
+    ran = eapi.post(
+        f"/sandboxes/{sid}/code/run", json={"code": source, "context": context.json()["id"]}
+    )
+    assert ran.status_code == 200 and "host=allowed.test" in ran.json()["stdout"], ran.text
+
+
 def test_connect_checks_the_host_and_the_tls_server_name(
     eapi: httpx.Client, listed: dict, far_end: Ends
 ) -> None:
