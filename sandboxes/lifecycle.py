@@ -24,6 +24,7 @@ from sandboxes.backends import SandboxSpec, get_backend
 from sandboxes.egress.policy import Egress, EgressValue, proxy_secret
 from sandboxes.egress.proxy import ensure_listening
 from sandboxes.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     LimitReached,
@@ -139,7 +140,7 @@ async def get_or_create_sandbox(user: User, options: SandboxSettings) -> tuple[S
     sleep_after = (
         settings.SANDBOX_DEFAULT_SLEEP_AFTER if options.sleep_after is None else options.sleep_after
     )
-    egress = Egress.of(options.egress)
+    egress = enforceable(Egress.of(options.egress))
     await check_sandbox_quota(user, options.name)
     try:
         sandbox = await Sandbox.objects.acreate(
@@ -184,8 +185,19 @@ async def update_sandbox(sandbox: Sandbox, changes: dict[str, Any]) -> Sandbox:
             setattr(sandbox, key, value)
     await sandbox.asave(update_fields=[k for k in allowed if k in changes])
     if changes.get("egress") is not None:
-        await change_egress(sandbox, Egress.of(changes["egress"]))
+        await change_egress(sandbox, enforceable(Egress.of(changes["egress"])))
     return sandbox
+
+
+def enforceable(egress: Egress) -> Egress:
+    """Refuse an allow-list on a server whose firewall is off: nothing would hold it."""
+    if egress.mode == "allow" and not settings.SANDBOX_BLOCK_PRIVATE_NETWORKS:
+        raise BadRequest(
+            "This server cannot enforce egress allow-lists: its sandbox firewall is off "
+            '(SANDBOX_BLOCK_PRIVATE_NETWORKS=false). Use "all" or "none".',
+            code="egress_unavailable",
+        )
+    return egress
 
 
 async def change_egress(sandbox: Sandbox, egress: Egress) -> None:

@@ -294,3 +294,14 @@ def test_an_allow_listed_sandbox_has_its_own_chain_ending_in_drop(
     assert any(
         f"-j {chain}" in r and bridge in r for r in sh("iptables", "-S", "DOCKER-USER").splitlines()
     )
+
+
+def test_a_server_without_the_firewall_refuses_allow_lists(sandbox_image: str) -> None:
+    with (
+        running_server("sbxegoff", {"SANDBOX_BLOCK_PRIVATE_NETWORKS": "false"}) as server,
+        server.client("open") as api,
+    ):
+        response = api.post("/sandboxes", json={"egress": {"allow": ["allowed.test"]}})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "egress_unavailable"
+        assert api.get("/sandboxes").json()["sandboxes"] == []
