@@ -333,7 +333,9 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
                 if status != "paused" and sandbox.status != Sandbox.Status.STARTING:
                     await _set_status(sandbox, Sandbox.Status.STARTING, detail)
                 await backend.start(sandbox.backend_state)
-                if not sandbox.egress_detail and sandbox.backend_state.get("network") != "":
+                # a new address after a real start (an unpaused one keeps its own)
+                networked = sandbox.backend_state.get("network") != ""
+                if status != "paused" and networked and not sandbox.egress_detail:
                     await _apply_egress(sandbox)
             client = AgentClient(backend.agent_address(sandbox.backend_state))
             try:

@@ -445,8 +445,7 @@ class DockerBackend(Backend):
                 egress_rules.release(chain)
                 return {"egress_address": "", "egress_proxy": ""}
             if mode == "all":
-                egress_rules.forget_address(address)
-                egress_rules.release(chain)
+                egress_rules.clear(address, chain)
                 return {"egress_address": address, "egress_proxy": ""}
             port = int(settings.SANDBOX_EGRESS_PROXY_PORT)
             egress_rules.install(

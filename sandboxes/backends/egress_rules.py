@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .isolation import FirewallUnavailable, host_nameservers
@@ -58,15 +58,13 @@ def _iptables(*args: str, stdin: str | None = None, tool: str = "iptables") -> s
     return result.stdout
 
 
-def _ours(chain: str, predicate: str = "") -> list[list[str]]:
-    """Our rules in the shared chains that mention ``predicate`` (as ``-D`` argv)."""
+def _ours(chain: str) -> list[list[str]]:
+    """Our rules in the shared chains that lead to ``chain`` (as ``-D`` argv)."""
     found = []
     for shared in JUMP_CHAINS:
         for line in _iptables("-w", "-S", shared).splitlines():
             words = shlex.split(line)
-            if words[:1] != ["-A"] or f"{PREFIX}" not in line:
-                continue
-            if chain in words and (not predicate or predicate in words):
+            if words[:1] == ["-A"] and PREFIX in line and chain in words:
                 found.append(["-D", *words[1:]])
     return found
 
@@ -133,19 +131,34 @@ def _same(chain: str, rule: list[str], wanted: list[tuple[str, list[str]]]) -> b
 def forget_address(address: str, keep: str = "") -> None:
     """Remove our rules for ``address`` that belong to another chain than ``keep``
     (a sandbox that stopped without telling us, whose address is reused)."""
-    for shared in JUMP_CHAINS:
-        for line in _iptables("-w", "-S", shared).splitlines():
-            words = shlex.split(line)
-            if words[:1] == ["-A"] and f"{address}/32" in words and PREFIX in line:
-                if keep and keep in words:
-                    continue
-                _iptables("-w", "-D", *words[1:])
+    _delete(lambda words: f"{address}/32" in words and not (keep and keep in words))
+
+
+def clear(address: str, chain: str) -> None:
+    """Back to the bridge-wide rules alone for ``address`` (egress "all"): our rules
+    for that address or leading to ``chain`` go, then the chain itself."""
+    _delete(lambda words: f"{address}/32" in words or chain in words)
+    _drop_chain(chain)
 
 
 def release(chain: str) -> None:
     """Remove the sandbox's chain and every rule that leads to it (repeatable)."""
-    for delete in _ours(chain):
-        _iptables("-w", *delete)
+    _delete(lambda words: chain in words)
+    _drop_chain(chain)
+
+
+def _delete(match: Callable[[list[str]], bool]) -> None:
+    """Delete our rules (those carrying an SBXE- comment) in the shared chains that
+    ``match`` picks, one listing per chain."""
+    for shared in JUMP_CHAINS:
+        for line in _iptables("-w", "-S", shared).splitlines():
+            words = shlex.split(line)
+            if words[:1] == ["-A"] and PREFIX in line and match(words):
+                # one gone already (removed by another server process) is fine
+                subprocess.run(["iptables", "-w", "-D", *words[1:]], capture_output=True)
+
+
+def _drop_chain(chain: str) -> None:
     if subprocess.run(["iptables", "-w", "-S", chain], capture_output=True).returncode == 0:
         _iptables("-w", "-F", chain)
         _iptables("-w", "-X", chain)
