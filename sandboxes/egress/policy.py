@@ -136,7 +136,7 @@ def check_entry(raw: str) -> str:
         return entry
     name = entry[2:] if entry.startswith("*.") else entry
     labels = name.rstrip(".").split(".")
-    if not all(_LABEL.match(label) for label in labels):
+    if not valid_name(name):
         raise _refuse(
             raw,
             "not a CIDR or a host name (letters, digits and hyphens in dot-separated "
@@ -145,6 +145,11 @@ def check_entry(raw: str) -> str:
     if labels[-1].isdigit():
         raise _refuse(raw, "a host name's last label cannot be all digits.")
     return ("*." if entry.startswith("*.") else "") + ".".join(labels)
+
+
+def valid_name(name: str) -> bool:
+    """A host name in ASCII: dot-separated labels of letters, digits and hyphens."""
+    return all(_LABEL.match(label) for label in name.rstrip(".").split("."))
 
 
 def _looks_ipv4(entry: str) -> bool:

@@ -38,7 +38,7 @@ from sandboxes.backends import get_backend
 from sandboxes.models import Sandbox
 
 from . import tls
-from .policy import Address, Egress, forbidden_address, proxy_secret
+from .policy import Address, Egress, forbidden_address, proxy_secret, valid_name
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +179,10 @@ def _split_host(authority: str, default_port: int) -> tuple[str, int]:
         number = int(port) if port else default_port
     except ValueError:
         number = 0
-    if not host or not 0 < number < 65536:
+    host = host.lower().rstrip(".")
+    if not (_literal(host) or valid_name(host)) or not 0 < number < 65536:
         raise Refused(400, "Bad Request", f"{authority!r} is not a host and port.")
-    return host.lower().rstrip("."), number
+    return host, number
 
 
 def _literal(host: str) -> Address | None:

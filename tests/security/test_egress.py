@@ -181,6 +181,9 @@ def test_connect_checks_the_host_and_the_tls_server_name(
     assert "TLS-OK" not in refused, refused
     answer = tunnel(eapi, sid, f"other.test:{far_end.port}", "other.test")
     assert answer.startswith("HTTP/1.1 403") and "other.test is not on" in answer, answer
+    # no user part, spaces or other characters smuggled into the host
+    answer = tunnel(eapi, sid, f"x@www.allowed.test:{far_end.port}", "www.allowed.test")
+    assert answer.startswith("HTTP/1.1 400") and "is not a host and port" in answer, answer
 
 
 def test_names_resolving_to_forbidden_addresses_are_refused(
