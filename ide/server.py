@@ -1,8 +1,8 @@
 """``python -m ide.server [daphne options] ide.asgi:application``: what ``make run`` serves.
 
-Daphne with backpressure on responses (ide/daphne_internals.py), and the sandbox
-reaper (sleep after idle, orphan clean-up) in the same process, so there is no
-extra command to start.
+Daphne with backpressure on responses (ide/daphne_internals.py), the sandbox
+reaper (sleep after idle, orphan clean-up) and the egress proxy for sandboxes with
+an allow-list in the same process, so there is no extra command to start.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ from ide.daphne_internals import FlowControlServer, command_line
 
 class IDEServer(FlowControlServer):
     _reaper: asyncio.Future[None] | None = None
+    _egress_proxy: asyncio.Future[None] | None = None
 
     def started(self) -> None:
+        from sandboxes.egress.proxy import listen_if_needed
+
+        self._egress_proxy = asyncio.ensure_future(listen_if_needed())
         if settings.SANDBOX_REAPER:
             # Imported here: Django's apps are ready only once Daphne loaded ide.asgi.
             from sandboxes.reaper import run_forever

@@ -223,6 +223,10 @@ SANDBOX_STOP_AFTER = env_int("SANDBOX_STOP_AFTER", 3600)
 # A labelled container with no database row is removed once it is this old.
 SANDBOX_ORPHAN_GRACE = env_int("SANDBOX_ORPHAN_GRACE", 600)
 SANDBOX_BLOCK_PRIVATE_NETWORKS = env_bool("SANDBOX_BLOCK_PRIVATE_NETWORKS", True)
+# The egress proxy for sandboxes with an allow-list (on the sandboxes' gateway), and
+# fixed answers to its name lookups ("name=address,...": tests, air-gapped sites).
+SANDBOX_EGRESS_PROXY_PORT = env_int("SANDBOX_EGRESS_PROXY_PORT", 3128, minimum=1)
+SANDBOX_EGRESS_HOSTS = env_str("SANDBOX_EGRESS_HOSTS", "")
 SANDBOX_MAX_PER_USER = env_int("SANDBOX_MAX_PER_USER", 20, minimum=1)
 SANDBOX_MAX_EXECS = env_int("SANDBOX_MAX_EXECS", 32, minimum=1)
 TERMINAL_MAX_PER_SANDBOX = env_int("TERMINAL_MAX_PER_SANDBOX", 16, minimum=1)

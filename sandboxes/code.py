@@ -32,7 +32,7 @@ from container.agent.protocol import (
     ProtocolError,
     encode_message,
 )
-from sandboxes import agentconn, buffers, execs
+from sandboxes import agentconn, buffers, execs, lifecycle
 from sandboxes.agent.client import decode_control, expect, nested, receive_frame, receive_message
 from sandboxes.errors import AgentProtocolError, BadRequest, PayloadTooLarge, from_agent
 from sandboxes.models import Sandbox
@@ -52,8 +52,10 @@ def _context_dict(info: CodeContextInfo | dict[str, Any]) -> dict[str, Any]:
 async def create_context(
     sandbox: Sandbox, language: str, cwd: str | None = None, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
+    # a created context's kernel starts now: it gets the egress proxy, as programs do
+    context_env = {**lifecycle.proxy_env(sandbox), **(env or {})}
     reply = await agentconn.call_agent(
-        sandbox, CodeContextCreate(language=language, cwd=cwd, env=env or {})
+        sandbox, CodeContextCreate(language=language, cwd=cwd, env=context_env)
     )
     return _context_dict(expect(reply, CodeContextInfo))
 

@@ -23,7 +23,7 @@ from sandboxes import buffers
 from sandboxes.agent.client import ExecEvent, exec_events
 from sandboxes.agentconn import open_agent
 from sandboxes.errors import BadRequest, Conflict, LimitReached, SandboxError
-from sandboxes.lifecycle import ensure_running, touch
+from sandboxes.lifecycle import ensure_running, program_env, touch
 from sandboxes.models import Sandbox
 
 
@@ -132,7 +132,7 @@ async def exec_stream(
     awake = asyncio.create_task(_keep_awake(sandbox))
     feeding: asyncio.Task[None] | None = None
     try:
-        channel = await open_agent(sandbox, request.to_message(dict(sandbox.env)))
+        channel = await open_agent(sandbox, request.to_message(program_env(sandbox)))
         if stdin is not None and request.stdin_stream:
             feeding = asyncio.create_task(stdin.pump(channel))
         events = exec_events(channel)

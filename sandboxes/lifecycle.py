@@ -21,7 +21,17 @@ from django.utils import timezone
 
 from sandboxes.agent.client import AgentClient, AgentUnreachable
 from sandboxes.backends import SandboxSpec, get_backend
-from sandboxes.errors import Forbidden, LimitReached, NotFound, SandboxError, SandboxUnavailable
+from sandboxes.egress.policy import Egress, EgressValue, proxy_secret
+from sandboxes.egress.proxy import ensure_listening
+from sandboxes.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    LimitReached,
+    NotFound,
+    SandboxError,
+    SandboxUnavailable,
+)
 from sandboxes.images import image_tag
 from sandboxes.locks import KeyedLocks
 from sandboxes.models import Sandbox, Snapshot
@@ -93,7 +103,8 @@ class SandboxSettings:
     env: dict[str, str] = field(default_factory=dict)
     sleep_after: int | None = None
     keep_alive: bool = False
-    egress: str = "all"
+    # "all", "none" or {"allow": [...]} (checked: 400s naming the entry)
+    egress: EgressValue = "all"
     # From a template: lower resource limits ({"memory_mb", "cpus", "disk_mb"}) and
     # an image other than the default.
     limits: dict[str, Any] = field(default_factory=dict)
@@ -133,6 +144,7 @@ async def get_or_create_sandbox(user: User, options: SandboxSettings) -> tuple[S
         settings.SANDBOX_DEFAULT_SLEEP_AFTER if options.sleep_after is None else options.sleep_after
     )
     snapshot = options.snapshot
+    egress = enforceable(Egress.of(options.egress))
     # Checked and inserted under one lock per user: several sandboxes made at once
     # (a fork) must not all pass the count before any is inserted.
     async with _quota_lock(str(user.pk)):
@@ -145,7 +157,8 @@ async def get_or_create_sandbox(user: User, options: SandboxSettings) -> tuple[S
                 env=options.env,
                 sleep_after=sleep_after,
                 keep_alive=options.keep_alive,
-                egress=options.egress,
+                egress=egress.mode,
+                egress_allow=list(egress.allow),
                 image=snapshot.backend_state["image"] if snapshot else options.image or image_tag(),
                 limits=dict(options.limits),
                 source_snapshot=snapshot.id if snapshot else "",
@@ -162,23 +175,90 @@ async def get_or_create_sandbox(user: User, options: SandboxSettings) -> tuple[S
 # (docs/api.md): ``now`` for the next decision that reads it; ``new_programs`` for
 # every exec, process, terminal and session started after (each request to the
 # agent carries the sandbox's environment), while programs already running keep
-# the environment they started with; ``at_create`` cannot be changed.
+# the environment they started with; ``at_create`` cannot be changed. Egress
+# changes the firewall and the proxy's answers at once, for running programs too.
 SETTINGS_APPLY = {
     "env": "new_programs",
     "sleep_after": "now",
     "keep_alive": "now",
-    "egress": "at_create",
+    "egress": "now",
 }
 
 
 async def update_sandbox(sandbox: Sandbox, changes: dict[str, Any]) -> Sandbox:
-    """Change the row; nothing in the container needs telling (``SETTINGS_APPLY``)."""
+    """Change the row; only an egress change needs the container's firewall told."""
     allowed = {"sleep_after", "keep_alive", "env"}
     for key, value in changes.items():
         if key in allowed and value is not None:
             setattr(sandbox, key, value)
     await sandbox.asave(update_fields=[k for k in allowed if k in changes])
+    if changes.get("egress") is not None:
+        await change_egress(sandbox, enforceable(Egress.of(changes["egress"])))
     return sandbox
+
+
+def enforceable(egress: Egress) -> Egress:
+    """Refuse an allow-list on a server whose firewall is off: nothing would hold it."""
+    if egress.mode == "allow" and not settings.SANDBOX_BLOCK_PRIVATE_NETWORKS:
+        raise BadRequest(
+            "This server cannot enforce egress allow-lists: its sandbox firewall is off "
+            '(SANDBOX_BLOCK_PRIVATE_NETWORKS=false). Use "all" or "none".',
+            code="egress_unavailable",
+        )
+    return egress
+
+
+async def change_egress(sandbox: Sandbox, egress: Egress) -> None:
+    """Give a sandbox another egress setting, applied now if its container exists.
+
+    The row is written first: if the firewall then fails, the container is stopped
+    (``apply_egress`` fails closed) and its next start applies the new setting.
+    """
+    async with sandbox_lock(sandbox.id):
+        await sandbox.arefresh_from_db()
+        offline = sandbox.backend_state.get("network") == "" or bool(sandbox.egress_detail)
+        if offline and egress.mode != "none":
+            raise Conflict(
+                "This sandbox has no network interface (it was created with egress none, "
+                "or the firewall could not be installed): its egress can only be none. "
+                "Create a new sandbox for network access.",
+                code="egress_needs_network",
+            )
+        sandbox.egress, sandbox.egress_allow = egress.mode, list(egress.allow)
+        await sandbox.asave(update_fields=["egress", "egress_allow"])
+        if sandbox.backend_state and not offline:
+            await _apply_egress(sandbox)
+
+
+async def _apply_egress(sandbox: Sandbox) -> None:
+    """Install the sandbox's egress rules for its current address (after each start:
+    the address may have changed), and keep where the proxy finds it."""
+    egress = Egress.stored(sandbox.egress, sandbox.egress_allow)
+    cidrs = [str(n) for n in egress.networks()]
+    update = await get_backend().apply_egress(sandbox.backend_state, egress.mode, cidrs)
+    if egress.mode == "allow":
+        await ensure_listening()
+    if any(sandbox.backend_state.get(k) != v for k, v in update.items()):
+        sandbox.backend_state = {**sandbox.backend_state, **update}
+        await Sandbox.objects.filter(pk=sandbox.pk).aupdate(backend_state=sandbox.backend_state)
+
+
+def program_env(sandbox: Sandbox) -> dict[str, str]:
+    """The environment every program started in the sandbox gets from the server: its
+    own variables, then the egress proxy's (``proxy_env``)."""
+    return {**sandbox.env, **proxy_env(sandbox)}
+
+
+def proxy_env(sandbox: Sandbox) -> dict[str, str]:
+    """With an allow-list: the egress proxy, with the sandbox's credentials (which
+    only ever open its own allow-list, from its own address); else nothing."""
+    proxy = str(sandbox.backend_state.get("egress_proxy") or "")
+    if sandbox.egress != "allow" or not proxy:
+        return {}
+    scheme, _, rest = proxy.partition("://")
+    url = f"{scheme}://{sandbox.id}:{proxy_secret(sandbox.id)}@{rest}"
+    env = dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), url)
+    return {**env, "NO_PROXY": "localhost,127.0.0.1,::1", "no_proxy": "localhost,127.0.0.1,::1"}
 
 
 async def destroy_sandbox(sandbox: Sandbox) -> None:
@@ -275,6 +355,10 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
                 if status != "paused" and sandbox.status != Sandbox.Status.STARTING:
                     await _set_status(sandbox, Sandbox.Status.STARTING, detail)
                 await backend.start(sandbox.backend_state)
+                # a new address after a real start (an unpaused one keeps its own)
+                networked = sandbox.backend_state.get("network") != ""
+                if status != "paused" and networked and not sandbox.egress_detail:
+                    await _apply_egress(sandbox)
             client = AgentClient(backend.agent_address(sandbox.backend_state))
             try:
                 await client.wait_ready(settings.SANDBOX_START_TIMEOUT)
@@ -304,7 +388,7 @@ async def _provision(sandbox: Sandbox) -> None:
         owner_id=sandbox.owner_id,
         image=sandbox.image or image_tag(),
         env=dict(sandbox.env),
-        egress=sandbox.egress,
+        egress="none" if sandbox.egress == "none" else "all",
         limits=dict(sandbox.limits),
         snapshot=snapshot.backend_state if snapshot else None,
     )

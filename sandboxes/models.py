@@ -39,8 +39,10 @@ class Sandbox(models.Model):
     status_detail = models.TextField(blank=True, default="")
     # While sleeping: "paused" (memory kept, fast wake) or "stopped" (memory freed).
     sleep_tier = models.CharField(max_length=8, blank=True, default="")
-    # "all" (default) or "none": no network at all, only the agent's socket.
+    # "all" (default), "none" (no network at all, only the agent's socket) or "allow":
+    # only the hosts and CIDRs in ``egress_allow`` (sandboxes/egress/policy.py).
     egress = models.CharField(max_length=8, default="all")
+    egress_allow = models.JSONField(default=list, blank=True)
     # Why the container got no network although egress "all" was asked for (the host
     # firewall could not be installed); empty when it has what it asked for.
     egress_detail = models.TextField(blank=True, default="")

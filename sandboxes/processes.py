@@ -40,7 +40,7 @@ from container.agent.protocol import (
     SessionList,
     SessionListing,
 )
-from sandboxes import agentconn
+from sandboxes import agentconn, lifecycle
 from sandboxes.agent.client import decode_control, nested, receive_frame, receive_message
 from sandboxes.errors import AgentProtocolError, BadRequest, from_agent
 from sandboxes.models import Sandbox
@@ -85,7 +85,7 @@ async def start_process(
         env=env,
         log_buffer=settings.PROCESS_LOG_BUFFER,
         stdin=stdin,
-        sandbox_env=dict(sandbox.env),
+        sandbox_env=lifecycle.program_env(sandbox),
     )
     return process_out(_expect(await agentconn.call_agent(sandbox, request), ProcessInfo))
 
@@ -218,7 +218,9 @@ def session_out(info: SessionInfo | dict[str, Any]) -> dict[str, Any]:
 async def create_session(
     sandbox: Sandbox, session_id: str | None, cwd: str | None, env: dict[str, str]
 ) -> dict[str, Any]:
-    request = SessionCreate(id=session_id, cwd=cwd, env=env, sandbox_env=dict(sandbox.env))
+    request = SessionCreate(
+        id=session_id, cwd=cwd, env=env, sandbox_env=lifecycle.program_env(sandbox)
+    )
     return session_out(_expect(await agentconn.call_agent(sandbox, request), SessionInfo))
 
 

@@ -19,6 +19,7 @@ from django.db.models import Sum
 
 from sandboxes import lifecycle
 from sandboxes.backends import get_backend
+from sandboxes.egress.policy import Egress
 from sandboxes.errors import BadRequest, LimitReached, NotFound, SandboxError
 from sandboxes.models import Sandbox, Snapshot
 
@@ -150,7 +151,7 @@ async def fork(sandbox: Sandbox, count: int) -> ForkResult:
             env=dict(sandbox.env),
             sleep_after=sandbox.sleep_after,
             keep_alive=sandbox.keep_alive,
-            egress=sandbox.egress,
+            egress=Egress.stored(sandbox.egress, sandbox.egress_allow).to_api(),
             limits=dict(sandbox.limits),
             snapshot=snapshot,
         )

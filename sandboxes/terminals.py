@@ -199,7 +199,7 @@ class TerminalSession:
             idle_timeout=self.options.idle_timeout,
             replay_limit=settings.TERMINAL_REPLAY_BYTES,
             max_terminals=settings.TERMINAL_MAX_PER_SANDBOX,
-            sandbox_env=dict(self.sandbox.env),
+            sandbox_env=lifecycle.program_env(self.sandbox),
         )
         channel = await agentconn.open_agent(self.sandbox, request)
         try:

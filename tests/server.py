@@ -135,11 +135,13 @@ class LiveServer:
 
 def _remove_prefixed(prefix: str) -> None:
     """Remove a test server's containers, volumes, network and firewall rules."""
+    from sandboxes.backends import egress_rules
     from sandboxes.backends.docker import bridge_name
     from sandboxes.backends.isolation import release_bridge
 
     _remove_labelled(prefix)
     release_bridge(bridge_name(prefix))
+    egress_rules.release_bridge(bridge_name(prefix))
 
 
 def _remove_labelled(prefix: str) -> None:

@@ -10,6 +10,7 @@ from ninja import Router
 
 from sandboxes import lifecycle, progress, snapshots
 from sandboxes.disk import disk_usage
+from sandboxes.egress.policy import Egress
 from sandboxes.models import Sandbox
 from sandboxes.ports import exposed_out
 from sandboxes.templates import launch, service
@@ -37,9 +38,13 @@ def sandbox_out(sandbox: Sandbox) -> dict[str, object]:
         "env": sandbox.env,
         "ports": exposed_out(sandbox),
         "sleep_tier": sandbox.sleep_tier,
-        # What the sandbox has: "none" when it asked for "all" but the host firewall
+        # What the sandbox has: "none" when it asked for more but the host firewall
         # could not be installed (egress_detail says so).
-        "egress": "none" if sandbox.egress_detail else sandbox.egress,
+        "egress": (
+            "none"
+            if sandbox.egress_detail
+            else Egress.stored(sandbox.egress, sandbox.egress_allow).to_api()
+        ),
         "egress_detail": sandbox.egress_detail,
         "settings_apply": lifecycle.SETTINGS_APPLY,
     }
@@ -128,6 +133,8 @@ async def patch_sandbox(
         request.auth, sandbox_id, with_ports=True, action="manage"
     )
     changes = payload.model_dump(exclude_unset=True)
+    if payload.egress is not None:
+        changes["egress"] = payload.egress  # the model, not its dump
     return sandbox_out(await lifecycle.update_sandbox(sandbox, changes))
 
 

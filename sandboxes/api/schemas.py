@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from sandboxes.egress.policy import check_entries
 from sandboxes.envpolicy import refuse_reserved
 from sandboxes.models import NAME_PATTERN
 
@@ -56,6 +57,24 @@ class ErrorOut(Schema):
 SnapshotId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{12}$")]
 
 
+class EgressAllow(StrictIn):
+    """Only these CIDRs and host names (``*.example.org`` for every name below)."""
+
+    allow: list[str]
+
+    @field_validator("allow")
+    @classmethod
+    def _entries(cls, allow: list[str]) -> list[str]:
+        return check_entries(allow)  # 400 invalid_egress / egress_forbidden, naming the entry
+
+
+class EgressAllowOut(Schema):
+    allow: list[str]
+
+
+Egress = Literal["all", "none"] | EgressAllow
+
+
 class SandboxIn(StrictIn):
     name: SandboxName | None = None
     template: Annotated[str, StringConstraints(max_length=64)] | None = None
@@ -64,7 +83,7 @@ class SandboxIn(StrictIn):
     env: EnvMap | None = None
     sleep_after: Annotated[int, Field(ge=0, le=MAX_SLEEP_AFTER)] | None = None
     keep_alive: bool | None = None
-    egress: Literal["all", "none"] | None = None
+    egress: Egress | None = None
 
     _env = field_validator("env")(check_env)
 
@@ -83,6 +102,7 @@ class SandboxPatch(StrictIn):
     env: EnvMap | None = None
     sleep_after: Annotated[int, Field(ge=0, le=MAX_SLEEP_AFTER)] | None = None
     keep_alive: bool | None = None
+    egress: Egress | None = None
 
     _env = field_validator("env")(check_env)
 
@@ -127,8 +147,8 @@ class SandboxOut(Schema):
     env: EnvMap
     ports: list[PortOut] = []
     sleep_tier: str = ""
-    egress: str = "all"
-    # Why egress is "none" although "all" was asked for (empty when it is as asked).
+    egress: Literal["all", "none"] | EgressAllowOut = "all"
+    # Why egress is "none" although more was asked for (empty when it is as asked).
     egress_detail: str = ""
     # GET /sandboxes/{id} of a running sandbox with a disk quota: what its files use.
     disk: DiskOut | None = None

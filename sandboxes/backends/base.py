@@ -10,10 +10,11 @@ interface.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sandboxes.errors import BadRequest
+from sandboxes.errors import BadRequest, SandboxUnavailable
 
 BackendState = dict[str, Any]
 Status = Literal["running", "paused", "stopped", "missing", "error"]
@@ -39,7 +40,7 @@ class SandboxSpec:
     image: str
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
-    egress: str = "all"  # "none": no network interface but loopback
+    egress: str = "all"  # "none": no network interface but loopback (allow-lists: apply_egress)
     # Lower than the server's settings only: {"memory_mb", "cpus", "disk_mb"}.
     limits: dict[str, float] = field(default_factory=dict)
     # A snapshot's state (from ``Backend.snapshot``): the sandbox starts on its image
@@ -112,6 +113,24 @@ class Backend(abc.ABC):
         """Every sandbox container this deployment owns, for adoption and orphan
         clean-up after a restart; optional."""
         return []
+
+    async def apply_egress(
+        self, state: BackendState, mode: str, networks: Sequence[str]
+    ) -> BackendState:
+        """Make a started (or paused) sandbox's direct traffic follow ``mode`` now:
+        "all" (the public internet), "allow" (only ``networks``, IPv4 CIDRs, and the
+        egress proxy) or "none" (nothing). Returns what the server keeps in the
+        sandbox's state: ``egress_address`` (its address, which the proxy checks)
+        and ``egress_proxy`` (the proxy's URL, empty when it has none). A backend that
+        cannot enforce an allow-list says so instead of giving more."""
+        if mode != "all":
+            raise SandboxUnavailable("This sandbox backend cannot enforce egress allow-lists.")
+        return {}
+
+    async def egress_proxy_address(self) -> tuple[str, int] | None:
+        """Where the egress proxy listens so that sandboxes, and nothing else, can
+        reach it (None: this backend has no place for one)."""
+        return None
 
     async def logs(self, state: BackendState, tail: int = 50) -> str:
         """The container's last output lines, for error messages; optional."""

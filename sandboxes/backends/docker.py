@@ -30,7 +30,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -45,7 +45,7 @@ from django.conf import settings
 from sandboxes.engine_faults import DISK_FULL, classify
 from sandboxes.errors import EngineUnavailable, SandboxUnavailable
 
-from . import isolation
+from . import egress_rules, isolation
 from .base import AgentAddress, Backend, BackendState, Managed, SandboxSpec, Status
 
 T = TypeVar("T")
@@ -267,6 +267,7 @@ class DockerBackend(Backend):
             "agent_dir": str(agent_dir),
             "agent_key": key,
             "egress_detail": egress_detail,
+            "network": network or "",
         }
 
     def network_for(self, spec: SandboxSpec) -> tuple[str | None, str]:
@@ -303,14 +304,18 @@ class DockerBackend(Backend):
             network = self._network(name)
             if not settings.SANDBOX_BLOCK_PRIVATE_NETWORKS:
                 return name
-            # The interface the engine really uses (a network made elsewhere has its own).
-            options = network.attrs.get("Options") or {}
-            bridge = options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}"
+            bridge = self._bridge(network)
             checked = self._isolated.get(bridge)
             if checked is None or time.monotonic() - checked > RULES_RECHECK:
                 isolation.isolate_bridge(bridge, bool(network.attrs.get("EnableIPv6")))
                 self._isolated[bridge] = time.monotonic()
         return name
+
+    @staticmethod
+    def _bridge(network: Any) -> str:
+        """The interface the engine really uses (a network made elsewhere has its own)."""
+        options = network.attrs.get("Options") or {}
+        return str(options.get("com.docker.network.bridge.name") or f"br-{network.id[:12]}")
 
     def _network(self, name: str) -> Any:
         deadline = time.monotonic() + 10
@@ -397,6 +402,7 @@ class DockerBackend(Backend):
             container.unpause()
         if container.attrs["State"].get("Running"):
             container.stop(timeout=3)
+        self._release_egress(state)
 
     async def pause(self, state: BackendState) -> None:
         await self._run(self._pause, state)
@@ -428,6 +434,7 @@ class DockerBackend(Backend):
                     raise
         if state.get("agent_dir"):
             shutil.rmtree(state["agent_dir"], ignore_errors=True)
+        self._release_egress(state)
         if image_id:
             self._drop_deleted_snapshot_image(image_id)
 
@@ -441,6 +448,79 @@ class DockerBackend(Backend):
         if image.labels.get(f"{LABEL}.snapshot-id") and not image.tags:
             with contextlib.suppress(docker.errors.APIError):  # 409: still in use
                 self.client.images.remove(image_id)
+
+    async def apply_egress(
+        self, state: BackendState, mode: str, networks: Sequence[str]
+    ) -> BackendState:
+        return await self._run(self._apply_egress, state, mode, list(networks))
+
+    def _apply_egress(self, state: BackendState, mode: str, networks: list[str]) -> BackendState:
+        """Install the sandbox's own rules (``egress_rules``) for its current address.
+
+        Fails closed: when an allow-list cannot be installed the container is
+        stopped, since it would otherwise run with the whole public internet.
+        """
+        container = self._container(state)
+        attached = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        network = attached.get(self.names("")["network"]) or {}
+        address, gateway = network.get("IPAddress") or "", network.get("Gateway") or ""
+        if not network or not settings.SANDBOX_BLOCK_PRIVATE_NETWORKS:
+            if mode == "all" or (not network and mode == "none"):
+                return {"egress_address": address, "egress_proxy": ""}
+            raise SandboxUnavailable(
+                "Egress allow-lists need the sandboxes' firewall, which is off "
+                "(SANDBOX_BLOCK_PRIVATE_NETWORKS=false)."
+                if network
+                else "This sandbox was created with egress none and has no network "
+                "interface: create a new sandbox to give it a network."
+            )
+        chain = egress_rules.chain_name(state["container"])
+        try:
+            if not address:  # not running: the next start applies the rules
+                egress_rules.release(chain)
+                return {"egress_address": "", "egress_proxy": ""}
+            if mode == "all":
+                egress_rules.clear(address, chain)
+                return {"egress_address": address, "egress_proxy": ""}
+            port = int(settings.SANDBOX_EGRESS_PROXY_PORT)
+            egress_rules.install(
+                egress_rules.SandboxRules(
+                    chain=chain,
+                    bridge=self._bridge(self.client.networks.get(self.names("")["network"])),
+                    address=address,
+                    gateway=gateway,
+                    proxy_port=port,
+                    mode=mode,
+                    networks=[n for n in networks if ":" not in n],
+                )
+            )
+        except isolation.FirewallUnavailable as exc:
+            if mode != "all":
+                with contextlib.suppress(docker.errors.APIError):
+                    container.kill()
+            raise SandboxUnavailable(
+                f"The sandbox's egress rules could not be installed ({exc}); it was stopped "
+                "rather than left with more network than it asked for."
+            ) from None
+        proxy = f"http://{gateway}:{port}" if mode == "allow" else ""
+        return {"egress_address": address, "egress_proxy": proxy}
+
+    def _release_egress(self, state: BackendState) -> None:
+        if settings.SANDBOX_BLOCK_PRIVATE_NETWORKS and state.get("container"):
+            with contextlib.suppress(isolation.FirewallUnavailable):
+                egress_rules.release(egress_rules.chain_name(state["container"]))
+
+    async def egress_proxy_address(self) -> tuple[str, int] | None:
+        def address() -> tuple[str, int] | None:
+            name = self._ensure_network(self.names("")["network"])
+            for config in (self.client.networks.get(name).attrs.get("IPAM") or {}).get(
+                "Config"
+            ) or []:
+                if config.get("Gateway") and ":" not in config["Gateway"]:
+                    return config["Gateway"], int(settings.SANDBOX_EGRESS_PROXY_PORT)
+            return None
+
+        return await self._run(address)
 
     async def status(self, state: BackendState) -> Status:
         return await self._run(self._status, state)

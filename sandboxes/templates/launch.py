@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.dispatch import Signal
 
 from sandboxes import lifecycle
+from sandboxes.egress.policy import EgressValue
 from sandboxes.errors import BadRequest, Conflict, NotFound, SandboxError
 from sandboxes.models import Sandbox, Template
 from sandboxes.progress import Report, Step, ignore
@@ -48,7 +49,7 @@ async def create_sandbox_from_template_ex(
     name: str,
     *,
     env: dict[str, str] | None = None,
-    egress: str = "all",
+    egress: EgressValue = "all",
     sleep_after: int | None = None,
     keep_alive: bool = False,
     report: Report = ignore,

@@ -11,6 +11,7 @@ from typing import Any
 from tests.bench.builds import bench_builds
 from tests.bench.classroom import bench_classroom
 from tests.bench.code import bench_code
+from tests.bench.egress import bench_egress
 from tests.bench.files import bench_files
 from tests.bench.foundation import bench_foundation
 from tests.bench.lifecycle import bench_lifecycle
@@ -31,6 +32,7 @@ SECTIONS = (
     "code",
     "files",
     "snapshots",
+    "egress",
     "scale",
     "classroom",
     "tutorial",
@@ -68,6 +70,8 @@ def run_section(name: str, server: LiveServer, image: str) -> dict[str, Any]:
         return bench_tutorial(server)
     if name == "builds":
         return bench_builds(server, image)
+    if name == "egress":
+        return bench_egress(server)
     if name == "scale":
         return {
             "terminals": bench_terminals(server, int(os.environ.get("BENCH_WEBSOCKETS", "200"))),

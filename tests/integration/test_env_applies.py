@@ -99,6 +99,6 @@ def test_patched_env_applies_to_what_starts_after(server: LiveServer, api: httpx
         "env": "new_programs",
         "sleep_after": "now",
         "keep_alive": "now",
-        "egress": "at_create",
+        "egress": "now",
     }
     api.delete(f"/sandboxes/{sid}")

@@ -112,7 +112,10 @@ def test_a_snapshot_outlives_its_sandbox_and_starts_new_ones(snapper: LiveServer
 
 def test_fork_starts_independent_copies_and_reports_each_failure(snapper: LiveServer) -> None:
     with snapper.client("forker") as api:
-        parent = api.post("/sandboxes", json={"name": "parent", "env": {"LEVEL": "2"}}).json()
+        fence = {"allow": ["203.0.113.0/24", "pypi.org"]}
+        parent = api.post(
+            "/sandboxes", json={"name": "parent", "env": {"LEVEL": "2"}, "egress": fence}
+        ).json()
         run(api, parent["id"], f"echo base > /workspace/f && {INSTALL}")
         # SANDBOX_MAX_PER_USER is 3: the parent and two forks fit, the third does not
         response = api.post(f"/sandboxes/{parent['id']}/fork", json={"count": 3})
@@ -124,6 +127,7 @@ def test_fork_starts_independent_copies_and_reports_each_failure(snapper: LiveSe
         assert result["snapshot"]["sandbox"] == parent["id"]
         one, two = (s["id"] for s in result["sandboxes"])
         assert len({one, two, parent["id"]}) == 3
+        assert [s["egress"] for s in result["sandboxes"]] == [fence, fence]
         run(api, one, "echo changed > /workspace/f")
         for sandbox_id, content in ((one, "changed"), (two, "base"), (parent["id"], "base")):
             out = run(api, sandbox_id, "cat /workspace/f; hello; echo $LEVEL")

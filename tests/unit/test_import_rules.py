@@ -34,6 +34,7 @@ LOCAL_IMPORTS_ALLOWED = {
     # Django is set up only once Daphne has loaded the application.
     ("ide/server.py", "django.conf"),
     ("ide/server.py", "sandboxes.reaper"),
+    ("ide/server.py", "sandboxes.egress.proxy"),
 }
 
 

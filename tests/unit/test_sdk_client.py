@@ -115,6 +115,13 @@ def test_calls_carry_the_token_and_send_only_the_arguments_given(api: FakeAPI) -
     assert json.loads(request.content) == {"name": "demo", "template": "t1", "keep_alive": True}
 
 
+def test_egress_is_sent_and_read_back(sb: Sandbox, api: FakeAPI) -> None:
+    allow = {"allow": ["pypi.org", "*.pythonhosted.org"]}
+    api.on("PATCH", "/sandboxes/sb1", httpx.Response(200, json={**SANDBOX, "egress": allow}))
+    assert sb.update(egress=allow).egress == allow
+    assert json.loads(api.last("PATCH", "/sandboxes/sb1").content) == {"egress": allow}
+
+
 def test_the_url_may_end_in_the_api_prefix_and_a_token_is_required(
     api: FakeAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:

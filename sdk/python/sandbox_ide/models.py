@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# A sandbox's network: "all" (the public internet), "none", or {"allow": [...]}.
+Egress = str | dict[str, list[str]]
+
 
 def _time(value: Any) -> datetime | None:
     if not value:
@@ -84,6 +87,8 @@ class SandboxInfo:
     env: dict[str, str] = field(default_factory=dict)
     ports: list[ExposedPort] = field(default_factory=list)
     status_detail: str = ""
+    # "all", "none" or {"allow": [...]}
+    egress: Egress = "all"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SandboxInfo:
@@ -100,6 +105,7 @@ class SandboxInfo:
             env=dict(data.get("env") or {}),
             ports=[ExposedPort.from_json(p) for p in data.get("ports") or []],
             status_detail=data.get("status_detail", ""),
+            egress=data.get("egress") or "all",
         )
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _api
 from .._wire import NO_READ_TIMEOUT
 from ..models import (
+    Egress,
     ForkError,
     JoinResult,
     SandboxInfo,
@@ -81,6 +82,7 @@ class Sandbox(Resource[SandboxInfo], Commands, Code):
         keep_alive: bool | None = None,
         *,
         snapshot: SnapshotInfo | str | None = None,
+        egress: Egress | None = None,
         url: str | None = None,
         token: str | None = None,
     ) -> Sandbox:
@@ -89,7 +91,8 @@ class Sandbox(Resource[SandboxInfo], Commands, Code):
         With a ``template`` (an id or a template object) a new sandbox gets its image,
         env, limits and starter code, and its setup command is run; with a
         ``snapshot`` (from ``sandbox.snapshot()``, or its id) it gets that snapshot's
-        files and installed packages.
+        files and installed packages. ``egress``:
+        ``"all"``, ``"none"`` or ``{"allow": [CIDRs and host names]}``.
         """
         body = _api.drop_none(
             name=name,
@@ -98,6 +101,7 @@ class Sandbox(Resource[SandboxInfo], Commands, Code):
             env=env,
             sleep_after=sleep_after,
             keep_alive=keep_alive,
+            egress=egress,
         )
         return cls._create(body, url, token, timeout=NO_READ_TIMEOUT)
 
@@ -142,8 +146,12 @@ class Sandbox(Resource[SandboxInfo], Commands, Code):
         sleep_after: int | None = None,
         keep_alive: bool | None = None,
         env: dict[str, str] | None = None,
+        egress: Egress | None = None,
     ) -> SandboxInfo:
-        body = _api.drop_none(sleep_after=sleep_after, keep_alive=keep_alive, env=env)
+        """Change settings; a new ``egress`` holds at once, for running programs too."""
+        body = _api.drop_none(
+            sleep_after=sleep_after, keep_alive=keep_alive, env=env, egress=egress
+        )
         self.info = SandboxInfo.from_json(self._http.json("PATCH", self._path, json=body))
         return self.info
 
