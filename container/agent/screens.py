@@ -322,10 +322,11 @@ def sgr(look: Pen) -> str:
     return "\x1b[" + ";".join(params) + "m"
 
 
-def render_line(line: Any, columns: int) -> str:
+def render_line(line: Any, columns: int, keep: int = 0) -> str:
     """One line's cells as text and SGR, ending with the pen back to plain; plain
-    blanks at its end are left out. (It runs for every line scrolled into the
-    scrollback: kept lean.)"""
+    blanks at its end are left out, but for those before column ``keep`` (a prompt's
+    space before the cursor). (It runs for every line scrolled into the scrollback:
+    kept lean.)"""
     out: list[str] = []
     current = PLAIN
     column = 0  # the next column to write
@@ -355,14 +356,17 @@ def render_line(line: Any, columns: int) -> str:
         out.append(data)
     if current != PLAIN:
         out.append("\x1b[0m")
+    written = column - blanks
+    if keep > written:
+        out.append(" " * (min(keep, columns) - written))
     return "".join(out)
 
 
-def _draw_buffer(buffer: Any, lines: int, columns: int) -> Iterable[str]:
+def _draw_buffer(buffer: Any, lines: int, columns: int, cursor: Any) -> Iterable[str]:
     for y in range(lines):
         line = buffer.get(y)
         if line:
-            text = render_line(line, columns)
+            text = render_line(line, columns, cursor.x if y == cursor.y else 0)
             if text:
                 yield f"\x1b[{y + 1}H{text}"
 
@@ -378,12 +382,12 @@ def serialize(screen: TerminalScreen) -> bytes:
         out.extend(line + "\r\n" for line in screen.history)
         out.append("\n" * (rows - 1))
     if screen.alternate:
-        out.extend(_draw_buffer(screen.main_buffer, rows, columns))
+        out.extend(_draw_buffer(screen.main_buffer, rows, columns, screen.main_cursor))
         saved = screen.main_cursor
         out.append(f"\x1b[{saved.y + 1};{min(saved.x, columns - 1) + 1}H")
         # (The alternate screen starts blank; the erase is for emulators without one.)
         out.append(f"\x1b[?1049h{sgr(PLAIN)}\x1b[H\x1b[2J")
-    out.extend(_draw_buffer(screen.buffer, rows, columns))
+    out.extend(_draw_buffer(screen.buffer, rows, columns, screen.cursor))
     if screen.margins is not None:
         out.append(f"\x1b[{screen.margins.top + 1};{screen.margins.bottom + 1}r")
     out.extend(f"\x1b[?{mode}h" for mode in PRIVATE_MODES if (mode << 5) in screen.mode)

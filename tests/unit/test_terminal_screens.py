@@ -122,6 +122,14 @@ def test_shrinking_keeps_the_cursor_line_and_moves_the_top_to_scrollback() -> No
     assert state(round_trip(screen)) == state(screen)
 
 
+def test_a_prompt_keeps_its_space_before_the_cursor() -> None:
+    """Blanks at the end of a line are left out, but not those the cursor sits after
+    (a client waiting for "$ " sees it)."""
+    data = serialize(screen_of(b"\x1b[1;32msandbox\x1b[0m:~$ "))
+    assert b"\x1b[0m:~$ \x1b[" in data and b"$  " not in data
+    assert b"   " not in serialize(screen_of(b"echo   \r\n"))
+
+
 def test_clearing_the_scrollback_clears_it() -> None:
     screen = screen_of(b"".join(b"%d\r\n" % i for i in range(20)) + b"\x1b[3J")
     assert not screen.history
