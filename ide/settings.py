@@ -201,8 +201,9 @@ PREVIEW_COOKIE_MAX_AGE = env_int("PREVIEW_COOKIE_MAX_AGE", 12 * 3600, minimum=60
 # A terminal with no client attached for this long (seconds) ends; clients may ask
 # for less with ?idle_timeout=.
 TERMINAL_IDLE_TIMEOUT = env_float("TERMINAL_IDLE_TIMEOUT", 24 * 3600.0, minimum=1.0)
-# Recent output each terminal keeps to replay when a client (re)attaches.
-TERMINAL_REPLAY_BYTES = env_bytes("TERMINAL_REPLAY_BYTES", "256k")
+# Each terminal's screen is kept for clients that (re)attach: the most output parsed
+# into it at once (a longer burst is rebuilt from its end); 0 keeps none.
+TERMINAL_REPLAY_BYTES = env_bytes("TERMINAL_REPLAY_BYTES", "64k")
 
 # --------------------------------------------------------------------- files
 # Raw file uploads (PUT files/content, multipart upload) bypass API_MAX_JSON_BODY and

@@ -616,12 +616,13 @@ class GitProgress(Message):
 class TerminalAttach(Message):
     """Attach to the named PTY terminal, creating it (``bash -l``) when it is missing.
 
-    The agent answers ``TerminalAttached``, then sends the replay of recent output
-    and the live output as DATA frames. The client sends keystrokes as STDIN frames
-    and ``TerminalResize`` messages (both ignored for a ``readonly`` attach); closing
-    the connection detaches. When the shell ends every client gets ``Exit``.
-    ``idle_timeout``: seconds the terminal lives with no client attached (None: the
-    agent's default); ``replay_limit``: bytes of output kept for re-attaching.
+    The agent answers ``TerminalAttached``, then sends the terminal's screen as it is
+    (escape sequences that redraw it) and the live output as DATA frames. The client
+    sends keystrokes as STDIN frames and ``TerminalResize`` messages (both ignored for
+    a ``readonly`` attach); closing the connection detaches. When the shell ends every
+    client gets ``Exit``. ``idle_timeout``: seconds the terminal lives with no client
+    attached (None: the agent's default); ``replay_limit``: the most output parsed at
+    once into the screen kept for re-attaching (0: none kept).
     """
 
     type: ClassVar[str] = "terminal_attach"

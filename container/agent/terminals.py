@@ -7,7 +7,7 @@ had no client for ``idle_timeout`` seconds.
 
 Output flow (ttyd's and code-server's lesson, terminado's missing piece):
 
-    PTY master --read--> Terminal --> replay ring buffer (bounded)
+    PTY master --read--> Terminal --> its screen (screens.py: parsed when quiet)
                                   \\--> one bounded queue per attached client
                                         --> its connection (drained writes)
 
@@ -19,9 +19,10 @@ Output flow (ttyd's and code-server's lesson, terminado's missing piece):
 * With no client attached the PTY is read freely into the replay buffer only, so
   programs keep running while nobody watches.
 
-The replay sent on attach is the ring buffer with terminal *queries* removed (device
-attributes, cursor position reports, colour queries …): replaying those would make
-the client's terminal emulator answer them again, typing the answers into the shell.
+A client that attaches first gets the terminal's screen as it is (scrollback, the
+screen, the alternate screen of a full-screen program, modes and cursor), written
+out by screens.serialize: never the raw output again, whose queries (device
+attributes, cursor reports …) the client's emulator would answer into the shell.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from .protocol import (
     TerminalResize,
     decode_message,
 )
+from .screens import ScreenKeeper
 
 log = logging.getLogger("sandbox_agent.terminals")
 
@@ -71,8 +73,11 @@ def _env_number(name: str, default: float) -> float:
 
 
 NAME_RE = re.compile(r"[a-z0-9-]{1,40}\Z")
-# Bytes of recent output kept per terminal and replayed to a client that attaches.
-REPLAY_LIMIT = int(_env_number("SANDBOX_AGENT_TERMINAL_REPLAY", 256 * 1024))
+# The most output parsed at once into a terminal's screen (the screen a client gets
+# when it attaches); a longer burst is rebuilt from its end. 0: no screen kept.
+REPLAY_LIMIT = int(_env_number("SANDBOX_AGENT_TERMINAL_REPLAY", 64 * 1024))
+# Lines of scrollback kept with the screen.
+SCROLLBACK = int(_env_number("SANDBOX_AGENT_TERMINAL_SCROLLBACK", 1000))
 # Bytes queued for one client before it counts as slow.
 CLIENT_QUEUE_LIMIT = int(_env_number("SANDBOX_AGENT_TERMINAL_CLIENT_QUEUE", 256 * 1024))
 # Seconds a terminal lives with no client attached (0 or less: for ever).
@@ -86,52 +91,6 @@ _EXIT_DRAIN = 0.2
 # terminado's polite terminate: each signal, then this long to see the shell go.
 _TERMINATE_SIGNALS = (signal.SIGHUP, signal.SIGCONT, signal.SIGINT, signal.SIGTERM)
 _TERMINATE_DELAY = 0.1
-
-# Sequences a program sends to ask the terminal something; the emulator answers by
-# "typing" the reply. Removed from replays (see the module docstring).
-QUERY_SEQUENCES = re.compile(
-    rb"\x1b\[[>=]?[0-9;]*c"  # DA1 / DA2 / DA3 (device attributes)
-    rb"|\x1b\[\??[0-9;]*n"  # DSR: status, cursor position (CPR, DECXCPR)
-    rb"|\x1b\[\??[0-9;]*\$p"  # DECRQM: request mode
-    rb"|\x1b\[>[0-9;]*q"  # XTVERSION
-    rb"|\x1b\[[0-9;]*x"  # DECREQTPARM
-    rb"|\x1b\[\?u"  # kitty keyboard protocol query
-    rb"|\x1b\[(?:1[1345689]|2[01])(?:;[0-9]*)*t"  # window/title reports
-    rb"|\x1bP[$+]q[^\x1b\x07]*(?:\x1b\\|\x07)"  # DECRQSS, XTGETTCAP
-    rb"|\x1b\](?:4;[0-9]+|1[0-9]|52;[a-z0-9]*|[0-9]+);\?(?:\x07|\x1b\\)"  # OSC queries
-)
-
-
-def strip_queries(data: bytes) -> bytes:
-    return QUERY_SEQUENCES.sub(b"", data)
-
-
-class ReplayBuffer:
-    """The last ``limit`` bytes of output."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(0, limit)
-        self.data = bytearray()
-        self.trimmed = False
-
-    def append(self, chunk: bytes) -> None:
-        if not self.limit:
-            return
-        self.data += chunk
-        excess = len(self.data) - self.limit
-        if excess > 0:
-            del self.data[:excess]
-            self.trimmed = True
-
-    def snapshot(self) -> bytes:
-        data = bytes(self.data)
-        if self.trimmed:
-            # The cut may fall inside an escape sequence or a UTF-8 character: start
-            # at the next line when there is one near.
-            newline = data.find(b"\n", 0, 8192)
-            if newline >= 0:
-                data = data[newline + 1 :]
-        return strip_queries(data)
 
 
 class _Exited:
@@ -216,7 +175,7 @@ class Terminal:
         self.rows = rows
         self.idle_timeout = idle_timeout
         self.created_at = datetime.now(UTC)
-        self.replay = ReplayBuffer(replay_limit)
+        self.screen = ScreenKeeper(cols, rows, replay_limit, SCROLLBACK)
         self.clients: set[Client] = set()
         self.pid = 0
         self.exit_code: int | None = None
@@ -296,6 +255,7 @@ class Terminal:
         self._stop_reading()
         if self._idle_timer:
             self._idle_timer.cancel()
+        self.screen.close()
         with contextlib.suppress(OSError):
             os.close(self._fd)  # hangs up whatever still holds the terminal
         if self._transport:
@@ -329,19 +289,20 @@ class Terminal:
     # ------------------------------------------------------------------ clients
 
     def attach(self, readonly: bool, cols: int, rows: int) -> Client:
-        """Register a client; its queue starts with the replay (no await: no gap).
+        """Register a client; its queue starts with the screen (no await: no gap).
 
         A read-only client (a watcher) changes nothing about the terminal: not its
         size, and not its idle countdown, which only writing clients stop and start.
+        A writer's size applies first, so the screen it gets is drawn at its size.
         """
         client = Client(self, readonly)
-        client.put_first(self.replay.snapshot())
-        self.clients.add(client)
         if not readonly:
             if self._idle_timer:
                 self._idle_timer.cancel()
                 self._idle_timer = None
             self.resize(cols, rows)
+        client.put_first(self.screen.snapshot())
+        self.clients.add(client)
         return client
 
     def detach(self, client: Client) -> None:
@@ -401,7 +362,7 @@ class Terminal:
 
     def _publish(self, data: bytes) -> None:
         self._bytes_read += len(data)
-        self.replay.append(data)
+        self.screen.append(data)
         for client in self.clients:
             client.offer(data)
         if self._all_full():
@@ -439,6 +400,7 @@ class Terminal:
             return
         if (cols, rows) != (self.cols, self.rows):
             self.cols, self.rows = cols, rows
+            self.screen.resize(cols, rows)
             with contextlib.suppress(OSError):
                 _set_size(self._fd, cols, rows)
 

@@ -243,6 +243,62 @@ def test_terminal_output_survives_a_reload(account: Account) -> None:
     assert not log.errors, log.errors
 
 
+def screen_rows(page: Page, name: str) -> list[str]:
+    """The rows xterm.js shows for terminal ``name`` (its DOM renderer's), as text."""
+    rows: list[str] = page.evaluate(
+        """(name) => [...document.querySelectorAll(
+            `.term-host[data-terminal="${name}"] .xterm-rows > div`)]
+            .map((row) => row.textContent.replace(/\\s+$/, ""))""",
+        name,
+    )
+    return rows
+
+
+def settled_rows(page: Page, name: str) -> list[str]:
+    """The rows once they have stopped changing for a second."""
+    rows = screen_rows(page, name)
+    for _ in range(30):
+        page.wait_for_timeout(1000)
+        now = screen_rows(page, name)
+        if now == rows:
+            return rows
+        rows = now
+    raise AssertionError(f"terminal {name} never settled: {rows}")
+
+
+def test_vim_comes_back_as_it_was_after_a_reload(account: Account) -> None:
+    page, log = open_ide(account)
+    page.locator("#new-term").click()
+    name = page.locator(".term-tab.active").get_attribute("data-terminal")
+    assert name
+    host = page.locator(f'.term-host[data-terminal="{name}"] .xterm-rows')
+    expect(page.locator(f'.term-tab[data-terminal="{name}"] .term-dot:not(.off)')).to_be_visible()
+    type_in_terminal(
+        page, name, "seq -f 'vim line %g' 1 300 > /tmp/e2e.txt && vim.tiny -u NONE /tmp/e2e.txt"
+    )
+    expect(host).to_contain_text("vim line 2")
+    page.keyboard.type("150Gwwiedited by hand ")
+    page.keyboard.press("Escape")
+    expect(host).to_contain_text("vim line edited by hand 150")
+    before = settled_rows(page, name)
+    assert any(row.startswith("vim line edited by hand 150") for row in before)
+
+    page.reload()
+    expect(page.locator(f'.term-tab[data-terminal="{name}"] .term-dot:not(.off)')).to_be_visible()
+    page.locator(f'.term-tab[data-terminal="{name}"]').click()
+    expect(host).to_contain_text("vim line edited by hand 150")
+    assert settled_rows(page, name) == before
+    shot(page, "ide-terminal-vim-after-reload")
+    # vim goes on where it was: it quits, and the shell's screen is back.
+    page.locator(f'.term-host[data-terminal="{name}"] .xterm-screen').click()
+    page.keyboard.type(":q!")
+    page.keyboard.press("Enter")
+    expect(host).not_to_contain_text("vim line 149")
+    type_in_terminal(page, name, "echo vim-done-$((3+4))")
+    expect(host).to_contain_text("vim-done-7")
+    assert not log.errors, log.errors
+
+
 def test_preview_of_a_web_server(account: Account) -> None:
     page, log = open_ide(account)
     account.api.put(

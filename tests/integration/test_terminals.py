@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pyte
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from container.agent.screens import UNPARSEABLE
 from tests.server import LiveServer
 
 
@@ -113,6 +116,140 @@ def test_reattach_replays_output_and_keeps_shell_state(
         screen.until(b"marker-9")  # the replay comes first
         ws.send(b"echo $KEPT in $PWD\n")
         screen.until(b"yes-kept in /workspace/kdir")
+
+
+class _PlainScreen(pyte.Screen):  # type: ignore[misc]
+    def select_graphic_rendition(self, *attrs: int, private: bool = False) -> None:
+        if not private:  # xterm's CSI ? Pm m is no SGR
+            super().select_graphic_rendition(*attrs)
+
+
+class _PlainStream(pyte.ByteStream):  # type: ignore[misc]
+    def feed(self, data: bytes) -> None:
+        # pyte misreads a few sequences programs send (vim's modifyOtherKeys …).
+        super().feed(UNPARSEABLE.sub(b"", data))
+
+
+class Emulator:
+    """A client's terminal emulator (plain pyte with no alternate screen, not the
+    agent's screen): what a person would see on the screen this client drew."""
+
+    def __init__(self, ws: ClientConnection, cols: int = 80, rows: int = 24) -> None:
+        self.ws = ws
+        self.screen = _PlainScreen(cols, rows)
+        self.stream = _PlainStream(self.screen)
+
+    def settle(self, quiet: float = 1.0, timeout: float = 60) -> None:
+        """Read until nothing has come for ``quiet`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                message = self.ws.recv(timeout=quiet)
+            except TimeoutError:
+                return
+            if isinstance(message, bytes):
+                self.stream.feed(message)
+        raise AssertionError("the terminal never went quiet")
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.screen.display):
+            assert time.monotonic() < deadline, f"no {text!r} on {self.screen.display}"
+            message = self.ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+            if isinstance(message, bytes):
+                self.stream.feed(message)
+
+    def seen(self) -> list[str]:
+        """The screen's lines, and where the cursor is."""
+        cursor = self.screen.cursor
+        return [*self.screen.display, f"cursor at {cursor.x},{cursor.y}"]
+
+
+def _differences(seen: list[str], expected: list[str]) -> list[str]:
+    return [f"{a!r} != {b!r}" for a, b in zip(seen, expected, strict=True) if a != b]
+
+
+def _same_screen_on_reattach(
+    server: LiveServer,
+    api: httpx.Client,
+    sandbox: dict,
+    name: str,
+    steps: list[tuple[bytes, str]],
+    then: Callable[[Emulator], None],
+) -> None:
+    """On a new terminal, type each step's keys and wait for its text; leave, come
+    back as a watcher and as a writer: each fresh client sees what the first one,
+    there from the start, saw when it left. ``then`` goes on with the writer."""
+    with open_terminal(server, sandbox, name) as ws:
+        first = Emulator(ws)
+        for keys, shows in steps:
+            ws.send(keys)
+            first.wait_for(shows, timeout=60)
+        first.settle()
+        before = first.seen()
+    deadline = time.monotonic() + 5
+    while terminals_of(api, sandbox)[name]["clients"] != 0:
+        assert time.monotonic() < deadline, "the closed client is still attached"
+        time.sleep(0.05)
+    with open_terminal(server, sandbox, name, "&readonly=1") as watching:
+        watcher = Emulator(watching)
+        watcher.settle()
+        assert _differences(watcher.seen(), before) == []
+    with open_terminal(server, sandbox, name) as ws:
+        again = Emulator(ws)
+        again.settle()
+        assert _differences(again.seen(), before) == []
+        then(again)
+
+
+def test_reattach_shows_vim_as_it_was(
+    server: LiveServer, api: httpx.Client, shared_sandbox: dict
+) -> None:
+    start = (
+        b"seq -f 'line %g of the file' 1 300 > /tmp/vim-me.txt; vim.tiny -u NONE /tmp/vim-me.txt\n"
+    )
+    # To line 120, two words on, type there and leave insert mode.
+    edit = b"120Gwwiedited \x1b"
+
+    def quit_vim(again: Emulator) -> None:  # the program goes on where it was
+        again.ws.send(b":q!\r")
+        again.settle()  # vim would read what comes before it quits
+        again.ws.send(b"echo vim-left-$((2*4))\n")
+        again.wait_for("vim-left-8")
+
+    _same_screen_on_reattach(
+        server,
+        api,
+        shared_sandbox,
+        "vim",
+        [(start, "line 23 of the file"), (edit, "line 120 edited of the file")],
+        quit_vim,
+    )
+
+
+def test_reattach_after_a_long_run_of_small_updates(
+    server: LiveServer, api: httpx.Client, shared_sandbox: dict
+) -> None:
+    """A program that draws its screen once and then rewrites one field in place
+    (top, a progress line) far past any replay of raw output: the screen is still
+    all there."""
+    command = (
+        b"printf '\\033[?1049h\\033[H\\033[2J\\033[1;7m status board \\033[0m\\n'; "
+        b"seq 101 118; for i in $(seq 1 40000); do "
+        b"printf '\\033[22;1H\\033[32mtick %06d\\033[0m' $i; done; "
+        b"printf '\\033[22;20Hall-ticks-done'; read -r _\n"
+    )
+
+    def check(board: Emulator) -> None:
+        lines = board.screen.display
+        assert lines[0].startswith(" status board ") and lines[1].startswith("101")
+        assert lines[21].startswith("tick 040000")
+        assert board.screen.buffer[0][1].reverse and board.screen.buffer[21][0].fg == "green"
+        board.ws.send(b"\n")
+
+    _same_screen_on_reattach(
+        server, api, shared_sandbox, "board", [(command, "all-ticks-done")], check
+    )
 
 
 def test_exit_event_carries_the_exit_code(

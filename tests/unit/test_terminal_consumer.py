@@ -194,7 +194,7 @@ async def test_reattach_replays_and_keeps_state(alice: dict[str, Any]) -> None:
     await again.disconnect()
 
 
-async def test_replay_strips_terminal_queries(alice: dict[str, Any]) -> None:
+async def test_reattach_sends_no_terminal_queries(alice: dict[str, Any]) -> None:
     ws = await connect(alice, "queries")
     # A program asks for device attributes, cursor position and the background colour.
     await ws.send_to(bytes_data=b"printf 'A\\033[cB\\033[6nC\\033]11;?\\007D\\033[>0qE\\n'\n")
@@ -278,7 +278,7 @@ async def test_flood_pauses_the_pty_and_ctrl_c_answers(agent: str) -> None:
     [client] = terminal.clients
     assert not terminal._reading
     assert client.queued <= client.limit + agent_terminals.CHUNK
-    assert len(terminal.replay.data) <= agent_terminals.REPLAY_LIMIT
+    assert len(terminal.screen.pending) <= agent_terminals.REPLAY_LIMIT
     read_before = terminal._bytes_read
     await asyncio.sleep(0.5)
     assert terminal._bytes_read == read_before

@@ -241,7 +241,7 @@ export class Terminals {
 
   connect(t) {
     if (t.closed) return;
-    if (!READONLY) try { t.fit.fit(); } catch { /* hidden */ }
+    if (!READONLY) this.fitForAttach(t);
     const cols = t.term.cols || 80;
     const rows = t.term.rows || 24;
     const url = wsUrl(`/ws/sandboxes/${encodeURIComponent(this.sb.id)}/terminals/${encodeURIComponent(t.name)}?cols=${cols}&rows=${rows}${READONLY ? "&readonly=1" : ""}`);
@@ -322,6 +322,17 @@ export class Terminals {
     this.remember();
     const untouched = document.activeElement === document.body || !document.activeElement;
     requestAnimationFrame(() => { this.fitActive(); if (!READONLY && (!quiet || untouched)) t.term.focus(); });
+  }
+
+  // Attach at the size the terminal will have: a tab that is not shown yet (every
+  // one at start-up) is measured as if it were. Attached at another size, the
+  // program would be resized twice and redraw, and the screen it kept for us
+  // would be cut to that size first.
+  fitForAttach(t) {
+    const hidden = t.pane.hidden;
+    t.pane.hidden = false;
+    try { t.fit.fit(); } catch { /* the panel itself is not shown */ }
+    t.pane.hidden = hidden;
   }
 
   fitActive() {
