@@ -2,16 +2,19 @@
 
 Daphne with backpressure on responses (ide/daphne_internals.py), the sandbox
 reaper (sleep after idle, orphan clean-up) and the egress proxy for sandboxes with
-an allow-list in the same process, so there is no extra command to start.
+an allow-list in the same process, so there is no extra command to start. Settings
+and the database and Redis they name are checked first (ide/preflight.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 from django.conf import settings
 
 from ide.daphne_internals import FlowControlServer, command_line
+from ide.preflight import check_or_exit
 
 
 class IDEServer(FlowControlServer):
@@ -30,6 +33,8 @@ class IDEServer(FlowControlServer):
 
 
 def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
+    check_or_exit()
     command_line(IDEServer)
 
 

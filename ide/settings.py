@@ -17,11 +17,46 @@ VAR_DIR = Path(env_str("SANDBOX_IDE_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=600
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the one writer; the timeout rides out short locks.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A pool (psycopg_pool), not persistent connections: under ASGI every request runs
+    # its database work in a thread of its own, and CONN_MAX_AGE keeps one connection
+    # per such thread open until it is too old. The pool hands each request a
+    # connection for as long as it runs, caps how many one process opens (a request
+    # beyond waits up to DATABASE_POOL_TIMEOUT), and Django requires CONN_MAX_AGE=0 with it.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env_int("DATABASE_POOL_SIZE", 20, minimum=1),
+        "timeout": env_float("DATABASE_POOL_TIMEOUT", 30.0, minimum=1.0),
+    }
+SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+
+
 def _secret_key() -> str:
-    """SECRET_KEY from the environment, else one generated once and kept in var/."""
+    """SECRET_KEY from the environment, else one generated once and kept in var/ (only
+    with SQLite: a shared database means several servers, which must share the key)."""
     key = env_str("SECRET_KEY", "")
     if key:
         return key
+    if not SQLITE:
+        raise ImproperlyConfigured(
+            "Setting SECRET_KEY is required when DATABASE_URL is not SQLite (every server "
+            "process on a shared database must sign with the same key): set it to a long "
+            "random string, e.g. the output of `python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))'`."
+        )
     path = VAR_DIR / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
@@ -82,19 +117,6 @@ TEMPLATES = [
         },
     },
 ]
-
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=600
-    )
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets readers run beside the one writer; the timeout rides out short locks.
-    DATABASES["default"]["OPTIONS"] = {
-        "timeout": 20,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
 
 REDIS_URL = env_str("REDIS_URL", "")
 CHANNEL_LAYERS = (

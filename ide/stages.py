@@ -253,13 +253,16 @@ class Runner:
     def fail(self, name: str, started: float, log: Path, lines: list[str], advice: str) -> None:
         tail = list(deque(lines, maxlen=TAIL))
         fault = classify("\n".join(tail))
+        # A bad setting, or a database or Redis that is down (ide/preflight.py), is one
+        # sentence beginning "Setting NAME": it says what to do better than the advice.
+        setting = next((text for text in reversed(tail) if text.startswith("Setting ")), None)
         show = self.display.line
         show(self.display.stage("FAIL", name, "", time.monotonic() - started, None).rstrip())
         show(f"--- the last {len(tail)} lines of {shown(log)} ---")
         for text in tail:
             show("  " + text)
         show("---")
-        show(f"What to do: {fault.message if fault else advice}")
+        show(f"What to do: {setting or (fault.message if fault else advice)}")
         raise StageFailed(name)
 
 

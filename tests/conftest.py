@@ -10,6 +10,6 @@ def pytest_collection_modifyitems(items: list) -> None:  # type: ignore[type-arg
     import pytest
 
     for item in items:
-        for tier in ("integration", "e2e"):
+        for tier in ("integration", "scale", "e2e"):
             if f"/tests/{tier}/" in str(item.fspath):
                 item.add_marker(getattr(pytest.mark, tier))

@@ -189,6 +189,7 @@ def sandbox_image(docker_engine: None) -> str:
 
 def _server_env(var_dir: Path, port: int, prefix: str, extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.pop("DATABASE_URL", None)  # SQLite in var_dir unless these settings name one
     env.update(
         {
             "SANDBOX_IDE_VAR_DIR": str(var_dir),
@@ -200,7 +201,6 @@ def _server_env(var_dir: Path, port: int, prefix: str, extra: Mapping[str, str])
             **extra,
         }
     )
-    env.pop("DATABASE_URL", None)
     return env
 
 

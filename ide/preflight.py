@@ -1,0 +1,98 @@
+"""Start-up checks, run by ``manage.py`` and ``python -m ide.server`` before anything else.
+
+A bad setting, or a PostgreSQL (``DATABASE_URL``) or Redis (``REDIS_URL``) that does not
+let us in, ends the process with one sentence naming the setting and the address it
+tried, and exit status 1: not a driver's traceback from the first request, minutes
+later, or a server that starts and then fails every WebSocket.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+CONNECT_TIMEOUT = 5  # seconds; a firewall that drops packets must not hang start-up
+
+
+def problem() -> str | None:
+    """The first thing wrong with the settings or the services they name, as a sentence."""
+    from django.conf import settings
+
+    try:
+        database = settings.DATABASES["default"]  # reading a setting imports ide/settings.py
+    except ImproperlyConfigured as exc:
+        return str(exc)
+    return _database_problem(database) or _redis_problem(settings.REDIS_URL)
+
+
+def check_or_exit() -> None:
+    message = problem()
+    if message:
+        print(message, file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _database_problem(database: Mapping[str, Any]) -> str | None:
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        return None  # SQLite is a file in var/, created by migrate
+    import psycopg
+
+    host = str(database.get("HOST") or "localhost")
+    where = f"{host}:{database.get('PORT') or 5432}" if not host.startswith("/") else host
+    options = {k: v for k, v in (database.get("OPTIONS") or {}).items() if k != "pool"}
+    try:
+        psycopg.connect(
+            dbname=database.get("NAME") or None,
+            user=database.get("USER") or None,
+            password=database.get("PASSWORD") or None,
+            host=database.get("HOST") or None,
+            port=database.get("PORT") or None,
+            **{"connect_timeout": CONNECT_TIMEOUT, **options},
+        ).close()
+    except psycopg.Error as exc:
+        return (
+            f"Setting DATABASE_URL: cannot connect to PostgreSQL at {where}, database "
+            f"{database.get('NAME')!r} ({_pg_reason(exc)}): start PostgreSQL there or "
+            "correct the URL."
+        )
+    return None
+
+
+def _pg_reason(exc: Exception) -> str:
+    """libpq's cause without its preamble: 'Connection refused', 'password
+    authentication failed for user "ide"', 'database "ide" does not exist'."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = first.rsplit(" failed: ", 1)[-1]
+    return " ".join(reason.removeprefix("FATAL:").split())
+
+
+def _redis_problem(url: str) -> str | None:
+    if not url:
+        return None  # Channels' in-memory layer
+    import redis
+
+    parts = urlsplit(url)
+    where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+        )
+    except ValueError as exc:
+        return f"Setting REDIS_URL is not a Redis URL ({exc}); use redis://HOST:PORT/DB."
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        found = re.search(r"connecting to \S+?\.? (.+)", str(exc))
+        reason = (found[1] if found else str(exc) or type(exc).__name__).rstrip(".")
+        return (
+            f"Setting REDIS_URL: cannot connect to Redis at {where} ({reason}): start Redis "
+            "there or correct the URL."
+        )
+    finally:
+        client.close()
+    return None

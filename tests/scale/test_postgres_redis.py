@@ -1,0 +1,97 @@
+"""The product on PostgreSQL (``DATABASE_URL``) and the Redis channel layer
+(``REDIS_URL``): a live server on real ones, used as a user would, end to end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+
+from tests.integration.test_terminals import Screen, open_terminal
+from tests.scale.services import postgres, redis_server
+from tests.server import LiveServer, running_server
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shared(sandbox_image: str, database_url: str, redis_url: str) -> Iterator[LiveServer]:
+    settings = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    with running_server("sbxscale", settings) as server:
+        yield server
+
+
+def test_a_sandbox_lives_its_whole_life_on_postgres_and_redis(
+    shared: LiveServer, database_url: str, redis_url: str
+) -> None:
+    with shared.client("alice") as api:
+        box = api.post("/sandboxes", json={"name": "on-postgres"})
+        assert box.status_code == 201, box.text
+        sid = box.json()["id"]
+
+        out = api.post(f"/sandboxes/{sid}/exec", json={"command": "echo $((6 * 7))"}).json()
+        assert out["stdout"] == "42\n" and out["exit_code"] == 0
+
+        put = api.put(
+            f"/sandboxes/{sid}/files/content", params={"path": "notes.txt"}, content=b"kept\n"
+        )
+        assert put.status_code in (200, 201), put.text
+
+        # A terminal's WebSocket: its consumer joins the channel layer, here Redis.
+        before = _connections(redis_url)
+        with open_terminal(shared, {"id": sid}, "main") as ws:
+            screen = Screen(ws)
+            ws.send(b"cat notes.txt; echo done-$((1 + 1))\n")
+            screen.until(b"kept\r\ndone-2")
+        assert _connections(redis_url) > before
+
+        slept = api.post(f"/sandboxes/{sid}/sleep", json={"tier": "stop"}).json()
+        assert slept["status"] == "sleeping" and slept["sleep_tier"] == "stopped"
+        assert api.post(f"/sandboxes/{sid}/wake").json()["status"] == "running"
+        read = api.get(f"/sandboxes/{sid}/files/content", params={"path": "notes.txt"})
+        assert read.content == b"kept\n"
+
+    # What the API said lives in PostgreSQL, not in a SQLite file of the server's.
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT name, status FROM sandboxes_sandbox WHERE id = %s", [sid]
+        ).fetchone()
+    assert row == ("on-postgres", "running")
+    assert not (shared.var_dir / "db.sqlite3").exists()
+
+
+def test_a_server_restart_keeps_everything_in_postgres(shared: LiveServer) -> None:
+    with shared.client("bob") as api:
+        sid = api.post("/sandboxes", json={"name": "survivor"}).json()["id"]
+        shared.restart()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            listed = [s["id"] for s in api.get("/sandboxes").json()["sandboxes"]]
+            if sid in listed:
+                break
+            time.sleep(0.2)
+        assert sid in listed
+        out = api.post(f"/sandboxes/{sid}/exec", json={"command": "echo back"}).json()
+        assert out["stdout"] == "back\n"
+
+
+def _connections(url: str) -> int:
+    """Connections Redis has accepted so far (channels_redis opens its own per use)."""
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("stats")["total_connections_received"])
+    finally:
+        client.close()
