@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from tests.integration.test_terminals import Screen, open_terminal
+from tests.integration.test_viewer_previews import browser_of
 from tests.scale.services import postgres, redis_server
 from tests.server import LiveServer, running_server
 
@@ -86,6 +87,33 @@ def test_a_server_restart_keeps_everything_in_postgres(shared: LiveServer) -> No
         assert sid in listed
         out = api.post(f"/sandboxes/{sid}/exec", json={"command": "echo back"}).json()
         assert out["stdout"] == "back\n"
+
+
+def test_requests_borrow_pooled_connections(shared: LiveServer, database_url: str) -> None:
+    """Every page request does its database work in a thread of its own, and the API
+    hands its thread's connection back at each request: with the pool neither opens a
+    PostgreSQL connection per request."""
+    with browser_of(shared, "carol") as browser, shared.client("carol") as api:
+        for _ in range(3):  # the pool opens what the server needs at all
+            assert browser.get(shared.url + "/").status_code == 200
+            assert api.get("/sandboxes").status_code == 200
+        before = _sessions(database_url)
+        for _ in range(20):
+            assert browser.get(shared.url + "/").status_code == 200
+            assert api.get("/sandboxes").status_code == 200
+        assert _sessions(database_url) - before <= 2  # our own, and at most one more
+
+
+def _sessions(url: str) -> int:
+    """Connections PostgreSQL has accepted to the database so far."""
+    with psycopg.connect(url) as connection:
+        time.sleep(1.5)  # a backend reports its statistics at most once a second
+        connection.execute("SELECT pg_stat_clear_snapshot()")
+        row = connection.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _connections(url: str) -> int:
