@@ -17,6 +17,18 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 CONNECT_TIMEOUT = 5  # seconds; a firewall that drops packets must not hang start-up
+UNREACHABLE = (
+    "connection refused",
+    "timeout",
+    "timed out",
+    "could not translate host name",
+    "name or service not known",
+    "no such file or directory",
+    "network is unreachable",
+    "no route to host",
+)
+# OPTIONS Django's PostgreSQL backend reads itself; the rest go to libpq.
+DJANGO_ONLY_OPTIONS = {"pool", "isolation_level", "server_side_binding", "assume_role"}
 
 
 def problem() -> str | None:
@@ -42,9 +54,12 @@ def _database_problem(database: Mapping[str, Any]) -> str | None:
         return None  # SQLite is a file in var/, created by migrate
     import psycopg
 
-    host = str(database.get("HOST") or "localhost")
-    where = f"{host}:{database.get('PORT') or 5432}" if not host.startswith("/") else host
-    options = {k: v for k, v in (database.get("OPTIONS") or {}).items() if k != "pool"}
+    host = str(database.get("HOST") or "")
+    port = database.get("PORT") or 5432
+    where = host if host.startswith("/") else f"{host}:{port}" if host else "the local socket"
+    options = {
+        k: v for k, v in (database.get("OPTIONS") or {}).items() if k not in DJANGO_ONLY_OPTIONS
+    }
     try:
         psycopg.connect(
             dbname=database.get("NAME") or None,
@@ -55,12 +70,22 @@ def _database_problem(database: Mapping[str, Any]) -> str | None:
             **{"connect_timeout": CONNECT_TIMEOUT, **options},
         ).close()
     except psycopg.Error as exc:
+        reason = _pg_reason(exc)
+        advice = (
+            "start PostgreSQL there or correct the URL"
+            if _unreachable(reason)
+            else "correct the user, password or database name in the URL, or let them in"
+        )
         return (
             f"Setting DATABASE_URL: cannot connect to PostgreSQL at {where}, database "
-            f"{database.get('NAME')!r} ({_pg_reason(exc)}): start PostgreSQL there or "
-            "correct the URL."
+            f"{database.get('NAME')!r} ({reason}): {advice}."
         )
     return None
+
+
+def _unreachable(reason: str) -> bool:
+    """Nothing answered (as opposed to a server that answered no)."""
+    return any(words in reason.lower() for words in UNREACHABLE)
 
 
 def _pg_reason(exc: Exception) -> str:
@@ -89,10 +114,12 @@ def _redis_problem(url: str) -> str | None:
     except redis.RedisError as exc:
         found = re.search(r"connecting to \S+?\.? (.+)", str(exc))
         reason = (found[1] if found else str(exc) or type(exc).__name__).rstrip(".")
-        return (
-            f"Setting REDIS_URL: cannot connect to Redis at {where} ({reason}): start Redis "
-            "there or correct the URL."
+        advice = (
+            "start Redis there or correct the URL"
+            if _unreachable(reason)
+            else "correct the password or database number in the URL"
         )
+        return f"Setting REDIS_URL: cannot connect to Redis at {where} ({reason}): {advice}."
     finally:
         client.close()
     return None

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 import redis
 
+from tests.integration.test_engine_down import path_without
+from tests.integration.test_service_settings import MIGRATE, refused
 from tests.integration.test_terminals import Screen, open_terminal
 from tests.integration.test_viewer_previews import browser_of
 from tests.scale.services import postgres, redis_server
@@ -123,3 +127,26 @@ def _connections(url: str) -> int:
         return int(client.info("stats")["total_connections_received"])
     finally:
         client.close()
+
+
+def test_without_redis_installed_the_tier_fails_and_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", path_without("redis-server"))
+    with pytest.raises(pytest.fail.Exception) as failed, redis_server():
+        pass
+    assert str(failed.value) == (
+        "Redis is not installed (no redis-server): run .ci/run, which installs the Debian "
+        "packages postgresql and redis-server."
+    )
+
+
+def test_a_wrong_password_is_named_at_start_up(database_url: str, tmp_path: Path) -> None:
+    where = urlsplit(database_url)
+    wrong = database_url.replace(f":{where.password}@", ":not-the-password@")
+    message = refused(MIGRATE, tmp_path, DATABASE_URL=wrong, SECRET_KEY="k" * 50)
+    assert message == (
+        f"Setting DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:{where.port}, "
+        "database 'sandbox_ide' (password authentication failed for user \"ide\"): correct "
+        "the user, password or database name in the URL, or let them in."
+    )
