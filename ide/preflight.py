@@ -39,7 +39,7 @@ def problem() -> str | None:
         database = settings.DATABASES["default"]  # reading a setting imports ide/settings.py
     except ImproperlyConfigured as exc:
         return str(exc)
-    return _database_problem(database) or _redis_problem(settings.REDIS_URL)
+    return _database_problem(database) or _redis_problem(getattr(settings, "REDIS_URL", ""))
 
 
 def check_or_exit() -> None:
