@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 CONNECT_TIMEOUT = 5  # seconds; a firewall that drops packets must not hang start-up
@@ -33,8 +34,6 @@ DJANGO_ONLY_OPTIONS = {"pool", "isolation_level", "server_side_binding", "assume
 
 def problem() -> str | None:
     """The first thing wrong with the settings or the services they name, as a sentence."""
-    from django.conf import settings
-
     try:
         database = settings.DATABASES["default"]  # reading a setting imports ide/settings.py
     except ImproperlyConfigured as exc:

@@ -35,6 +35,9 @@ LOCAL_IMPORTS_ALLOWED = {
     ("ide/server.py", "django.conf"),
     ("ide/server.py", "sandboxes.reaper"),
     ("ide/server.py", "sandboxes.egress.proxy"),
+    # a service's driver, loaded only when its URL names that service
+    ("ide/preflight.py", "psycopg"),
+    ("ide/preflight.py", "redis"),
 }
 
 
