@@ -269,6 +269,30 @@ def profile_preview(server: LiveServer, pid: int) -> dict[str, Any]:
     def drive(stop: threading.Event) -> None:
         _loadgen(server, host.netloc, 4, 10)
 
+    big = 200 * 2**20
+
+    def download() -> float:
+        """MB/s of one large download through the preview, read by curl (C, not a
+        Python client, so the client's own cost stays out)."""
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                "curl",
+                "-sf",
+                "-o",
+                "/dev/null",
+                "-H",
+                f"Host: {host.netloc}",
+                f"{server.url}/download?size={big}",
+            ],
+            check=True,
+        )
+        return big / 1e6 / (time.perf_counter() - started)
+
+    def downloads(stop: threading.Event) -> None:
+        while not stop.is_set():
+            download()
+
     result = {
         "one_client_p50_ms": one_client["p50_ms"],
         "four_clients": loaded,
@@ -276,6 +300,8 @@ def profile_preview(server: LiveServer, pid: int) -> dict[str, Any]:
         "unknown_host_404_p50_ms": unknown["p50_ms"],
         "tunnel_only_p50_ms": round(tunnel["tunnel_request_p50_ms"], 3),
         "profile_layers_pct": sampled(pid, "preview", drive, 10),
+        "download_200mb_by_curl_mb_s": round(statistics.median(download() for _ in range(3)), 1),
+        "download_profile_layers_pct": sampled(pid, "preview-download", downloads, 8),
     }
     api.delete(f"/sandboxes/{sid}")
     api.close()
