@@ -523,13 +523,19 @@ class FlowControlServer(daphne.server.Server):  # type: ignore[misc]  # Daphne i
 
     async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
         await super().handle_reply(protocol, message)
-        delay = 0.001
-        while unsent_bytes(protocol) > HIGH_WATER:
+        # Twisted sends at most 128 KB per turn of the loop, so a fast client drains a
+        # 1 MB send over several turns: while each turn sends something, look again
+        # after the next one (a timer would leave the socket idle for the rest of it);
+        # once nothing moves (a slow client), back off from 1 to 50 ms.
+        delay = 0.0
+        unsent = unsent_bytes(protocol)
+        while unsent > HIGH_WATER:
             state = self.connections.get(protocol)
             if state is None or state.get("disconnected"):
                 return
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            before, unsent = unsent, unsent_bytes(protocol)
+            delay = 0.0 if unsent < before else min(max(delay * 2, 0.001), 0.05)
 
 
 def command_line(server_class: type[FlowControlServer] = FlowControlServer) -> None:

@@ -3,8 +3,9 @@
 A change's cost is measured against the code before it, at the same moment on the
 same machine: a server from each tree (each with its own sandbox image) runs side by
 side, and the requests alternate between them (A B, B A, ...), so both see the same
-load. Prints the medians of exec (through the shell and as argv) and of the wake from
-each sleep tier, with the ratio new/old. Make the other tree with
+load. Prints the medians of exec (through the shell and as argv), of a small preview
+request and a large preview download, and of the wake from each sleep tier, with the
+ratio new/old. Make the other tree with
 ``git worktree add /tmp/before COMMIT``.
 """
 
@@ -19,6 +20,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.bench.preview import APP_PORT, _start_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +77,17 @@ def alternate(calls: list[Callable[[], float]], rounds: int) -> list[list[float]
     return times
 
 
-def main(other: Path, rounds: int = 300, wakes: int = 20) -> None:
+def preview_client(api: httpx.Client, box: str) -> httpx.Client:
+    """A client of the app in ``box`` through its preview host (the app started)."""
+    _start_app(api, box)
+    url = api.post(f"/sandboxes/{box}/ports", json={"port": APP_PORT}).json()["url"]
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    return httpx.Client(
+        base_url=str(api.base_url).removesuffix("/api/v1/"), headers={"Host": host}, timeout=300
+    )
+
+
+def main(other: Path, rounds: int = 300, wakes: int = 20, big_mb: int = 200) -> None:
     with ExitStack() as stack:
         clients = [
             stack.enter_context(served(other, "sbxcmp-old")),
@@ -93,6 +106,32 @@ def main(other: Path, rounds: int = 300, wakes: int = 20) -> None:
 
             return call
 
+        previews = {
+            box: stack.enter_context(preview_client(c, box))
+            for c, box in zip(clients, boxes, strict=True)
+        }
+
+        def preview_call(box: str, path: str) -> Callable[[], float]:
+            def call() -> float:
+                started = time.perf_counter()
+                previews[box].get(path).raise_for_status()
+                return (time.perf_counter() - started) * 1000
+
+            return call
+
+        def download_call(box: str, size: int) -> Callable[[], float]:
+            """Read by curl: a Python client would be slower than the proxy."""
+            preview = previews[box]
+            url = f"{str(preview.base_url).rstrip('/')}/download?size={size}"
+            command = ["curl", "-sf", "-o", "/dev/null", "-H", f"Host: {preview.headers['Host']}"]
+
+            def call() -> float:
+                started = time.perf_counter()
+                subprocess.run([*command, url], check=True)
+                return (time.perf_counter() - started) * 1000
+
+            return call
+
         def wake_call(client: httpx.Client, box: str, tier: str) -> Callable[[], float]:
             def call() -> float:
                 client.post(f"/sandboxes/{box}/sleep", json={"tier": tier}).raise_for_status()
@@ -104,6 +143,11 @@ def main(other: Path, rounds: int = 300, wakes: int = 20) -> None:
         cases: dict[str, tuple[Callable[[httpx.Client, str], Callable[[], float]], int]] = {
             "exec through the shell": (lambda c, b: exec_call(c, b, "true"), rounds),
             "exec as argv": (lambda c, b: exec_call(c, b, ["true"]), rounds),
+            "preview small request": (lambda c, b: preview_call(b, "/status/200"), rounds),
+            f"preview {big_mb} MB download": (
+                lambda c, b: download_call(b, big_mb * 2**20),
+                max(3, rounds // 30),
+            ),
             "wake from pause": (lambda c, b: wake_call(c, b, "pause"), wakes),
             "wake from stop": (lambda c, b: wake_call(c, b, "stop"), wakes),
         }
