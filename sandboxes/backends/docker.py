@@ -311,6 +311,13 @@ class DockerBackend(Backend):
                 self._isolated[bridge] = time.monotonic()
         return name
 
+    def build_network(self) -> str:
+        """The network for build steps of a tenant's image (template Dockerfiles):
+        the sandboxes' own, behind the same firewall (no host, private ranges or
+        metadata, no other sandbox), never the engine's default bridge. Raises
+        ``isolation.FirewallUnavailable`` as a sandbox start would."""
+        return self._ensure_network(self.names("")["network"])
+
     @staticmethod
     def _bridge(network: Any) -> str:
         """The interface the engine really uses (a network made elsewhere has its own)."""

@@ -42,6 +42,8 @@ from django.contrib.auth.models import User
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from sandboxes.backends import get_backend, isolation
+from sandboxes.backends.docker import DockerBackend
 from sandboxes.errors import BadRequest, LimitReached, NotFound
 from sandboxes.images import image_tag
 from sandboxes.models import Template, TemplateBuild
@@ -276,7 +278,7 @@ def _build(rendered: str, tag: str, recorder: _Recorder) -> bool:
         recorder.write(f"Using {tag}, built before from the same Dockerfile.\n")
         return True
     recorder.write(f"Building {tag} on {image_tag()}\n")
-    _engine_build(rendered, tag, recorder)
+    _engine_build(rendered, tag, recorder, _build_network())
     recorder.write("Checking that the sandbox agent is unchanged\n")
     recorder.flush()
     try:
@@ -289,12 +291,28 @@ def _build(rendered: str, tag: str, recorder: _Recorder) -> bool:
     return False
 
 
-def _engine_build(rendered: str, tag: str, recorder: _Recorder) -> None:
-    """``docker build`` of ``rendered`` (sent as the only file of the context), its
-    output into the log; stopped after ``TEMPLATE_BUILD_TIMEOUT`` seconds (the engine
-    cancels a build whose client leaves, and removes its step's container)."""
+def _build_network() -> str:
+    """Build steps are the template owner's code: they run on the sandboxes' network,
+    behind its firewall, so a ``RUN`` reaches what a sandbox may and no more."""
+    backend = get_backend()
+    if not isinstance(backend, DockerBackend):
+        raise BuildError("Template images are built only with the Docker backend.")
+    try:
+        return backend.build_network()
+    except isolation.FirewallUnavailable as exc:
+        raise BuildError(
+            "The build cannot start: the firewall rules that keep build steps, like "
+            f"sandboxes, off the host and private networks could not be installed ({exc})."
+        ) from None
+
+
+def _engine_build(rendered: str, tag: str, recorder: _Recorder, network: str) -> None:
+    """``docker build`` of ``rendered`` (sent as the only file of the context) on
+    ``network``, its output into the log; stopped after ``TEMPLATE_BUILD_TIMEOUT``
+    seconds (the engine cancels a build whose client leaves, and removes its step's
+    container)."""
     memory = str(int(settings.SANDBOX_MEMORY_LIMIT))
-    command = ["docker", "build", "--rm", "--force-rm"]
+    command = ["docker", "build", "--rm", "--force-rm", "--network", network]
     command += ["--memory", memory, "--memory-swap", memory, "-t", tag, "-"]
     limit = float(settings.TEMPLATE_BUILD_TIMEOUT)
     try:

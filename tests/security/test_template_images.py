@@ -18,11 +18,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.integration import test_isolation
 from tests.integration.test_template_builds import (
     error,
     make_template,
     marker,
     ok,
+    sse_events,
     start_build,
     wait_build,
 )
@@ -145,3 +147,31 @@ def test_a_build_that_never_ends_is_stopped(owner: httpx.Client, images: set[str
         time.sleep(0.5)
     else:
         raise AssertionError("the stopped build's step still runs")
+
+
+host_listener = test_isolation.host_listener  # the fixture: a service on every host address
+
+PROBE = (
+    'python3 -c "import socket, subprocess, sys; '
+    "gateway = subprocess.run(['ip', '-4', 'route', 'show', 'default'], capture_output=True,"
+    " text=True).stdout.split()[2]; "
+    "s = socket.socket(); s.settimeout(3); "
+    "print('host-' + ('reached' if s.connect_ex((gateway, int(sys.argv[1]))) == 0 else 'blocked'))"
+    '" {port}'
+)
+
+
+def test_a_run_step_cannot_reach_the_host(
+    owner: httpx.Client, images: set[str], host_listener: int
+) -> None:
+    """Build steps are the template owner's code: like a sandbox, they reach nothing
+    on the host (here a service listening on every host address, at the gateway)."""
+    template = make_template(
+        owner, f"FROM sandbox\nRUN : {marker()} && {PROBE.format(port=host_listener)}\n"
+    )
+    state = wait_build(owner, start_build(owner, template, images))
+    assert state["status"] == "succeeded", state
+    log = "".join(
+        d["text"] for n, d in sse_events(owner, f"/builds/{state['id']}/logs") if n == "log"
+    )
+    assert "host-blocked" in log and "host-reached" not in log, log
