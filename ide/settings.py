@@ -198,6 +198,14 @@ SANDBOX_PIDS_LIMIT = env_int("SANDBOX_PIDS_LIMIT", 512, minimum=16)
 SANDBOX_LOG_MAX_SIZE = env_str("SANDBOX_LOG_MAX_SIZE", "10m")
 SANDBOX_LOG_MAX_FILE = env_int("SANDBOX_LOG_MAX_FILE", 2, minimum=1)
 SANDBOX_RUNTIME = env_str("SANDBOX_RUNTIME", "")  # e.g. "runsc" for gVisor
+# How the server reaches each agent: "unix", a socket in SANDBOX_RUN_DIR; "tcp", a
+# port the engine publishes on 127.0.0.1 only (every connection challenged, see
+# container/agent/protocol.py), the transport a sandbox on another host needs.
+SANDBOX_AGENT_TRANSPORT = env_str("SANDBOX_AGENT_TRANSPORT", "unix").strip().lower()
+if SANDBOX_AGENT_TRANSPORT not in {"unix", "tcp"}:
+    raise ImproperlyConfigured(
+        f"Setting SANDBOX_AGENT_TRANSPORT={SANDBOX_AGENT_TRANSPORT!r} must be unix or tcp."
+    )
 SANDBOX_DEFAULT_SLEEP_AFTER = env_int("SANDBOX_DEFAULT_SLEEP_AFTER", 600)
 SANDBOX_START_TIMEOUT = env_float("SANDBOX_START_TIMEOUT", 30.0, minimum=1.0)
 # Buffered (non-streaming) exec responses keep at most this much of each stream.

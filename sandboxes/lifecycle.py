@@ -19,8 +19,9 @@ from django.db import IntegrityError
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from container.agent.protocol import PROTOCOL_VERSION
 from sandboxes.agent.client import AgentClient, AgentUnreachable
-from sandboxes.backends import SandboxSpec, get_backend
+from sandboxes.backends import Backend, SandboxSpec, get_backend
 from sandboxes.egress.policy import Egress, EgressValue, proxy_secret
 from sandboxes.egress.proxy import ensure_listening
 from sandboxes.errors import (
@@ -354,20 +355,10 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
                 # Unpausing takes milliseconds: only a real start shows as "starting".
                 if status != "paused" and sandbox.status != Sandbox.Status.STARTING:
                     await _set_status(sandbox, Sandbox.Status.STARTING, detail)
-                await backend.start(sandbox.backend_state)
-                # a new address after a real start (an unpaused one keeps its own)
-                networked = sandbox.backend_state.get("network") != ""
-                if status != "paused" and networked and not sandbox.egress_detail:
-                    await _apply_egress(sandbox)
-            client = AgentClient(backend.agent_address(sandbox.backend_state))
-            try:
-                await client.wait_ready(settings.SANDBOX_START_TIMEOUT)
-            except AgentUnreachable:
-                logs = await backend.logs(sandbox.backend_state)
-                raise SandboxUnavailable(
-                    f"The sandbox started but its agent did not answer within "
-                    f"{settings.SANDBOX_START_TIMEOUT:g}s. Container log: {logs[-500:]!r}"
-                ) from None
+                await _start(sandbox, backend, egress=status != "paused")
+            client, version = await _ready(sandbox, backend)
+            if status != "running" and version < PROTOCOL_VERSION:
+                client, detail = await _upgrade(sandbox, backend, client, version)
         except SandboxError as exc:
             await _set_status(sandbox, Sandbox.Status.ERROR, exc.message)
             raise
@@ -375,6 +366,62 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
             await _set_status(sandbox, Sandbox.Status.RUNNING, detail)
         await touch(sandbox)
         return client
+
+
+async def _start(sandbox: Sandbox, backend: Backend, *, egress: bool) -> None:
+    """Start (or unpause) the container and keep where its agent now listens."""
+    moved = await backend.start(sandbox.backend_state)
+    if moved:
+        sandbox.backend_state = {**sandbox.backend_state, **moved}
+        await Sandbox.objects.filter(pk=sandbox.pk).aupdate(backend_state=sandbox.backend_state)
+    # a new address after a real start (an unpaused one keeps its own)
+    networked = sandbox.backend_state.get("network") != ""
+    if egress and networked and not sandbox.egress_detail:
+        await _apply_egress(sandbox)
+
+
+async def _ready(sandbox: Sandbox, backend: Backend) -> tuple[AgentClient, int]:
+    """A client of the agent once it answers, and the protocol version it speaks."""
+    client = AgentClient(backend.agent_address(sandbox.backend_state))
+    try:
+        pong = await client.wait_ready(settings.SANDBOX_START_TIMEOUT)
+    except AgentUnreachable:
+        logs = await backend.logs(sandbox.backend_state)
+        raise SandboxUnavailable(
+            f"The sandbox started but its agent did not answer within "
+            f"{settings.SANDBOX_START_TIMEOUT:g}s. Container log: {logs[-500:]!r}"
+        ) from None
+    return client, pong.version
+
+
+def _on_base_image(sandbox: Sandbox) -> bool:
+    """Whether the sandbox runs a build of the sandbox image (not a template's or a
+    snapshot's, which bring the agent they were made with)."""
+    current = image_tag()
+    return not sandbox.image or sandbox.image.partition(":")[0] == current.partition(":")[0]
+
+
+async def _upgrade(
+    sandbox: Sandbox, backend: Backend, client: AgentClient, was: int
+) -> tuple[AgentClient, str]:
+    """At a wake, a sandbox whose agent is older than this server's is made again
+    with the current image on its kept workspace (its programs and anything outside
+    /workspace start afresh, as after any recreation). One on a template's or a
+    snapshot's image keeps its agent, which still works, and says so."""
+    if not _on_base_image(sandbox) or sandbox.image == image_tag():
+        return client, (
+            f"Its agent speaks protocol {was} (this server: {PROTOCOL_VERSION}); it still "
+            "works. Its image brings that agent: rebuild its template or take a new "
+            "snapshot to upgrade it."
+        )
+    log.warning("sandbox %s: agent protocol %s, recreating it on its workspace", sandbox.id, was)
+    await backend.remove_container(sandbox.backend_state)
+    sandbox.image = image_tag()
+    await sandbox.asave(update_fields=["image"])
+    await _provision(sandbox)
+    await _start(sandbox, backend, egress=True)
+    client, version = await _ready(sandbox, backend)
+    return client, (f"Recreated with agent protocol {version} (was {was}) on its kept workspace.")
 
 
 async def _provision(sandbox: Sandbox) -> None:

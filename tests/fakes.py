@@ -38,13 +38,13 @@ class LocalAgentBackend(Backend):
         (root / "workspace").mkdir()
         return {"id": spec.sandbox_id, "root": str(root), "env": spec.env}
 
-    async def start(self, state: BackendState) -> None:
+    async def start(self, state: BackendState) -> BackendState:
         self.calls.append(("start", state["id"]))
         sandbox_id = state["id"]
         if sandbox_id in self.paused:
             os.kill(self.processes[sandbox_id].pid, signal.SIGCONT)
             self.paused.discard(sandbox_id)
-            return
+            return {}
         env = {
             **os.environ,
             **state["env"],
@@ -59,6 +59,7 @@ class LocalAgentBackend(Backend):
             else [sys.executable, "-m", "container.agent", "--socket", self._socket(state)]
         )
         self.processes[sandbox_id] = subprocess.Popen(command, cwd=ROOT, env=env)
+        return {}
 
     async def stop(self, state: BackendState) -> None:
         self.calls.append(("stop", state["id"]))

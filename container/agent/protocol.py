@@ -32,7 +32,13 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-PROTOCOL_VERSION = 2  # 2: every connection opens with Hello/Welcome
+# 2: every connection opens with Hello/Welcome.
+# 3: Welcome says the agent's version; a listener on a network challenges first.
+PROTOCOL_VERSION = 3
+# The oldest agent this server still talks to: a 2 answers a Hello on its unix
+# socket exactly as a 3 does (it predates the network listener). A sandbox whose
+# agent is older than PROTOCOL_VERSION is recreated on its workspace at its next wake.
+OLDEST_COMPATIBLE_VERSION = 2
 
 HEADER = struct.Struct(">BI")
 MAX_FRAME = 4 * 1024 * 1024
@@ -91,6 +97,21 @@ class Message:
 
 
 @dataclass
+class Challenge(Message):
+    """What an agent listening on a network (TCP) sends first, before it reads
+    anything: a fresh nonce of its own, which the client's Hello must prove.
+
+    A Hello seen on the wire is then worth nothing: it proves the key only for a
+    challenge that agent will never issue again. (A unix socket in a directory only
+    root may enter carries no such challenge: nobody can capture its traffic, and it
+    saves the round trip.)"""
+
+    type: ClassVar[str] = "challenge"
+    nonce: str = ""
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass
 class Hello(Message):
     """The first message of every connection (client -> agent), sent together with the
     request: a fresh nonce and the client's proof that it holds this sandbox's key.
@@ -107,10 +128,12 @@ class Hello(Message):
 @dataclass
 class Welcome(Message):
     """The agent's answer to Hello, before anything else: its own proof for the same
-    nonce. The client trusts nothing on the connection until it has checked it."""
+    nonce, and its protocol version (agents of version 2 did not send it). The client
+    trusts nothing on the connection until it has checked the proof."""
 
     type: ClassVar[str] = "welcome"
     proof: str = ""
+    version: int = 2
 
 
 def proof(key: bytes, role: str, nonce: str) -> str:
@@ -119,9 +142,15 @@ def proof(key: bytes, role: str, nonce: str) -> str:
     return hmac.new(key, f"{role}:{nonce}".encode(), hashlib.sha256).hexdigest()
 
 
-def hello(key: bytes) -> Hello:
+def proven_nonce(hello_nonce: str, challenge: str = "") -> str:
+    """What both proofs of one connection cover: the client's nonce, preceded by the
+    agent's challenge on a network listener (both sides' fresh values)."""
+    return f"{challenge}:{hello_nonce}" if challenge else hello_nonce
+
+
+def hello(key: bytes, challenge: str = "") -> Hello:
     nonce = secrets.token_hex(16)
-    return Hello(nonce=nonce, proof=proof(key, "client", nonce))
+    return Hello(nonce=nonce, proof=proof(key, "client", proven_nonce(nonce, challenge)))
 
 
 def valid_proof(key: bytes, role: str, nonce: str, given: object) -> bool:

@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import sys
+from functools import partial
 
 from . import (
     execs,
@@ -29,6 +31,8 @@ from . import (
 from .dispatch import Handlers, on, table
 from .failures import AgentFailure, from_os_error
 from .protocol import (
+    PROTOCOL_VERSION,
+    Challenge,
     Channel,
     Error,
     Hello,
@@ -38,6 +42,7 @@ from .protocol import (
     ProtocolError,
     Welcome,
     proof,
+    proven_nonce,
     valid_proof,
 )
 
@@ -61,19 +66,30 @@ def key_from_environment() -> bytes:
         return b""
 
 
-async def _greet(channel: Channel) -> bool:
-    """Check the client's Hello and have Welcome answered; False (and an Error sent)
-    if the client does not hold this sandbox's key."""
+def tcp_from_environment() -> str:
+    """``HOST:PORT`` of the network listener the server asked for (empty: none), read
+    from SANDBOX_AGENT_TCP so that the image's command stays the same in both modes."""
+    value = os.environ.pop("SANDBOX_AGENT_TCP", "")
+    return value if value.rpartition(":")[2].isdigit() else ""
+
+
+async def _greet(channel: Channel, challenge: str = "") -> bool:
+    """Check the client's Hello (over ``challenge`` too, on a network listener) and
+    have Welcome answered; False (and an Error sent) if the client does not hold this
+    sandbox's key."""
+    if challenge:
+        await channel.send_message(Challenge(nonce=challenge))
     hello = await channel.receive_message()
     if hello is None:
         return False
-    if not isinstance(hello, Hello) or not valid_proof(_key, "client", hello.nonce, hello.proof):
+    nonce = proven_nonce(hello.nonce, challenge) if isinstance(hello, Hello) else ""
+    if not isinstance(hello, Hello) or not valid_proof(_key, "client", nonce, hello.proof):
         await channel.send_message(
             Error(code="unauthorized", message="this agent does not answer that client")
         )
         return False
     # Sent with the first answer (Channel.hold): no write and no wakeup of its own.
-    channel.hold(Welcome(proof=proof(_key, "agent", hello.nonce)))
+    channel.hold(Welcome(proof=proof(_key, "agent", nonce), version=PROTOCOL_VERSION))
     return True
 
 
@@ -96,11 +112,14 @@ HANDLERS: Handlers = table(
 )
 
 
-async def handle_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def handle_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, challenge: bool = False
+) -> None:
+    """One operation; ``challenge`` on the network listener (see ``Challenge``)."""
     quota.watcher.kick()  # a request may start processes that write
     channel = Channel(reader, writer)
     try:
-        if not await _greet(channel):
+        if not await _greet(channel, secrets.token_hex(16) if challenge else ""):
             return
         request = await channel.receive_message()
         if request is None:
@@ -172,16 +191,26 @@ async def serve(socket_path: str, tcp: str = "", user: str = "") -> None:
     servers = [await asyncio.start_unix_server(handle_connection, path=tmp_path, limit=2**20)]
     os.chmod(tmp_path, 0o666)  # noqa: S103 - the directory, shared only with the server, guards it
     os.rename(tmp_path, socket_path)  # appears only once it accepts connections
+    tcp = tcp or tcp_from_environment()
     if tcp:
+        # Bound while still root, like the socket; every connection is challenged.
         host, _, port = tcp.rpartition(":")
-        servers.append(await asyncio.start_server(handle_connection, host or "0.0.0.0", int(port)))
+        servers.append(
+            await asyncio.start_server(
+                partial(handle_connection, challenge=True),
+                host or "0.0.0.0",  # noqa: S104 - the engine publishes it on the host's loopback
+                int(port),
+                limit=2**20,
+            )
+        )
+        tunnel.own_ports.add(int(port))
     if user:
         identity.become_agent(user)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("listening on %s", socket_path)
+    log.info("listening on %s%s", socket_path, f" and {tcp}" if tcp else "")
     watcher = quota.start()
     await stop.wait()
     if watcher is not None:

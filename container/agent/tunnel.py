@@ -31,6 +31,9 @@ _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
 # event loop for a download (the socket buffers bound what is in flight anyway).
 TUNNEL_CHUNK = 256 * 1024
 _PROC_FILES = ("/proc/net/tcp", "/proc/net/tcp6")
+# The agent's own network listener (server.serve): no program of the sandbox's, so
+# never offered as a port to preview.
+own_ports: set[int] = set()
 
 
 def listening_ports(paths: tuple[str, ...] = _PROC_FILES) -> list[int]:
@@ -45,7 +48,7 @@ def listening_ports(paths: tuple[str, ...] = _PROC_FILES) -> list[int]:
                         ports.add(int(fields[1].rpartition(":")[2], 16))
         except OSError:
             continue  # no IPv6 in this sandbox, for instance
-    return sorted(ports)
+    return sorted(ports - own_ports)
 
 
 async def _listening(request: ListeningPorts, channel: Channel) -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from container.agent.protocol import (
+    OLDEST_COMPATIBLE_VERSION,
+    Challenge,
     Channel,
     Error,
     Exit,
@@ -36,6 +38,7 @@ from container.agent.protocol import (
     decode_untrusted,
     encode_message,
     hello,
+    proven_nonce,
     valid_proof,
 )
 from sandboxes.backends.base import AgentAddress
@@ -69,9 +72,21 @@ class ExecEvent:
     pid: int = 0
 
 
+class AgentTooOld(AgentError):
+    """The agent proved who it is but speaks a protocol this server no longer does."""
+
+    code = "agent_outdated"
+    default_message = (
+        "The sandbox's agent is older than this server supports; it is recreated on "
+        "its kept workspace when it next wakes (POST /sleep with tier stop, then any call)."
+    )
+
+
 class AgentClient:
     def __init__(self, address: AgentAddress) -> None:
         self.address = address
+        # The protocol version the agent announced in its last Welcome (0: none yet).
+        self.version = 0
 
     async def connect(self) -> Channel:
         try:
@@ -105,10 +120,14 @@ class AgentClient:
             )
         channel = await self.connect()
         try:
-            greeting = hello(key)
+            # A network listener challenges first (see protocol.Challenge).
+            challenge = await self._challenge(channel) if not self.address.unix_path else ""
+            greeting = hello(key, challenge)
             channel.writer.write(encode_message(greeting) + encode_message(request))
             await channel.writer.drain()
-            await self._check_welcome(channel, key, greeting.nonce)
+            self.version = await self._check_welcome(
+                channel, key, proven_nonce(greeting.nonce, challenge)
+            )
         except (ConnectionError, OSError) as exc:
             await channel.close()
             raise AgentUnreachable() from exc
@@ -118,7 +137,21 @@ class AgentClient:
         return channel
 
     @staticmethod
-    async def _check_welcome(channel: Channel, key: bytes, nonce: str) -> None:
+    async def _challenge(channel: Channel) -> str:
+        """The nonce of the Challenge a network listener sends first. A connection
+        closed before it is a listener not there yet: a port the engine publishes
+        accepts (and closes) connections while the agent behind it is starting."""
+        kind, payload = await AgentClient._first_frame(channel, AgentUnreachable())
+        try:
+            message = decode_untrusted(payload) if kind == Kind.CONTROL else None
+        except ProtocolError:
+            message = None
+        if not isinstance(message, Challenge) or not 16 <= len(message.nonce) <= 128:
+            raise AgentImpostor()
+        return message.nonce
+
+    @staticmethod
+    async def _first_frame(channel: Channel, closed: AgentError | None = None) -> tuple[int, bytes]:
         try:
             frame = await channel.receive()
         except ConnectionResetError as exc:
@@ -129,8 +162,15 @@ class AgentClient:
         except ProtocolError as exc:
             raise AgentProtocolError(f"{exc}.") from exc
         if frame is None:
-            raise AgentError("The sandbox's agent closed the connection (did the sandbox stop?).")
-        kind, payload = frame
+            raise closed or AgentError(
+                "The sandbox's agent closed the connection (did the sandbox stop?)."
+            )
+        return frame
+
+    @staticmethod
+    async def _check_welcome(channel: Channel, key: bytes, nonce: str) -> int:
+        """The agent's protocol version, once its Welcome proved it holds the key."""
+        kind, payload = await AgentClient._first_frame(channel)
         try:
             welcome = decode_message(payload) if kind == Kind.CONTROL else None
         except ProtocolError:
@@ -139,6 +179,10 @@ class AgentClient:
         # become the API's answer (an impostor could answer "unauthorized" or worse).
         if not isinstance(welcome, Welcome) or not valid_proof(key, "agent", nonce, welcome.proof):
             raise AgentImpostor()
+        version = welcome.version if isinstance(welcome.version, int) else 0
+        if version < OLDEST_COMPATIBLE_VERSION:
+            raise AgentTooOld()
+        return version
 
     async def call(self, request: Message) -> Message:
         """A request with exactly one control message in answer."""
@@ -271,6 +315,7 @@ def nested(data: object, cls: type[M], what: str) -> M:
 __all__ = [
     "AgentClient",
     "AgentProtocolError",
+    "AgentTooOld",
     "AgentUnreachable",
     "ExecEvent",
     "SandboxError",

@@ -4,7 +4,7 @@ Modelled on JupyterHub's Spawner: a small set of async operations, and a JSON
 ``state`` the backend returns, the server stores and hands back, so any server
 process (or a restarted one) can act on a sandbox it did not create. A Kubernetes
 backend (a Pod and a PVC per sandbox, agent over the Pod network) fits the same
-interface.
+interface (docs/scaling.md maps every method).
 """
 
 from __future__ import annotations
@@ -72,8 +72,18 @@ class Backend(abc.ABC):
         why in the returned state's ``egress_detail`` (empty otherwise)."""
 
     @abc.abstractmethod
-    async def start(self, state: BackendState) -> None:
-        """Start (or unpause) the container; return once the agent may be dialled."""
+    async def start(self, state: BackendState) -> BackendState:
+        """Start (or unpause) the container; return once the agent may be dialled.
+
+        Returns what changed in the state (merged into it and kept by the server):
+        where the agent listens when a start moves it (a new published port, a new
+        Pod address); empty when nothing did."""
+
+    async def remove_container(self, state: BackendState) -> None:
+        """Remove the container but keep the workspace, for a ``create`` with the
+        same sandbox id to make a new one on it (an agent too old to keep, see
+        ``lifecycle.ensure_running``). Missing parts are fine."""
+        raise SandboxUnavailable("This sandbox backend cannot recreate a sandbox's container.")
 
     @abc.abstractmethod
     async def stop(self, state: BackendState) -> None:

@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 AGENT_DIR_IN_CONTAINER = "/run/sandbox-agent"
 AGENT_SOCKET = "agent.sock"
+# The agent's network listener inside the container (SANDBOX_AGENT_TRANSPORT=tcp);
+# the engine publishes it on a free port of the host's loopback only.
+AGENT_TCP_PORT = 7077
 LABEL = "sandbox-ide"
 RULES_RECHECK = 30.0  # seconds between checks that the bridge's firewall rules are in
 
@@ -84,19 +87,40 @@ def disk_quota(spec: SandboxSpec) -> int:
     return max(0, quota)
 
 
-def agent_environment(spec: SandboxSpec, key: str, inherited: str = "") -> dict[str, str]:
+def agent_environment(
+    spec: SandboxSpec, key: str, inherited: str = "", *, tcp: bool = False
+) -> dict[str, str]:
     """The agent's configuration: only ever from the server. ``TENANT_ENV`` names the
     sandbox's own variables, which the agent replaces by their current values; with
     ``inherited`` (a snapshot image's label: the variables of the sandbox it was taken
-    of, baked into the image) those too, so that the new sandbox's env alone counts."""
+    of, baked into the image) those too, so that the new sandbox's env alone counts.
+    ``TCP`` is always set (empty: no network listener), so that a snapshot image's
+    value never decides it."""
     names = set(spec.env)
     with contextlib.suppress(ValueError, TypeError):
         names.update(str(name) for name in json.loads(inherited or "[]"))
     return {
         "SANDBOX_AGENT_DISK_QUOTA": str(disk_quota(spec)),
         "SANDBOX_AGENT_KEY": key,
+        "SANDBOX_AGENT_TCP": f"0.0.0.0:{AGENT_TCP_PORT}" if tcp else "",
         "SANDBOX_AGENT_TENANT_ENV": json.dumps(sorted(names)),
     }
+
+
+def published_port(attrs: dict[str, Any]) -> int | None:
+    """The host port the engine gave the agent's listener on 127.0.0.1 (it changes
+    with every start), or None while it publishes none (the container is stopped)."""
+    ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    for binding in ports.get(f"{AGENT_TCP_PORT}/tcp") or []:
+        if binding.get("HostIp") == "127.0.0.1" and str(binding.get("HostPort", "")).isdigit():
+            return int(binding["HostPort"])
+    return None
+
+
+def agent_transport(attrs: dict[str, Any]) -> str:
+    """ "tcp" when the container was made to publish its agent's port, else "unix"."""
+    bindings = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    return "tcp" if f"{AGENT_TCP_PORT}/tcp" in bindings else "unix"
 
 
 def agent_dir_binding(path: Path) -> dict[str, Any]:
@@ -204,6 +228,10 @@ class DockerBackend(Backend):
             if spec.snapshot:  # only a new volume: a repeated create keeps what is there
                 self._copy_volume(spec.snapshot["volume"], names["volume"], image.id)
         memory, cpus = resource_limits(spec)
+        network, egress_detail = self.network_for(spec)
+        # A container without a network cannot publish a port: its agent keeps the
+        # socket, which works on this host alone.
+        tcp = settings.SANDBOX_AGENT_TRANSPORT == "tcp" and network is not None
         kwargs: dict[str, Any] = {
             "image": image.id,
             "name": names["container"],
@@ -213,7 +241,9 @@ class DockerBackend(Backend):
             # the API refuses it in a tenant's env (reserved_env). Ours come last.
             "environment": {
                 **spec.env,
-                **agent_environment(spec, key, image.labels.get(f"{LABEL}.tenant-env", "")),
+                **agent_environment(
+                    spec, key, image.labels.get(f"{LABEL}.tenant-env", ""), tcp=tcp
+                ),
             },
             # root only for the agent, which drops to the sandbox user at once and runs
             # every program as that user (see container/agent/identity.py)
@@ -244,11 +274,14 @@ class DockerBackend(Backend):
             *binding.pop("mounts", []),
         ]
         kwargs.update(binding)
-        network, egress_detail = self.network_for(spec)
         if network is None:
             kwargs["network_mode"] = "none"
         else:
             kwargs["network"] = network
+        if tcp:
+            # The host's loopback only: never an address other hosts (or the
+            # sandboxes' bridge) can reach.
+            kwargs["ports"] = {f"{AGENT_TCP_PORT}/tcp": ("127.0.0.1", None)}
         if settings.SANDBOX_RUNTIME:
             kwargs["runtime"] = settings.SANDBOX_RUNTIME
         try:
@@ -266,6 +299,7 @@ class DockerBackend(Backend):
             "volume": names["volume"],
             "agent_dir": str(agent_dir),
             "agent_key": key,
+            "agent_transport": agent_transport(container.attrs),
             "egress_detail": egress_detail,
             "network": network or "",
         }
@@ -367,10 +401,12 @@ class DockerBackend(Backend):
             path.chmod(0o700)
         return path
 
-    async def start(self, state: BackendState) -> None:
-        await self._run(self._start, state)
+    async def start(self, state: BackendState) -> BackendState:
+        return await self._run(self._start, state)
 
-    def _start(self, state: BackendState) -> None:
+    def _start(self, state: BackendState) -> BackendState:
+        """Start or unpause; with the tcp transport, the agent's port as the engine
+        published it this time (a start gives a new one; an unpause keeps it)."""
         container = self._container(state)  # just inspected: no reload() needed
         if container.attrs["State"].get("Paused"):
             container.unpause()
@@ -380,6 +416,24 @@ class DockerBackend(Backend):
             with contextlib.suppress(FileNotFoundError):
                 (Path(state["agent_dir"]) / AGENT_SOCKET).unlink()
             container.start()
+            if state.get("agent_transport") == "tcp":
+                container.reload()
+        if state.get("agent_transport") != "tcp":
+            return {}
+        return {"agent_port": published_port(container.attrs)}
+
+    async def remove_container(self, state: BackendState) -> None:
+        await self._run(self._remove_container, state)
+
+    def _remove_container(self, state: BackendState) -> None:
+        try:
+            self.client.containers.get(state["container"]).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise
+        self._release_egress(state)
 
     def _guard_networks(self, container: Any) -> None:
         """Before a container joins the sandboxes' network again, its firewall rules
@@ -547,10 +601,10 @@ class DockerBackend(Backend):
         }.get(container.status, "error")  # type: ignore[return-value]
 
     def agent_address(self, state: BackendState) -> AgentAddress:
-        return AgentAddress(
-            unix_path=str(Path(state["agent_dir"]) / AGENT_SOCKET),
-            key=bytes.fromhex(state.get("agent_key") or ""),
-        )
+        key = bytes.fromhex(state.get("agent_key") or "")
+        if state.get("agent_transport") == "tcp":
+            return AgentAddress(host="127.0.0.1", port=int(state.get("agent_port") or 0), key=key)
+        return AgentAddress(unix_path=str(Path(state["agent_dir"]) / AGENT_SOCKET), key=key)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -708,6 +762,8 @@ class DockerBackend(Backend):
                         "volume": names["volume"],
                         "agent_dir": str(self.run_dir / sandbox_id),
                         "agent_key": _env_value(container.attrs, "SANDBOX_AGENT_KEY"),
+                        "agent_transport": agent_transport(container.attrs),
+                        "agent_port": published_port(container.attrs),
                     },
                 )
             )

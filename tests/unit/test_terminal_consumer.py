@@ -51,8 +51,8 @@ class LocalAgentBackend(Backend):
     async def create(self, spec: SandboxSpec) -> BackendState:
         return {"local": True}
 
-    async def start(self, state: BackendState) -> None:
-        return None
+    async def start(self, state: BackendState) -> BackendState:
+        return {}
 
     async def stop(self, state: BackendState) -> None:
         return None
