@@ -1,7 +1,9 @@
 """Entry point: ``python3 -m sandbox_agent --socket PATH [--tcp HOST:PORT] [--user NAME]``.
 
 ``--user`` names the sandbox user that an agent started as root drops to (see
-``identity``); its key comes from the server in ``SANDBOX_AGENT_KEY``.
+``identity``); its key comes from the server in ``SANDBOX_AGENT_KEY``. ``--tcp`` (or
+``SANDBOX_AGENT_TCP``, which the server sets so that the image's command stays the
+same) adds a network listener whose every connection is challenged.
 
 Arguments are read by hand: argparse alone costs ~10 ms of every agent start, and
 a stopped sandbox waits for the agent to start when it wakes.

@@ -15,7 +15,10 @@ user (uid 1000), who cannot signal, trace or reconfigure it (container/agent/
 identity.py). Its socket lives in a host directory that only root may enter, so
 nothing a sandbox's code writes decides where the server connects; and each
 connection opens with a proof of the sandbox's own key (``agent_key``, given to
-the agent in ``SANDBOX_AGENT_KEY``), so the server knows who answers.
+the agent in ``SANDBOX_AGENT_KEY``), so the server knows who answers. With
+``SANDBOX_AGENT_TRANSPORT=tcp`` the agent also listens on AGENT_TCP_PORT, which the
+engine publishes on the host's 127.0.0.1 only; every connection there is challenged
+(docs/scaling.md), and the server dials 127.0.0.1, never the container's address.
 """
 
 from __future__ import annotations

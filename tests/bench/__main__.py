@@ -20,6 +20,7 @@ from tests.bench.preview import bench_preview
 from tests.bench.scale import bench_sandboxes, bench_terminals
 from tests.bench.snapshots import bench_snapshots
 from tests.bench.terminal import bench_terminal
+from tests.bench.transport import bench_transport
 from tests.bench.tutorial import bench_tutorial
 from tests.server import LiveServer, running_server
 
@@ -38,6 +39,7 @@ SECTIONS = (
     "classroom",
     "tutorial",
     "builds",
+    "transport",  # its own two servers, one per agent transport
     "hot_paths",  # last: it reads the sections above that ran, measures the rest
 )
 
@@ -76,6 +78,11 @@ def run_section(name: str, server: LiveServer, image: str, done: dict[str, Any])
         return bench_builds(server, image)
     if name == "egress":
         return bench_egress(server)
+    if name == "transport":
+        return bench_transport(
+            int(os.environ.get("BENCH_TRANSPORT_SANDBOXES", "10")),
+            int(os.environ.get("BENCH_TRANSPORT_CONCURRENCY", "16")),
+        )
     if name == "scale":
         return {
             "terminals": bench_terminals(server, int(os.environ.get("BENCH_WEBSOCKETS", "200"))),
