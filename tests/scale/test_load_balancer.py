@@ -56,7 +56,7 @@ from tests.integration.test_terminals import (  # noqa: F401
     test_reattach_replays_output_and_keeps_shell_state,
 )
 from tests.scale.cluster import Cluster, cluster
-from tests.scale.nginx import served_by
+from tests.scale.nginx import nginx, served_by
 from tests.scale.services import postgres, redis_server
 from tests.server import LiveServer
 
@@ -142,6 +142,20 @@ def test_an_exec_through_one_process_and_a_terminal_through_the_other(
         assert names["crossed"]["clients"] == 1
 
 
+def test_a_silent_exec_outlasts_nginx_default_timeouts(
+    api: httpx.Client, shared_sandbox: dict
+) -> None:
+    """nginx gives up on a response silent for 60 s unless told otherwise; an exec may
+    say nothing for as long as its own timeout allows."""
+    response = api.post(
+        f"/sandboxes/{shared_sandbox['id']}/exec",
+        json={"command": "sleep 65; echo still-answered", "timeout": 120},
+        timeout=180,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["stdout"] == "still-answered\n"
+
+
 def _wait_closed(ws: object, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -217,3 +231,18 @@ def test_one_process_lost_at_run_time(two: Cluster, shared_sandbox: dict) -> Non
             assert response.status_code == 200
             answered.add(served_by(response.headers))
             time.sleep(0.2)
+
+
+def test_without_nginx_installed_the_tier_fails_and_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("tests.scale.nginx.NGINX", "/nonexistent/sbin/nginx")
+    with (
+        pytest.raises(pytest.fail.Exception) as failed,
+        nginx(["127.0.0.1:9"], "preview.localhost"),
+    ):
+        pass
+    assert str(failed.value) == (
+        "nginx is not installed (no /usr/sbin/nginx): run .ci/run, which installs the "
+        "Debian package nginx."
+    )
