@@ -35,6 +35,7 @@ from tests.bench.foundation import bench_foundation
 from tests.bench.hotpaths import summarize
 from tests.bench.lifecycle import bench_wake
 from tests.bench.preview import APP_PORT, _start_app, bench_preview
+from tests.bench.profile import OUT, sampled
 from tests.bench.terminal import bench_terminal
 from tests.scale.cluster import PREVIEW_DOMAIN, Cluster, cluster
 from tests.scale.nginx import nginx
@@ -223,9 +224,9 @@ def _throughput(
             name: {"execs": [], "preview": []} for name in fronts
         }
 
-        def measure(name: str, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        def exec_load(name: str, seconds: float) -> dict[str, Any]:
             server, balancer, pids = fronts[name]
-            execs = _load(
+            return _load(
                 server,
                 exec_paths,
                 method="POST",
@@ -237,6 +238,9 @@ def _throughput(
                 containers=containers,
                 stores=stores,
             )
+
+        def measure(name: str, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+            server, balancer, pids = fronts[name]
             preview = _load(
                 server,
                 ["/status/200"] * len(hosts),
@@ -247,7 +251,7 @@ def _throughput(
                 containers=containers,
                 stores=stores,
             )
-            return execs, preview
+            return exec_load(name, seconds), preview
 
         for name in fronts:  # warm up: connections, caches, the apps' first requests
             measure(name, 2.0)
@@ -257,6 +261,10 @@ def _throughput(
                 execs, preview = measure(name, duration)
                 runs[name]["execs"].append(execs)
                 runs[name]["preview"].append(preview)
+        profiles = {
+            name: _profiled_execs(name, len(fronts[name][2]), fronts[name][2][0], exec_load)
+            for name in fronts
+        }
         for sid in ids:
             api.delete(f"/sandboxes/{sid}")
 
@@ -273,7 +281,34 @@ def _throughput(
             "met": bool(ratio and ratio >= 1.6),
             **_ceiling(two, one["rps"]),
         }
+    result["execs_per_s"]["first_process_profile"] = profiles
     return result
+
+
+def _profiled_execs(
+    name: str, processes: int, pid: int, exec_load: Callable[[str, float], dict[str, Any]]
+) -> dict[str, Any]:
+    """One more exec run while py-spy samples the first process (tests/bench/profile.py):
+    where its CPU goes, in ms per exec it served, by layer."""
+    run: dict[str, Any] = {}
+
+    def drive(stop: Any) -> None:
+        run.update(exec_load(name, 8.0))
+
+    OUT.mkdir(exist_ok=True)
+    shares = sampled(pid, f"scale-exec-{name}", drive, 8.0)
+    served_per_s = run["rps"] / processes  # round robin: an even share each
+    server_ms = run["cores"]["per_server"][0] * 1000 / served_per_s
+    return {
+        "rps_under_py_spy": run["rps"],
+        "first_process_cpu_ms_per_exec": round(server_ms, 3),
+        "ms_per_exec_by_layer": {
+            layer: round(server_ms * pct / 100, 3)
+            for layer, pct in shares.items()
+            if layer != "idle_samples_pct"
+        },
+        "idle_samples_pct": shares.get("idle_samples_pct"),
+    }
 
 
 def _ceiling(run: dict[str, Any], one_rps: float) -> dict[str, Any]:
@@ -363,6 +398,8 @@ def table(results: dict[str, Any]) -> str:
     for unit, row in results["throughput"].items():
         if not isinstance(row, dict):
             continue
+        for name, profile in row.get("first_process_profile", {}).items():
+            lines.append(f"    py-spy, first process, {name}: {profile}")
         one, two = row["one_process"], row["two_processes"]
         lines.append(
             f"{unit:36} {one['rps']:10.1f} {two['rps']:12.1f} {row['two_vs_one']:7.3f}  "
