@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +71,11 @@ class Nginx:
         return (self.root / "error.log").read_text(errors="replace")
 
 
-def served_by(response_headers: httpx.Headers | dict[str, str] | object) -> str:
-    """The process (host:port) that answered, from the test-only ``X-Upstream`` header;
-    after nginx moved on from a lost process it names both, the last one answered."""
-    value = response_headers["x-upstream"]  # type: ignore[index]
-    return str(value).split(",")[-1].strip()
+def served_by(headers: Mapping[str, str]) -> str:
+    """The process (host:port) that answered, from the test-only ``X-Upstream`` header
+    (of an HTTP response or a WebSocket handshake); after nginx moved on from a lost
+    process it names both, and the last one answered."""
+    return headers["x-upstream"].split(",")[-1].strip()
 
 
 @contextmanager
