@@ -42,8 +42,17 @@ test: setup lint
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
 
+# `make bench` runs every section; `make bench scale` (or any section names after
+# `bench`) only those: the words after `bench` are sections, not targets of their own.
+ifeq ($(firstword $(MAKECMDGOALS)),bench)
+BENCH_SECTIONS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+ifneq ($(BENCH_SECTIONS),)
+$(eval $(BENCH_SECTIONS):;@:)
+endif
+endif
+
 bench: setup
-	$(PY) -m tests.bench
+	$(PY) -m tests.bench $(BENCH_SECTIONS)
 
 # Format, lint, strict types (pyproject.toml's [tool.mypy] names what is checked) and
 # the generated sync SDK being up to date; `make test` runs it first.

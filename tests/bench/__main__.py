@@ -1,10 +1,12 @@
-"""``python -m tests.bench [SECTION ...]``: every section by default, on one server."""
+"""``python -m tests.bench [SECTION ...]``: every section by default, on one server;
+``scale`` runs on its own processes behind nginx (tests/bench/scale_out.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from tests.bench.hotpaths import bench_hot_paths, table
 from tests.bench.lifecycle import bench_lifecycle
 from tests.bench.preview import bench_preview
 from tests.bench.scale import bench_sandboxes, bench_terminals
+from tests.bench.scale_out import bench_scale_out
+from tests.bench.scale_out import table as scale_table
 from tests.bench.snapshots import bench_snapshots
 from tests.bench.terminal import bench_terminal
 from tests.bench.transport import bench_transport
@@ -35,7 +39,8 @@ SECTIONS = (
     "files",
     "snapshots",
     "egress",
-    "scale",
+    "density",  # many sandboxes and WebSockets on one server process
+    "scale",  # one and two server processes behind nginx
     "classroom",
     "tutorial",
     "builds",
@@ -44,7 +49,12 @@ SECTIONS = (
 )
 
 
-def run_section(name: str, server: LiveServer, image: str, done: dict[str, Any]) -> dict[str, Any]:
+def run_section(
+    name: str, server: LiveServer | None, image: str, done: dict[str, Any]
+) -> dict[str, Any]:
+    if name == "scale":
+        return bench_scale_out(image)
+    assert server is not None
     if name == "hot_paths":
         return bench_hot_paths(server, image, done)
     if name == "foundation":
@@ -83,7 +93,7 @@ def run_section(name: str, server: LiveServer, image: str, done: dict[str, Any])
             int(os.environ.get("BENCH_TRANSPORT_SANDBOXES", "10")),
             int(os.environ.get("BENCH_TRANSPORT_CONCURRENCY", "16")),
         )
-    if name == "scale":
+    if name == "density":
         return {
             "terminals": bench_terminals(server, int(os.environ.get("BENCH_WEBSOCKETS", "200"))),
             "sandboxes": bench_sandboxes(server, int(os.environ.get("BENCH_SANDBOXES", "300"))),
@@ -125,7 +135,11 @@ def main() -> None:
         "WARM_POOL_MAX_TOTAL": "1000",
     }
     results: dict[str, Any] = {}
-    with running_server("sbxbench", settings) as server:
+    with ExitStack() as stack:
+        # the scale section starts processes of its own: no server for it alone
+        server = None
+        if set(sections) - {"scale"}:
+            server = stack.enter_context(running_server("sbxbench", settings))
         for name in sections:
             print(f"running {name} ...", flush=True)
             results[name] = run_section(name, server, image, results)
@@ -136,6 +150,8 @@ def main() -> None:
         print(f"\n{name}")
         if name == "hot_paths":
             print(table(numbers))
+        elif name == "scale":
+            print(scale_table(numbers))
         else:
             show(numbers)
 
