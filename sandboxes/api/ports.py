@@ -13,6 +13,7 @@ from pydantic import Field, StringConstraints
 from sandboxes import lifecycle, ports
 from sandboxes.errors import BadRequest, NotFound
 from sandboxes.policy import may
+from sandboxes.preview.hosts import split_host
 
 from .auth import AuthedRequest
 from .schemas import ErrorOut, PortOut, StrictIn, Visibility
@@ -42,11 +43,11 @@ class PortsOut(Schema):
 
 
 def request_origin(request: AuthedRequest) -> ports.Origin:
-    """Preview URLs use the scheme and port the caller reached this server on."""
-    try:
-        port: int | None = int(request.get_port())
-    except (TypeError, ValueError):
-        port = None
+    """Preview URLs use the scheme the caller reached us by and the port of the Host it
+    asked for (already checked against ALLOWED_HOSTS): behind a proxy that keeps Host,
+    that is the public port, not the one this process listens on, so any number of
+    processes on any ports hand out the same URLs. Preview hosts read it the same way."""
+    _, port = split_host(request.get_host())
     return ports.Origin(request.scheme or "http", port)
 
 

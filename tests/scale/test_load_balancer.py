@@ -39,6 +39,7 @@ from tests.integration.test_preview import (  # noqa: F401
     apps,
     expose,
     test_every_method_with_body_query_and_headers,
+    test_expose_list_unexpose,
     test_sse_chunks_arrive_live,
     test_status_redirect_head_chunked,
     test_unknown_hosts_and_wrong_tokens_are_404,
