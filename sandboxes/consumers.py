@@ -136,6 +136,16 @@ class TerminalConsumer(_SandboxConsumer):
         finally:
             await self.session.close()
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Keystrokes go straight to ``receive``: channels checks the database
+        connections (a hop to the database thread and back) before every message,
+        which was most of a keystroke's time in the server. A keystroke reaches the
+        database only through the session's activity mark, which checks them itself."""
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session is not None:
             await self.session.handle_incoming(text_data, bytes_data)

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.db import aclose_old_connections
 from django.conf import settings
 
 from container.agent.protocol import (
@@ -218,6 +219,9 @@ class TerminalSession:
         now = time.monotonic()
         if now - self._touched >= TOUCH_INTERVAL:
             self._touched = now
+            # What channels does before each message, done here for the keystrokes
+            # (TerminalConsumer.dispatch) and the output: stale connections go first.
+            await aclose_old_connections()
             await lifecycle.touch(self.sandbox)
 
     async def handle_incoming(self, text: str | None = None, data: bytes | None = None) -> None:

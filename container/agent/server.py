@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import secrets
@@ -15,20 +16,8 @@ import signal
 import sys
 from functools import partial
 
-from . import (
-    execs,
-    files,
-    gitops,
-    identity,
-    kernels,
-    processes,
-    quota,
-    sessions,
-    starter,
-    terminals,
-    tunnel,
-)
-from .dispatch import Handlers, on, table
+from . import execs, files, identity, quota, sessions
+from .dispatch import Handler, Handlers, on, table
 from .failures import AgentFailure, from_os_error
 from .protocol import (
     PROTOCOL_VERSION,
@@ -97,19 +86,31 @@ async def _ping(request: Ping, channel: Channel) -> None:
     await channel.send_message(Pong(pid=os.getpid(), uid=os.geteuid()))  # the uid it acts as
 
 
+# Loaded with the agent: what a wake asks for first (a ping, then usually a command),
+# and ``files``, whose import reads the umask by setting it (safe only before any
+# request runs). The others (pyte, git, kernels, ...) cost about a tenth of the
+# agent's start, which a stopped sandbox waits for when it wakes: they are imported
+# when the first request that needs one of them arrives.
 HANDLERS: Handlers = table(
     on(Ping, _ping),
     execs.HANDLERS,
     sessions.HANDLERS,
     files.HANDLERS,
-    processes.HANDLERS,
-    gitops.HANDLERS,
-    terminals.HANDLERS,
-    tunnel.HANDLERS,
-    kernels.HANDLERS,
-    starter.HANDLERS,
     quota.HANDLERS,
 )
+LATER = ["processes", "gitops", "terminals", "tunnel", "kernels", "starter"]
+
+
+def handler_for(message_type: type[Message]) -> Handler | None:
+    """The handler of a request type, importing the modules in ``LATER`` the first
+    time a request is not one of those loaded with the agent."""
+    handler = HANDLERS.get(message_type)
+    if handler is None and LATER:
+        modules = [importlib.import_module(f".{name}", __package__) for name in LATER]
+        HANDLERS.update(table(HANDLERS, *(module.HANDLERS for module in modules)))
+        LATER.clear()
+        handler = HANDLERS.get(message_type)
+    return handler
 
 
 async def handle_connection(
@@ -138,7 +139,7 @@ async def handle_connection(
 
 async def _handle(request: Message, channel: Channel) -> None:
     """Run the request's handler; a failure is the request's answer."""
-    handler = HANDLERS.get(type(request))
+    handler = handler_for(type(request))
     try:
         if handler is None:
             raise AgentFailure("bad_request", f"the agent cannot handle {request.type!r}")

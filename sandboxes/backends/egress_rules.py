@@ -137,29 +137,47 @@ def forget_address(address: str, keep: str = "") -> None:
 def clear(address: str, chain: str) -> None:
     """Back to the bridge-wide rules alone for ``address`` (egress "all"): our rules
     for that address or leading to ``chain`` go, then the chain itself."""
-    _delete(lambda words: f"{address}/32" in words or chain in words)
-    _drop_chain(chain)
+    listing = _listing()
+    _delete(lambda words: f"{address}/32" in words or chain in words, listing)
+    _drop_chain(chain, listing)
 
 
 def release(chain: str) -> None:
     """Remove the sandbox's chain and every rule that leads to it (repeatable)."""
-    _delete(lambda words: chain in words)
-    _drop_chain(chain)
+    listing = _listing()
+    _delete(lambda words: chain in words, listing)
+    _drop_chain(chain, listing)
 
 
-def _delete(match: Callable[[list[str]], bool]) -> None:
-    """Delete our rules (those carrying an SBXE- comment) in the shared chains that
-    ``match`` picks, one listing per chain."""
+def _listing() -> list[str]:
+    """The filter table in one ``iptables -S`` run: every wake and every stop clears
+    or releases a sandbox's rules, and each run of iptables costs milliseconds.
+    A shared chain that is missing fails as listing it on its own would."""
+    lines = _iptables("-w", "-S").splitlines()
     for shared in JUMP_CHAINS:
-        for line in _iptables("-w", "-S", shared).splitlines():
+        if f"-N {shared}" not in lines and not any(
+            line.startswith(f"-P {shared} ") for line in lines
+        ):
+            raise FirewallUnavailable(f"`iptables -w -S {shared}` failed: no such chain")
+    return lines
+
+
+def _delete(match: Callable[[list[str]], bool], listing: list[str] | None = None) -> None:
+    """Delete our rules (those carrying an SBXE- comment) in the shared chains that
+    ``match`` picks, from one listing of the table (``listing``, or a new one)."""
+    lines = _listing() if listing is None else listing
+    for shared in JUMP_CHAINS:
+        for line in lines:
+            if not line.startswith(f"-A {shared} ") or PREFIX not in line:
+                continue
             words = shlex.split(line)
-            if words[:1] == ["-A"] and PREFIX in line and match(words):
+            if match(words):
                 # one gone already (removed by another server process) is fine
                 subprocess.run(["iptables", "-w", "-D", *words[1:]], capture_output=True)
 
 
-def _drop_chain(chain: str) -> None:
-    if subprocess.run(["iptables", "-w", "-S", chain], capture_output=True).returncode == 0:
+def _drop_chain(chain: str, listing: list[str]) -> None:
+    if f"-N {chain}" in listing:
         _iptables("-w", "-F", chain)
         _iptables("-w", "-X", chain)
 

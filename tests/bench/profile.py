@@ -1,4 +1,5 @@
-"""``python -m tests.bench.profile [exec] [preview]``: where a hot path's time goes.
+"""``python -m tests.bench.profile [exec] [preview] [terminal] [wake]``: where a hot
+path's time goes (all four without arguments).
 
 For each path, on a server of its own: the latency a client sees, the server's CPU
 per request (its process's CPU time over the requests), a py-spy sample of the
@@ -12,6 +13,12 @@ operation with the server's share taken away, timed in the same run, alternately
 - preview: the floor is one request over a kept tunnel to the app (the agent's relay
   without Daphne); the preview layer's own 404 for an unknown host shows the cost of
   Daphne alone.
+- terminal: the floor is the same keystrokes on a terminal of the agent's, typed
+  straight from a client process (the agent, the PTY and bash); ``docker exec -it``
+  of the same run is the baseline.
+- wake: the floor is a wake from a separate process with no HTTP and no database
+  (the engine's start of the stopped container, the agent's start until it answers
+  a ping, one exec), each part timed; ``docker start`` of the same run is the baseline.
 """
 
 from __future__ import annotations
@@ -29,7 +36,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from websockets.sync.client import connect
+
 from tests.bench.preview import APP_PORT, LOADGEN, _start_app
+from tests.bench.terminal import (
+    _docker_tty_echo_latencies,
+    _drain,
+    _percentile,
+    _read_until,
+    _ws_echo_latencies,
+)
 from tests.server import LiveServer, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +115,59 @@ async def main():
         await channel.reader.readexactly(length)
         return (time.perf_counter() - started) * 1000
 
-    if mode == "exec":
+    async def terminal_echo():
+        # Keystroke to echo on a terminal of the agent's, straight from here: the
+        # agent, the PTY and bash, with the server's share taken away.
+        from container.agent.protocol import Kind, TerminalAttach
+        from sandboxes.agent.client import receive_message
+        channel = await client.open(TerminalAttach(name="profile-floor"))
+        await receive_message(channel)  # TerminalAttached
+
+        async def drain(quiet):
+            try:
+                while True:
+                    await asyncio.wait_for(channel.receive(), quiet)
+            except asyncio.TimeoutError:
+                pass
+
+        await channel.send_data(Kind.STDIN, b"echo ready\n")
+        await drain(0.3)
+        times = []
+        for i in range(rounds + 20):
+            started = time.perf_counter()
+            await channel.send_data(Kind.STDIN, b"x" if i % 2 == 0 else b"\x7f")
+            while (await channel.receive())[0] != Kind.DATA:
+                pass
+            times.append((time.perf_counter() - started) * 1000)
+            await drain(0.002)
+        await channel.close()
+        return times[20:]
+
+    async def wake():
+        # A wake with the server's share taken away: the engine's start of the
+        # stopped container, the agent's start until it answers, then one exec.
+        backend = get_backend()
+        await backend.stop(sandbox.backend_state)
+        started = time.perf_counter()
+        await backend.start(sandbox.backend_state)
+        engine = time.perf_counter()
+        await client.wait_ready(30)
+        ready = time.perf_counter()
+        await agent_only()
+        done = time.perf_counter()
+        return {"engine_start_ms": (engine - started) * 1000,
+                "agent_start_ms": (ready - engine) * 1000,
+                "first_exec_ms": (done - ready) * 1000,
+                "total_ms": (done - started) * 1000}
+
+    if mode == "wake":
+        print(json.dumps(await wake()))
+    elif mode == "terminal":
+        times = await terminal_echo()
+        times.sort()
+        print(json.dumps({"agent_echo_p50_ms": statistics.median(times),
+                          "agent_echo_p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))]}))
+    elif mode == "exec":
         cases = {"agent_only": agent_only, "service_no_http": service, "thread_hop": thread_hop}
         times = {name: [] for name in cases}
         for i in range(rounds):
@@ -308,6 +376,100 @@ def profile_preview(server: LiveServer, pid: int) -> dict[str, Any]:
     return result
 
 
+def profile_terminal(server: LiveServer, pid: int, samples: int = 300) -> dict[str, Any]:
+    """Keystroke echo through the WebSocket, beside the floor (the same keystrokes on
+    a terminal of the agent's, straight from a client process) and ``docker exec -it``
+    (bash's readline over the container's PTY), all in the same run."""
+    api = server.client("bench")
+    sid = api.post("/sandboxes", json={"name": "profile-term", "keep_alive": True}).json()["id"]
+    token = server.token("bench")
+    url = server.url.replace("http", "ws", 1)
+    with connect(
+        f"{url}/ws/sandboxes/{sid}/terminals/profile?token={token}",
+        max_size=None,
+        compression=None,
+        open_timeout=60,
+    ) as ws:
+        ws.send(b"echo ready-$((1+1))\n")
+        _read_until(ws, b"ready-2")
+        _drain(ws)
+        _ws_echo_latencies(ws, 20)
+        cpu = cpu_seconds(pid)
+        latencies = _ws_echo_latencies(ws, samples)
+        cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / samples
+        floors = floor(server, "terminal", sid, samples)
+        container = f"{server.prefix}-{sid}"
+        tty = _docker_tty_echo_latencies(container, samples)
+
+        def drive(stop: threading.Event) -> None:
+            while not stop.is_set():
+                _ws_echo_latencies(ws, 20)
+
+        result = {
+            "ws_echo_p50_ms": round(statistics.median(latencies), 3),
+            "ws_echo_p99_ms": round(_percentile(latencies, 0.99), 3),
+            "server_cpu_ms_per_keystroke": round(cpu_ms, 3),
+            **{k: round(v, 3) for k, v in floors.items()},
+            "docker_exec_it_echo_p50_ms": round(statistics.median(tty), 3),
+            "docker_exec_it_echo_p99_ms": round(_percentile(tty, 0.99), 3),
+            "profile_layers_pct": sampled(pid, "terminal", drive, 10),
+        }
+    api.delete(f"/sandboxes/{sid}")
+    api.close()
+    return result
+
+
+def profile_wake(server: LiveServer, pid: int, rounds: int = 7) -> dict[str, Any]:
+    """The wake from the stop tier over HTTP (the exec that wakes it), the floor
+    (engine start, agent start and one exec from a separate process, no HTTP and no
+    database), and ``docker start`` of the same stopped container, in turn."""
+    api = server.client("bench")
+    sid = api.post("/sandboxes", json={"name": "profile-wake", "keep_alive": True}).json()["id"]
+    url = f"/sandboxes/{sid}/exec"
+    container = f"{server.prefix}-{sid}"
+
+    def exec_true() -> float:
+        started = time.perf_counter()
+        api.post(url, json={"command": ["true"]}).raise_for_status()
+        return (time.perf_counter() - started) * 1000
+
+    def stop() -> None:
+        api.post(f"/sandboxes/{sid}/sleep", json={"tier": "stop"}).raise_for_status()
+
+    exec_true()
+    http, start, floors = [], [], []
+    for _ in range(rounds):
+        stop()
+        http.append(exec_true())
+        stop()
+        started = time.perf_counter()
+        subprocess.run(["docker", "start", container], check=True, capture_output=True)
+        start.append((time.perf_counter() - started) * 1000)
+        exec_true()
+        floors.append(floor(server, "wake", sid, 1))  # stops the container itself
+        exec_true()
+    api.delete(f"/sandboxes/{sid}")
+    api.close()
+    return {
+        "http_wake_p50_ms": round(statistics.median(http), 1),
+        "docker_start_p50_ms": round(statistics.median(start), 1),
+        **{
+            f"floor_{name}_p50".replace("_ms_p50", "_p50_ms"): round(
+                statistics.median(f[name] for f in floors), 1
+            )
+            for name in floors[0]
+        },
+    }
+
+
+PROFILES = {
+    "exec": profile_exec,
+    "preview": profile_preview,
+    "terminal": profile_terminal,
+    "wake": profile_wake,
+}
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ide.settings")
@@ -318,15 +480,14 @@ def main() -> None:
 
     os.environ["SANDBOX_IMAGE"] = image_tag()
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    paths = sys.argv[1:] or ["exec", "preview"]
+    paths = sys.argv[1:] or list(PROFILES)
     OUT.mkdir(exist_ok=True)
     results: dict[str, Any] = {}
     with running_server("sbxprof", {"LOG_LEVEL": "WARNING"}) as server:
         assert server.process is not None
         for path in paths:
             print(f"profiling {path} ...", flush=True)
-            run = profile_exec if path == "exec" else profile_preview
-            results[path] = run(server, server.process.pid)
+            results[path] = PROFILES[path](server, server.process.pid)
     (OUT / "profile.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 

@@ -178,6 +178,32 @@ async def test_echo_resize_and_exit_code(alice: dict[str, Any]) -> None:
     assert "main" not in agent_terminals.TERMINALS
 
 
+async def test_keystrokes_skip_the_per_message_database_check(
+    alice: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """channels checks the database connections (on its database thread) before every
+    message it dispatches; keystrokes do not wait for that round trip."""
+    import channels.consumer
+
+    checks = []
+    original = channels.consumer.aclose_old_connections
+
+    async def counted() -> None:
+        checks.append(1)
+        await original()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    ws = await connect(alice)
+    await ws.send_to(bytes_data=b"echo ready-$((1+1))\n")
+    await read_until(ws, b"ready-2")
+    before = len(checks)
+    for key in b"echo typed-$((2*3))\n":
+        await ws.send_to(bytes_data=bytes([key]))
+    await read_until(ws, b"typed-6")
+    assert len(checks) == before
+    await ws.disconnect()
+
+
 async def test_reattach_replays_and_keeps_state(alice: dict[str, Any]) -> None:
     ws = await connect(alice, "keep")
     await ws.send_to(bytes_data=b"export GREETING=kept; mkdir -p sub; cd sub; echo mark-one\n")
