@@ -204,6 +204,10 @@ async def serve(socket_path: str, tcp: str = "", user: str = "") -> None:
                 limit=2**20,
             )
         )
+        # Never offered as a preview port. Imported here, not at start: the tunnel
+        # module is one of those loaded on demand (``LATER``), the same module after.
+        from . import tunnel
+
         tunnel.own_ports.add(int(port))
     if user:
         identity.become_agent(user)
