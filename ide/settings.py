@@ -246,7 +246,7 @@ FILES_MAX_UPLOAD = env_bytes("FILES_MAX_UPLOAD", "2g")
 PROCESS_LOG_BUFFER = env_bytes("PROCESS_LOG_BUFFER", "1m")
 
 # ------------------------------------------------------------------ lifecycle
-# The reaper runs inside every server process (several may run; claims are atomic).
+# Every server process runs the reaper loop; one at a time (a lease) runs passes.
 SANDBOX_REAPER = env_bool("SANDBOX_REAPER", True)
 SANDBOX_REAP_INTERVAL = env_float("SANDBOX_REAP_INTERVAL", 10.0, minimum=0.1)
 # A sandbox idle for sleep_after seconds is paused; after this many more, stopped.
