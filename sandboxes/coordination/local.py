@@ -6,9 +6,9 @@ the fallback of the Redis coordinator while Redis does not answer.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 from sandboxes.locks import KeyedLocks
 
@@ -33,6 +33,26 @@ class LocalSlot(Slot):
             del self._counts[self._name]
 
 
+class _Held:
+    """``async with``: the asyncio lock, or False at once if taken and not waiting."""
+
+    __slots__ = ("_lock", "_taken", "_wait")
+
+    def __init__(self, lock: asyncio.Lock, wait: bool) -> None:
+        self._lock, self._wait, self._taken = lock, wait, False
+
+    async def __aenter__(self) -> bool:
+        if not self._wait and self._lock.locked():
+            return False
+        await self._lock.acquire()
+        self._taken = True
+        return True
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._taken:
+            self._lock.release()
+
+
 class LocalCoordinator(Coordinator):
     def __init__(self) -> None:
         self.locks = KeyedLocks()
@@ -41,16 +61,7 @@ class LocalCoordinator(Coordinator):
         self._bumping = threading.Lock()  # bump runs in worker threads
 
     def lock(self, name: str, *, wait: bool = True) -> AbstractAsyncContextManager[bool]:
-        return self._lock(name, wait)
-
-    @asynccontextmanager
-    async def _lock(self, name: str, wait: bool) -> AsyncIterator[bool]:
-        lock = self.locks(name)
-        if not wait and lock.locked():
-            yield False
-            return
-        async with lock:
-            yield True
+        return _Held(self.locks(name), wait)
 
     async def take_slot(self, name: str, limit: int) -> tuple[Slot | None, int]:
         slot, count = self.take_now(name, limit)

@@ -6,11 +6,12 @@ leases are keys a holder renews; generations are counters. Whatever this process
 holds is renewed every ``TTL / 3`` by one keeper task, so a process that dies frees
 all of it within ``TTL``. The scripts run atomically in Redis, on Redis's clock.
 
-Redis lost: every call falls back to this process's own ``LocalCoordinator`` (a
-warning is logged once), nobody holds a lease (so no reaper runs passes), and
-nothing cached is trusted; the database's conditional updates still decide every
-race. Each call tries Redis again after ``RETRY_AFTER`` and the first one that
-succeeds logs that it is back.
+Redis lost: every call falls back to what this process knows (a warning is logged
+once): its own asyncio lock per key, its own places in each counter; nobody holds a
+lease (so no reaper runs passes), and nothing cached is trusted. The database's
+conditional updates still decide every race. Redis is tried again after
+``RETRY_AFTER``; the first call that reaches it puts back first what this process
+took meanwhile (Redis may have restarted empty), and logs that it is back.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from .base import TTL, Coordinator, Slot
@@ -47,10 +49,6 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 UNLOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
 LEASE = """
@@ -77,7 +75,7 @@ COUNT_SLOTS = (
 RENEW_SLOTS = (
     _NOW
     + """
-for i = 2, #ARGV do redis.call('zadd', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
+for i = 2, #ARGV do redis.call('zadd', KEYS[1], now + tonumber(ARGV[1]), ARGV[i]) end
 redis.call('pexpire', KEYS[1], ARGV[1])
 return 1
 """
@@ -92,7 +90,6 @@ class Unavailable(Exception):
 class _Client:
     redis: redis.asyncio.Redis
     unlock: AsyncScript
-    renew: AsyncScript
     lease: AsyncScript
     take_slot: AsyncScript
     count_slots: AsyncScript
@@ -104,12 +101,8 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-async def _renew_lock(key: str, token: str, client: _Client) -> object:
-    return await client.renew(keys=[key], args=[token, _ms(TTL)])
-
-
-async def _renew_slots(key: str, members: list[str], client: _Client) -> object:
-    return await client.renew_slots(keys=[key], args=[_ms(TTL), *members])
+async def _nothing(client: _Client) -> None:
+    return None
 
 
 class RedisSlot(Slot):
@@ -148,13 +141,17 @@ class RedisCoordinator(Coordinator):
         client = self._clients.get(loop)
         if client is None:
             connection = redis.asyncio.Redis.from_url(
-                self.url, socket_connect_timeout=1.0, socket_timeout=TIMEOUT
+                self.url,
+                socket_connect_timeout=1.0,
+                socket_timeout=TIMEOUT,
+                # Once more at once (a connection Redis closed when it restarted), then
+                # fall back: never a request waiting on retries with backoff.
+                retry=Retry(NoBackoff(), 1),
             )
             script = connection.register_script
             client = _Client(
                 connection,
                 unlock=script(UNLOCK),
-                renew=script(RENEW),
                 lease=script(LEASE),
                 take_slot=script(TAKE_SLOT),
                 count_slots=script(COUNT_SLOTS),
@@ -168,8 +165,11 @@ class RedisCoordinator(Coordinator):
         """``call`` on this loop's client; Unavailable if Redis fails (now or lately)."""
         if time.monotonic() < self._down_until:
             raise Unavailable
+        client = self._client()
         try:
-            result = await call(self._client())
+            if self.degraded:
+                await self._hold_all(client)
+            result = await call(client)
         except (TimeoutError, redis.RedisError, OSError) as exc:
             self._went_down(exc)
             raise Unavailable from exc
@@ -189,15 +189,31 @@ class RedisCoordinator(Coordinator):
             )
 
     async def _keep(self, client: _Client) -> None:
-        """Renew what this process holds, every TTL / 3, for as long as it runs."""
+        """Renew what this process holds every TTL / 3 for as long as it runs; while
+        Redis is down, try it again every RETRY_AFTER."""
         while True:
-            await asyncio.sleep(TTL / 3)
+            await asyncio.sleep(RETRY_AFTER if self.degraded else TTL / 3)
             with suppress(Unavailable):
-                for key, token in list(self.held_locks.items()):
-                    await self.run(partial(_renew_lock, key, token))
-                for key, members in list(self.held_slots.items()):
-                    if members:
-                        await self.run(partial(_renew_slots, key, list(members)))
+                if self.degraded:
+                    await self.run(_nothing)  # ``run`` puts back what we hold first
+                else:
+                    await self.run(self._hold_all)
+
+    async def _hold_all(self, client: _Client) -> None:
+        """Extend every lock and place this process holds, and put back those Redis
+        does not have (it restarted empty, or they were taken while it was down).
+        One released meanwhile is deleted again after, so none comes back to life."""
+        for key, token in list(self.held_locks.items()):
+            await client.lease(keys=[key], args=[token, _ms(TTL)])
+            if self.held_locks.get(key) != token:
+                await client.unlock(keys=[key], args=[token])
+        for key, members in list(self.held_slots.items()):
+            held = list(members)
+            if held:
+                await client.renew_slots(keys=[key], args=[_ms(TTL), *held])
+                gone = [m for m in held if m not in self.held_slots.get(key, ())]
+                if gone:
+                    await client.redis.zrem(key, *gone)
 
     # ------------------------------------------------------------------ locks
 
@@ -216,13 +232,13 @@ class RedisCoordinator(Coordinator):
             if held is False:
                 yield False
                 return
-            if held:
-                self.held_locks[key] = token
+            # Also when Redis is down (held is None): it is set there once Redis is back.
+            self.held_locks[key] = token
             try:
                 yield True
             finally:
-                if held:
-                    self.held_locks.pop(key, None)
+                if self.held_locks.get(key) == token:
+                    del self.held_locks[key]
                     with suppress(Unavailable):
                         await self.run(lambda c: c.unlock(keys=[key], args=[token]))
 
@@ -254,10 +270,12 @@ class RedisCoordinator(Coordinator):
                 lambda c: c.take_slot(keys=[key], args=[limit, _ms(TTL), member])
             )
         except Unavailable:
-            # This process's own places (those Redis knows and those taken since) count.
-            here = self._held_here(key)
-            slot, count = self.local.take_now(name, limit - here)
-            return slot, count + here
+            # This process's own places count (and go to Redis once it is back).
+            members = self.held_slots.setdefault(key, set())
+            if len(members) >= limit:
+                return None, len(members)
+            members.add(member)
+            return RedisSlot(self, key, member), len(members)
         taken, count = int(answer[0]), int(answer[1])
         if not taken:
             return None, count
@@ -269,7 +287,7 @@ class RedisCoordinator(Coordinator):
         try:
             return int(await self.run(lambda c: c.count_slots(keys=[key])))
         except Unavailable:
-            return self._held_here(key) + await self.local.count_slots(name)
+            return self._held_here(key)
 
     # ------------------------------------------------------------------ leases
 
