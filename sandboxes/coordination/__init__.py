@@ -20,7 +20,7 @@ from .base import Coordinator, Slot
 from .local import LocalCoordinator
 from .redis import RedisCoordinator
 
-__all__ = ["Coordinator", "Locks", "Slot", "coordinator", "reset"]
+__all__ = ["Coordinator", "Locks", "Slot", "coordinator"]
 
 _current: list[Coordinator] = []
 
@@ -34,11 +34,6 @@ def coordinator() -> Coordinator:
         else:
             _current.append(LocalCoordinator())
     return _current[0]
-
-
-def reset() -> None:
-    """Forget the coordinator (tests that change REDIS_URL)."""
-    _current.clear()
 
 
 class Locks:

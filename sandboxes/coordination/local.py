@@ -20,9 +20,6 @@ class LocalSlot(Slot):
         self._counts, self._name, self._held = counts, name, True
 
     async def release(self) -> None:
-        self.give_back()
-
-    def give_back(self) -> None:
         if not self._held:
             return
         self._held = False
@@ -64,10 +61,6 @@ class LocalCoordinator(Coordinator):
         return _Held(self.locks(name), wait)
 
     async def take_slot(self, name: str, limit: int) -> tuple[Slot | None, int]:
-        slot, count = self.take_now(name, limit)
-        return slot, count
-
-    def take_now(self, name: str, limit: int) -> tuple[LocalSlot | None, int]:
         taken = self.counts.get(name, 0)
         if taken >= limit:
             return None, taken
