@@ -142,7 +142,7 @@ def claim_server() -> str | None:
     several; the sentence saying why not if another one serves it already."""
     if _claims:
         return None
-    if getattr(settings, "REDIS_URL", ""):
+    if getattr(settings, "REDIS_URL", "") or settings.ALLOW_UNCOORDINATED_SERVERS:
         return None
     database = settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":

@@ -392,25 +392,48 @@ def test_the_reaper_runs_under_a_plain_asgi_server(sandbox_image: str, command: 
         assert process.passes()
 
 
+def second_server(server: LiveServer) -> list[str]:
+    """What a second server process on the same settings says, on stderr; it must
+    end at once with exit status 1."""
+    second = subprocess.run(
+        [*SERVE, "-p", str(free_port()), "ide.asgi:application"],
+        env=server.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert second.returncode == 1, second
+    return second.stderr.strip().splitlines()
+
+
 def test_a_second_server_process_on_sqlite_is_refused(sandbox_image: str) -> None:
     with installation("sbxsolo", {}, [SERVE]) as (server, (first,)):
-        second = subprocess.run(
-            [*SERVE, "-p", str(free_port()), "ide.asgi:application"],
-            env=server.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert second.returncode == 1, second
-        assert second.stderr.strip().splitlines() == [
-            f"Setting DATABASE_URL: server process {first.process.pid} already serves the "  # type: ignore[union-attr]
+        assert first.process is not None
+        assert second_server(server) == [
+            f"Setting DATABASE_URL: server process {first.process.pid} already serves the "
             f"SQLite database {server.var_dir / 'db.sqlite3'}, and several server processes "
             "need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL): stop it, or move both "
             "settings."
         ]
         assert first.answers()  # the first one serves on
+        first.stop()
+        first.start()  # and once it is gone, the next one starts
+
+
+def test_a_second_server_process_on_postgres_without_redis_is_refused(
+    sandbox_image: str, database_url: str
+) -> None:
+    # (No reaper: the database is the one the other tests' installation uses.)
+    settings = {"DATABASE_URL": database_url, "SANDBOX_REAPER": "false"}
+    with installation("sbxnoredis", settings, [SERVE]) as (server, (first,)):
+        assert second_server(server) == [
+            "Setting REDIS_URL is required for several server processes: another server "
+            "process already serves the PostgreSQL database 'sandbox_ide' without it. Set "
+            "REDIS_URL to the same Redis in every server process."
+        ]
+        assert first.answers()
 
 
 def test_sleep_and_wake_racing_across_processes_never_leave_a_paused_sandbox_running(

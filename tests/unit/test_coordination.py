@@ -28,9 +28,8 @@ async def test_a_lock_serialises_holders_of_one_key_only() -> None:
 
 async def test_a_lock_tried_without_waiting_says_it_is_taken() -> None:
     coordinator = LocalCoordinator()
-    async with coordinator.lock("k"):
-        async with coordinator.lock("k", wait=False) as taken:
-            assert not taken
+    async with coordinator.lock("k"), coordinator.lock("k", wait=False) as taken:
+        assert not taken
     async with coordinator.lock("k", wait=False) as taken:
         assert taken
     assert not coordinator.locks.held("k")  # nothing is kept once nobody holds it
