@@ -4,6 +4,7 @@ for two server processes; Redis is stopped and started again under them."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ def service() -> Iterator[Redis]:
         yield redis
     finally:
         redis.stop()
+        shutil.rmtree(redis.root, ignore_errors=True)
 
 
 def pair(service: Redis) -> tuple[RedisCoordinator, RedisCoordinator]:
