@@ -86,3 +86,10 @@ async def admit_body(scope):  # type: ignore[no-untyped-def]
 
 
 application = with_flow_control(application, admit_body)
+
+# The reaper and the egress proxy start with the first request (or lifespan start-up)
+# under any ASGI server (ide/background.py). In-process tests use ``app``: no reaper.
+from ide.background import Background  # noqa: E402
+
+app = application
+application = Background(app)

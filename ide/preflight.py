@@ -4,13 +4,20 @@ A bad setting, or a PostgreSQL (``DATABASE_URL``) or Redis (``REDIS_URL``) that 
 let us in, ends the process with one sentence naming the setting and the address it
 tried, and exit status 1: not a driver's traceback from the first request, minutes
 later, or a server that starts and then fails every WebSocket.
+
+A server process also claims its database (``claim_server``): without ``REDIS_URL``
+locks and counters live in the process's memory, so a second server process on the
+same database is refused the same way rather than left to race the first.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -121,4 +128,79 @@ def _redis_problem(url: str) -> str | None:
         return f"Setting REDIS_URL: cannot connect to Redis at {where} ({reason}): {advice}."
     finally:
         client.close()
+    return None
+
+
+# The claim of this server process on its database, held until it exits (the kernel
+# or PostgreSQL lets go when it dies, however it dies).
+_claims: list[object] = []
+ADVISORY_KEY = 0x53_42_58_31  # "SBX1": pg_try_advisory_lock's key for one server
+
+
+def claim_server() -> str | None:
+    """Make this the only server process on its database unless Redis coordinates
+    several; the sentence saying why not if another one serves it already."""
+    if _claims:
+        return None
+    if getattr(settings, "REDIS_URL", "") or settings.ALLOW_UNCOORDINATED_SERVERS:
+        return None
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return _claim_sqlite(Path(str(database["NAME"])))
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        return _claim_postgres(database)
+    return None
+
+
+def claim_server_or_exit() -> None:
+    message = claim_server()
+    if message:
+        print(message, file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _claim_sqlite(path: Path) -> str | None:
+    handle = open(f"{path}.server", "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        other = handle.read().strip() or "another process"
+        handle.close()
+        return (
+            f"Setting DATABASE_URL: server process {other} already serves the SQLite "
+            f"database {path}, and several server processes need PostgreSQL "
+            "(DATABASE_URL) and Redis (REDIS_URL): stop it, or move both settings."
+        )
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _claims.append(handle)
+    return None
+
+
+def _claim_postgres(database: Mapping[str, Any]) -> str | None:
+    import psycopg
+
+    options = {
+        k: v for k, v in (database.get("OPTIONS") or {}).items() if k not in DJANGO_ONLY_OPTIONS
+    }
+    connection = psycopg.connect(
+        dbname=database.get("NAME") or None,
+        user=database.get("USER") or None,
+        password=database.get("PASSWORD") or None,
+        host=database.get("HOST") or None,
+        port=database.get("PORT") or None,
+        autocommit=True,
+        **{"connect_timeout": CONNECT_TIMEOUT, **options},
+    )
+    row = connection.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_KEY]).fetchone()
+    if not row or not row[0]:
+        connection.close()
+        return (
+            "Setting REDIS_URL is required for several server processes: another server "
+            f"process already serves the PostgreSQL database {database.get('NAME')!r} "
+            "without it. Set REDIS_URL to the same Redis in every server process."
+        )
+    _claims.append(connection)
     return None

@@ -246,8 +246,12 @@ FILES_MAX_UPLOAD = env_bytes("FILES_MAX_UPLOAD", "2g")
 PROCESS_LOG_BUFFER = env_bytes("PROCESS_LOG_BUFFER", "1m")
 
 # ------------------------------------------------------------------ lifecycle
-# The reaper runs inside every server process (several may run; claims are atomic).
+# Every server process runs the reaper loop; one at a time (a lease) runs passes.
 SANDBOX_REAPER = env_bool("SANDBOX_REAPER", True)
+# Without REDIS_URL a second server process on the same database is refused; this lets
+# one in anyway (tests that start a second server with other settings beside the
+# first), each process then holding locks and limits for itself only.
+ALLOW_UNCOORDINATED_SERVERS = env_bool("ALLOW_UNCOORDINATED_SERVERS", False)
 SANDBOX_REAP_INTERVAL = env_float("SANDBOX_REAP_INTERVAL", 10.0, minimum=0.1)
 # A sandbox idle for sleep_after seconds is paused; after this many more, stopped.
 SANDBOX_STOP_AFTER = env_int("SANDBOX_STOP_AFTER", 3600)

@@ -35,12 +35,13 @@ from django.contrib.auth import aget_user
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core import signing
 from django.core.handlers.asgi import ASGIRequest
-from django.db.models.signals import post_delete
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja.utils import check_csrf
 
+from sandboxes.coordination import coordinator
 from sandboxes.errors import Forbidden, SandboxError, Unauthorized
 from sandboxes.models import ApiToken, hash_token
 
@@ -131,10 +132,13 @@ def scope_token(scope: Scope) -> str | None:
 
 
 # A verified token is trusted for this long without asking the database again, so a
-# burst of calls costs one lookup. Revoking a token clears it here at once (signal
-# below); other server processes notice within the TTL.
+# burst of calls costs one lookup. Only while nothing was revoked since, in any server
+# process: revoking a token (or changing a user) bumps the shared generation
+# ``tokens`` (``sandboxes.coordination``), and an entry made under an older one is
+# dropped. When the generation cannot be read (Redis lost) nothing is trusted.
 TOKEN_CACHE_TTL = 2.0
-_token_cache: dict[str, tuple[float, AbstractBaseUser]] = {}
+TOKENS = "tokens"
+_token_cache: dict[str, tuple[float, int, AbstractBaseUser]] = {}
 
 
 async def user_for_token(token: str) -> AbstractBaseUser | None:
@@ -142,9 +146,10 @@ async def user_for_token(token: str) -> AbstractBaseUser | None:
     if not token:
         return None
     key_hash = hash_token(token)
+    generation = await coordinator().generation(TOKENS)
     cached = _token_cache.get(key_hash)
-    if cached and cached[0] > time.monotonic():
-        return cached[1]
+    if cached and cached[0] > time.monotonic() and cached[1] == generation:
+        return cached[2]
     try:
         row = await ApiToken.objects.select_related("user").aget(key_hash=key_hash)
     except ApiToken.DoesNotExist:
@@ -156,13 +161,23 @@ async def user_for_token(token: str) -> AbstractBaseUser | None:
         await ApiToken.objects.filter(pk=row.pk).aupdate(last_used_at=now)
     if len(_token_cache) > 10_000:
         _token_cache.clear()
-    _token_cache[key_hash] = (time.monotonic() + TOKEN_CACHE_TTL, row.user)
+    if generation is not None:
+        _token_cache[key_hash] = (time.monotonic() + TOKEN_CACHE_TTL, generation, row.user)
     return row.user
 
 
 @receiver(post_delete, sender=ApiToken)
 def _forget_token(sender: type[ApiToken], instance: ApiToken, **kwargs: Any) -> None:
     _token_cache.pop(instance.key_hash, None)
+    coordinator().bump(TOKENS)
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def _forget_user(sender: type[AbstractBaseUser], instance: AbstractBaseUser, **kwargs: Any) -> None:
+    """A user changed (deactivated, say): their tokens are looked up afresh everywhere."""
+    fields = kwargs.get("update_fields")
+    if not kwargs.get("created") and not (fields and set(fields) <= {"last_login"}):
+        coordinator().bump(TOKENS)
 
 
 async def _token_caller(token: str) -> Caller:

@@ -22,6 +22,7 @@ from container.agent.protocol import CHUNK, Channel, Exec, Kind
 from sandboxes import buffers
 from sandboxes.agent.client import ExecEvent, exec_events
 from sandboxes.agentconn import open_agent
+from sandboxes.coordination import coordinator
 from sandboxes.errors import BadRequest, Conflict, LimitReached, SandboxError
 from sandboxes.lifecycle import ensure_running, program_env, touch
 from sandboxes.models import Sandbox
@@ -102,7 +103,6 @@ class StdinFeed:
                 self._ready.clear()
 
 
-_running_execs: dict[str, int] = {}
 # A first answer slower than this means the container may be paused by another
 # server process's reaper between our status read and our call: wake it (without
 # re-sending anything) and keep waiting on the same connection.
@@ -121,14 +121,13 @@ async def exec_stream(
         raise BadRequest(
             f"timeout may be at most {settings.EXEC_MAX_TIMEOUT:g} seconds.", code="invalid_timeout"
         )
-    running = _running_execs.get(sandbox.id, 0)
-    if running >= settings.SANDBOX_MAX_EXECS:
+    slot, running = await coordinator().take_slot(f"execs:{sandbox.id}", settings.SANDBOX_MAX_EXECS)
+    if slot is None:
         raise LimitReached(
             f"This sandbox already runs {running} commands at once (SANDBOX_MAX_EXECS); "
             "wait for one to finish.",
             code="too_many_execs",
         )
-    _running_execs[sandbox.id] = running + 1
     awake = asyncio.create_task(_keep_awake(sandbox))
     feeding: asyncio.Task[None] | None = None
     try:
@@ -151,9 +150,7 @@ async def exec_stream(
         awake.cancel()
         if feeding is not None:
             feeding.cancel()
-        _running_execs[sandbox.id] -= 1
-        if not _running_execs[sandbox.id]:
-            del _running_execs[sandbox.id]
+        await slot.release()
 
 
 async def _first_event(sandbox: Sandbox, events: AsyncIterator[ExecEvent]) -> ExecEvent:

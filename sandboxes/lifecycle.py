@@ -2,8 +2,9 @@
 
 The only code that changes a sandbox's row and its container. Views, consumers,
 templates and the reaper call these; each is async and uses the ORM's async API.
-A sandbox's state changes are serialised per sandbox within a process
-(``sandbox_lock``) and made safe across processes by conditional updates.
+A sandbox's state changes are serialised per sandbox across all server processes
+(``sandbox_lock``, ``sandboxes.coordination``); conditional updates keep them safe
+while that coordination falls back to one process (Redis lost).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.utils import timezone
 from container.agent.protocol import PROTOCOL_VERSION
 from sandboxes.agent.client import AgentClient, AgentUnreachable
 from sandboxes.backends import Backend, SandboxSpec, get_backend
+from sandboxes.coordination import Locks
 from sandboxes.egress.policy import Egress, EgressValue, proxy_secret
 from sandboxes.egress.proxy import ensure_listening
 from sandboxes.errors import (
@@ -34,7 +36,6 @@ from sandboxes.errors import (
     SandboxUnavailable,
 )
 from sandboxes.images import image_tag
-from sandboxes.locks import KeyedLocks
 from sandboxes.models import Sandbox, Snapshot
 from sandboxes.policy import Action, may
 
@@ -44,8 +45,8 @@ log = logging.getLogger(__name__)
 # every exec into a database write.
 ACTIVITY_RESOLUTION = timedelta(seconds=5)
 
-sandbox_lock = KeyedLocks()
-_quota_lock = KeyedLocks()
+sandbox_lock = Locks("sandbox")
+_quota_lock = Locks("quota")
 
 
 # ----------------------------------------------------------------------- queries
@@ -337,7 +338,8 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
     """Make sure the sandbox's container runs and its agent answers; wake it if needed.
 
     Safe to call from many tasks and processes: the work is idempotent and serialised
-    per sandbox within a process.
+    per sandbox (``sandbox_lock``), so a reaper putting it to sleep in another
+    process never interleaves with this wake.
     """
     backend = get_backend()
     async with sandbox_lock(sandbox.id):

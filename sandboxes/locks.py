@@ -2,7 +2,7 @@
 
 A lock lives while someone holds or waits for it and is dropped after, so keys
 that come and go (sandbox ids) never pile up. Locks across server processes are
-not this module's job: those are database rows (see the reaper and the pool).
+``sandboxes.coordination``'s, which uses these within each process.
 """
 
 from __future__ import annotations

@@ -1,16 +1,22 @@
-"""The idle culler and reconciler that runs inside every server process.
+"""The idle culler and reconciler: every server process runs the loop, one at a time
+runs passes.
 
 Each pass: running sandboxes idle for ``sleep_after`` are paused, paused ones idle
 ``SANDBOX_STOP_AFTER`` longer are stopped, and containers the engine has under our
-labels are reconciled with the database (orphans removed after a grace period).
-Several server processes may run passes at once: every state change is claimed
-with a conditional update in ``lifecycle.sleep_sandbox``, so exactly one wins.
+labels are reconciled with the database (orphans removed after a grace period), then
+the warm pools are topped up. Only the holder of the ``reaper`` lease
+(``sandboxes.coordination``) runs passes; it renews the lease while it works, and if
+it dies the lease ends within ``lease_ttl()`` and another process takes over. Every
+state change is still claimed with a conditional update in
+``lifecycle.sleep_sandbox``, so a pass that lost its lease mid-way cannot clash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +26,7 @@ from django.utils import timezone
 
 from sandboxes import lifecycle
 from sandboxes.backends import get_backend
+from sandboxes.coordination import coordinator
 from sandboxes.errors import SandboxError
 from sandboxes.models import Sandbox
 from sandboxes.templates import pool
@@ -88,12 +95,48 @@ async def remove_orphans() -> int:
     return removed
 
 
+LEASE = "reaper"
+
+
+def lease_ttl() -> float:
+    """How long the reaper lease outlives a holder that stopped renewing it."""
+    return max(5.0, 3 * settings.SANDBOX_REAP_INTERVAL)
+
+
 async def run_forever() -> None:
-    """The reaper loop; survives its own errors (and an engine that is down)."""
+    """The reaper loop; survives its own errors (and an engine that is down). Runs a
+    pass only while this process holds the lease."""
     while True:
         try:
-            await reap_once()
-            await pool.maintain()
+            if await coordinator().claim_lease(LEASE, lease_ttl()):
+                await _pass_under_lease()
         except Exception:
             log.exception("reaper pass failed")
         await asyncio.sleep(settings.SANDBOX_REAP_INTERVAL)
+
+
+async def _pass() -> None:
+    log.info("reaper pass (process %d)", os.getpid())
+    await reap_once()
+    await pool.maintain()
+
+
+async def _pass_under_lease() -> None:
+    """One pass, renewing the lease as it goes; a pass whose lease is lost (Redis
+    gone, or this process too slow to renew) is stopped."""
+    ttl = lease_ttl()
+    work = asyncio.ensure_future(_pass())
+    try:
+        while True:
+            done, _ = await asyncio.wait([work], timeout=ttl / 3)
+            if done:
+                work.result()
+                return
+            if not await coordinator().claim_lease(LEASE, ttl):
+                log.warning("reaper: the lease was lost mid-pass; stopping the pass")
+                return
+    finally:
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work

@@ -24,15 +24,19 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
 from django.core import signing
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from sandboxes import callers, policy, ports, wsauth
+from sandboxes.coordination import coordinator
 from sandboxes.models import ExposedPort
 
 from .hosts import Target, ide_origin, parse_preview_host, split_host
@@ -46,8 +50,24 @@ TICKET_MAX_AGE = 60
 # A "yes" from ``may_open`` for a non-owner is reused for this many seconds (a page
 # load's requests then cost one query); a withdrawn right stops within it. The key
 # holds the level, so a port shared more narrowly is asked again at once.
+# Anything deleted (a share, a course, a port) or a user changed, in any server
+# process, bumps the shared generation ``ACCESS`` and every "yes" is asked again.
 RIGHTS_RECHECK_SECONDS = 5.0
-_rights: dict[tuple[int, str, str], float] = {}
+ACCESS = "preview-access"
+_rights: dict[tuple[int, str, str], tuple[float, int]] = {}
+
+
+@receiver(post_delete)
+def _forget_rights(sender: type, **kwargs: Any) -> None:
+    coordinator().bump(ACCESS)
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def _forget_user_rights(sender: type, **kwargs: Any) -> None:
+    fields = kwargs.get("update_fields")
+    if not kwargs.get("created") and not (fields and set(fields) <= {"last_login"}):
+        coordinator().bump(ACCESS)
+
 
 Level = ports.Visibility
 
@@ -166,14 +186,17 @@ async def _may_open_cached(user_id: int, exposed: ExposedPort, level: str) -> bo
         return True
     key = (user_id, exposed.sandbox_id, level)
     now = time.monotonic()
-    if _rights.get(key, 0.0) > now:
+    generation = await coordinator().generation(ACCESS)
+    until, seen = _rights.get(key, (0.0, -1))
+    if until > now and seen == generation:
         return True
     if not await may_open(user_id, exposed, level):
         _rights.pop(key, None)
         return False
     if len(_rights) >= 10_000:
         _rights.clear()
-    _rights[key] = now + RIGHTS_RECHECK_SECONDS
+    if generation is not None:
+        _rights[key] = (now + RIGHTS_RECHECK_SECONDS, generation)
     return True
 
 

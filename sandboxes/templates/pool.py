@@ -31,9 +31,9 @@ from django.contrib.auth.models import User
 from django.db.models import Sum
 
 from sandboxes import lifecycle
+from sandboxes.coordination import Locks, Slot, coordinator
 from sandboxes.errors import LimitReached, SandboxError
 from sandboxes.images import image_tag
-from sandboxes.locks import KeyedLocks
 from sandboxes.models import PoolEntry, Sandbox, Template
 
 from .launch import create_sandbox_from_template
@@ -49,13 +49,16 @@ REFILL_DELAY = 5.0
 MAX_WARM_POOL = 50
 
 _pool_user: dict[str, User] = {}
-_locks = KeyedLocks()
+# One filler per template among all server processes: another process asked to fill
+# while one does leaves it to that one (the pool is filled once, not once per process).
+_locks = Locks("pool")
 _refills: dict[str, asyncio.TimerHandle] = {}
 _tasks: set[asyncio.Task[Any]] = set()
-# Builds this process has counted against the caps but not yet entered in the pool,
-# by template owner; changed only under ``_caps_lock``.
-_building: dict[int, int] = {}
-_caps_lock = asyncio.Lock()
+# Builds counted against the caps but not yet entered in the pool, in every process:
+# places in the counters ``building`` and ``building:<owner>``, taken under
+# ``_caps_lock`` (and freed by themselves if their process dies).
+_caps_lock = Locks("pool-caps")
+BUILDING = "building"
 
 
 async def pool_user() -> User:
@@ -161,8 +164,11 @@ async def _in_demand(template: Template) -> bool:
 async def fill(template: Template) -> int:
     """Build sandboxes until the pool holds ``warm_pool`` current ones, within the
     owner's and the server's caps; returns how many were built. Stale entries (older
-    starter or image) and entries beyond what may be kept are removed first."""
-    async with _locks(template.id):
+    starter or image) and entries beyond what may be kept are removed first.
+    Returns 0 at once while another task or process fills this template."""
+    async with _locks.attempt(template.id) as ours:
+        if not ours:
+            return 0
         await template.arefresh_from_db()
         wanted = template.warm_pool if await _in_demand(template) else 0
         if template.dockerfile.strip() and not template.built_image:
@@ -177,11 +183,12 @@ async def fill(template: Template) -> int:
             await _drain(template)
             return 0
         have = await PoolEntry.objects.filter(template=template).acount()
-        async with _caps_lock:
+        reserved: list[Slot] = []
+        async with _caps_lock("all"):
             room = await _room(template.owner_id)
             missing = min(wanted - have, room)
             if missing > 0:
-                _reserve(template.owner_id, missing)
+                reserved = await _reserve(template.owner_id, missing)
         if missing < 0:  # warm_pool or a cap was lowered: give back what is over
             await _trim(template, -missing)
             return 0
@@ -193,7 +200,8 @@ async def fill(template: Template) -> int:
                 *(_build(template, gate) for _ in range(missing)), return_exceptions=True
             )
         finally:
-            _reserve(template.owner_id, -missing)
+            for slot in reserved:
+                await slot.release()
         for result in results:
             if isinstance(result, BaseException):
                 log.error("warm pool: building for template %s", template.id, exc_info=result)
@@ -205,27 +213,33 @@ def caps() -> tuple[int, int]:
     return settings.WARM_POOL_MAX_PER_USER, settings.WARM_POOL_MAX_TOTAL
 
 
-def _reserve(owner_id: int, count: int) -> None:
-    _building[owner_id] = _building.get(owner_id, 0) + count
-    if _building[owner_id] <= 0:
-        del _building[owner_id]
+async def _reserve(owner_id: int, count: int) -> list[Slot]:
+    """Count ``count`` builds against the caps until their slots are released."""
+    slots = []
+    for name in (BUILDING, f"{BUILDING}:{owner_id}"):
+        for _ in range(count):
+            slot, _taken = await coordinator().take_slot(name, 1 << 30)
+            if slot is not None:
+                slots.append(slot)
+    return slots
 
 
 async def _room(owner_id: int) -> int:
     """How many more sandboxes may be pooled for this owner now (negative: over a
-    cap), counting the builds this process has under way."""
+    cap), counting the builds under way in every process."""
     per_user, total = caps()
     mine = await PoolEntry.objects.filter(template__owner_id=owner_id).acount()
     everyone = await PoolEntry.objects.acount()
+    building = coordinator()
     return min(
-        per_user - mine - _building.get(owner_id, 0),
-        total - everyone - sum(_building.values()),
+        per_user - mine - await building.count_slots(f"{BUILDING}:{owner_id}"),
+        total - everyone - await building.count_slots(BUILDING),
     )
 
 
 async def _over(template: Template) -> bool:
-    """Whether the pool now holds more than may be kept: another server process may
-    have filled at the same time (each process counts only its own builds)."""
+    """Whether the pool now holds more than may be kept: a safety net for counts
+    that went wrong (coordination within one process only while Redis was lost)."""
     per_user, total = caps()
     return (
         await PoolEntry.objects.filter(template=template).acount() > template.warm_pool
@@ -340,5 +354,4 @@ async def maintain() -> None:
         pool__isnull=False
     )
     async for template_id in templates.distinct().values_list("pk", flat=True):
-        if not _locks.held(template_id):
-            request_fill(template_id)
+        request_fill(template_id)  # a no-op where a fill runs already (``fill``)

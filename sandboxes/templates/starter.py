@@ -43,9 +43,9 @@ from django.conf import settings
 from container.agent.protocol import StarterInstall, StarterResult, StarterUpdate
 from sandboxes import files
 from sandboxes.agentconn import call_agent
+from sandboxes.coordination import Locks
 from sandboxes.errors import AgentError, BadRequest, PayloadTooLarge, SandboxError
 from sandboxes.execs import ExecRequest, Text, exec_stream, text_events
-from sandboxes.locks import KeyedLocks
 from sandboxes.models import Sandbox, Template
 from sandboxes.progress import Report, Step, ignore
 from sandboxes.templates import MAX_UPLOAD_BYTES
@@ -61,7 +61,7 @@ _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?
 _SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\s]+):(?P<path>.*)$")
 _TRANSPORT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
 
-_lock = KeyedLocks()
+_lock = Locks("starter")
 
 
 def starters_dir() -> Path:

@@ -342,7 +342,7 @@ def test_an_upload_over_the_limit_says_why(ide: Ide, server: LiveServer) -> None
     small = LiveServer(
         url=f"http://127.0.0.1:{port}",
         port=port,
-        env={**server.env, "FILES_MAX_UPLOAD": "1m"},
+        env={**server.env, "FILES_MAX_UPLOAD": "1m", "ALLOW_UNCOORDINATED_SERVERS": "1"},
         var_dir=server.var_dir,
         prefix=server.prefix,
         tokens=server.tokens,

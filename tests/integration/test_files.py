@@ -386,7 +386,7 @@ def test_twenty_megabyte_round_trip(api: httpx.Client, shared_sandbox: dict, wor
 
 
 def test_upload_too_large_is_413(server: LiveServer, shared_sandbox: dict) -> None:
-    env = {**server.env, "FILES_MAX_UPLOAD": "1m"}
+    env = {**server.env, "FILES_MAX_UPLOAD": "1m", "ALLOW_UNCOORDINATED_SERVERS": "1"}
     port = free_port()
     # the same database, engine and prefix as the main server: the same sandbox
     small = LiveServer(

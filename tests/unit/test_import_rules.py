@@ -33,8 +33,7 @@ LOCAL_IMPORTS_ALLOWED = {
     ("sandboxes/images.py", "sandboxes.backends.docker"),  # the docker SDK behind it
     # Django is set up only once Daphne has loaded the application.
     ("ide/server.py", "django.conf"),
-    ("ide/server.py", "sandboxes.reaper"),
-    ("ide/server.py", "sandboxes.egress.proxy"),
+    ("ide/server.py", "ide.background"),
     # a service's driver, loaded only when its URL names that service
     ("ide/preflight.py", "psycopg"),
     ("ide/preflight.py", "redis"),

@@ -121,9 +121,9 @@ async def alice(agent: str) -> dict[str, Any]:
 
 
 def communicator(path: str, headers: list[tuple[bytes, bytes]] | None = None) -> Any:
-    from ide.asgi import application
+    from ide.asgi import app
 
-    return WebsocketCommunicator(application, path, headers=headers or [])
+    return WebsocketCommunicator(app, path, headers=headers or [])
 
 
 async def connect(alice: dict[str, Any], name: str = "main", query: str = "") -> Any:
