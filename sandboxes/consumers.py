@@ -46,6 +46,10 @@ def close_code(exc: SandboxError) -> int:
 
 
 class _SandboxConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels: untyped
+    # No channel-layer subscription: nothing is ever sent to these sockets from other
+    # processes (a terminal's state lives in the agent), so a WebSocket neither polls
+    # Redis for the whole of its life nor dies when Redis is away.
+    channel_layer_alias = "none"
     sandbox: Sandbox | None = None
     relay: asyncio.Task[None] | None = None
     watchdog: asyncio.Task[None] | None = None

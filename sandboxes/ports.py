@@ -28,6 +28,7 @@ from django.utils import timezone
 from container.agent.protocol import ListeningPorts, PortList
 from sandboxes import agentconn
 from sandboxes.agent.client import expect
+from sandboxes.coordination import coordinator
 from sandboxes.errors import AgentError, AgentProtocolError, BadRequest, NotFound
 from sandboxes.models import ExposedPort, Sandbox, new_preview_token, new_share_code
 
@@ -274,32 +275,36 @@ async def find_exposed(sandbox_id: str, port: int) -> ExposedPort | None:
 
 # What the preview proxy looked up lately, for RECENT_SECONDS: a page load's dozens of
 # requests then cost one query, not one each (a query per request cut small-response
-# throughput to a quarter). A change made in this process forgets the entry at once;
-# another server process sees it within RECENT_SECONDS, so a revoke or a narrower
-# level holds within a second everywhere. Expiry is judged at each use from the row.
+# throughput to a quarter). An entry is trusted only under the shared generation it
+# was made with (``sandboxes.coordination``): expose, share or unexpose in any server
+# process bumps it, so a revoke holds in every process at once. Expiry is judged at
+# each use from the row.
 RECENT_SECONDS: Final = 0.5
-_recent: dict[tuple[str, int], tuple[float, ExposedPort]] = {}
+EXPOSURES: Final = "preview-exposures"
+_recent: dict[tuple[str, int], tuple[float, int, ExposedPort]] = {}
 _RECENT_MAX = 10_000
 
 
 async def find_exposed_recent(sandbox_id: str, port: int) -> ExposedPort | None:
     key = (sandbox_id, port)
     now = time.monotonic()
+    generation = await coordinator().generation(EXPOSURES)
     hit = _recent.get(key)
-    if hit is not None and hit[0] > now:
-        return hit[1]
+    if hit is not None and hit[0] > now and hit[1] == generation:
+        return hit[2]
     row = await find_exposed(sandbox_id, port)
-    if row is None:
+    if row is None or generation is None:
         _recent.pop(key, None)
     else:
         if len(_recent) >= _RECENT_MAX:
             _recent.clear()
-        _recent[key] = (now + RECENT_SECONDS, row)
+        _recent[key] = (now + RECENT_SECONDS, generation, row)
     return row
 
 
 def forget(sandbox_id: str, port: int) -> None:
     _recent.pop((sandbox_id, port), None)
+    coordinator().bump(EXPOSURES)
 
 
 async def find_shared(code: str) -> ExposedPort | None:

@@ -27,8 +27,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from websockets.sync.client import connect
 
 from tests.integration.test_classroom import make_template
+from tests.integration.test_terminals import Screen
 from tests.integration.test_viewer_previews import login, set_password
 from tests.scale.services import postgres
 from tests.server import ROOT, LiveServer, _remove_prefixed, free_port, make_server
@@ -562,6 +564,12 @@ def test_redis_stopped_and_restarted_mid_run(
                 assert out.status_code == 200 and out.json()["stdout"] == "up\n", out.text
             read = on_b.get(f"/sandboxes/{sid}/files/content", params={"path": "kept.txt"})
             assert read.content == b"before\n"
+            # Terminals too: WebSockets do not go through the channel layer.
+            for process in (a, b):
+                terminal = f"ws://127.0.0.1:{process.port}/ws/sandboxes/{sid}/terminals/outage"
+                with connect(f"{terminal}?token={token}", open_timeout=60) as ws:
+                    ws.send(b"echo typed-$((6*7))\n")
+                    Screen(ws).until(b"typed-42")
             # Each process still holds the exec cap on its own.
             with ThreadPoolExecutor(MAX_EXECS) as pool:
                 slow = {"command": "sleep 3"}

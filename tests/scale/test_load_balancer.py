@@ -38,6 +38,8 @@ from tests.integration.test_preview import (  # noqa: F401
     HTTP_PORT,
     apps,
     expose,
+    exposed,
+    preview,
     test_every_method_with_body_query_and_headers,
     test_expose_list_unexpose,
     test_sse_chunks_arrive_live,
@@ -90,15 +92,6 @@ def shared_sandbox(api: httpx.Client) -> dict[str, object]:
     return dict(response.json())
 
 
-@pytest.fixture(scope="module")
-def exposed(api: httpx.Client, apps: dict) -> dict:  # noqa: F811 - the imported fixture
-    """The preview app exposed once for the module. The suite's own fixture exposes it
-    again before each test, and a process other than the one that did sees the new
-    exposure only after its short lookup cache expires (``RECENT_SECONDS``,
-    sandboxes/ports.py): with no sticky sessions the next request may land there."""
-    return expose(api, apps, HTTP_PORT, name="web")
-
-
 def _exec_on(api: httpx.Client, sid: str, command: str, wanted: str) -> httpx.Response:
     """An exec that the process at ``wanted`` answered: nginx takes turns, so one of a
     few tries lands there."""
@@ -141,6 +134,28 @@ def test_an_exec_through_one_process_and_a_terminal_through_the_other(
                 break
         names = {t["name"]: t for t in listed.json()["terminals"]}
         assert names["crossed"]["clients"] == 1
+
+
+def test_a_preview_revoked_through_one_process_is_gone_through_the_other_at_once(
+    two: Cluster,
+    apps: dict,  # noqa: F811 - the imported fixture
+) -> None:
+    """Each process remembers the previews it looked up lately; a change made through
+    another process must reach that memory at once, not when it expires."""
+    first, second = two.processes
+    with first.client("alice") as through_first:
+        url = expose(through_first, apps, HTTP_PORT, name="crossed")["url"]
+        with preview(second, url) as seen_by_second:
+            for _ in range(3):  # looked up, then served from the second's memory
+                assert seen_by_second.get("/echo").status_code == 200
+            gone = through_first.delete(f"/sandboxes/{apps['id']}/ports/{HTTP_PORT}")
+            assert gone.status_code == 204, gone.text
+            assert seen_by_second.get("/echo").status_code == 404
+        again = expose(through_first, apps, HTTP_PORT, name="crossed")["url"]
+        with preview(second, again) as new_link:
+            assert new_link.get("/echo").status_code == 200
+        with preview(second, url) as old_link:
+            assert old_link.get("/echo").status_code == 404
 
 
 def test_a_silent_exec_outlasts_nginx_default_timeouts(

@@ -1,5 +1,6 @@
-"""The product on PostgreSQL (``DATABASE_URL``) and the Redis channel layer
-(``REDIS_URL``): a live server on real ones, used as a user would, end to end."""
+"""The product on PostgreSQL (``DATABASE_URL``) and Redis (``REDIS_URL``: the
+channel layer and what server processes share): a live server on real ones, used
+as a user would, end to end."""
 
 from __future__ import annotations
 
@@ -55,13 +56,16 @@ def test_a_sandbox_lives_its_whole_life_on_postgres_and_redis(
         )
         assert put.status_code in (200, 201), put.text
 
-        # A terminal's WebSocket: its consumer joins the channel layer, here Redis.
-        before = _layer_commands(redis_url)
         with open_terminal(shared, {"id": sid}, "main") as ws:
             screen = Screen(ws)
             ws.send(b"cat notes.txt; echo done-$((1 + 1))\n")
             screen.until(b"kept\r\ndone-2")
-        assert _layer_commands(redis_url) > before
+
+        # A command takes its place under SANDBOX_MAX_EXECS in Redis, shared by every
+        # server process (sandboxes/coordination/).
+        before = _redis_commands(redis_url)
+        assert api.post(f"/sandboxes/{sid}/exec", json={"command": "true"}).status_code == 200
+        assert _redis_commands(redis_url) > before
 
         slept = api.post(f"/sandboxes/{sid}/sleep", json={"tier": "stop"}).json()
         assert slept["status"] == "sleeping" and slept["sleep_tier"] == "stopped"
@@ -120,7 +124,7 @@ def _sessions(url: str) -> int:
     return int(row[0])
 
 
-def _layer_commands(url: str) -> int:
+def _redis_commands(url: str) -> int:
     """Commands Redis has run so far for others than this checker (its own INFO, the
     handshake and ping of a connection do not count)."""
     client = redis.Redis.from_url(url)
