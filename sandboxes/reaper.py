@@ -116,7 +116,7 @@ async def run_forever() -> None:
 
 
 async def _pass() -> None:
-    log.info("reaper pass (process %d)", os.getpid())
+    log.debug("reaper pass (process %d)", os.getpid())  # every interval: not for the console
     await reap_once()
     await pool.maintain()
 

@@ -234,7 +234,7 @@ def pair(
         "SANDBOX_REAP_INTERVAL": "0.5",  # the reaper lease lasts 5 s
         "WARM_POOL_MAX_PER_USER": str(WARM_POOL),
         "CLASSROOM_WARM_POOL": "0",
-        "LOG_LEVEL": "INFO",
+        "LOG_LEVEL": "DEBUG",  # each reaper pass, with its pid, is logged at DEBUG
     }
     with installation("sbxpair", settings, [SERVE, SERVE]) as both:
         yield both
@@ -386,7 +386,7 @@ def test_one_reaper_at_a_time_and_the_lease_moves_when_its_holder_dies(
 
 @pytest.mark.parametrize("command", [PLAIN_DAPHNE, UVICORN], ids=["daphne", "uvicorn"])
 def test_the_reaper_runs_under_a_plain_asgi_server(sandbox_image: str, command: list[str]) -> None:
-    settings = {"SANDBOX_REAP_INTERVAL": "0.3", "LOG_LEVEL": "INFO"}
+    settings = {"SANDBOX_REAP_INTERVAL": "0.3", "LOG_LEVEL": "DEBUG"}
     with installation("sbxasgi", settings, [command]) as (server, (process,)):
         with process.api(server.token("plain")) as api:
             sid = sandbox(api, "idle", sleep_after=1)
