@@ -329,6 +329,11 @@ async def sleep_sandbox(
             backend = get_backend()
             if tier == "pause":
                 await backend.pause(sandbox.backend_state)
+                # The row decides: a wake that wrote running after our claim gets
+                # its container back (see ``_resume_if_paused``).
+                row = await Sandbox.objects.filter(pk=sandbox.pk).values("status").afirst()
+                if row is not None and row["status"] == Sandbox.Status.RUNNING:
+                    await _resume_if_paused(sandbox, backend)
             else:
                 await backend.stop(sandbox.backend_state)
     return True
@@ -366,8 +371,25 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
             raise
         if sandbox.status != Sandbox.Status.RUNNING or sandbox.status_detail != detail:
             await _set_status(sandbox, Sandbox.Status.RUNNING, detail)
+            await _resume_if_paused(sandbox, backend)
         await touch(sandbox)
         return client
+
+
+async def _resume_if_paused(sandbox: Sandbox, backend: Backend) -> None:
+    """Unpause a container whose row says running.
+
+    The per-sandbox lock orders sleep and wake across processes; this keeps the
+    engine with the database even where the lock could not (a process that lost
+    Redis for a moment holds only its own): a pause that lands after a wake wrote
+    running is undone by whichever side looks last, the sleeper after its pause or
+    the waker after its write.
+    """
+    try:
+        if await backend.status(sandbox.backend_state) == "paused":
+            await backend.start(sandbox.backend_state)
+    except SandboxError as exc:
+        log.warning("sandbox %s: could not resume after a crossed sleep: %s", sandbox.id, exc)
 
 
 async def _start(sandbox: Sandbox, backend: Backend, *, egress: bool) -> None:
