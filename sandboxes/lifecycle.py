@@ -370,7 +370,7 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
             await _set_status(sandbox, Sandbox.Status.ERROR, exc.message)
             raise
         if sandbox.status != Sandbox.Status.RUNNING or sandbox.status_detail != detail:
-            await _set_status(sandbox, Sandbox.Status.RUNNING, detail)
+            await _set_status(sandbox, Sandbox.Status.RUNNING, detail, active=True)
             await _resume_if_paused(sandbox, backend)
         await touch(sandbox)
         return client
@@ -469,13 +469,18 @@ async def _provision(sandbox: Sandbox) -> None:
     await sandbox.asave(update_fields=["backend_state", "egress_detail"])
 
 
-async def _set_status(sandbox: Sandbox, status: str, detail: str = "") -> None:
+async def _set_status(
+    sandbox: Sandbox, status: str, detail: str = "", *, active: bool = False
+) -> None:
+    """``active``: also record activity in the same write, so that nobody reads a
+    woken sandbox as running with the idle time it had while asleep."""
     sandbox.status = status
     sandbox.status_detail = detail
     sandbox.sleep_tier = ""
-    await Sandbox.objects.filter(pk=sandbox.pk).aupdate(
-        status=status, status_detail=detail, sleep_tier=""
-    )
+    fields: dict[str, Any] = {"status": status, "status_detail": detail, "sleep_tier": ""}
+    if active:
+        sandbox.last_active_at = fields["last_active_at"] = timezone.now()
+    await Sandbox.objects.filter(pk=sandbox.pk).aupdate(**fields)
 
 
 async def touch(sandbox: Sandbox) -> None:
