@@ -36,15 +36,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from websockets.sync.client import connect
-
 from tests.bench.preview import APP_PORT, LOADGEN, _start_app
 from tests.bench.terminal import (
     _docker_tty_echo_latencies,
-    _drain,
     _percentile,
-    _read_until,
     _ws_echo_latencies,
+    ready_terminal,
 )
 from tests.server import LiveServer, running_server
 
@@ -383,17 +380,7 @@ def profile_terminal(server: LiveServer, pid: int, samples: int = 300) -> dict[s
     api = server.client("bench")
     sid = api.post("/sandboxes", json={"name": "profile-term", "keep_alive": True}).json()["id"]
     token = server.token("bench")
-    url = server.url.replace("http", "ws", 1)
-    with connect(
-        f"{url}/ws/sandboxes/{sid}/terminals/profile?token={token}",
-        max_size=None,
-        compression=None,
-        open_timeout=60,
-    ) as ws:
-        ws.send(b"echo ready-$((1+1))\n")
-        _read_until(ws, b"ready-2")
-        _drain(ws)
-        _ws_echo_latencies(ws, 20)
+    with ready_terminal(server.url, sid, "profile", token) as ws:
         cpu = cpu_seconds(pid)
         latencies = _ws_echo_latencies(ws, samples)
         cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / samples

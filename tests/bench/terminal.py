@@ -12,6 +12,8 @@ import secrets
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -83,6 +85,25 @@ def _docker_echo_latencies(container: str, samples: int) -> list[float]:
     finally:
         proc.stdin.close()
         proc.wait(10)
+
+
+@contextmanager
+def ready_terminal(
+    server_url: str, sandbox_id: str, name: str, token: str
+) -> Iterator[ClientConnection]:
+    """A terminal WebSocket whose shell has answered, drained, its echo warmed up."""
+    url = server_url.replace("http", "ws", 1)
+    with connect(
+        f"{url}/ws/sandboxes/{sandbox_id}/terminals/{name}?token={token}",
+        max_size=None,
+        compression=None,
+        open_timeout=60,
+    ) as ws:
+        ws.send(b"echo ready-$((1+1))\n")
+        _read_until(ws, b"ready-2")
+        _drain(ws)
+        _ws_echo_latencies(ws, 20)
+        yield ws
 
 
 def _docker_tty_echo_latencies(container: str, samples: int) -> list[float]:
@@ -197,19 +218,9 @@ def bench_terminal(
         text=True,
         check=True,
     ).stdout.split()[0]
-    url = server_url.replace("http", "ws", 1)
     name = "bench-" + secrets.token_hex(3)
     results: dict[str, Any] = {}
-    with connect(
-        f"{url}/ws/sandboxes/{sandbox_id}/terminals/{name}?token={token}",
-        max_size=None,
-        compression=None,
-        open_timeout=60,
-    ) as ws:
-        ws.send(b"echo ready-$((1+1))\n")
-        _read_until(ws, b"ready-2")
-        _drain(ws)
-        _ws_echo_latencies(ws, 20)  # warm up
+    with ready_terminal(server_url, sandbox_id, name, token) as ws:
         latencies = _ws_echo_latencies(ws, samples)
         results["ws_echo_p50_ms"] = statistics.median(latencies)
         results["ws_echo_p99_ms"] = _percentile(latencies, 0.99)

@@ -76,6 +76,18 @@ class Redis:
             self.process.terminate()
             self.process.wait(10)
 
+    @classmethod
+    @contextmanager
+    def running(cls) -> Iterator[Redis]:
+        """A started redis-server, stopped and its folder removed at the end."""
+        service = cls()
+        service.start()
+        try:
+            yield service
+        finally:
+            service.stop()
+            shutil.rmtree(service.root, ignore_errors=True)
+
     def lease_holder(self) -> int | None:
         """The pid of the process holding the reaper lease, read from Redis."""
         with _Ping(self.port) as ping:
@@ -213,13 +225,8 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def redis_service() -> Iterator[Redis]:
-    service = Redis()
-    service.start()
-    try:
+    with Redis.running() as service:
         yield service
-    finally:
-        service.stop()
-        shutil.rmtree(service.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

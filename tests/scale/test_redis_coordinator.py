@@ -4,7 +4,6 @@ for two server processes; Redis is stopped and started again under them."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import Iterator
 
@@ -17,13 +16,8 @@ from tests.scale.test_cross_process import Redis
 
 @pytest.fixture
 def service() -> Iterator[Redis]:
-    redis = Redis()
-    redis.start()
-    try:
+    with Redis.running() as redis:
         yield redis
-    finally:
-        redis.stop()
-        shutil.rmtree(redis.root, ignore_errors=True)
 
 
 def pair(service: Redis) -> tuple[RedisCoordinator, RedisCoordinator]:
