@@ -21,6 +21,7 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from container.agent.protocol import PROTOCOL_VERSION
+from sandboxes import rows
 from sandboxes.agent.client import AgentClient, AgentUnreachable
 from sandboxes.backends import Backend, SandboxSpec, get_backend
 from sandboxes.coordination import Locks
@@ -82,8 +83,11 @@ async def get_sandbox(
     """
     if access is not None:
         action = _ACCESS_ACTIONS[access]
-    queryset = _sandboxes() if with_ports else Sandbox.objects
-    sandbox = await queryset.filter(pk=sandbox_id).afirst()
+    sandbox: Sandbox | None
+    if with_ports:
+        sandbox = await _sandboxes().filter(pk=sandbox_id).afirst()
+    else:
+        sandbox = await rows.find(sandbox_id)
     if sandbox is not None:
         if await may(user, action, sandbox):
             return sandbox
@@ -492,3 +496,4 @@ async def touch(sandbox: Sandbox) -> None:
     if now - sandbox.last_active_at >= resolution:
         sandbox.last_active_at = now
         await Sandbox.objects.filter(pk=sandbox.pk).aupdate(last_active_at=now)
+        rows.note_activity(sandbox.pk, now)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
+from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.dispatch import Signal
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,38}$"
@@ -20,6 +22,20 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,38}$"
 
 def new_sandbox_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+
+
+# Sent after a bulk ``update`` of sandbox rows with the fields it wrote
+# (``fields``, ``using``): saves and deletes have Django's own signals, bulk updates
+# none, and the cache of sandbox lookups (``sandboxes.rows``) must hear of all three.
+sandboxes_updated = Signal()
+
+
+class SandboxQuerySet(models.QuerySet["Sandbox"]):
+    def update(self, **kwargs: Any) -> int:
+        count = super().update(**kwargs)
+        if count:
+            sandboxes_updated.send(sender=Sandbox, fields=frozenset(kwargs), using=self.db)
+        return count
 
 
 class Sandbox(models.Model):
@@ -58,6 +74,8 @@ class Sandbox(models.Model):
     source_snapshot = models.CharField(max_length=12, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     last_active_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SandboxQuerySet.as_manager()
 
     class Meta:
         constraints = [
