@@ -11,19 +11,40 @@ A request body is admitted before any of it is read (``admit``): a caller withou
 valid credentials hears 401, a body declared larger than its route takes hears
 413, from the headers alone. Under Daphne ide/daphne_internals.py asks ``admit`` while
 the socket is paused; under another server ``ApiHandler`` asks it itself.
+
+No thread hop unless the database is used (``ApiHandler.handle``). Django's handler
+hops to a worker thread twice per request whatever the view does: once for the
+``request_started`` receivers, once to close the response. Both exist to look after
+database connections (``reset_queries``, ``close_old_connections``), and those live
+on asgiref's one database thread, where the API's async ORM calls run. So the API
+does that thread's hygiene itself, after the response is sent and only if a query ran
+there since the last time (``DatabaseUse``): an exec whose caller and sandbox come
+from memory (``sandboxes.callers``, ``sandboxes.rows``) never leaves the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
+from django.db import close_old_connections, reset_queries
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
+from django.http import HttpResponseBase
+from django.urls import set_script_prefix
 
 from sandboxes import callers
 from sandboxes.templates import MAX_UPLOAD_BYTES
@@ -112,6 +133,54 @@ async def _send_refusal(send: Any, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class DatabaseUse:
+    """Counts statements run on any database connection, so a request can tell whether
+    connections need looking after (``ApiHandler``)."""
+
+    statements = 0
+    looked_after = 0
+
+    @classmethod
+    def count(cls, execute: Callable[..., Any], *args: Any) -> Any:
+        cls.statements += 1
+        return execute(*args)
+
+    @classmethod
+    def due(cls) -> bool:
+        """Whether a statement ran since the last hygiene; claims it if so."""
+        if cls.statements == cls.looked_after:
+            return False
+        cls.looked_after = cls.statements
+        return True
+
+
+@receiver(connection_created)
+def _count_statements(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    if DatabaseUse.count not in connection.execute_wrappers:
+        connection.execute_wrappers.append(DatabaseUse.count)
+
+
+def _database_hygiene() -> None:
+    """What Django's request signals do for the calling thread's connections."""
+    reset_queries()
+    close_old_connections()
+
+
+async def _finish(response: HttpResponseBase | None) -> None:
+    """Close the response, or say the request finished without one, then look after
+    the database thread's connections there if a query ran."""
+    if response is None:
+        signals.request_finished.send(sender=ApiHandler)
+    elif response.streaming:
+        await sync_to_async(response.close)()  # closes its iterator, which may block
+    else:
+        # Closes the request's uploaded files and sends request_finished, whose
+        # receivers act on this thread's database connections: there are none.
+        response.close()
+    if DatabaseUse.due():
+        await sync_to_async(_database_hygiene)()
+
+
 class ApiHandler(ASGIHandler):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # A server that did not admit the body (not Daphne): admit it here, before
@@ -129,6 +198,54 @@ class ApiHandler(ASGIHandler):
         # hence a fresh database connection, per request. API views only use the async
         # ORM, so they share asgiref's one long-lived sync thread and its connection.
         await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        """Django's ``ASGIHandler.handle``, with the database's hygiene done by
+        ``_finish`` (see the module's docstring) instead of in two thread hops."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        # Sent here, not from a worker thread: Django's receivers act on the calling
+        # thread's database connections, and this one has none (see ``_finish``).
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(cast(HttpResponseBase, error_response), send)
+            await _finish(error_response)
+            return
+
+        async def process_request() -> HttpResponseBase:
+            response: HttpResponseBase = await self.run_get_response(request)
+            with contextlib.suppress(asyncio.CancelledError):  # the client left
+                await self.send_response(response, send)
+            return response
+
+        # The client leaving cancels the view (a long exec, a stream).
+        listening = asyncio.create_task(self.listen_for_disconnect(receive))
+        processing = asyncio.create_task(process_request())
+        await asyncio.wait([listening, processing], return_when=asyncio.FIRST_COMPLETED)
+        for task in (listening, processing):
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response: HttpResponseBase | None = processing.result()
+        except (asyncio.CancelledError, RequestAborted):
+            response = None
+        await _finish(response)
+        body_file.close()
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware: list[Any] = []
