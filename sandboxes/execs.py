@@ -11,6 +11,7 @@ import asyncio
 import codecs
 import collections
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ class StdinFeed:
                 self._ready.clear()
 
 
+log = logging.getLogger(__name__)
+
 # A first answer slower than this means the container may be paused by another
 # server process's reaper between our status read and our call: wake it (without
 # re-sending anything) and keep waiting on the same connection.
@@ -128,7 +131,7 @@ async def exec_stream(
             "wait for one to finish.",
             code="too_many_execs",
         )
-    awake = asyncio.create_task(_keep_awake(sandbox))
+    awake = _KeepAwake(sandbox)
     feeding: asyncio.Task[None] | None = None
     try:
         channel = await open_agent(sandbox, request.to_message(program_env(sandbox)))
@@ -147,26 +150,59 @@ async def exec_stream(
         finally:
             await events.aclose()
     finally:
-        awake.cancel()
+        awake.stop()
         if feeding is not None:
             feeding.cancel()
         await slot.release()
 
 
 async def _first_event(sandbox: Sandbox, events: AsyncIterator[ExecEvent]) -> ExecEvent:
-    first = asyncio.ensure_future(anext(events))
-    done, _ = await asyncio.wait([first], timeout=NUDGE_AFTER)
-    if not done:
-        with contextlib.suppress(SandboxError):
-            await ensure_running(sandbox)
-    return await first
+    # A timer, not a task racing a timeout: almost every first answer comes long
+    # before NUDGE_AFTER, and this runs on every exec.
+    loop = asyncio.get_running_loop()
+    nudged: list[asyncio.Task[None]] = []
+    timer = loop.call_later(NUDGE_AFTER, lambda: nudged.append(loop.create_task(_nudge(sandbox))))
+    try:
+        return await anext(events)
+    finally:
+        timer.cancel()
+        if nudged:
+            await asyncio.shield(nudged[0])  # a wake under way ends before the answer is used
 
 
-async def _keep_awake(sandbox: Sandbox) -> None:
-    period = max(0.25, min(30.0, sandbox.sleep_after / 4 if sandbox.sleep_after else 30.0))
-    while True:
-        await asyncio.sleep(period)
-        await touch(sandbox)
+async def _nudge(sandbox: Sandbox) -> None:
+    with contextlib.suppress(SandboxError):
+        await ensure_running(sandbox)
+
+
+class _KeepAwake:
+    """Marks the sandbox active every ``period`` while its command runs, from a timer:
+    most commands end before the first mark is due."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.period = max(0.25, min(30.0, sandbox.sleep_after / 4 if sandbox.sleep_after else 30.0))
+        self.loop = asyncio.get_running_loop()
+        self.marking: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = self.loop.call_later(self.period, self._due)
+
+    def _due(self) -> None:
+        self.marking = self.loop.create_task(self._mark())
+
+    async def _mark(self) -> None:
+        try:
+            await touch(self.sandbox)
+        except Exception:  # the next mark tries again; the command goes on
+            log.exception("sandbox %s: could not record activity", self.sandbox.id)
+        if self.timer is not None:
+            self.timer = self.loop.call_later(self.period, self._due)
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.marking is not None:
+            self.marking.cancel()
 
 
 @dataclass
