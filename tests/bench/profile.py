@@ -9,10 +9,13 @@ operation with the server's share taken away, timed in the same run, alternately
 
 - exec: the floor is the agent round trip alone (``AgentClient`` straight to the
   agent, no HTTP, no database); between them, the service call (``exec_collect``:
-  activity, limits, output budgets) without HTTP.
+  activity, limits, output budgets) without HTTP. For 20 execs at once, the floor
+  is 20 such round trips at once.
 - preview: the floor is one request over a kept tunnel to the app (the agent's relay
   without Daphne); the preview layer's own 404 for an unknown host shows the cost of
-  Daphne alone.
+  Daphne alone. For a 200 MB body: the same download over a tunnel read by a client
+  process (no Daphne), and Daphne sending 200 MB from memory (no agent), beside the
+  download inside the sandbox.
 - terminal: the floor is the same keystrokes on a terminal of the agent's, typed
   straight from a client process (the agent, the PTY and bash); ``docker exec -it``
   of the same run is the baseline.
@@ -23,12 +26,15 @@ operation with the server's share taken away, timed in the same run, alternately
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -36,7 +42,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.bench.preview import APP_PORT, LOADGEN, _start_app
+from tests.bench.foundation import api_concurrent_p50
+from tests.bench.preview import APP_PORT, LOADGEN, _exec, _start_app
 from tests.bench.terminal import (
     _docker_tty_echo_latencies,
     _percentile,
@@ -172,12 +179,40 @@ async def main():
                 started = time.perf_counter()
                 await call()
                 times[name].append((time.perf_counter() - started) * 1000)
-        print(json.dumps({name: statistics.median(t[5:]) for name, t in times.items()}))
+        floors = {name: statistics.median(t[5:]) for name, t in times.items()}
+        # 20 at once with the server's share taken away: the agent starting 20 shells
+        # together is the floor of the "20 execs at once" row.
+        async def timed():
+            started = time.perf_counter()
+            await agent_only()
+            return (time.perf_counter() - started) * 1000
+
+        together = []
+        for _ in range(10):
+            together += await asyncio.gather(*[timed() for _ in range(20)])
+        floors["agent_only_20_at_once"] = statistics.median(together)
+        print(json.dumps(floors))
     else:
         channel = await open_tunnel(sandbox, int(sys.argv[4]))
         times = [await tunnel_requests(channel) for _ in range(rounds)]
         await channel.close()
-        print(json.dumps({"tunnel_request_p50_ms": statistics.median(times[5:])}))
+        # 200 MB over a tunnel, read here: the large body without the server's share
+        big = 200 * 2**20
+        rates = []
+        for _ in range(3):
+            channel = await open_tunnel(sandbox, int(sys.argv[4]))
+            started = time.perf_counter()
+            channel.writer.write(f"GET /download?size={big} HTTP/1.1\r\n"
+                                 f"Host: localhost\r\nConnection: close\r\n\r\n".encode())
+            await channel.writer.drain()
+            received = 0
+            while chunk := await channel.reader.read(1 << 20):
+                received += len(chunk)
+            rates.append(big / 1e6 / (time.perf_counter() - started))
+            await channel.close()
+            assert received > big, received
+        print(json.dumps({"tunnel_request_p50_ms": statistics.median(times[5:]),
+                          "tunnel_200mb_mb_s": statistics.median(rates)}))
 
 asyncio.run(main())
 """
@@ -280,6 +315,7 @@ def profile_exec(server: LiveServer, pid: int, rounds: int = 300) -> dict[str, A
     cpu = cpu_seconds(pid)
     api_get = statistics.median(get() for _ in range(rounds))
     get_cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / rounds
+    at_once = asyncio.run(api_concurrent_p50(server, url, clients=20, rounds=10))
     floors = floor(server, "exec", sid, rounds)
 
     def drive(stop: threading.Event) -> None:
@@ -291,6 +327,7 @@ def profile_exec(server: LiveServer, pid: int, rounds: int = 300) -> dict[str, A
         "server_cpu_ms_per_exec": round(cpu_ms, 3),
         "http_get_sandbox_p50_ms": round(api_get, 3),
         "server_cpu_ms_per_get_sandbox": round(get_cpu_ms, 3),
+        "http_exec_20_at_once_p50_ms": round(at_once, 3),
         **{f"{k}_p50_ms": round(v, 3) for k, v in floors.items()},
         "profile_layers_pct": sampled(pid, "exec", drive, 10),
     }
@@ -358,19 +395,93 @@ def profile_preview(server: LiveServer, pid: int) -> dict[str, Any]:
         while not stop.is_set():
             download()
 
+    def direct() -> float:
+        """MB/s of the same download inside the sandbox, by curl, no preview."""
+        command = f"curl -s -o /dev/null http://127.0.0.1:{APP_PORT}/download?size={big}"
+        started = time.perf_counter()
+        _exec(api, sid, command)
+        return big / 1e6 / (time.perf_counter() - started)
+
     result = {
         "one_client_p50_ms": one_client["p50_ms"],
         "four_clients": loaded,
         "server_cpu_ms_per_request": round(cpu_ms, 3),
         "unknown_host_404_p50_ms": unknown["p50_ms"],
         "tunnel_only_p50_ms": round(tunnel["tunnel_request_p50_ms"], 3),
+        "tunnel_only_200mb_mb_s": round(tunnel["tunnel_200mb_mb_s"], 1),
         "profile_layers_pct": sampled(pid, "preview", drive, 10),
         "download_200mb_by_curl_mb_s": round(statistics.median(download() for _ in range(3)), 1),
+        "direct_200mb_mb_s": round(statistics.median(direct() for _ in range(3)), 1),
+        "daphne_alone_200mb_mb_s": round(_daphne_alone(big), 1),
         "download_profile_layers_pct": sampled(pid, "preview-download", downloads, 8),
     }
     api.delete(f"/sandboxes/{sid}")
     api.close()
     return result
+
+
+# An ASGI application answering every request with ``size`` bytes from memory, in
+# the preview relay's 1 MB chunks: what Daphne alone (with our backpressure) sends.
+_BODY_APP = """
+CHUNK = b"x" * (1024 * 1024)
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    size = int(scope["query_string"].decode().partition("=")[2])
+    headers = [(b"content-length", str(size).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    while True:
+        body = CHUNK[: min(size, len(CHUNK))]
+        size -= len(body)
+        await send({"type": "http.response.body", "body": body, "more_body": size > 0})
+        if size <= 0:
+            return
+"""
+
+
+def _daphne_alone(size: int) -> float:
+    """MB/s of a ``size``-byte download from Daphne with nothing behind it (median of
+    3, read by curl): the large-body floor of a preview served by Daphne."""
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "body_app.py").write_text(_BODY_APP)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        serve = "from ide.daphne_internals import command_line; command_line()"
+        env = {**os.environ, "PYTHONPATH": f"{folder}:{ROOT}"}
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                serve,
+                "-v",
+                "0",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "body_app:app",
+            ],
+            cwd=folder,
+            env=env,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/?size={size}"
+            ready = f"http://127.0.0.1:{port}/?size=0"
+            for _ in range(100):
+                if subprocess.run(["curl", "-sf", "-o", "/dev/null", ready]).returncode == 0:
+                    break
+                time.sleep(0.1)
+            rates = []
+            for _ in range(3):
+                started = time.perf_counter()
+                subprocess.run(["curl", "-sf", "-o", "/dev/null", url], check=True)
+                rates.append(size / 1e6 / (time.perf_counter() - started))
+            return statistics.median(rates)
+        finally:
+            server.terminate()
+            server.wait(10)
 
 
 def profile_terminal(server: LiveServer, pid: int, samples: int = 300) -> dict[str, Any]:
