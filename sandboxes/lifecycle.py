@@ -99,6 +99,15 @@ async def get_sandbox(
     raise NotFound(f"No sandbox with id {sandbox_id!r}.", code="not_found")
 
 
+async def _refresh(sandbox: Sandbox) -> None:
+    """Read the row again under the sandbox's lock; deleted meanwhile (by another
+    request or process), it is reported as missing, like any unknown sandbox."""
+    try:
+        await sandbox.arefresh_from_db()
+    except Sandbox.DoesNotExist:
+        raise NotFound(f"No sandbox with id {sandbox.id!r}.", code="not_found") from None
+
+
 # ----------------------------------------------------------------------- lifecycle
 
 
@@ -221,7 +230,7 @@ async def change_egress(sandbox: Sandbox, egress: Egress) -> None:
     (``apply_egress`` fails closed) and its next start applies the new setting.
     """
     async with sandbox_lock(sandbox.id):
-        await sandbox.arefresh_from_db()
+        await _refresh(sandbox)
         offline = sandbox.backend_state.get("network") == "" or bool(sandbox.egress_detail)
         if offline and egress.mode != "none":
             raise Conflict(
@@ -313,7 +322,7 @@ async def sleep_sandbox(
     may reap at once and exactly one wins. Returns whether it went to sleep.
     """
     async with sandbox_lock(sandbox.id):
-        await sandbox.arefresh_from_db()
+        await _refresh(sandbox)
         if idle_since is not None and sandbox.last_active_at != idle_since:
             return False
         if tier == "pause" and sandbox.sleep_tier == "stopped":
@@ -352,7 +361,7 @@ async def ensure_running(sandbox: Sandbox) -> AgentClient:
     """
     backend = get_backend()
     async with sandbox_lock(sandbox.id):
-        await sandbox.arefresh_from_db()
+        await _refresh(sandbox)
         try:
             if not sandbox.backend_state:
                 await _provision(sandbox)

@@ -527,6 +527,26 @@ def test_a_token_revoked_through_one_process_is_refused_by_the_other_at_once(
         assert refused.json()["error"]["code"] == "invalid_token"
 
 
+def test_a_sandbox_deleted_through_one_process_is_gone_through_the_other_at_once(
+    pair: tuple[LiveServer, list[Process]],
+) -> None:
+    """Each process keeps the sandbox rows it read (sandboxes/rows.py): a deletion
+    anywhere must end them everywhere, not a TTL later."""
+    server, (a, b) = pair
+    token = server.token("deleter")
+    with a.api(token) as on_a, b.api(token) as on_b:
+        sid = sandbox(on_a, "doomed", keep_alive=True)
+        changed = on_a.patch(f"/sandboxes/{sid}", json={"sleep_after": 900})
+        assert changed.status_code == 200, changed.text
+        for api in (on_b, on_a):  # both processes now hold the row
+            ran = api.post(f"/sandboxes/{sid}/exec", json={"command": "true"})
+            assert ran.status_code == 200, ran.text
+        assert on_a.delete(f"/sandboxes/{sid}").status_code == 204
+        gone = on_b.post(f"/sandboxes/{sid}/exec", json={"command": "true"})
+        assert gone.status_code == 404, gone.text
+        assert gone.json()["error"]["code"] == "not_found"
+
+
 def test_a_session_logged_out_through_one_process_is_refused_by_the_other_at_once(
     pair: tuple[LiveServer, list[Process]],
 ) -> None:

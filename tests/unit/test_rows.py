@@ -157,3 +157,12 @@ async def test_nothing_is_trusted_while_the_generation_is_unknown(
         await rows.find(box.id)
         await rows.find(box.id)
     assert len(queries) == 2
+
+
+async def test_a_row_deleted_meanwhile_is_reported_missing_not_as_a_crash() -> None:
+    box = await _sandbox()
+    found = await rows.find(box.id)
+    assert found is not None
+    await Sandbox.objects.filter(pk=box.id).adelete()  # by another request or process
+    with pytest.raises(NotFound):
+        await lifecycle.sleep_sandbox(found, "pause")
