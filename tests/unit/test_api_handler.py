@@ -13,32 +13,12 @@ import pytest
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.contrib.auth.models import User
 
-from sandboxes import rows
 from sandboxes.api import asgi
 from sandboxes.api.asgi import ApiHandler
-from sandboxes.backends import get_backend
-from sandboxes.images import image_tag
 from sandboxes.models import ApiToken
 from tests.fakes import LocalAgentBackend
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def backend(settings: Any) -> AsyncIterator[LocalAgentBackend]:
-    settings.SANDBOX_BACKEND = "tests.fakes.LocalAgentBackend"
-    settings.SANDBOX_START_TIMEOUT = 2.0
-    settings.SANDBOX_IMAGE = "fake-image"
-    get_backend.cache_clear()
-    image_tag.cache_clear()
-    backend = get_backend()
-    assert isinstance(backend, LocalAgentBackend)
-    yield backend
-    for process in list(backend.processes.values()):
-        process.kill()
-    get_backend.cache_clear()
-    image_tag.cache_clear()
-    rows._rows.clear()
 
 
 @pytest.fixture

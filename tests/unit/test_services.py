@@ -4,38 +4,20 @@ agent as a local process)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth.models import User
 
 from sandboxes import lifecycle, policy
-from sandboxes.backends import get_backend
 from sandboxes.errors import Forbidden, NotFound, SandboxUnavailable
 from sandboxes.execs import ExecRequest, ExecResult, Text, exec_collect, text_events
-from sandboxes.images import image_tag
 from sandboxes.locks import KeyedLocks
 from sandboxes.models import Sandbox
 from tests.fakes import LocalAgentBackend
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def backend(settings: object) -> AsyncIterator[LocalAgentBackend]:
-    settings.SANDBOX_BACKEND = "tests.fakes.LocalAgentBackend"  # type: ignore[attr-defined]
-    settings.SANDBOX_START_TIMEOUT = 2.0  # type: ignore[attr-defined]
-    settings.SANDBOX_IMAGE = "fake-image"  # type: ignore[attr-defined]
-    get_backend.cache_clear()
-    image_tag.cache_clear()
-    backend = get_backend()
-    assert isinstance(backend, LocalAgentBackend)
-    yield backend
-    for process in list(backend.processes.values()):
-        process.kill()
-    get_backend.cache_clear()
-    image_tag.cache_clear()  # the real tag again for whoever asks next
 
 
 @pytest.fixture
