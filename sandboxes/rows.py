@@ -49,9 +49,7 @@ async def find(sandbox_id: str) -> Sandbox | None:
     generation = await coordinator().generation(ROWS)
     hit = _rows.get(sandbox_id)
     if hit is not None and hit[1] == generation and hit[0] > time.monotonic():
-        # JSON fields (env, limits, backend_state) are the caller's to change
-        values = [copy.deepcopy(v) if isinstance(v, dict | list) else v for v in hit[3]]
-        cached: Sandbox = Sandbox.from_db(hit[2], _FIELDS, values)
+        cached: Sandbox = Sandbox.from_db(hit[2], _FIELDS, _own(hit[3]))
         return cached
     sandbox = await Sandbox.objects.filter(pk=sandbox_id).afirst()
     if sandbox is None or generation is None:
@@ -59,9 +57,15 @@ async def find(sandbox_id: str) -> Sandbox | None:
         return sandbox
     if len(_rows) >= _MAX:
         _rows.clear()
-    values = [copy.deepcopy(getattr(sandbox, name)) for name in _FIELDS]
+    values = _own([getattr(sandbox, name) for name in _FIELDS])
     _rows[sandbox_id] = (time.monotonic() + TTL, generation, sandbox._state.db, values)
     return sandbox
+
+
+def _own(values: list[Any]) -> list[Any]:
+    """Copies of the JSON fields (env, limits, backend_state), which their holder may
+    change: the cache and each caller hold their own."""
+    return [copy.deepcopy(v) if isinstance(v, dict | list) else v for v in values]
 
 
 def note_activity(sandbox_id: str, when: datetime) -> None:
@@ -72,14 +76,9 @@ def note_activity(sandbox_id: str, when: datetime) -> None:
 
 
 def changed(using: str | None = None) -> None:
-    """Sandbox rows changed: once the change commits, every process reads them afresh."""
-    _rows.clear()
-    transaction.on_commit(_bump, using=using)
-
-
-def _bump() -> None:
-    _rows.clear()
-    coordinator().bump(ROWS)
+    """Sandbox rows changed: once the change commits, every process (this one too)
+    finds its copies under an older generation and reads them afresh."""
+    transaction.on_commit(lambda: coordinator().bump(ROWS), using=using)
 
 
 @receiver(post_save, sender=Sandbox)

@@ -30,7 +30,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from tests.bench.terminal import (
     _ws_echo_latencies,
     ready_terminal,
 )
-from tests.server import LiveServer, running_server
+from tests.server import LiveServer, free_port, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench-results"
@@ -445,9 +444,7 @@ def _daphne_alone(size: int) -> float:
     3, read by curl): the large-body floor of a preview served by Daphne."""
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "body_app.py").write_text(_BODY_APP)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         serve = "from ide.daphne_internals import command_line; command_line()"
         env = {**os.environ, "PYTHONPATH": f"{folder}:{ROOT}"}
         server = subprocess.Popen(
